@@ -1,0 +1,17 @@
+//! jes: a small, fast, secure mail server that takes over from the Java E-mail Server (JES).
+//!
+//! Data flows one way: `server` (listeners, tokio) drives the sans-IO protocol sessions in `smtp` and
+//! `pop3`; accepted mail goes to `store` (local mailboxes) and `queue` (the spool for remote
+//! recipients); `delivery` decides where a recipient's mail goes. `config` turns the JES files into
+//! typed settings and is the only module that reads configuration files. See ARCHITECTURE.md.
+
+pub mod address;
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod logging;
+pub mod pop3;
+pub mod queue;
+pub mod server;
+pub mod smtp;
+pub mod store;
