@@ -1,1 +1,204 @@
-fn main() {}
+//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`. Nothing else lives here.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use jes::config::{self, Config};
+
+#[derive(Parser)]
+#[command(name = "jes", version, about = "A small, fast, secure mail server: successor of the Java E-mail Server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server on a configuration directory (JES's `Mail DIR`; default: the current directory).
+    Serve {
+        dir: Option<PathBuf>,
+        /// Log only to the log file, not also to stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Create a sample configuration in DIR (default ./jes-demo/etc) if there is none, then serve it.
+    Demo { dir: Option<PathBuf> },
+    /// Write a commented sample configuration into DIR (refuses to overwrite).
+    Init {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2525)]
+        smtp_port: u16,
+        #[arg(long, default_value_t = 1100)]
+        pop3_port: u16,
+    },
+    /// Validate a configuration directory and print what the server would do, without starting it.
+    Check { dir: Option<PathBuf> },
+    /// Manage accounts in user.conf (passwords are read from a prompt or stdin, never arguments).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        /// Configuration directory (default: the current directory).
+        #[arg(long, short, global = true)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add an account.
+    Add { address: String },
+    /// Change an account's password.
+    Passwd { address: String },
+    /// Delete an account (its mailbox folder is kept).
+    Del { address: String },
+    /// List accounts.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { dir, quiet } => serve(dir.unwrap_or_else(|| PathBuf::from(".")), !quiet),
+        Command::Demo { dir } => demo(dir.unwrap_or_else(|| PathBuf::from("jes-demo/etc"))),
+        Command::Init {
+            dir,
+            smtp_port,
+            pop3_port,
+        } => init(&dir, smtp_port, pop3_port),
+        Command::Check { dir } => check(&dir.unwrap_or_else(|| PathBuf::from("."))),
+        Command::User { action, dir } => user(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("jes: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(dir: PathBuf, log_to_stderr: bool) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(jes::server::serve(jes::server::ServeOptions { dir, log_to_stderr }))
+        .map_err(|e| e.to_string())
+}
+
+fn demo(dir: PathBuf) -> Result<(), String> {
+    if !dir.join("mail.conf").exists() {
+        init(&dir, 2525, 1100)?;
+    }
+    let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+    eprintln!(
+        "jes demo: configuration and mail in {dir}\n\
+         \x20 send:  curl smtp://127.0.0.1:2525 --mail-from you@example.org --mail-rcpt trackstudio@127.0.0.1 -T message.txt\n\
+         \x20 read:  curl pop3://127.0.0.1:1100/1 -u 'trackstudio@127.0.0.1:secret'\n\
+         \x20 files: {dir}/users/trackstudio@127.0.0.1/ (mailbox), {dir}/smtp/ (queue), {log} (log)\n\
+         \x20 stop:  Ctrl-C",
+        dir = abs.display(),
+        log = abs.parent().map(|p| p.join("log/jes.log")).unwrap_or_default().display()
+    );
+    serve(dir, true)
+}
+
+fn init(dir: &Path, smtp_port: u16, pop3_port: u16) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    config::sample::write_sample(dir, smtp_port, pop3_port).map_err(|e| e.to_string())?;
+    println!(
+        "wrote mail.conf, user.conf and log.conf into {} (SMTP port {smtp_port}, POP3 port {pop3_port}); start it with: jes serve {}",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn check(dir: &Path) -> Result<(), String> {
+    let (config, warnings) = Config::load(dir).map_err(|e| e.to_string())?;
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    println!("configuration directory: {}", dir.display());
+    println!("{}", config.mail.summary());
+    println!("accounts: {}", config.users.accounts.len());
+    println!("forwards: {}", config.users.forwards.len());
+    println!("log: {} (level {:?})", config.log.file.display(), config.log.level);
+    println!("configuration OK");
+    Ok(())
+}
+
+fn user(action: UserAction, dir: &Path) -> Result<(), String> {
+    let path = dir.join("user.conf");
+    match action {
+        UserAction::Add { address } => {
+            let password = read_password(&format!("password for {address}: "))?;
+            config::users::add_user(&path, &address, &password).map_err(|e| e.to_string())?;
+            println!("added {address} to {}", path.display());
+        }
+        UserAction::Passwd { address } => {
+            let password = read_password(&format!("new password for {address}: "))?;
+            config::users::set_password(&path, &address, &password).map_err(|e| e.to_string())?;
+            println!("changed the password of {address}");
+        }
+        UserAction::Del { address } => {
+            config::users::delete_user(&path, &address).map_err(|e| e.to_string())?;
+            println!("deleted {address} (its mailbox folder is kept)");
+        }
+        UserAction::List => {
+            for address in config::users::list_users(&path).map_err(|e| e.to_string())? {
+                println!("{address}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a password from the terminal without echo, or one line from stdin when it is not a
+/// terminal (scripts: `echo pw | jes user add a@b`).
+fn read_password(prompt: &str) -> Result<String, String> {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    if terminal {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let echo = terminal.then(disable_echo).flatten();
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = echo {
+        restore_echo(saved);
+        eprintln!();
+    }
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(password)
+}
+
+fn disable_echo() -> Option<libc::termios> {
+    // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed termios that tcgetattr fills.
+    unsafe {
+        let mut term: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(libc::STDIN_FILENO, &mut term) != 0 {
+            return None;
+        }
+        let saved = term;
+        term.c_lflag &= !libc::ECHO;
+        libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &term);
+        Some(saved)
+    }
+}
+
+fn restore_echo(saved: libc::termios) {
+    // SAFETY: restores the settings tcgetattr returned.
+    unsafe {
+        libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
+    }
+}

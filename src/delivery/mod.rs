@@ -1,1 +1,142 @@
+//! Routing: who may send to whom, and where each recipient's copy goes.
+//!
+//! Decided at RCPT time so that an unknown local user is refused up front (JES accepted and
+//! bounced later). The same expansion runs again when the message is stored, against the
+//! configuration of that moment, so a recipient always lands in exactly one of: a local mailbox,
+//! or the queue for remote delivery. Forwards expand breadth-first with de-duplication and a
+//! depth limit; an address in its own `forwardAddresses` keeps a copy in its own mailbox.
 
+use std::collections::HashSet;
+
+use crate::address::{canonical, domain_of, local_part, mailbox_dir_name};
+use crate::config::Config;
+use crate::smtp::RcptDecision;
+
+/// How deep forwards may chain before the rest is dropped (with a log line).
+pub const MAX_FORWARD_DEPTH: usize = 8;
+
+/// Where one copy of a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// The mailbox `users/<address>/`.
+    Local(String),
+    /// The queue, for delivery to another server.
+    Remote(String),
+}
+
+/// What the server knows about the client when it asks for a recipient.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientRights {
+    /// `relay.ipaddresses`, POP-before-SMTP, or (later) SMTP AUTH.
+    pub may_relay: bool,
+}
+
+/// The RCPT decision for `rcpt` from `sender`.
+pub fn decide(config: &Config, rights: ClientRights, sender: &str, rcpt: &str) -> RcptDecision {
+    let routes = expand(config, rcpt);
+    if routes.is_empty() {
+        return RcptDecision::UnknownUser;
+    }
+    if let [Route::Remote(addr)] = routes.as_slice() {
+        if addr == &canonical(rcpt) && !rights.may_relay && !config.mail.relay_sender_allowed(sender)
+        {
+            return RcptDecision::RelayDenied;
+        }
+    }
+    for route in &routes {
+        if let Route::Local(mailbox) = route {
+            if let Err(e) = mailbox_dir_name(mailbox) {
+                return RcptDecision::BadAddress(format!("<{rcpt}>: {e}"));
+            }
+        }
+    }
+    RcptDecision::Accept
+}
+
+/// Whether `domain` is ours (`domains`).
+pub fn is_local(config: &Config, addr: &str) -> bool {
+    match domain_of(addr) {
+        Some(domain) => config.mail.is_local_domain(&domain),
+        None => true, // a bare `postmaster`
+    }
+}
+
+/// Expands one recipient into its routes. Empty means "no such local user".
+pub fn expand(config: &Config, rcpt: &str) -> Vec<Route> {
+    let mut routes = Vec::new();
+    let mut seen_routes = HashSet::new();
+    let mut visited = HashSet::new();
+    let mut frontier = vec![canonical(rcpt)];
+    for _depth in 0..MAX_FORWARD_DEPTH {
+        let mut next = Vec::new();
+        for addr in frontier.drain(..) {
+            if !visited.insert(addr.clone()) {
+                continue;
+            }
+            for route in resolve_one(config, &addr, &mut next) {
+                if seen_routes.insert(route.clone()) {
+                    routes.push(route);
+                }
+            }
+        }
+        if next.is_empty() {
+            return routes;
+        }
+        frontier = next;
+    }
+    if !frontier.is_empty() {
+        tracing::warn!(recipient = rcpt, "forwards nest deeper than {MAX_FORWARD_DEPTH} levels; the rest is dropped");
+    }
+    routes
+}
+
+/// Routes for one address without following forwards; forward targets go to `next`.
+fn resolve_one(config: &Config, addr: &str, next: &mut Vec<String>) -> Vec<Route> {
+    if !is_local(config, addr) {
+        return vec![Route::Remote(addr.to_string())];
+    }
+    if let Some(targets) = config.users.forwards(addr) {
+        let mut keep_here = false;
+        for target in targets {
+            let target = canonical(target);
+            if target == addr {
+                keep_here = true;
+            } else {
+                next.push(target);
+            }
+        }
+        return if keep_here { vec![Route::Local(addr.to_string())] } else { Vec::new() };
+    }
+    if config.users.exists(addr) {
+        return vec![Route::Local(addr.to_string())];
+    }
+    if let Some(catch_all) = &config.mail.default_user {
+        return vec![Route::Local(canonical(catch_all))];
+    }
+    if local_part(addr) == "postmaster" {
+        // RFC 5321 §4.5.1: postmaster must always be accepted.
+        let domain = domain_of(addr).unwrap_or_else(|| config.mail.domains.first().cloned().unwrap_or_default());
+        return vec![Route::Local(format!("postmaster@{domain}"))];
+    }
+    Vec::new()
+}
+
+/// Splits the recipients of an accepted message into local mailboxes and remote addresses, each
+/// once.
+pub fn split(config: &Config, recipients: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    let mut seen = HashSet::new();
+    for rcpt in recipients {
+        for route in expand(config, rcpt) {
+            if !seen.insert(route.clone()) {
+                continue;
+            }
+            match route {
+                Route::Local(m) => local.push(m),
+                Route::Remote(r) => remote.push(r),
+            }
+        }
+    }
+    (local, remote)
+}

@@ -1,0 +1,182 @@
+//! The tokio driver of one POP3 session: feeds `pop3::Session`, checks passwords on the bounded
+//! pool, opens (and so locks) the mailbox, reads messages and performs deletions at QUIT. The
+//! mailbox lock is the `Mailbox` value itself: it is released when this task ends, however it ends,
+//! and a dropped connection deletes nothing.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::{normalize_ip, Shared};
+use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
+use crate::store::{Mailbox, OpenError};
+
+/// RFC 1939 §3: an idle client is logged out after at least 10 minutes.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let ip = normalize_ip(peer.ip());
+    let session_id = shared.session_id();
+    let mut session = Session::new(SessionParams {
+        hostname: shared.config().mail.hostname.clone(),
+        session_id: session_id.clone(),
+        client_ip: ip,
+    });
+    let (mut reader, writer) = stream.into_split();
+    let mut writer = BufWriter::new(writer);
+    if writer.write_all(&session.greeting()).await.is_err() {
+        return;
+    }
+    let mut mailbox: Option<Arc<Mailbox>> = None;
+    let mut user = String::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut pending: VecDeque<Output> = VecDeque::new();
+    let mut out = Vec::new();
+    loop {
+        loop {
+            let consumed = session.receive(&buf, &mut out);
+            buf.drain(..consumed);
+            pending.extend(out.drain(..));
+            let acted = !pending.is_empty();
+            while let Some(output) = pending.pop_front() {
+                match output {
+                    Output::Reply(bytes) => {
+                        if writer.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    Output::CheckLogin { user: name, password } => {
+                        let ok = shared.check_password(&name, &password).await;
+                        if ok {
+                            user = name;
+                        } else {
+                            tracing::warn!(session = %session_id, client = %ip, user = %name, "POP3 login failed");
+                        }
+                        session.login_checked(ok, &mut out);
+                    }
+                    Output::OpenMailbox { user: name } => {
+                        let result = open(&shared, &name).await;
+                        let reply = match result {
+                            Ok(m) => {
+                                let listings = m
+                                    .messages
+                                    .iter()
+                                    .map(|info| Listing {
+                                        uid: info.uid.clone(),
+                                        size: info.size,
+                                    })
+                                    .collect();
+                                tracing::info!(
+                                    session = %session_id, client = %ip, user = %name,
+                                    messages = m.messages.len(), "POP3 login"
+                                );
+                                shared.note_pop_login(ip);
+                                mailbox = Some(Arc::new(m));
+                                Ok(listings)
+                            }
+                            Err(OpenError::InUse) => {
+                                tracing::info!(session = %session_id, client = %ip, user = %name, "POP3 mailbox in use");
+                                Err(OpenFailure::InUse)
+                            }
+                            Err(e) => {
+                                tracing::error!(session = %session_id, user = %name, "cannot open mailbox: {e}");
+                                Err(OpenFailure::Temporary("mailbox unavailable, try again later".into()))
+                            }
+                        };
+                        session.mailbox_opened(reply, &mut out);
+                    }
+                    Output::Retrieve { index, top: _ } => {
+                        let read = match mailbox.clone() {
+                            Some(m) => tokio::task::spawn_blocking(move || m.read(index))
+                                .await
+                                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))),
+                            None => Err(std::io::Error::other("no mailbox open")),
+                        };
+                        if let Err(e) = &read {
+                            tracing::error!(session = %session_id, user = %user, "cannot read message {}: {e}", index + 1);
+                        }
+                        session.retrieved(read, &mut out);
+                    }
+                    Output::Commit { deleted } => {
+                        let result = match mailbox.clone() {
+                            Some(m) => {
+                                let uids: Vec<String> =
+                                    deleted.iter().filter_map(|i| m.messages.get(*i)).map(|i| i.uid.clone()).collect();
+                                let indices = deleted.clone();
+                                let done = tokio::task::spawn_blocking(move || m.delete(&indices))
+                                    .await
+                                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                                match done {
+                                    Ok(()) => {
+                                        if !uids.is_empty() {
+                                            tracing::info!(
+                                                session = %session_id, client = %ip, user = %user,
+                                                deleted = uids.len(), uids = %uids.join(","), "POP3 messages deleted"
+                                            );
+                                        }
+                                        Ok(())
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(session = %session_id, user = %user, "cannot delete messages: {e}");
+                                        Err(e.to_string())
+                                    }
+                                }
+                            }
+                            None => Ok(()),
+                        };
+                        session.committed(result, &mut out);
+                    }
+                    Output::Close => {
+                        let _ = writer.flush().await;
+                        let _ = writer.shutdown().await;
+                        return;
+                    }
+                }
+                pending.extend(out.drain(..));
+            }
+            if consumed == 0 && !acted {
+                break;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, reader.read(&mut chunk)) => r,
+            _ = stop.changed(), if !*stop.borrow() => {
+                // Shutting down: a session that is not in the middle of something ends now,
+                // deleting nothing (as a dropped connection would).
+                if buf.is_empty() {
+                    let _ = writer.write_all(b"-ERR [SYS/TEMP] server shutting down\r\n").await;
+                    let _ = writer.flush().await;
+                    return;
+                }
+                continue;
+            }
+        };
+        match read {
+            Err(_elapsed) => {
+                tracing::info!(session = %session_id, client = %ip, "POP3 idle timeout");
+                let _ = writer.write_all(&session.timeout_reply()).await;
+                let _ = writer.flush().await;
+                return;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn open(shared: &Arc<Shared>, user: &str) -> Result<Mailbox, OpenError> {
+    let shared = shared.clone();
+    let user = user.to_string();
+    tokio::task::spawn_blocking(move || shared.store.open(&user))
+        .await
+        .unwrap_or_else(|e| Err(OpenError::Io(std::io::Error::other(e.to_string()))))
+}

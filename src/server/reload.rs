@@ -1,0 +1,122 @@
+//! Configuration reload: `mail.conf`, `user.conf` and `log.conf` are re-read when they change
+//! (checked every two seconds by modification time and size: cheaper and more robust than inotify
+//! across editors that replace files) and on SIGHUP, which also reopens the log file. A file that
+//! no longer parses leaves the running configuration in place, with an error in the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use super::Shared;
+use crate::auth::StoredPassword;
+use crate::config::Config;
+use crate::logging::LogHandle;
+
+const POLL: Duration = Duration::from_secs(2);
+const FILES: [&str; 3] = ["mail.conf", "user.conf", "log.conf"];
+
+type Stamp = Vec<Option<(SystemTime, u64)>>;
+
+fn stamp(dir: &Path) -> Stamp {
+    FILES
+        .iter()
+        .map(|f| {
+            std::fs::metadata(dir.join(f))
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+/// Replaces plaintext passwords in `user.conf` by salted hashes, keeping comments and order.
+/// A read-only file is left alone: plaintext passwords keep working.
+pub fn upgrade_passwords(config: &Config) {
+    let plain = config
+        .users
+        .accounts
+        .values()
+        .filter(|p| matches!(p, StoredPassword::Plain(_)))
+        .count();
+    if plain == 0 {
+        return;
+    }
+    let path = config.dir.join("user.conf");
+    match crate::config::users::upgrade_plaintext(&path) {
+        Ok(n) => tracing::info!("{}: replaced {n} plaintext passwords by argon2id hashes", path.display()),
+        Err(e) => tracing::warn!(
+            "{}: {plain} passwords are stored in plaintext and cannot be hashed ({e}); they still work",
+            path.display()
+        ),
+    }
+}
+
+fn reload(shared: &Shared, log: &LogHandle, dir: &PathBuf, reopen_log: bool) {
+    match Config::load(dir) {
+        Ok((config, warnings)) => {
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            let log_changed = {
+                let old = shared.config();
+                old.log.file != config.log.file
+                    || old.log.level != config.log.level
+                    || old.log.max_file_size != config.log.max_file_size
+                    || old.log.max_backups != config.log.max_backups
+            };
+            if reopen_log || log_changed {
+                if let Err(e) = log.apply(&config.log) {
+                    tracing::error!("cannot reopen the log file {}: {e}", config.log.file.display());
+                }
+            }
+            upgrade_passwords(&config);
+            tracing::info!(
+                "configuration reloaded: {} accounts, local domains {}",
+                config.users.accounts.len(),
+                config.mail.domains.join(", ")
+            );
+            shared.set_config(config);
+        }
+        Err(e) => tracing::error!("configuration not reloaded, the running one stays: {e}"),
+    }
+}
+
+/// Watches the configuration files and SIGHUP until `stop`.
+pub async fn watch(shared: Arc<Shared>, log: LogHandle, dir: PathBuf, mut stop: watch::Receiver<bool>) {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("SIGHUP will not reload the configuration: {e}");
+            None
+        }
+    };
+    let mut last = stamp(&dir);
+    let mut ticker = tokio::time::interval(POLL);
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = hangup => {
+                tracing::info!("SIGHUP: reloading the configuration and reopening the log");
+                last = stamp(&dir);
+                reload(&shared, &log, &dir, true);
+            }
+            _ = ticker.tick() => {
+                let now = stamp(&dir);
+                if now != last {
+                    last = now;
+                    reload(&shared, &log, &dir, false);
+                    // The password upgrade may have rewritten user.conf; don't reload for that.
+                    last = stamp(&dir);
+                }
+            }
+        }
+    }
+}

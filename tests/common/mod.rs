@@ -1,0 +1,256 @@
+//! Test harness: starts the real `jes` binary on free loopback ports in a temporary configuration
+//! directory, and runs independent clients (Python's smtplib/poplib, curl) against it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn jes_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_jes")
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A running jes with its folder `<tmp>/jes/etc` and log `<tmp>/jes/log/jes.log`.
+pub struct Server {
+    pub root: tempfile::TempDir,
+    pub etc: PathBuf,
+    pub smtp_port: u16,
+    pub pop3_port: u16,
+    child: Option<Child>,
+}
+
+pub const DEFAULT_USERS: &str = "user.trackstudio@127.0.0.1=secret\nuser.analyst@localhost=password\n";
+
+impl Server {
+    /// A server with the usual TrackStudio-like settings plus `extra` lines in mail.conf.
+    pub fn start(extra: &str, users: &str) -> Server {
+        let server = Server::prepare(extra, users);
+        server.launch()
+    }
+
+    /// Writes the configuration without starting (to add files first).
+    pub fn prepare(extra: &str, users: &str) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        let etc = root.path().join("jes/etc");
+        std::fs::create_dir_all(&etc).expect("mkdir etc");
+        let smtp_port = free_port();
+        let pop3_port = free_port();
+        let mail_conf = format!(
+            "listen.address=127.0.0.1\nsmtpport={smtp_port}\npop3port={pop3_port}\n\
+             domains=localhost,127.0.0.1\nrelay.ipaddresses=127.0.0.1\nhostname=jes.test\n{extra}\n"
+        );
+        std::fs::write(etc.join("mail.conf"), mail_conf).expect("write mail.conf");
+        std::fs::write(etc.join("user.conf"), users).expect("write user.conf");
+        std::fs::write(etc.join("log.conf"), "log4j.rootCategory=debug, R\n").expect("write log.conf");
+        Server {
+            root,
+            etc,
+            smtp_port,
+            pop3_port,
+            child: None,
+        }
+    }
+
+    pub fn launch(mut self) -> Server {
+        self.spawn();
+        self
+    }
+
+    pub fn spawn(&mut self) {
+        let child = Command::new(jes_bin())
+            .arg("serve")
+            .arg(&self.etc)
+            .arg("--quiet")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start jes");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("jes exited at start ({status}): {err}");
+                }
+            }
+            if TcpStream::connect(("127.0.0.1", self.smtp_port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.pop3_port)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("jes did not start listening within 20 s");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+        assert!(status.map(|s| s.success()).unwrap_or(false), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return status.success();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("jes did not exit within {within:?}");
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn mailbox(&self, addr: &str) -> PathBuf {
+        self.etc.join("users").join(addr)
+    }
+
+    /// The `pop*.jmsg` files of a mailbox.
+    pub fn mailbox_files(&self, addr: &str) -> Vec<PathBuf> {
+        list_matching(&self.mailbox(addr), "pop", ".jmsg")
+    }
+
+    pub fn queue_files(&self) -> Vec<PathBuf> {
+        list_matching(&self.etc.join("smtp"), "smtp", ".ser")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("jes/log/jes.log")).unwrap_or_default()
+    }
+
+    /// Runs `tests/py/<script>` with the server's ports in the environment.
+    pub fn python(&self, script: &str, args: &[&str]) -> Output {
+        let out = Command::new("python3")
+            .arg(repo_path(&format!("tests/py/{script}")))
+            .args(args)
+            .env("JES_SMTP_PORT", self.smtp_port.to_string())
+            .env("JES_POP3_PORT", self.pop3_port.to_string())
+            .env("JES_ETC", &self.etc)
+            .output()
+            .expect("run python3");
+        out
+    }
+
+    /// Like `python`, asserting success and returning stdout.
+    pub fn python_ok(&self, script: &str, args: &[&str]) -> String {
+        let out = self.python(script, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{script} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        stdout
+    }
+
+    /// A raw SMTP/POP3 conversation helper: connect and read the greeting.
+    pub fn connect(&self, port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut raw = Raw {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            stream,
+        };
+        let greeting = raw.line();
+        assert!(greeting.starts_with("220") || greeting.starts_with("+OK"), "greeting: {greeting}");
+        raw
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn list_matching(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    name.starts_with(prefix) && name.ends_with(suffix)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// A line-oriented raw connection.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read a line");
+        line
+    }
+
+    /// Reads one SMTP reply (all its lines) and returns it.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let line = self.line();
+            if line.is_empty() {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    /// Sends a command and returns the reply.
+    pub fn cmd(&mut self, command: &str) -> String {
+        self.send(format!("{command}\r\n").as_bytes());
+        self.reply()
+    }
+}
