@@ -15,7 +15,9 @@ mod size;
 mod tests;
 
 pub use fsutil::is_full;
-pub(crate) use fsutil::{create_temp, ensure_dir, fsync_dir, remove_if_exists, unique_stem};
+pub(crate) use fsutil::{
+    create_temp, ensure_dir, fsync_dir, now_ms, remove_if_exists, unique_stem, TEMP_PREFIX,
+};
 pub use size::{pop3_size, SizeCounter};
 
 use std::collections::{HashMap, HashSet};
