@@ -162,7 +162,7 @@ impl QueueStore {
         };
         self.check(&msg, &self.dir)?;
         let bytes = format(&msg);
-        self.write_atomic(&bytes, write, || {
+        self.write_atomic(&bytes, true, write, || {
             // A fresh name that does not exist yet (the stem is unique in this process; the check
             // guards against a clock set back since an earlier run).
             loop {
@@ -191,7 +191,7 @@ impl QueueStore {
             return Err(QueueError::invalid(&path, format!("bad id {:?}", msg.id)));
         }
         self.check(msg, &path)?;
-        self.write_atomic(&format(msg), write, || path.clone())
+        self.write_atomic(&format(msg), false, write, || path.clone())
     }
 
     /// Refuses what cannot be written faithfully: no recipients, control characters in addresses.
@@ -207,10 +207,11 @@ impl QueueStore {
     }
 
     /// Temp file, write, fsync, rename to the path `final_path` picks, fsync the directory. On any
-    /// error the temporary file is removed.
+    /// error the temporary file is removed, and so is the final one if `new_file` (see below).
     fn write_atomic<W, P>(
         &self,
         bytes: &[u8],
+        new_file: bool,
         mut write: W,
         final_path: P,
     ) -> Result<(), QueueError>
@@ -220,15 +221,23 @@ impl QueueStore {
     {
         ensure_dir(&self.dir).map_err(|e| QueueError::io(e, &self.dir))?;
         let (temp, mut file) = create_temp(&self.dir).map_err(|e| QueueError::io(e, &self.dir))?;
+        let mut renamed = None;
         let result = (|| {
             write(&mut file, bytes).map_err(|e| QueueError::io(e, &temp))?;
             file.sync_all().map_err(|e| QueueError::io(e, &temp))?;
             let path = final_path();
             std::fs::rename(&temp, &path).map_err(|e| QueueError::io(e, &path))?;
+            renamed = Some(path);
             fsync_dir(&self.dir).map_err(|e| QueueError::io(e, &self.dir))
         })();
         if result.is_err() {
             let _ = remove_if_exists(&temp);
+            // A new file whose rename may not be durable is withdrawn: the sender was not told 250
+            // and will retry, so keeping it would duplicate the mail. A rewritten file stays: it is
+            // the only copy of mail already acknowledged.
+            if let (Some(path), true) = (renamed, new_file) {
+                let _ = remove_if_exists(&path);
+            }
         }
         result
     }
@@ -273,7 +282,10 @@ impl QueueStore {
             return Err(QueueError::invalid(&path, format!("bad id {id:?}")));
         }
         remove_if_exists(&path).map_err(|e| QueueError::io(e, &path))?;
-        fsync_dir(&self.dir).map_err(|e| QueueError::io(e, &self.dir))
+        match fsync_dir(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(QueueError::io(e, &self.dir)),
+            _ => Ok(()),
+        }
     }
 
     /// Removes temporary files left by a crash during a write. Call at start-up only, before any
