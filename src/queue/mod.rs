@@ -1,7 +1,22 @@
 //! The spool `smtp/`: one plain-text file per accepted message for remote recipients.
-//! (Skeleton: the store helper fills this in.)
+//!
+//! Files keep JES's name pattern `smtp<digits>.ser` so an administrator finds the queue where JES
+//! kept it, and JES's own 1.0 files are read as they are, so a JES queue carries over. What jes
+//! writes is its own readable format (see `format`), into which a JES file is converted on its first
+//! update. Every write is temp file, fsync, rename, fsync of the directory: `enqueue` returning Ok is
+//! what allows the SMTP server to answer 250, and a full disk leaves no partial file behind.
 
-use std::path::PathBuf;
+mod format;
+#[cfg(test)]
+mod tests;
+
+pub use format::{format, parse, ParseError, JES_QUEUE_V1, JES_V1};
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::store::{create_temp, ensure_dir, fsync_dir, is_full, remove_if_exists, unique_stem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecipientState {
@@ -49,6 +64,38 @@ pub enum QueueError {
     },
 }
 
+impl QueueError {
+    fn io(source: io::Error, path: &Path) -> Self {
+        if is_full(&source) {
+            let msg = format!("{}: {source}", path.display());
+            QueueError::Full(io::Error::new(source.kind(), msg))
+        } else {
+            QueueError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
+    fn invalid(path: &Path, reason: String) -> Self {
+        QueueError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, reason),
+        }
+    }
+}
+
+/// The id of a queue file name `smtp<digits>.ser`.
+fn id_of(name: &str) -> Option<&str> {
+    let id = name.strip_prefix("smtp")?.strip_suffix(".ser")?;
+    valid_id(id).then_some(id)
+}
+
+/// Ids are digits only, so an id can never name a file outside the queue.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[derive(Debug)]
 pub struct QueueStore {
     dir: PathBuf,
@@ -59,20 +106,211 @@ impl QueueStore {
         QueueStore { dir }
     }
 
+    /// The queue directory (`smtp/`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of queue entry `id`.
+    pub fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("smtp{id}.ser"))
+    }
+
     /// Writes a new queue file durably (temp name, fsync, rename, fsync dir); returns its id.
+    /// `sender` may be bare or in angle brackets; empty or `<>` is the null sender. Every recipient
+    /// starts `pending`; received and next attempt are now, attempts 0.
     pub fn enqueue(
         &self,
         sender: &str,
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, QueueError> {
-        let _ = (sender, recipients, message, &self.dir);
-        todo!()
+        self.enqueue_with(sender, recipients, message, |f, b| f.write_all(b))
+    }
+
+    fn enqueue_with<W>(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+        write: W,
+    ) -> Result<String, QueueError>
+    where
+        W: FnMut(&mut File, &[u8]) -> io::Result<()>,
+    {
+        let sender = sender.trim();
+        let sender = sender
+            .strip_prefix('<')
+            .and_then(|s| s.strip_suffix('>'))
+            .unwrap_or(sender);
+        let now = crate::store::now_ms();
+        let mut msg = QueuedMessage {
+            id: String::new(),
+            sender: sender.to_string(),
+            recipients: recipients
+                .iter()
+                .map(|r| QueueRecipient {
+                    address: r.trim().to_string(),
+                    state: RecipientState::Pending,
+                    last_error: None,
+                })
+                .collect(),
+            received_ms: now,
+            next_attempt_ms: now,
+            attempts: 0,
+            message: message.to_vec(),
+        };
+        self.check(&msg, &self.dir)?;
+        let bytes = format(&msg);
+        self.write_atomic(&bytes, true, write, || {
+            // A fresh name that does not exist yet (the stem is unique in this process; the check
+            // guards against a clock set back since an earlier run).
+            loop {
+                let id = unique_stem();
+                let path = self.path_of(&id);
+                if std::fs::symlink_metadata(&path).is_err() {
+                    msg.id = id;
+                    return path;
+                }
+            }
+        })?;
+        Ok(msg.id)
+    }
+
+    /// Rewrites queue entry `msg.id` atomically in jes's format (a JES 1.0 file becomes a jes file).
+    pub fn save(&self, msg: &QueuedMessage) -> Result<(), QueueError> {
+        self.save_with(msg, |f, b| f.write_all(b))
+    }
+
+    fn save_with<W>(&self, msg: &QueuedMessage, write: W) -> Result<(), QueueError>
+    where
+        W: FnMut(&mut File, &[u8]) -> io::Result<()>,
+    {
+        let path = self.path_of(&msg.id);
+        if !valid_id(&msg.id) {
+            return Err(QueueError::invalid(&path, format!("bad id {:?}", msg.id)));
+        }
+        self.check(msg, &path)?;
+        self.write_atomic(&format(msg), false, write, || path.clone())
+    }
+
+    /// Refuses what cannot be written faithfully: no recipients, control characters in addresses.
+    fn check(&self, msg: &QueuedMessage, path: &Path) -> Result<(), QueueError> {
+        if msg.recipients.is_empty() {
+            return Err(QueueError::invalid(path, "no recipients".into()));
+        }
+        format::check_address(&msg.sender, true).map_err(|r| QueueError::invalid(path, r))?;
+        for r in &msg.recipients {
+            format::check_address(&r.address, false).map_err(|r| QueueError::invalid(path, r))?;
+        }
+        Ok(())
+    }
+
+    /// Temp file, write, fsync, rename to the path `final_path` picks, fsync the directory. On any
+    /// error the temporary file is removed, and so is the final one if `new_file` (see below).
+    fn write_atomic<W, P>(
+        &self,
+        bytes: &[u8],
+        new_file: bool,
+        mut write: W,
+        final_path: P,
+    ) -> Result<(), QueueError>
+    where
+        W: FnMut(&mut File, &[u8]) -> io::Result<()>,
+        P: FnOnce() -> PathBuf,
+    {
+        ensure_dir(&self.dir).map_err(|e| QueueError::io(e, &self.dir))?;
+        let (temp, mut file) = create_temp(&self.dir).map_err(|e| QueueError::io(e, &self.dir))?;
+        let mut renamed = None;
+        let result = (|| {
+            write(&mut file, bytes).map_err(|e| QueueError::io(e, &temp))?;
+            file.sync_all().map_err(|e| QueueError::io(e, &temp))?;
+            let path = final_path();
+            std::fs::rename(&temp, &path).map_err(|e| QueueError::io(e, &path))?;
+            renamed = Some(path);
+            fsync_dir(&self.dir).map_err(|e| QueueError::io(e, &self.dir))
+        })();
+        if result.is_err() {
+            let _ = remove_if_exists(&temp);
+            // A new file whose rename may not be durable is withdrawn: the sender was not told 250
+            // and will retry, so keeping it would duplicate the mail. A rewritten file stays: it is
+            // the only copy of mail already acknowledged.
+            if let (Some(path), true) = (renamed, new_file) {
+                let _ = remove_if_exists(&path);
+            }
+        }
+        result
     }
 
     /// Reads a queue file by id, in either format (JES 1.0 `.ser`, or jes's own).
     pub fn load(&self, id: &str) -> Result<QueuedMessage, QueueError> {
-        let _ = id;
-        todo!()
+        let path = self.path_of(id);
+        if !valid_id(id) {
+            return Err(QueueError::invalid(&path, format!("bad id {id:?}")));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| QueueError::io(e, &path))?;
+        parse(id, &bytes).map_err(|e| QueueError::Format {
+            path,
+            line: e.line,
+            reason: e.reason,
+        })
+    }
+
+    /// The ids of all queue files, sorted; temporary and unknown files are skipped. A missing
+    /// directory is an empty queue.
+    pub fn list_ids(&self) -> io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if let Some(id) = entry.file_name().to_str().and_then(id_of) {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes queue entry `id` durably (unlink, fsync the directory); one already gone is fine.
+    pub fn remove(&self, id: &str) -> Result<(), QueueError> {
+        let path = self.path_of(id);
+        if !valid_id(id) {
+            return Err(QueueError::invalid(&path, format!("bad id {id:?}")));
+        }
+        remove_if_exists(&path).map_err(|e| QueueError::io(e, &path))?;
+        match fsync_dir(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(QueueError::io(e, &self.dir)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes temporary files left by a crash during a write. Call at start-up only, before any
+    /// enqueue, since a write in progress also has a temporary file. Returns how many were removed.
+    pub fn remove_stale_temp_files(&self) -> io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for entry in entries {
+            let entry = entry?;
+            let is_temp = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|s| s.starts_with(crate::store::TEMP_PREFIX));
+            if is_temp && entry.file_type()?.is_file() {
+                remove_if_exists(&entry.path())?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(n)
     }
 }

@@ -1,7 +1,33 @@
-//! Local mailboxes under `users/ADDR/`, one `popNNNN.jmsg` file per message.
-//! (Skeleton: the store helper fills this in.)
+//! Local mailboxes under `users/ADDR/`, one `popNNNN.jmsg` file per message, readable by JES and jes.
+//!
+//! A message is a plain file so that a JES installation carries over unchanged and an administrator
+//! can look at the mail with `cat`. Files hold the wire form (CRLF, still dot-stuffed), exactly as JES
+//! stored it, so RETR streams a file as it is. jes-written names carry the POP3 size
+//! (`pop<stem>,S=<size>.jmsg`) so that a login lists a big mailbox from the directory alone; JES's
+//! own files (`pop<digits>.jmsg`) are read once and their size cached by path, length and mtime.
+//! Delivery writes under a temporary name no reader lists and renames, so a POP3 client never sees
+//! half a message, and a full disk leaves nothing behind. One POP3 session per mailbox is enforced
+//! in-process: jes is the only server of its mail root.
 
-use std::path::PathBuf;
+mod fsutil;
+mod size;
+#[cfg(test)]
+mod tests;
+
+pub use fsutil::is_full;
+pub(crate) use fsutil::{
+    create_temp, ensure_dir, fsync_dir, now_ms, remove_if_exists, unique_stem, TEMP_PREFIX,
+};
+pub use size::{pop3_size, SizeCounter};
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use fsutil::with_path;
 
 /// One message in a mailbox as POP3 sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,35 +60,225 @@ pub enum DeliverError {
     Io(std::io::Error),
 }
 
+impl DeliverError {
+    fn from_io(err: io::Error, what: &str, path: &Path) -> Self {
+        let full = is_full(&err);
+        let err = with_path(err, what, path);
+        if full {
+            DeliverError::Full(err)
+        } else {
+            DeliverError::Io(err)
+        }
+    }
+}
+
+/// Size of a JES-written file, valid while the file keeps this length and mtime.
+#[derive(Debug, Clone)]
+struct CachedSize {
+    len: u64,
+    mtime: Option<SystemTime>,
+    size: u64,
+}
+
+/// State shared by the store and every open mailbox.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Directory names of the mailboxes that have a session open.
+    locks: Mutex<HashSet<String>>,
+    /// Per mailbox directory name, per file name: sizes of files whose name does not carry one.
+    sizes: Mutex<HashMap<String, HashMap<String, CachedSize>>>,
+}
+
+/// Locks a mutex even if a panicking thread poisoned it: the data (a set, a cache) stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The mailboxes of one configuration directory.
 #[derive(Debug)]
 pub struct MailStore {
     users_dir: PathBuf,
+    shared: Arc<Shared>,
+}
+
+/// A message written under its temporary name, not yet visible.
+struct Pending {
+    dir: PathBuf,
+    temp: PathBuf,
+    file: Option<File>,
+    size: u64,
+    /// Set once renamed.
+    final_path: Option<PathBuf>,
+    uid: String,
 }
 
 impl MailStore {
     pub fn new(users_dir: PathBuf) -> Self {
-        MailStore { users_dir }
+        MailStore {
+            users_dir,
+            shared: Arc::default(),
+        }
+    }
+
+    /// The directory holding the mailboxes (`users/`).
+    pub fn users_dir(&self) -> &Path {
+        &self.users_dir
     }
 
     /// Delivers `message` (wire form: CRLF line ends, still dot-stuffed, no terminating dot) into
     /// each mailbox of `mailboxes`, each file starting with `X-DeliveredTo: <mailbox>` and
     /// `Return-Path: <return_path>`. Durable when it returns Ok (files and directories fsynced).
     /// Returns the new UIDs in the same order.
+    ///
+    /// All or nothing: on any error every file written so far is removed again, so the sender's
+    /// retry does not duplicate mail. `return_path` may be given bare or in angle brackets; empty
+    /// or `<>` is the null sender.
     pub fn deliver(
         &self,
         mailboxes: &[String],
         return_path: &str,
         message: &[u8],
     ) -> Result<Vec<String>, DeliverError> {
-        let _ = (mailboxes, return_path, message, &self.users_dir);
-        todo!()
+        self.deliver_with(mailboxes, return_path, message, |f, bytes| {
+            f.write_all(bytes)
+        })
+    }
+
+    /// `deliver` with the writing of the message body injectable, so tests can simulate a full disk.
+    fn deliver_with<W>(
+        &self,
+        mailboxes: &[String],
+        return_path: &str,
+        message: &[u8],
+        mut write_body: W,
+    ) -> Result<Vec<String>, DeliverError>
+    where
+        W: FnMut(&mut File, &[u8]) -> io::Result<()>,
+    {
+        let rp = return_path.trim();
+        let rp = rp
+            .strip_prefix('<')
+            .and_then(|s| s.strip_suffix('>'))
+            .unwrap_or(rp);
+        if rp.chars().any(|c| c.is_control()) {
+            return Err(DeliverError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "return path contains a control character",
+            )));
+        }
+        // Refuse every unsafe name before anything touches the disk.
+        let mut targets = Vec::with_capacity(mailboxes.len());
+        for mb in mailboxes {
+            let dir = self.users_dir.join(crate::address::mailbox_dir_name(mb)?);
+            targets.push((mb.trim(), dir));
+        }
+
+        let mut pending: Vec<Pending> = Vec::with_capacity(targets.len());
+        let result = (|| {
+            for (mb, dir) in &targets {
+                let header = format!("X-DeliveredTo: {mb}\r\nReturn-Path: <{rp}>\r\n");
+                ensure_dir(dir)
+                    .map_err(|e| DeliverError::from_io(e, "cannot create mailbox", dir))?;
+                let (temp, mut file) = create_temp(dir)
+                    .map_err(|e| DeliverError::from_io(e, "cannot create a file in", dir))?;
+                let mut counter = SizeCounter::new();
+                counter.feed(header.as_bytes());
+                counter.feed(message);
+                pending.push(Pending {
+                    dir: dir.clone(),
+                    temp: temp.clone(),
+                    file: None,
+                    size: counter.size(),
+                    final_path: None,
+                    uid: String::new(),
+                });
+                file.write_all(header.as_bytes())
+                    .and_then(|()| write_body(&mut file, message))
+                    .map_err(|e| DeliverError::from_io(e, "cannot write", &temp))?;
+                if let Some(p) = pending.last_mut() {
+                    p.file = Some(file);
+                }
+            }
+            for p in &mut pending {
+                if let Some(file) = p.file.take() {
+                    file.sync_all()
+                        .map_err(|e| DeliverError::from_io(e, "cannot fsync", &p.temp))?;
+                }
+            }
+            for p in &mut pending {
+                let (uid, path) = free_name(&p.dir, p.size);
+                std::fs::rename(&p.temp, &path)
+                    .map_err(|e| DeliverError::from_io(e, "cannot rename", &p.temp))?;
+                p.uid = uid;
+                p.final_path = Some(path);
+            }
+            let mut synced: Vec<&Path> = Vec::new();
+            for p in &pending {
+                if !synced.contains(&p.dir.as_path()) {
+                    fsync_dir(&p.dir)
+                        .map_err(|e| DeliverError::from_io(e, "cannot fsync", &p.dir))?;
+                    synced.push(&p.dir);
+                }
+            }
+            Ok(())
+        })();
+
+        match result {
+            Ok(()) => Ok(pending.into_iter().map(|p| p.uid).collect()),
+            Err(err) => {
+                roll_back(pending);
+                Err(err)
+            }
+        }
     }
 
     /// Locks and lists a mailbox for a POP3 session; the lock is released when `Mailbox` drops.
+    /// A mailbox that does not exist yet is empty (and is not created).
     pub fn open(&self, mailbox: &str) -> Result<Mailbox, OpenError> {
-        let _ = mailbox;
-        todo!()
+        let key = crate::address::mailbox_dir_name(mailbox)?;
+        if !lock(&self.shared.locks).insert(key.clone()) {
+            return Err(OpenError::InUse);
+        }
+        // From here on the Mailbox's Drop releases the lock, also when listing fails.
+        let mut mb = Mailbox {
+            messages: Vec::new(),
+            dir: self.users_dir.join(&key),
+            key,
+            shared: Arc::clone(&self.shared),
+        };
+        mb.messages = mb.list()?;
+        Ok(mb)
+    }
+}
+
+/// A final name `pop<stem>,S=<size>.jmsg` that does not exist yet in `dir` (the stem is unique in
+/// this process; the check guards against a clock set back since an earlier run).
+fn free_name(dir: &Path, size: u64) -> (String, PathBuf) {
+    loop {
+        let uid = format!("{},S={size}", unique_stem());
+        let path = dir.join(format!("pop{uid}.jmsg"));
+        if std::fs::symlink_metadata(&path).is_err() {
+            return (uid, path);
+        }
+    }
+}
+
+/// Undoes a failed delivery: temporary files and already renamed files go; best effort, since the
+/// original error is what the caller must see.
+fn roll_back(pending: Vec<Pending>) {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for p in pending {
+        drop(p.file);
+        let _ = remove_if_exists(&p.temp);
+        if let Some(path) = &p.final_path {
+            let _ = remove_if_exists(path);
+        }
+        if !dirs.contains(&p.dir) {
+            dirs.push(p.dir);
+        }
+    }
+    for d in dirs {
+        let _ = fsync_dir(&d);
     }
 }
 
@@ -70,18 +286,153 @@ impl MailStore {
 #[derive(Debug)]
 pub struct Mailbox {
     pub messages: Vec<MessageInfo>,
+    dir: PathBuf,
+    key: String,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        lock(&self.shared.locks).remove(&self.key);
+    }
+}
+
+/// The UID of a listed file name, if the name is one of ours to list: `pop<uid>.jmsg`, with a UID
+/// of 1-70 printable characters (RFC 1939).
+fn uid_of(name: &str) -> Option<&str> {
+    let uid = name.strip_prefix("pop")?.strip_suffix(".jmsg")?;
+    let ok = !uid.is_empty() && uid.len() <= 70 && uid.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(uid)
+}
+
+/// The size a jes-written UID carries (`…,S=<size>`).
+fn size_in_uid(uid: &str) -> Option<u64> {
+    let (_, digits) = uid.rsplit_once(",S=")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Reads a file once to compute its POP3 size.
+fn size_by_reading(path: &Path) -> io::Result<u64> {
+    let mut file = File::open(path)?;
+    let mut counter = SizeCounter::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(counter.size());
+        }
+        counter.feed(&buf[..n]);
+    }
 }
 
 impl Mailbox {
-    /// The stored bytes of message `index` (0-based): wire form, still dot-stuffed.
-    pub fn read(&self, index: usize) -> std::io::Result<Vec<u8>> {
-        let _ = index;
-        todo!()
+    /// Lists `pop*.jmsg` regular files, oldest first (mtime, then name). Symbolic links are skipped:
+    /// a link could make RETR read any file the server can.
+    fn list(&self) -> io::Result<Vec<MessageInfo>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(with_path(e, "cannot list", &self.dir)),
+        };
+        let old_cache = lock(&self.shared.sizes)
+            .remove(&self.key)
+            .unwrap_or_default();
+        let mut new_cache = HashMap::new();
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| with_path(e, "cannot list", &self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(uid) = uid_of(name) else { continue };
+            let path = entry.path();
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(with_path(e, "cannot stat", &path)),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let mtime = meta.modified().ok();
+            let size = match size_in_uid(uid) {
+                Some(s) => s,
+                None => {
+                    let cached = old_cache
+                        .get(name)
+                        .filter(|c| c.len == meta.len() && c.mtime == mtime);
+                    let size = match cached {
+                        Some(c) => c.size,
+                        None => match size_by_reading(&path) {
+                            Ok(s) => s,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(with_path(e, "cannot read", &path)),
+                        },
+                    };
+                    let len = meta.len();
+                    new_cache.insert(name.to_string(), CachedSize { len, mtime, size });
+                    size
+                }
+            };
+            let info = MessageInfo {
+                uid: uid.to_string(),
+                size,
+                path,
+            };
+            found.push((mtime, name.to_string(), info));
+        }
+        lock(&self.shared.sizes).insert(self.key.clone(), new_cache);
+        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(found.into_iter().map(|(_, _, info)| info).collect())
     }
 
-    /// Deletes the messages at `indices` (0-based), durably.
+    fn info(&self, index: usize) -> io::Result<&MessageInfo> {
+        self.messages.get(index).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no message {index} in {}", self.dir.display()),
+            )
+        })
+    }
+
+    /// The stored bytes of message `index` (0-based): wire form, still dot-stuffed.
+    pub fn read(&self, index: usize) -> std::io::Result<Vec<u8>> {
+        let info = self.info(index)?;
+        std::fs::read(&info.path).map_err(|e| with_path(e, "cannot read", &info.path))
+    }
+
+    /// Message `index` opened for streaming (RETR and TOP of large messages).
+    pub fn open_message(&self, index: usize) -> io::Result<File> {
+        let info = self.info(index)?;
+        File::open(&info.path).map_err(|e| with_path(e, "cannot open", &info.path))
+    }
+
+    /// Deletes the messages at `indices` (0-based), durably. A file already gone is not an error.
     pub fn delete(&self, indices: &[usize]) -> std::io::Result<()> {
-        let _ = indices;
-        todo!()
+        let infos = indices
+            .iter()
+            .map(|&i| self.info(i))
+            .collect::<io::Result<Vec<_>>>()?;
+        if infos.is_empty() {
+            return Ok(());
+        }
+        for info in &infos {
+            remove_if_exists(&info.path).map_err(|e| with_path(e, "cannot delete", &info.path))?;
+        }
+        if let Some(cache) = lock(&self.shared.sizes).get_mut(&self.key) {
+            for info in &infos {
+                if let Some(name) = info.path.file_name().and_then(|n| n.to_str()) {
+                    cache.remove(name);
+                }
+            }
+        }
+        match fsync_dir(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(with_path(e, "cannot fsync", &self.dir))
+            }
+            _ => Ok(()),
+        }
     }
 }
