@@ -234,6 +234,11 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
     ensure_dir(&config.users_dir())?;
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);
+    match QueueStore::new(config.queue_dir()).remove_stale_temp_files() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in the queue"),
+        Err(e) => tracing::warn!("cannot clean temporary files from the queue: {e}"),
+    }
 
     let smtp = bind_all(&config, config.mail.smtp_port, "SMTP")?;
     let pop3 = bind_all(&config, config.mail.pop3_port, "POP3")?;
