@@ -1,5 +1,9 @@
 //! POP3 server as a sans-IO state machine. (Skeleton: the POP3 helper fills this in.)
 
+pub mod wire;
+
+pub use wire::unstuffed_size;
+
 use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
