@@ -1,4 +1,28 @@
-//! POP3 server as a sans-IO state machine. (Skeleton: the POP3 helper fills this in.)
+//! POP3 server (RFC 1939, with CAPA from RFC 2449 and response codes from RFC 3206) as a sans-IO
+//! state machine.
+//!
+//! The session never touches sockets, clocks or files: it turns input bytes into replies and
+//! actions (`Output`), and the driver in `server` performs the actions and reports back. That keeps
+//! the protocol testable byte for byte and lets the mailbox backend change without touching POP3.
+//!
+//! Driver loop: keep a buffer; `receive(&buf, &mut out)`; drop the consumed bytes; write every
+//! `Output::Reply` in order; perform each action and answer it (`login_checked`, `mailbox_opened`,
+//! `retrieved`, `committed`); then call `receive` again with what is left, since a pipelining
+//! client may already have sent the next commands. `Close` ends the connection. QUIT in
+//! TRANSACTION always yields `Commit`, even with nothing deleted, so UPDATE has a single path.
+//!
+//! Files: `session` (framing and states), `command` (parsing a line), `wire` (stored bytes to a
+//! multi-line response, and the size rule the store shares).
+
+mod command;
+mod session;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use session::{Session, MAX_ERRORS, MAX_LINE};
+pub use wire::unstuffed_size;
 
 use std::net::IpAddr;
 
@@ -48,60 +72,4 @@ pub enum Output {
         deleted: Vec<usize>,
     },
     Close,
-}
-
-pub struct Session {
-    params: SessionParams,
-}
-
-impl Session {
-    pub fn new(params: SessionParams) -> Self {
-        Session { params }
-    }
-
-    pub fn greeting(&mut self) -> Vec<u8> {
-        let _ = &self.params;
-        todo!()
-    }
-
-    /// Consumes input, pushing outputs; returns bytes consumed. While an action is pending
-    /// (CheckLogin, OpenMailbox, Retrieve, Commit) it consumes nothing more.
-    pub fn receive(&mut self, input: &[u8], out: &mut Vec<Output>) -> usize {
-        let _ = (input, out);
-        todo!()
-    }
-
-    /// Result of `CheckLogin`; pushes the reply or the next action onto `out`.
-    pub fn login_checked(&mut self, ok: bool, out: &mut Vec<Output>) {
-        let _ = (ok, out);
-        todo!()
-    }
-
-    /// Result of `OpenMailbox`; pushes the reply onto `out`.
-    pub fn mailbox_opened(
-        &mut self,
-        result: Result<Vec<Listing>, OpenFailure>,
-        out: &mut Vec<Output>,
-    ) {
-        let _ = (result, out);
-        todo!()
-    }
-
-    /// Result of `Retrieve`: the stored bytes (wire form, already dot-stuffed as JES and jes store
-    /// them). Pushes the complete response (`+OK`, lines, `.`) onto `out`.
-    pub fn retrieved(&mut self, stored: std::io::Result<Vec<u8>>, out: &mut Vec<Output>) {
-        let _ = (stored, out);
-        todo!()
-    }
-
-    /// Result of `Commit`; pushes the reply and `Close`.
-    pub fn committed(&mut self, result: Result<(), String>, out: &mut Vec<Output>) {
-        let _ = (result, out);
-        todo!()
-    }
-
-    /// Reply when the 10-minute idle timer expires.
-    pub fn timeout_reply(&self) -> Vec<u8> {
-        todo!()
-    }
 }

@@ -1,0 +1,485 @@
+//! Session tests through a fake driver that behaves like `server`'s: a buffer, `receive`, and every
+//! action answered at once from an in-memory mailbox. Whole transcripts are compared byte for byte,
+//! because what a POP3 client sees is exactly the concatenated replies.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::VecDeque;
+
+const FIXTURE: &[u8] = include_bytes!("testdata/pop6501300281251615158.jmsg");
+const USER: &str = "trackstudio@127.0.0.1";
+const PASS: &str = "secret with  spaces";
+const SECOND: &[u8] = b"X-DeliveredTo: trackstudio@127.0.0.1\r\nSubject: two\r\n\r\nbody\r\n";
+
+struct Backend {
+    open: Result<Vec<Listing>, OpenFailure>,
+    files: Vec<Vec<u8>>,
+    commit: Result<(), String>,
+    /// Every action and `Close`, in order.
+    actions: Vec<Output>,
+    replies: Vec<u8>,
+}
+
+impl Backend {
+    fn new() -> Self {
+        let files = vec![FIXTURE.to_vec(), SECOND.to_vec()];
+        let uids = ["6501300281251615158", "6501300281251615999"];
+        let open = Ok(files
+            .iter()
+            .zip(uids)
+            .map(|(f, uid)| Listing {
+                uid: uid.to_string(),
+                size: unstuffed_size(f),
+            })
+            .collect());
+        Backend {
+            open,
+            files,
+            commit: Ok(()),
+            actions: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.actions.contains(&Output::Close)
+    }
+
+    /// Performs outputs like the driver; returns whether any action was answered.
+    fn handle(&mut self, s: &mut Session, out: Vec<Output>) -> bool {
+        let mut queue: VecDeque<Output> = out.into();
+        let mut acted = false;
+        while let Some(o) = queue.pop_front() {
+            assert!(!self.closed(), "output after Close: {o:?}");
+            let mut more = Vec::new();
+            match &o {
+                Output::Reply(bytes) => {
+                    assert!(bytes.ends_with(b"\r\n"));
+                    self.replies.extend_from_slice(bytes);
+                    continue;
+                }
+                Output::CheckLogin { user, password } => {
+                    s.login_checked(user == USER && password == PASS, &mut more)
+                }
+                Output::OpenMailbox { .. } => s.mailbox_opened(self.open.clone(), &mut more),
+                Output::Retrieve { index, .. } => {
+                    s.retrieved(Ok(self.files[*index].clone()), &mut more)
+                }
+                Output::Commit { .. } => s.committed(self.commit.clone(), &mut more),
+                Output::Close => {}
+            }
+            acted = true;
+            self.actions.push(o);
+            queue.extend(more);
+        }
+        acted
+    }
+
+    /// Feeds `chunks` one read at a time, like the driver; returns the client's view.
+    fn run(&mut self, chunks: &[&[u8]]) -> String {
+        let mut s = session();
+        self.replies.extend_from_slice(&s.greeting());
+        let mut buf = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            loop {
+                let mut out = Vec::new();
+                let n = s.receive(&buf, &mut out);
+                assert!(n <= buf.len());
+                buf.drain(..n);
+                if !self.handle(&mut s, out) {
+                    break;
+                }
+            }
+            assert!(!s.is_waiting());
+            assert!(
+                buf.len() < MAX_LINE || s.is_closed(),
+                "buffer grew to {}",
+                buf.len()
+            );
+        }
+        String::from_utf8_lossy(&self.replies).into_owned()
+    }
+}
+
+fn session() -> Session {
+    Session::new(SessionParams {
+        hostname: "mail.example.org".into(),
+        session_id: "t1".into(),
+        client_ip: "127.0.0.1".parse().unwrap(),
+    })
+}
+
+/// Runs a transcript given as one read per line.
+fn run_lines(backend: &mut Backend, lines: &[&str]) -> String {
+    let lines: Vec<String> = lines.iter().map(|l| format!("{l}\r\n")).collect();
+    let chunks: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    backend.run(&chunks)
+}
+
+fn login() -> Vec<&'static str> {
+    vec!["USER trackstudio@127.0.0.1", "PASS secret with  spaces"]
+}
+
+const GREETING: &str = "+OK mail.example.org POP3 server ready\r\n";
+const LOGGED_IN: &str =
+    "+OK send PASS\r\n+OK trackstudio@127.0.0.1 has 2 messages (410 octets)\r\n";
+
+#[test]
+fn trackstudio_flow() {
+    let mut b = Backend::new();
+    let mut script = login();
+    script.extend(["STAT", "LIST", "UIDL", "RETR 1", "DELE 1", "QUIT"]);
+    let text = run_lines(&mut b, &script);
+    let fixture = String::from_utf8(FIXTURE.to_vec()).unwrap();
+    let expected = format!(
+        "{GREETING}{LOGGED_IN}+OK 2 410\r\n\
+         +OK 2 messages (410 octets)\r\n1 350\r\n2 60\r\n.\r\n\
+         +OK unique-id listing follows\r\n1 6501300281251615158\r\n2 6501300281251615999\r\n.\r\n\
+         +OK 350 octets\r\n{fixture}.\r\n\
+         +OK message 1 deleted\r\n\
+         +OK mail.example.org POP3 server signing off (1 messages left)\r\n"
+    );
+    assert_eq!(text, expected);
+    assert_eq!(
+        b.actions,
+        vec![
+            Output::CheckLogin {
+                user: USER.into(),
+                password: PASS.into()
+            },
+            Output::OpenMailbox { user: USER.into() },
+            Output::Retrieve {
+                index: 0,
+                top: None
+            },
+            Output::Commit { deleted: vec![0] },
+            Output::Close,
+        ]
+    );
+}
+
+#[test]
+fn retr_sends_stored_dots_once() {
+    let mut b = Backend::new();
+    let mut script = login();
+    script.push("retr 1");
+    let text = run_lines(&mut b, &script);
+    assert!(text.contains("\r\n..A line that starts with a dot\r\nLast line.\r\n.\r\n"));
+    assert!(!text.contains("...A"));
+}
+
+#[test]
+fn retr_adds_missing_line_end_and_stuffs_lone_dot() {
+    let mut b = Backend::new();
+    b.files[1] = b"Subject: x\n\n.\nend".to_vec();
+    let mut script = login();
+    script.push("RETR 2");
+    let text = run_lines(&mut b, &script);
+    assert!(text.ends_with("+OK 60 octets\r\nSubject: x\r\n\r\n..\r\nend\r\n.\r\n"));
+}
+
+#[test]
+fn top_sends_header_and_k_lines() {
+    let mut b = Backend::new();
+    let mut script = login();
+    script.extend(["TOP 1 1", "TOP 1 0", "TOP 3 1", "TOP 1 x"]);
+    let text = run_lines(&mut b, &script);
+    let header = "X-DeliveredTo: trackstudio@127.0.0.1\r\n";
+    let tail = "Message-ID: <fixture-1@example.org>\r\n\r\n";
+    let first = format!("+OK top of message follows\r\n{header}");
+    assert_eq!(text.matches(&first).count(), 2);
+    assert!(text.contains(&format!("{tail}First line.\r\n.\r\n")));
+    assert!(text.contains(&format!("{tail}.\r\n")));
+    assert!(text.ends_with("-ERR no such message\r\n-ERR invalid line count\r\n"));
+    let tops: Vec<_> = b
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Output::Retrieve { .. }))
+        .collect();
+    assert_eq!(tops.len(), 2);
+    assert_eq!(
+        tops[0],
+        &Output::Retrieve {
+            index: 0,
+            top: Some(1)
+        }
+    );
+}
+
+#[test]
+fn bad_password_returns_to_authorization() {
+    let mut b = Backend::new();
+    let mut script = vec![
+        "USER trackstudio@127.0.0.1",
+        "PASS wrong",
+        "PASS secret with  spaces",
+    ];
+    script.extend(login());
+    script.push("STAT");
+    let text = run_lines(&mut b, &script);
+    assert_eq!(
+        text,
+        format!(
+            "{GREETING}+OK send PASS\r\n-ERR [AUTH] Invalid user name or password\r\n\
+             -ERR send USER first\r\n{LOGGED_IN}+OK 2 410\r\n"
+        )
+    );
+}
+
+#[test]
+fn locked_or_failing_mailbox() {
+    let mut b = Backend::new();
+    b.open = Err(OpenFailure::InUse);
+    let mut script = login();
+    script.extend(["STAT", "QUIT"]);
+    let text = run_lines(&mut b, &script);
+    assert_eq!(
+        text,
+        format!(
+            "{GREETING}+OK send PASS\r\n-ERR [IN-USE] Mailbox is locked by another session\r\n\
+             -ERR command not valid in this state\r\n\
+             +OK mail.example.org POP3 server signing off\r\n"
+        )
+    );
+    assert!(!b.actions.iter().any(|a| matches!(a, Output::Commit { .. })));
+
+    let mut b = Backend::new();
+    b.open = Err(OpenFailure::Temporary("disk\r\ntrouble".into()));
+    let text = run_lines(&mut b, &login());
+    assert!(text.ends_with("-ERR [SYS/TEMP] disk??trouble\r\n"));
+}
+
+#[test]
+fn deleted_messages_vanish_from_stat_list_and_uidl() {
+    let mut b = Backend::new();
+    let mut script = login();
+    script.extend([
+        "DELE 1", "DELE 1", "STAT", "LIST", "LIST 1", "UIDL 1", "RETR 1", "LIST 2", "UIDL",
+    ]);
+    let text = run_lines(&mut b, &script);
+    assert_eq!(
+        text,
+        format!(
+            "{GREETING}{LOGGED_IN}+OK message 1 deleted\r\n-ERR message 1 already deleted\r\n\
+             +OK 1 60\r\n+OK 1 messages (60 octets)\r\n2 60\r\n.\r\n\
+             -ERR no such message\r\n-ERR no such message\r\n-ERR no such message\r\n\
+             +OK 2 60\r\n+OK unique-id listing follows\r\n2 6501300281251615999\r\n.\r\n"
+        )
+    );
+}
+
+#[test]
+fn bad_message_numbers() {
+    let mut b = Backend::new();
+    let mut script = login();
+    script.extend([
+        "LIST 0",
+        "LIST 3",
+        "LIST abc",
+        "DELE 99999999999999999999999",
+        "RETR",
+    ]);
+    let text = run_lines(&mut b, &script);
+    assert_eq!(
+        text,
+        format!(
+            "{GREETING}{LOGGED_IN}{}-ERR message number required\r\n",
+            "-ERR no such message\r\n".repeat(4)
+        )
+    );
+}
+
+#[test]
+fn rset_undeletes() {
+    let mut b = Backend::new();
+    let mut script = login();
+    script.extend(["DELE 1", "DELE 2", "STAT", "RSET", "STAT", "QUIT"]);
+    let text = run_lines(&mut b, &script);
+    assert!(text.contains("+OK 0 0\r\n+OK\r\n+OK 2 410\r\n"));
+    assert!(text.ends_with("signing off (2 messages left)\r\n"));
+    assert!(b.actions.contains(&Output::Commit { deleted: vec![] }));
+}
+
+#[test]
+fn dropped_session_commits_nothing() {
+    let mut b = Backend::new();
+    let mut script = login();
+    script.extend(["DELE 1", "DELE 2"]);
+    run_lines(&mut b, &script);
+    assert!(!b
+        .actions
+        .iter()
+        .any(|a| matches!(a, Output::Commit { .. } | Output::Close)));
+}
+
+#[test]
+fn failed_commit_is_reported() {
+    let mut b = Backend::new();
+    b.commit = Err("EIO".into());
+    let mut script = login();
+    script.extend(["DELE 2", "QUIT", "NOOP"]);
+    let text = run_lines(&mut b, &script);
+    assert!(text.ends_with(
+        "+OK message 2 deleted\r\n-ERR [SYS/TEMP] some deleted messages not removed\r\n"
+    ));
+    assert_eq!(b.actions.last(), Some(&Output::Close));
+}
+
+#[test]
+fn capa_noop_and_state_checks() {
+    let mut b = Backend::new();
+    let mut script = vec!["CAPA", "NOOP", "STAT", "PASS x", "USER", "HELO"];
+    script.extend(login());
+    script.extend(["capa", "noop", "USER x", "PASS y"]);
+    let text = run_lines(&mut b, &script);
+    let capa = "+OK Capability list follows\r\nUSER\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\n\
+                AUTH-RESP-CODE\r\nEXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
+    let invalid = "-ERR command not valid in this state\r\n";
+    assert_eq!(
+        text,
+        format!(
+            "{GREETING}{capa}{invalid}{invalid}-ERR send USER first\r\n-ERR user name required\r\n\
+             -ERR unknown command\r\n{LOGGED_IN}{capa}+OK\r\n{invalid}{invalid}"
+        )
+    );
+}
+
+#[test]
+fn pipelined_commands_in_one_read() {
+    let mut script = login();
+    script.extend([
+        "STAT", "RETR 2", "TOP 1 0", "DELE 2", "LIST", "QUIT", "STAT",
+    ]);
+    let mut one = Backend::new();
+    let all: String = script.iter().map(|l| format!("{l}\r\n")).collect();
+    let together = one.run(&[all.as_bytes()]);
+    let mut each = Backend::new();
+    assert_eq!(together, run_lines(&mut each, &script));
+    assert_eq!(one.actions, each.actions);
+    assert!(together.ends_with("(1 messages left)\r\n"));
+}
+
+#[test]
+fn over_long_line_is_dropped_and_answered_once() {
+    let long = format!("USER {}\r\n", "x".repeat(400));
+    let input = format!("{long}NOOP\r\nLIST {}\r\nQUIT\r\n", "1".repeat(249));
+    let mut b = Backend::new();
+    let text = b.run(&[input.as_bytes()]);
+    let expected = format!(
+        "{GREETING}-ERR line too long\r\n-ERR command not valid in this state\r\n\
+         -ERR line too long\r\n+OK mail.example.org POP3 server signing off\r\n"
+    );
+    assert_eq!(text, expected);
+    let mut b = Backend::new();
+    let chunks: Vec<&[u8]> = input.as_bytes().chunks(7).collect();
+    assert_eq!(b.run(&chunks), expected);
+    // 255 octets with CRLF is still a command.
+    let mut b = Backend::new();
+    let ok = format!("USER {}\r\nQUIT\r\n", "u".repeat(248));
+    assert!(b.run(&[ok.as_bytes()]).contains("+OK send PASS"));
+}
+
+#[test]
+fn too_many_errors_close_the_session() {
+    let mut b = Backend::new();
+    let input = "BAD\r\n".repeat(25);
+    let text = b.run(&[input.as_bytes()]);
+    assert_eq!(
+        text,
+        format!(
+            "{GREETING}{}-ERR too many errors\r\n",
+            "-ERR unknown command\r\n".repeat(MAX_ERRORS as usize - 1)
+        )
+    );
+    assert_eq!(b.actions, vec![Output::Close]);
+}
+
+#[test]
+fn odd_bytes_and_timeout() {
+    let mut b = Backend::new();
+    let text = b.run(&[b"USER \xff\xfe\r\nUSER a\r\nPASS \xc3\x28\r\n\x00\x01\n"]);
+    let auth = "-ERR [AUTH] Invalid user name or password\r\n";
+    assert_eq!(
+        text,
+        format!("{GREETING}{auth}+OK send PASS\r\n{auth}-ERR unknown command\r\n")
+    );
+    assert!(b.actions.is_empty());
+    assert_eq!(
+        session().timeout_reply(),
+        b"-ERR [SYS/TEMP] idle timeout, signing off\r\n"
+    );
+}
+
+/// Splits `input` at the given points (taken modulo its length).
+fn split<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    points.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for p in points.into_iter().chain([input.len()]) {
+        chunks.push(&input[start..p]);
+        start = p;
+    }
+    chunks
+}
+
+fn token() -> impl Strategy<Value = Vec<u8>> {
+    const COMMANDS: &[&str] = &[
+        "USER trackstudio@127.0.0.1\r\n",
+        "PASS secret with  spaces\r\n",
+        "PASS nope\r\n",
+        "STAT\r\n",
+        "LIST\r\n",
+        "LIST 2\r\n",
+        "UIDL 1\r\n",
+        "RETR 1\r\n",
+        "TOP 2 1\r\n",
+        "DELE 1\r\n",
+        "RSET\r\n",
+        "NOOP\r\n",
+        "CAPA\r\n",
+        "QUIT\r\n",
+        "\r\n",
+        "\n",
+        ".",
+    ];
+    prop_oneof![
+        3 => prop::sample::select(COMMANDS).prop_map(|c| c.as_bytes().to_vec()),
+        1 => prop::collection::vec(any::<u8>(), 0..40),
+        1 => (200usize..400).prop_map(|n| vec![b'a'; n]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    /// Any bytes, however they are split into reads, give the same replies and actions as the
+    /// same bytes in one read, and never a panic.
+    #[test]
+    fn replies_do_not_depend_on_reads(
+        tokens in prop::collection::vec(token(), 0..24),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let input = tokens.concat();
+        let mut whole = Backend::new();
+        let expected = whole.run(&[&input]);
+        let mut pieces = Backend::new();
+        prop_assert_eq!(pieces.run(&split(&input, &cuts)), expected);
+        prop_assert_eq!(pieces.actions, whole.actions);
+    }
+
+    /// A valid session split anywhere gives exactly the transcript of one command per read.
+    #[test]
+    fn valid_transcript_split_anywhere(cuts in prop::collection::vec(any::<usize>(), 0..20)) {
+        let mut script = login();
+        script.extend(["CAPA", "STAT", "LIST", "UIDL", "RETR 1", "TOP 2 0", "DELE 1", "LIST 1",
+                       "RSET", "DELE 2", "NOOP", "QUIT"]);
+        let all: String = script.iter().map(|l| format!("{l}\r\n")).collect();
+        let mut each = Backend::new();
+        let expected = run_lines(&mut each, &script);
+        let mut b = Backend::new();
+        prop_assert_eq!(b.run(&split(all.as_bytes(), &cuts)), expected);
+        prop_assert_eq!(b.actions, each.actions);
+    }
+}
