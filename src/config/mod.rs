@@ -290,6 +290,20 @@ mod tests {
     }
 
     #[test]
+    fn missing_mail_conf_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        match Config::load(dir.path()) {
+            Err(e @ ConfigError::Io { .. }) => assert!(e.to_string().contains("mail.conf"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join("mail.conf"), "smtpport=25\n").unwrap();
+        assert!(matches!(
+            Config::load(dir.path()),
+            Err(ConfigError::Missing { ref key, .. }) if key == "domains"
+        ));
+    }
+
+    #[test]
     fn suggestions() {
         let names = MAIL_KEYS.iter().map(|k| k.name);
         assert_eq!(suggest("smtport", names.clone()), Some("smtpport"));

@@ -40,12 +40,11 @@ fn comment(out: &mut String, text: &str) {
 }
 
 fn key_block(out: &mut String, k: &KeyInfo, value: Option<&str>) {
-    let default = if k.default.is_empty() {
-        String::from("unset")
+    if k.default.is_empty() {
+        comment(out, k.meaning);
     } else {
-        k.default.to_string()
-    };
-    comment(out, &format!("{} (default: {default})", k.meaning));
+        comment(out, &format!("{} (default: {})", k.meaning, k.default));
+    }
     match value {
         Some(v) => out.push_str(&format!("{}={v}\n\n", k.name)),
         None => out.push_str(&format!("#{}={}\n\n", k.name, k.default)),
