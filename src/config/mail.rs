@@ -1,10 +1,21 @@
-//! `mail.conf`: server settings. (Skeleton: the config helper fills in parsing and validation.)
+//! `mail.conf`: server settings.
+//!
+//! Every JES 1.6.1 key keeps its name and default so an existing folder runs unchanged; the keys jes
+//! adds are listed in `super::MAIL_KEYS`, which is also what decides whether a key is "unknown".
+//! Validation is strict and early: a value that JES would have half-accepted (a port of 0, an IP
+//! pattern with a typo, `yes ` with a trailing blank) stops the load with the file, line and key
+//! named, because a mail server that starts with a silently different relay rule is worse than one
+//! that does not start. Lookups used on every connection (`relay_ip_allowed`, `is_local_domain`) work
+//! on pre-parsed values and allocate nothing for IP checks.
 
-use std::net::IpAddr;
-use std::path::Path;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{ConfigError, Warning};
+use super::properties::{Entry, Properties};
+use super::{ConfigError, Warning, MAIL_KEYS};
 
 /// One smart host from `defaultsmtpservers=host[:port][/user:password],...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +27,81 @@ pub struct SmartHost {
     pub credentials: Option<(String, String)>,
 }
 
+impl SmartHost {
+    /// Parses `host[:port][/user:password]`; `[v6addr]:port` works too. The password is
+    /// everything after the first `:` following the slash, so it may contain `:` and `/`.
+    pub fn parse(s: &str) -> Result<SmartHost, String> {
+        let s = s.trim();
+        // Error messages show `shown`, never the password.
+        let shown = mask_smart_host(s);
+        let (hostport, creds) = match s.split_once('/') {
+            Some((h, c)) => (h.trim(), Some(c)),
+            None => (s, None),
+        };
+        let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{shown:?}: '[' without ']'"))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None if after.is_empty() => (h, None),
+                None => return Err(format!("{shown:?}: unexpected {after:?} after ']'")),
+            }
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(format!("{shown:?} has no valid host name"));
+        }
+        let port = match port {
+            None => 25,
+            Some(p) => parse_port(p)
+                .ok_or_else(|| format!("{shown:?}: {p:?} is not a port number (1-65535)"))?,
+        };
+        let credentials = match creds {
+            None => None,
+            Some(c) => match c.split_once(':') {
+                Some((u, p)) if !u.is_empty() => Some((u.to_string(), p.to_string())),
+                _ => return Err(format!("{shown:?}: expected user:password after '/'")),
+            },
+        };
+        Ok(SmartHost {
+            host: host.to_string(),
+            port,
+            credentials,
+        })
+    }
+}
+
+impl std::fmt::Display for SmartHost {
+    /// `host:port`, with `/user:***` when there are credentials (the password is never shown).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)?;
+        } else {
+            write!(f, "{}:{}", self.host, self.port)?;
+        }
+        if let Some((user, _)) = &self.credentials {
+            write!(f, "/{user}:***")?;
+        }
+        Ok(())
+    }
+}
+
+/// `defaultsmtpservers` text with passwords replaced by `***` (for error messages).
+fn mask_smart_host(s: &str) -> String {
+    match s.split_once('/') {
+        Some((h, c)) => match c.split_once(':') {
+            Some((u, _)) => format!("{h}/{u}:***"),
+            None => format!("{h}/{c}"),
+        },
+        None => s.to_string(),
+    }
+}
+
 /// A `relay.ipaddresses` entry: IPv4 with whole-octet `*` wildcards (`192.168.*.*`), an IPv6
 /// address, or a CIDR block (`10.0.0.0/8`, `fd00::/8`). `::ffff:a.b.c.d` matches as IPv4.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +111,131 @@ pub enum IpPattern {
     Cidr(IpAddr, u8),
 }
 
-impl IpPattern {
-    pub fn matches(&self, ip: IpAddr) -> bool {
-        let _ = ip;
-        todo!()
+/// An IPv4-mapped IPv6 address as the IPv4 address it carries.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
     }
+}
+
+impl IpPattern {
+    /// Parses one entry: `127.0.0.1`, `192.168.*.*`, `10.0.0.0/8`, `::1`, `fd00::/8`.
+    pub fn parse(s: &str) -> Result<IpPattern, String> {
+        let s = s.trim();
+        let bad = || {
+            format!("{s:?} is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8")
+        };
+        if let Some((addr, bits)) = s.split_once('/') {
+            let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+            let bits: u8 = bits.parse().map_err(|_| bad())?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if bits > max {
+                return Err(format!("{s:?}: prefix length {bits} is more than {max}"));
+            }
+            // A mapped IPv6 block with a prefix covering the mapping is an IPv4 block.
+            return Ok(match (ip, unmap(ip)) {
+                (IpAddr::V6(_), v4 @ IpAddr::V4(_)) if bits >= 96 => IpPattern::Cidr(v4, bits - 96),
+                _ => IpPattern::Cidr(ip, bits),
+            });
+        }
+        if s.contains('*') {
+            let parts: Vec<&str> = s.split('.').collect();
+            if parts.len() != 4 {
+                return Err(bad());
+            }
+            let mut octets = [None; 4];
+            for (slot, part) in octets.iter_mut().zip(&parts) {
+                *slot = match *part {
+                    "*" => None,
+                    p if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                        Some(p.parse::<u8>().map_err(|_| bad())?)
+                    }
+                    _ => return Err(bad()),
+                };
+            }
+            return Ok(IpPattern::V4Wildcard(octets));
+        }
+        let ip = unmap(s.parse::<IpAddr>().map_err(|_| bad())?);
+        Ok(IpPattern::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 }))
+    }
+
+    pub fn matches(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        match (self, ip) {
+            (IpPattern::V4Wildcard(octets), IpAddr::V4(v4)) => octets
+                .iter()
+                .zip(v4.octets())
+                .all(|(p, o)| p.is_none_or(|p| p == o)),
+            (IpPattern::V4Wildcard(_), IpAddr::V6(_)) => false,
+            (IpPattern::Cidr(IpAddr::V4(net), bits), IpAddr::V4(v4)) => {
+                prefix_eq(&net.octets(), &v4.octets(), *bits)
+            }
+            (IpPattern::Cidr(IpAddr::V6(net), bits), IpAddr::V6(v6)) => {
+                prefix_eq(&net.octets(), &v6.octets(), *bits)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for IpPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpPattern::V4Wildcard(o) => {
+                let parts: Vec<String> = o
+                    .iter()
+                    .map(|p| p.map_or_else(|| "*".to_string(), |p| p.to_string()))
+                    .collect();
+                write!(f, "{}", parts.join("."))
+            }
+            IpPattern::Cidr(ip, bits) if (ip.is_ipv4() && *bits == 32) || *bits == 128 => {
+                write!(f, "{ip}")
+            }
+            IpPattern::Cidr(ip, bits) => write!(f, "{ip}/{bits}"),
+        }
+    }
+}
+
+/// Whether the first `bits` bits of `a` and `b` agree.
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let bits = usize::from(bits);
+    let full = bits / 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    let rest = bits % 8;
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    (a[full] & mask) == (b[full] & mask)
+}
+
+/// `smtpdelivery.tls`: how the outbound client uses STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryTls {
+    /// Use STARTTLS when offered, without checking the certificate; fall back to plain text.
+    Opportunistic,
+    /// Use STARTTLS when offered and require a valid certificate for the host name.
+    Verify,
+    /// Refuse to deliver without TLS with a valid certificate.
+    Required,
+    /// Never use TLS.
+    Off,
+}
+
+/// `allowClearText`: whether AUTH/USER/PASS may be used without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearText {
+    Never,
+    /// Only over TLS (STARTTLS, STLS or a TLS port).
+    EncryptedOnly,
+    /// JES 1.x behaviour (the default, so old configurations keep working).
+    Always,
 }
 
 /// Typed `mail.conf`. Field comments give the key and JES's default.
@@ -65,30 +271,941 @@ pub struct MailConf {
     pub relay_senders: Vec<String>,
     /// `hostname` (new; default: the machine's fully qualified name).
     pub hostname: String,
+    /// `submissionport` (0/unset: off).
+    pub submission_port: Option<u16>,
+    /// `securesmtpport` (0/unset: off): SMTP with implicit TLS.
+    pub secure_smtp_port: Option<u16>,
+    /// `securepop3port` (0/unset: off): POP3 with implicit TLS.
+    pub secure_pop3_port: Option<u16>,
+    /// `tls.certificate`: PEM chain; relative paths are resolved against mail.conf's folder.
+    pub tls_certificate: Option<PathBuf>,
+    /// `tls.key`: PEM private key; relative paths as for `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// `allowClearText` (always).
+    pub allow_clear_text: ClearText,
+    /// `smtp.maxrecipients` or JES 2.x's `max.valid.rcpt` (1000).
+    pub max_recipients: usize,
+    /// `max.error.count` (20): SMTP errors before the connection is closed.
+    pub max_error_count: u32,
+    /// `max.pass.attempts` (3): failed logins per connection.
+    pub max_pass_attempts: u32,
+    /// `smtp.maxconnections` (1000).
+    pub smtp_max_connections: usize,
+    /// `smtp.maxconnectionsperip` (50).
+    pub smtp_max_connections_per_ip: usize,
+    /// `pop3.maxconnections` (1000).
+    pub pop3_max_connections: usize,
+    /// `mindiskfree` (100 MB) as bytes: below this, MAIL gets 452.
+    pub min_disk_free: u64,
+    /// `smtpdelivery.concurrency` (10): outbound connections at once.
+    pub delivery_concurrency: usize,
+    /// `smtpdelivery.delaywarning` (4 hours; 0 = never): `None` when off.
+    pub delay_warning: Option<Duration>,
+    /// `smtpdelivery.tls` (opportunistic).
+    pub delivery_tls: DeliveryTls,
+    /// `smtpdelivery.cafile`: extra CA certificates (PEM); relative to mail.conf's folder.
+    pub delivery_ca_file: Option<PathBuf>,
+}
+
+const MB: u64 = 1024 * 1024;
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.trim().parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+/// Reads typed values out of `Properties`, producing errors that name the file, line and key.
+struct Reader<'a> {
+    path: &'a Path,
+    props: &'a Properties,
+}
+
+impl Reader<'_> {
+    fn entry(&self, key: &str) -> Option<&Entry> {
+        self.props.get(key)
+    }
+
+    /// The trimmed value, `None` when the key is absent or empty.
+    fn value(&self, key: &str) -> Option<(&Entry, &str)> {
+        let e = self.entry(key)?;
+        let v = e.value.trim();
+        (!v.is_empty()).then_some((e, v))
+    }
+
+    fn err(&self, e: &Entry, reason: String) -> ConfigError {
+        ConfigError::Value {
+            path: self.path.to_path_buf(),
+            line: e.line,
+            key: e.key.clone(),
+            reason,
+        }
+    }
+
+    fn port(&self, key: &str, default: u16) -> Result<u16, ConfigError> {
+        match self.value(key) {
+            None => Ok(default),
+            Some((e, v)) => parse_port(v)
+                .ok_or_else(|| self.err(e, format!("{v:?} is not a port number (1-65535)"))),
+        }
+    }
+
+    /// A port where 0 or unset means "off".
+    fn optional_port(&self, key: &str) -> Result<Option<u16>, ConfigError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some((_, "0")) => Ok(None),
+            Some((e, v)) => parse_port(v).map(Some).ok_or_else(|| {
+                self.err(
+                    e,
+                    format!("{v:?} is not a port number (1-65535, or 0 for off)"),
+                )
+            }),
+        }
+    }
+
+    fn number(&self, key: &str, default: u64, min: u64) -> Result<u64, ConfigError> {
+        match self.value(key) {
+            None => Ok(default),
+            Some((e, v)) => match v.parse::<u64>() {
+                Ok(n) if n >= min => Ok(n),
+                Ok(_) => Err(self.err(e, format!("{v:?} is too small (at least {min})"))),
+                Err(_) => Err(self.err(e, format!("{v:?} is not a whole number"))),
+            },
+        }
+    }
+
+    fn number_u32(&self, key: &str, default: u32, min: u32) -> Result<u32, ConfigError> {
+        let n = self.number(key, u64::from(default), u64::from(min))?;
+        match u32::try_from(n) {
+            Ok(n) => Ok(n),
+            Err(_) => match self.entry(key) {
+                Some(e) => Err(self.err(e, format!("{n} is too large"))),
+                None => Ok(default),
+            },
+        }
+    }
+
+    fn count(&self, key: &str, default: usize, min: usize) -> Result<usize, ConfigError> {
+        let n = self.number(key, default as u64, min as u64)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// `n` units of `unit` bytes, refusing overflow.
+    fn scaled(&self, key: &str, default: u64, unit: u64) -> Result<u64, ConfigError> {
+        let n = self.number(key, default, 0)?;
+        match (n.checked_mul(unit), self.entry(key)) {
+            (Some(b), _) => Ok(b),
+            (None, Some(e)) => Err(self.err(e, format!("{n} is too large"))),
+            (None, None) => Ok(default.saturating_mul(unit)),
+        }
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.value(key) {
+            None => Ok(default),
+            Some((e, v)) => match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" => Ok(true),
+                "false" | "no" | "off" => Ok(false),
+                _ => Err(self.err(e, format!("{v:?} is not true or false (or yes/no, on/off)"))),
+            },
+        }
+    }
+
+    /// One of `choices` (case-insensitive).
+    fn choice<T: Copy>(
+        &self,
+        key: &str,
+        default: T,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        match self.value(key) {
+            None => Ok(default),
+            Some((e, v)) => choices
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(v))
+                .map(|(_, t)| *t)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                    self.err(e, format!("{v:?} is not one of {}", names.join(", ")))
+                }),
+        }
+    }
+
+    /// Comma list, items trimmed, empty items dropped.
+    fn list(&self, key: &str) -> Option<(&Entry, Vec<&str>)> {
+        let e = self.entry(key)?;
+        let items: Vec<&str> = e
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        Some((e, items))
+    }
+
+    /// A path, relative ones resolved against the folder of mail.conf.
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        let (_, v) = self.value(key)?;
+        let p = PathBuf::from(v);
+        Some(if p.is_absolute() {
+            p
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        })
+    }
 }
 
 impl MailConf {
     /// Reads and validates `mail.conf`.
     pub fn load(path: &Path) -> Result<(MailConf, Vec<Warning>), ConfigError> {
-        let _ = path;
-        todo!()
+        let text = super::properties::read_text(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        MailConf::parse(path, &text)
+    }
+
+    /// Validates `mail.conf` text; `path` is only used in messages and to resolve relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<(MailConf, Vec<Warning>), ConfigError> {
+        let (props, mut warnings) = Properties::parse(path, text);
+        for e in &props.entries {
+            if !MAIL_KEYS.iter().any(|k| k.name == e.key) {
+                warnings.push(super::unknown_key_warning(
+                    path,
+                    e.line,
+                    &e.key,
+                    MAIL_KEYS.iter().map(|k| k.name),
+                ));
+            }
+        }
+        let r = Reader {
+            path,
+            props: &props,
+        };
+
+        let domains: Vec<String> = match r.list("domains") {
+            Some((_, items)) if !items.is_empty() => items
+                .iter()
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            _ => {
+                return Err(ConfigError::Missing {
+                    path: path.to_path_buf(),
+                    key: "domains".into(),
+                    reason: "name the local domains, e.g. domains=example.com,localhost".into(),
+                })
+            }
+        };
+        if let Some((e, items)) = r.list("domains") {
+            if let Some(bad) = items.iter().find(|d| {
+                d.chars()
+                    .any(|c| c.is_whitespace() || matches!(c, '@' | '/' | '\\'))
+            }) {
+                return Err(r.err(e, format!("{bad:?} is not a domain name")));
+            }
+        }
+
+        let mut listen_addresses = Vec::new();
+        if let Some((e, items)) = r.list("listen.address") {
+            for item in items {
+                let ip = item
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| r.err(e, format!("{item:?} is not an IP address")))?;
+                listen_addresses.push(ip);
+            }
+        }
+
+        let default_user = match r.value("defaultuser") {
+            None => None,
+            Some((e, v)) => {
+                let dir = crate::address::mailbox_dir_name(v)
+                    .map_err(|why| r.err(e, format!("{v:?} cannot be an account: {why}")))?;
+                Some(dir)
+            }
+        };
+
+        let mut smart_hosts = Vec::new();
+        if let Some((e, items)) = r.list("defaultsmtpservers") {
+            for item in items {
+                smart_hosts.push(SmartHost::parse(item).map_err(|why| r.err(e, why))?);
+            }
+        }
+
+        let mut relay_ips = Vec::new();
+        if let Some((e, items)) = r.list("relay.ipaddresses") {
+            for item in items {
+                relay_ips.push(IpPattern::parse(item).map_err(|why| r.err(e, why))?);
+            }
+        }
+
+        let mut relay_senders = Vec::new();
+        if let Some((e, items)) = r.list("relay.emailaddresses") {
+            for item in items {
+                let s = item.to_ascii_lowercase();
+                let ok = match s.split_once('@') {
+                    Some((local, domain)) => {
+                        !domain.is_empty()
+                            && !domain.contains('@')
+                            && !local.contains(char::is_whitespace)
+                    }
+                    None => false,
+                };
+                if !ok {
+                    return Err(r.err(e, format!("{item:?} is neither an address nor @domain")));
+                }
+                relay_senders.push(s);
+            }
+        }
+
+        let hostname = match r.value("hostname") {
+            Some((e, v)) => {
+                if v.chars().any(|c| c.is_whitespace() || c == '@' || c == '/') {
+                    return Err(r.err(e, format!("{v:?} is not a host name")));
+                }
+                bracket_if_ip(v)
+            }
+            None => default_hostname(&domains[0]),
+        };
+
+        let max_recipients = match (r.value("smtp.maxrecipients"), r.value("max.valid.rcpt")) {
+            (Some(_), Some((e, _))) => {
+                warnings.push(Warning {
+                    path: path.to_path_buf(),
+                    line: e.line,
+                    message: "both smtp.maxrecipients and max.valid.rcpt are set; smtp.maxrecipients wins".into(),
+                });
+                r.count("smtp.maxrecipients", 1000, 1)?
+            }
+            (None, Some(_)) => r.count("max.valid.rcpt", 1000, 1)?,
+            _ => r.count("smtp.maxrecipients", 1000, 1)?,
+        };
+
+        let delay_hours = r.number("smtpdelivery.delaywarning", 4, 0)?;
+        let conf = MailConf {
+            listen_addresses,
+            smtp_port: r.port("smtpport", 25)?,
+            pop3_port: r.port("pop3port", 110)?,
+            threads: r.count("threads", 5, 1)?,
+            max_message_size: r.scaled("smtp.messagesize", 5, MB)?,
+            delivery_interval: Duration::from_secs(r.number("smtpdelivery.interval", 10, 1)?),
+            delivery_threshold: r.number_u32("smtpdelivery.threshold", 10, 1)?,
+            domains,
+            default_user,
+            smart_hosts,
+            pop_before_smtp: r.boolean("relay.popbeforesmtp", false)?,
+            pop_before_smtp_timeout: Duration::from_secs(r.scaled(
+                "relay.popbeforesmtp.timeout",
+                10,
+                60,
+            )?),
+            relay_ips,
+            relay_senders,
+            hostname,
+            submission_port: r.optional_port("submissionport")?,
+            secure_smtp_port: r.optional_port("securesmtpport")?,
+            secure_pop3_port: r.optional_port("securepop3port")?,
+            tls_certificate: r.path("tls.certificate"),
+            tls_key: r.path("tls.key"),
+            allow_clear_text: r.choice(
+                "allowClearText",
+                ClearText::Always,
+                &[
+                    ("never", ClearText::Never),
+                    ("encryptedOnly", ClearText::EncryptedOnly),
+                    ("always", ClearText::Always),
+                ],
+            )?,
+            max_recipients,
+            max_error_count: r.number_u32("max.error.count", 20, 1)?,
+            max_pass_attempts: r.number_u32("max.pass.attempts", 3, 1)?,
+            smtp_max_connections: r.count("smtp.maxconnections", 1000, 1)?,
+            smtp_max_connections_per_ip: r.count("smtp.maxconnectionsperip", 50, 1)?,
+            pop3_max_connections: r.count("pop3.maxconnections", 1000, 1)?,
+            min_disk_free: r.scaled("mindiskfree", 100, MB)?,
+            delivery_concurrency: r.count("smtpdelivery.concurrency", 10, 1)?,
+            delay_warning: (delay_hours > 0)
+                .then(|| Duration::from_secs(delay_hours.saturating_mul(3600))),
+            delivery_tls: r.choice(
+                "smtpdelivery.tls",
+                DeliveryTls::Opportunistic,
+                &[
+                    ("opportunistic", DeliveryTls::Opportunistic),
+                    ("verify", DeliveryTls::Verify),
+                    ("required", DeliveryTls::Required),
+                    ("off", DeliveryTls::Off),
+                ],
+            )?,
+            delivery_ca_file: r.path("smtpdelivery.cafile"),
+        };
+
+        // Ports that must not collide, and TLS settings that need each other.
+        let mut ports: Vec<(&str, u16)> =
+            vec![("smtpport", conf.smtp_port), ("pop3port", conf.pop3_port)];
+        for (k, p) in [
+            ("submissionport", conf.submission_port),
+            ("securesmtpport", conf.secure_smtp_port),
+            ("securepop3port", conf.secure_pop3_port),
+        ] {
+            if let Some(p) = p {
+                ports.push((k, p));
+            }
+        }
+        for (i, (k, p)) in ports.iter().enumerate() {
+            if let Some((other, _)) = ports[..i].iter().find(|(_, q)| q == p) {
+                if let Some(e) = r.entry(k).or_else(|| r.entry(other)) {
+                    return Err(r.err(e, format!("port {p} is also used by '{other}'")));
+                }
+            }
+        }
+        match (&conf.tls_certificate, &conf.tls_key) {
+            (Some(_), None) => return Err(missing(path, "tls.key", "tls.certificate is set")),
+            (None, Some(_)) => return Err(missing(path, "tls.certificate", "tls.key is set")),
+            _ => {}
+        }
+        if conf.tls_certificate.is_none() {
+            for key in ["securesmtpport", "securepop3port"] {
+                if r.optional_port(key)?.is_some() {
+                    return Err(missing(
+                        path,
+                        "tls.certificate",
+                        &format!("{key} needs a certificate"),
+                    ));
+                }
+            }
+        }
+        Ok((conf, warnings))
     }
 
     /// Whether `domain` (any case) is one of `domains`. An address literal `[127.0.0.1]` matches `127.0.0.1`.
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        let _ = domain;
-        todo!()
+        let d = domain.trim();
+        let d = d
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .map(|s| {
+                s.strip_prefix("IPv6:")
+                    .or_else(|| s.strip_prefix("ipv6:"))
+                    .unwrap_or(s)
+            })
+            .unwrap_or(d);
+        let d = d.strip_suffix('.').unwrap_or(d);
+        self.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
     }
 
     /// Whether a client at `ip` may relay (`relay.ipaddresses`).
     pub fn relay_ip_allowed(&self, ip: IpAddr) -> bool {
-        let _ = ip;
-        todo!()
+        self.relay_ips.iter().any(|p| p.matches(ip))
     }
 
     /// Whether envelope sender `sender` may relay (`relay.emailaddresses`, `@domain` form too).
     pub fn relay_sender_allowed(&self, sender: &str) -> bool {
-        let _ = sender;
-        todo!()
+        let sender = sender.trim().to_ascii_lowercase();
+        let Some(at) = sender.rfind('@') else {
+            return false;
+        };
+        let domain_form = &sender[at..];
+        self.relay_senders
+            .iter()
+            .any(|r| *r == sender || (r.starts_with('@') && r == domain_form))
+    }
+
+    /// A human-readable account of the settings for `jes check` (smart host passwords masked).
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let addrs = if self.listen_addresses.is_empty() {
+            "all addresses".to_string()
+        } else {
+            join(&self.listen_addresses)
+        };
+        let _ = writeln!(s, "hostname:        {}", self.hostname);
+        let _ = writeln!(s, "listening on:    {addrs}");
+        let _ = writeln!(s, "  SMTP           port {}", self.smtp_port);
+        let _ = writeln!(s, "  POP3           port {}", self.pop3_port);
+        for (name, port) in [
+            ("submission", self.submission_port),
+            ("SMTP over TLS", self.secure_smtp_port),
+            ("POP3 over TLS", self.secure_pop3_port),
+        ] {
+            if let Some(p) = port {
+                let _ = writeln!(s, "  {name:<14} port {p}");
+            }
+        }
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                let _ = writeln!(s, "TLS:             {} (key {})", c.display(), k.display());
+            }
+            _ => {
+                let _ = writeln!(s, "TLS:             off (no tls.certificate)");
+            }
+        }
+        let _ = writeln!(s, "clear-text auth: {:?}", self.allow_clear_text);
+        let _ = writeln!(s, "local domains:   {}", self.domains.join(", "));
+        let _ = writeln!(
+            s,
+            "catch-all:       {}",
+            self.default_user
+                .as_deref()
+                .unwrap_or("none (unknown local users are refused)")
+        );
+        let size = if self.max_message_size == 0 {
+            "no limit".to_string()
+        } else {
+            format!("{} MB", self.max_message_size / MB)
+        };
+        let _ = writeln!(s, "message size:    {size}");
+        let _ = writeln!(
+            s,
+            "relay from IPs:  {}",
+            if self.relay_ips.is_empty() {
+                "none".to_string()
+            } else {
+                join(&self.relay_ips)
+            }
+        );
+        let _ = writeln!(
+            s,
+            "relay senders:   {}",
+            if self.relay_senders.is_empty() {
+                "none".to_string()
+            } else {
+                self.relay_senders.join(", ")
+            }
+        );
+        if self.pop_before_smtp {
+            let _ = writeln!(
+                s,
+                "POP before SMTP: on, {} minutes",
+                self.pop_before_smtp_timeout.as_secs() / 60
+            );
+        } else {
+            let _ = writeln!(s, "POP before SMTP: off");
+        }
+        let _ = writeln!(
+            s,
+            "delivery:        {}",
+            if self.smart_hosts.is_empty() {
+                "direct to each domain's MX".to_string()
+            } else {
+                format!("via {}", join(&self.smart_hosts))
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  retries        {} attempts, queue scan every {} s, TLS {:?}",
+            self.delivery_threshold,
+            self.delivery_interval.as_secs(),
+            self.delivery_tls
+        );
+        s
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn missing(path: &Path, key: &str, reason: &str) -> ConfigError {
+    ConfigError::Missing {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// An IP address as an address literal (`[127.0.0.1]`, `[IPv6:::1]`); anything else as is.
+pub fn bracket_if_ip(name: &str) -> String {
+    match name.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => format!("[{v4}]"),
+        Ok(IpAddr::V6(v6)) => format!("[IPv6:{v6}]"),
+        Err(_) => name.to_string(),
+    }
+}
+
+/// The machine's name, fully qualified when the resolver knows it (looked up once per process),
+/// else `first_domain`; an IP address comes back bracketed.
+pub fn default_hostname(first_domain: &str) -> String {
+    static MACHINE: OnceLock<Option<String>> = OnceLock::new();
+    let machine = MACHINE.get_or_init(|| {
+        let short = gethostname()?;
+        if short.contains('.') {
+            return Some(short);
+        }
+        Some(canonical_name(&short).unwrap_or(short))
+    });
+    let name = machine.as_deref().unwrap_or(first_domain);
+    bracket_if_ip(name)
+}
+
+fn gethostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for `len` bytes; gethostname NUL-terminates on success when the
+    // name fits, and we stop at the first NUL or the buffer's end.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = std::str::from_utf8(&buf[..end]).ok()?.trim().to_string();
+    (!name.is_empty() && name != "(none)").then_some(name)
+}
+
+/// `getaddrinfo(AI_CANONNAME)`: normally answered from /etc/hosts; used only if it gives a dotted name.
+fn canonical_name(short: &str) -> Option<String> {
+    let c_name = std::ffi::CString::new(short).ok()?;
+    // SAFETY: zeroed addrinfo is a valid "no hints" value; we set only plain integer fields.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_flags = libc::AI_CANONNAME;
+    hints.ai_family = libc::AF_UNSPEC;
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: valid C string, hints and out-pointer; the result is freed below.
+    let rc = unsafe { libc::getaddrinfo(c_name.as_ptr(), std::ptr::null(), &hints, &mut res) };
+    if rc != 0 || res.is_null() {
+        return None;
+    }
+    // SAFETY: res is a valid list from getaddrinfo; ai_canonname is NULL or a C string.
+    let canon = unsafe {
+        let p = (*res).ai_canonname;
+        let s = if p.is_null() {
+            None
+        } else {
+            std::ffi::CStr::from_ptr(p)
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        };
+        libc::freeaddrinfo(res);
+        s
+    };
+    canon.filter(|c| c.contains('.') && c.parse::<Ipv4Addr>().is_err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(MailConf, Vec<Warning>), ConfigError> {
+        MailConf::parse(Path::new("/x/mail.conf"), text)
+    }
+
+    fn ok(text: &str) -> MailConf {
+        match parse(text) {
+            Ok((c, _)) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("expected an error for {text:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, w) = parse("domains=Example.COM, localhost ,\n").unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.domains, vec!["example.com", "localhost"]);
+        assert!(c.listen_addresses.is_empty());
+        assert_eq!((c.smtp_port, c.pop3_port, c.threads), (25, 110, 5));
+        assert_eq!(c.max_message_size, 5 * 1024 * 1024);
+        assert_eq!(c.delivery_interval, Duration::from_secs(10));
+        assert_eq!(c.delivery_threshold, 10);
+        assert_eq!(c.default_user, None);
+        assert!(c.smart_hosts.is_empty());
+        assert!(!c.pop_before_smtp);
+        assert_eq!(c.pop_before_smtp_timeout, Duration::from_secs(600));
+        assert!(c.relay_ips.is_empty() && c.relay_senders.is_empty());
+        assert!(!c.hostname.is_empty());
+        assert_eq!(c.allow_clear_text, ClearText::Always);
+        assert_eq!(c.delivery_tls, DeliveryTls::Opportunistic);
+        assert_eq!(c.max_recipients, 1000);
+        assert_eq!((c.max_error_count, c.max_pass_attempts), (20, 3));
+        assert_eq!(
+            (
+                c.smtp_max_connections,
+                c.smtp_max_connections_per_ip,
+                c.pop3_max_connections
+            ),
+            (1000, 50, 1000)
+        );
+        assert_eq!(c.min_disk_free, 100 * 1024 * 1024);
+        assert_eq!(c.delivery_concurrency, 10);
+        assert_eq!(c.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(
+            (c.submission_port, c.secure_smtp_port, c.secure_pop3_port),
+            (None, None, None)
+        );
+        assert!(c.tls_certificate.is_none() && c.tls_key.is_none() && c.delivery_ca_file.is_none());
+    }
+
+    #[test]
+    fn every_key_set() {
+        let c = ok("domains=a.example\nhostname=mx.a.example\nlisten.address=127.0.0.1, ::1\n\
+             smtpport=2525 \npop3port=1110\nsubmissionport=1587\nsecuresmtpport=1465\nsecurepop3port=1995\n\
+             tls.certificate=cert.pem\ntls.key=/etc/key.pem\nallowClearText=ENCRYPTEDONLY\nthreads=8\n\
+             smtp.messagesize=0\nmax.valid.rcpt=50\nmax.error.count=5\nmax.pass.attempts=2\n\
+             smtp.maxconnections=10\nsmtp.maxconnectionsperip=2\npop3.maxconnections=3\nmindiskfree=0\n\
+             smtpdelivery.interval=1\nsmtpdelivery.threshold=3\nsmtpdelivery.concurrency=4\n\
+             smtpdelivery.delaywarning=0\nsmtpdelivery.tls=required\nsmtpdelivery.cafile=ca.pem\n\
+             defaultuser=Catch@A.example\nrelay.popbeforesmtp=Yes\nrelay.popbeforesmtp.timeout=5\n");
+        assert_eq!(c.hostname, "mx.a.example");
+        assert_eq!(c.listen_addresses, vec![ip("127.0.0.1"), ip("::1")]);
+        assert_eq!((c.smtp_port, c.pop3_port), (2525, 1110));
+        assert_eq!(
+            (c.submission_port, c.secure_smtp_port, c.secure_pop3_port),
+            (Some(1587), Some(1465), Some(1995))
+        );
+        assert_eq!(c.tls_certificate.as_deref(), Some(Path::new("/x/cert.pem")));
+        assert_eq!(c.tls_key.as_deref(), Some(Path::new("/etc/key.pem")));
+        assert_eq!(c.allow_clear_text, ClearText::EncryptedOnly);
+        assert_eq!(c.threads, 8);
+        assert_eq!(c.max_message_size, 0);
+        assert_eq!(c.max_recipients, 50);
+        assert_eq!((c.max_error_count, c.max_pass_attempts), (5, 2));
+        assert_eq!(
+            (
+                c.smtp_max_connections,
+                c.smtp_max_connections_per_ip,
+                c.pop3_max_connections
+            ),
+            (10, 2, 3)
+        );
+        assert_eq!(c.min_disk_free, 0);
+        assert_eq!(c.delivery_interval, Duration::from_secs(1));
+        assert_eq!((c.delivery_threshold, c.delivery_concurrency), (3, 4));
+        assert_eq!(c.delay_warning, None);
+        assert_eq!(c.delivery_tls, DeliveryTls::Required);
+        assert_eq!(c.delivery_ca_file.as_deref(), Some(Path::new("/x/ca.pem")));
+        assert_eq!(c.default_user.as_deref(), Some("catch@a.example"));
+        assert!(c.pop_before_smtp);
+        assert_eq!(c.pop_before_smtp_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn domains_required() {
+        for text in ["smtpport=25\n", "domains=\n", "domains= , ,\n"] {
+            let e = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert_eq!(
+                e,
+                "/x/mail.conf: required key 'domains' is missing: name the local domains, e.g. domains=example.com,localhost"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_key() {
+        let cases = [
+            ("domains=a\n\n# c\nsmtpport=abc\n", r#"/x/mail.conf:4: key 'smtpport': "abc" is not a port number (1-65535)"#),
+            ("domains=a\npop3port=0\n", r#"/x/mail.conf:2: key 'pop3port': "0" is not a port number (1-65535)"#),
+            ("domains=a\nsmtpport=65536\n", r#"/x/mail.conf:2: key 'smtpport': "65536" is not a port number (1-65535)"#),
+            ("domains=a\nthreads=-1\n", r#"/x/mail.conf:2: key 'threads': "-1" is not a whole number"#),
+            ("domains=a\nthreads=0\n", r#"/x/mail.conf:2: key 'threads': "0" is too small (at least 1)"#),
+            ("domains=a\nsmtp.messagesize=5MB\n", r#"/x/mail.conf:2: key 'smtp.messagesize': "5MB" is not a whole number"#),
+            ("domains=a\nrelay.popbeforesmtp=maybe\n", r#"/x/mail.conf:2: key 'relay.popbeforesmtp': "maybe" is not true or false (or yes/no, on/off)"#),
+            ("domains=a\nrelay.ipaddresses=127.0.0.1,192.168.1.x\n", r#"/x/mail.conf:2: key 'relay.ipaddresses': "192.168.1.x" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#),
+            ("domains=a\nrelay.ipaddresses=10.0.0.0/33\n", r#"/x/mail.conf:2: key 'relay.ipaddresses': "10.0.0.0/33": prefix length 33 is more than 32"#),
+            ("domains=a\nrelay.ipaddresses=192.168.*\n", r#"/x/mail.conf:2: key 'relay.ipaddresses': "192.168.*" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#),
+            ("domains=a\nrelay.emailaddresses=nobody\n", r#"/x/mail.conf:2: key 'relay.emailaddresses': "nobody" is neither an address nor @domain"#),
+            ("domains=a\ndefaultsmtpservers=smtp.example.com:99999\n", r#"/x/mail.conf:2: key 'defaultsmtpservers': "smtp.example.com:99999": "99999" is not a port number (1-65535)"#),
+            ("domains=a\ndefaultsmtpservers=h/useronly\n", r#"/x/mail.conf:2: key 'defaultsmtpservers': "h/useronly": expected user:password after '/'"#),
+            ("domains=a\nlisten.address=localhost\n", r#"/x/mail.conf:2: key 'listen.address': "localhost" is not an IP address"#),
+            ("domains=a\nallowClearText=sometimes\n", r#"/x/mail.conf:2: key 'allowClearText': "sometimes" is not one of never, encryptedOnly, always"#),
+            ("domains=a\nsmtpdelivery.tls=maybe\n", r#"/x/mail.conf:2: key 'smtpdelivery.tls': "maybe" is not one of opportunistic, verify, required, off"#),
+            ("domains=a\ndefaultuser=.catch@x\n", r#"/x/mail.conf:2: key 'defaultuser': ".catch@x" cannot be an account: address starts with a dot or contains '..'"#),
+            ("domains=a\nsmtpport=2525\npop3port=2525\n", "/x/mail.conf:3: key 'pop3port': port 2525 is also used by 'smtpport'"),
+            ("domains=a\nsecuresmtpport=465\n", "/x/mail.conf: required key 'tls.certificate' is missing: securesmtpport needs a certificate"),
+            ("domains=a\ntls.certificate=c.pem\n", "/x/mail.conf: required key 'tls.key' is missing: tls.certificate is set"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err(text), want, "for {text:?}");
+        }
+    }
+
+    #[test]
+    fn error_fields() {
+        match parse("domains=a\nsmtpport=abc\n") {
+            Err(ConfigError::Value {
+                path, line, key, ..
+            }) => {
+                assert_eq!(
+                    (path.as_path(), line, key.as_str()),
+                    (Path::new("/x/mail.conf"), 2, "smtpport")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_suggestion() {
+        let (c, w) = parse("domains=a\nsmtport=2525\nfrobnicate=1\n").unwrap();
+        assert_eq!(c.smtp_port, 25);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].line, 2);
+        assert_eq!(
+            w[0].to_string(),
+            "/x/mail.conf:2: unknown key 'smtport' ignored; did you mean 'smtpport'?"
+        );
+        assert_eq!(
+            w[1].to_string(),
+            "/x/mail.conf:3: unknown key 'frobnicate' ignored"
+        );
+    }
+
+    #[test]
+    fn ip_patterns() {
+        let p = |s: &str| IpPattern::parse(s).unwrap();
+        assert!(p("127.0.0.1").matches(ip("127.0.0.1")));
+        assert!(!p("127.0.0.1").matches(ip("127.0.0.2")));
+        assert!(p("127.0.0.1").matches(ip("::ffff:127.0.0.1")));
+        assert!(!p("127.0.0.1").matches(ip("::1")));
+        assert!(p("192.168.*.*").matches(ip("192.168.7.9")));
+        assert!(p("192.168.*.*").matches(ip("::ffff:192.168.0.1")));
+        assert!(!p("192.168.*.*").matches(ip("192.169.7.9")));
+        assert!(p("*.*.*.1").matches(ip("10.9.8.1")));
+        assert!(p("10.0.0.0/8").matches(ip("10.200.3.4")));
+        assert!(!p("10.0.0.0/8").matches(ip("11.0.0.1")));
+        assert!(p("172.16.0.0/12").matches(ip("172.31.255.255")));
+        assert!(!p("172.16.0.0/12").matches(ip("172.32.0.0")));
+        assert!(p("0.0.0.0/0").matches(ip("8.8.8.8")));
+        assert!(p("::1").matches(ip("::1")));
+        assert!(!p("::1").matches(ip("127.0.0.1")));
+        assert!(p("fd00::/8").matches(ip("fd12:3456::1")));
+        assert!(!p("fd00::/8").matches(ip("fe80::1")));
+        assert!(p("::ffff:127.0.0.1").matches(ip("127.0.0.1")));
+        assert!(p("::ffff:10.0.0.0/104").matches(ip("10.1.2.3")));
+        assert_eq!(p("192.168.*.*").to_string(), "192.168.*.*");
+        assert_eq!(p("10.0.0.0/8").to_string(), "10.0.0.0/8");
+        assert_eq!(p("::1").to_string(), "::1");
+        for bad in [
+            "",
+            "1.2.3",
+            "1.2.3.256",
+            "1.2.*.x",
+            "*",
+            "10.0.0.0/x",
+            "::1/129",
+            "a::g",
+        ] {
+            assert!(IpPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relay_rules() {
+        let c = ok("domains=a\nrelay.ipaddresses=127.0.0.1, 192.168.*.*,::1\nrelay.emailaddresses=App@Example.com,@Trusted.org\n");
+        assert!(c.relay_ip_allowed(ip("127.0.0.1")));
+        assert!(c.relay_ip_allowed(ip("::ffff:127.0.0.1")));
+        assert!(c.relay_ip_allowed(ip("192.168.1.1")));
+        assert!(c.relay_ip_allowed(ip("::1")));
+        assert!(!c.relay_ip_allowed(ip("10.0.0.1")));
+        assert!(c.relay_sender_allowed("app@example.com"));
+        assert!(c.relay_sender_allowed("APP@EXAMPLE.COM"));
+        assert!(c.relay_sender_allowed("anyone@trusted.org"));
+        assert!(c.relay_sender_allowed("Anyone@TRUSTED.org"));
+        assert!(!c.relay_sender_allowed("anyone@sub.trusted.org"));
+        assert!(!c.relay_sender_allowed("other@example.com"));
+        assert!(!c.relay_sender_allowed(""));
+        assert!(!c.relay_sender_allowed("trusted.org"));
+    }
+
+    #[test]
+    fn smart_hosts() {
+        let c = ok("domains=a\ndefaultsmtpservers=smtp.example.com:587/user:pa:ss, relay.example.org ,[::1]:2525,h2/u@x:p/w\n");
+        assert_eq!(
+            c.smart_hosts,
+            vec![
+                SmartHost {
+                    host: "smtp.example.com".into(),
+                    port: 587,
+                    credentials: Some(("user".into(), "pa:ss".into()))
+                },
+                SmartHost {
+                    host: "relay.example.org".into(),
+                    port: 25,
+                    credentials: None
+                },
+                SmartHost {
+                    host: "::1".into(),
+                    port: 2525,
+                    credentials: None
+                },
+                SmartHost {
+                    host: "h2".into(),
+                    port: 25,
+                    credentials: Some(("u@x".into(), "p/w".into()))
+                },
+            ]
+        );
+        assert_eq!(
+            c.smart_hosts[0].to_string(),
+            "smtp.example.com:587/user:***"
+        );
+        let summary = c.summary();
+        assert!(
+            summary.contains("smtp.example.com:587/user:***"),
+            "{summary}"
+        );
+        assert!(!summary.contains("pa:ss"), "{summary}");
+        // Errors do not echo a password either.
+        assert!(SmartHost::parse("h:x/u:secret")
+            .err()
+            .is_some_and(|e| !e.contains("secret")));
+    }
+
+    #[test]
+    fn local_domains() {
+        let c = ok("domains=localhost,127.0.0.1,Example.com,::1\n");
+        assert!(c.is_local_domain("LOCALHOST"));
+        assert!(c.is_local_domain("127.0.0.1"));
+        assert!(c.is_local_domain("[127.0.0.1]"));
+        assert!(c.is_local_domain("[IPv6:::1]"));
+        assert!(c.is_local_domain("example.com."));
+        assert!(!c.is_local_domain("[127.0.0.2]"));
+        assert!(!c.is_local_domain("other.com"));
+    }
+
+    #[test]
+    fn hostname_rules() {
+        assert_eq!(
+            ok("domains=a\nhostname=127.0.0.1\n").hostname,
+            "[127.0.0.1]"
+        );
+        assert_eq!(ok("domains=a\nhostname=::1\n").hostname, "[IPv6:::1]");
+        assert_eq!(
+            ok("domains=a\nhostname=[10.0.0.1]\n").hostname,
+            "[10.0.0.1]"
+        );
+        assert_eq!(bracket_if_ip("mx.example.com"), "mx.example.com");
+        let h = default_hostname("fallback.example");
+        assert!(!h.is_empty() && !h.contains(char::is_whitespace), "{h}");
+    }
+
+    #[test]
+    fn summary_mentions_the_essentials() {
+        let s = ok("domains=localhost,127.0.0.1\nrelay.ipaddresses=127.0.0.1\nhostname=mx.test\n")
+            .summary();
+        for want in [
+            "mx.test",
+            "port 25",
+            "port 110",
+            "localhost, 127.0.0.1",
+            "127.0.0.1",
+            "all addresses",
+            "MX",
+        ] {
+            assert!(s.contains(want), "{want} missing from\n{s}");
+        }
     }
 }

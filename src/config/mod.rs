@@ -17,9 +17,139 @@ pub mod users;
 
 use std::path::{Path, PathBuf};
 
-pub use log::LogConf;
-pub use mail::{IpPattern, MailConf, SmartHost};
+pub use log::{Level, LogConf};
+pub use mail::{ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
 pub use users::Users;
+
+/// One configuration key: its name, its default as written in the file (empty: unset), and what
+/// it means. The unknown-key check and the sample `jes init` writes both read these tables, so
+/// they cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+    /// Whether JES 1.6.1 knew the key (false: added by jes).
+    pub jes: bool,
+}
+
+const fn key(
+    name: &'static str,
+    default: &'static str,
+    meaning: &'static str,
+    jes: bool,
+) -> KeyInfo {
+    KeyInfo {
+        name,
+        default,
+        meaning,
+        jes,
+    }
+}
+
+/// Every `mail.conf` key, in the order the sample lists them.
+pub const MAIL_KEYS: &[KeyInfo] = &[
+    key("domains", "", "REQUIRED. Comma list of the local domains (mail for them is kept here).", true),
+    key("hostname", "", "The server's name in greetings, EHLO, Received: lines and bounces. Default: the machine's fully qualified name.", false),
+    key("listen.address", "", "Comma list of IP addresses to listen on. Unset: every IPv4 and IPv6 address.", true),
+    key("smtpport", "25", "SMTP port.", true),
+    key("pop3port", "110", "POP3 port.", true),
+    key("submissionport", "0", "Message submission port (STARTTLS, then AUTH); 0 = off.", false),
+    key("securesmtpport", "0", "SMTP over TLS port (implicit TLS, e.g. 465); 0 = off. Needs tls.certificate.", false),
+    key("securepop3port", "0", "POP3 over TLS port (e.g. 995); 0 = off. Needs tls.certificate.", false),
+    key("tls.certificate", "", "PEM certificate chain for STARTTLS and the TLS ports (relative to this folder).", false),
+    key("tls.key", "", "PEM private key for tls.certificate.", false),
+    key("allowClearText", "always", "Passwords over unencrypted connections: never, encryptedOnly or always.", false),
+    key("threads", "5", "Concurrency hint (outbound deliveries at once), not a connection limit.", true),
+    key("smtp.messagesize", "5", "Largest message accepted, in MB; 0 = no limit.", true),
+    key("smtp.maxrecipients", "1000", "Most recipients per message.", false),
+    key("max.valid.rcpt", "1000", "JES 2.x name for smtp.maxrecipients.", false),
+    key("max.error.count", "20", "SMTP command errors before the connection is closed.", false),
+    key("max.pass.attempts", "3", "Failed logins per connection before it is closed.", false),
+    key("smtp.maxconnections", "1000", "Most SMTP connections at once.", false),
+    key("smtp.maxconnectionsperip", "50", "Most SMTP connections at once from one IP address.", false),
+    key("pop3.maxconnections", "1000", "Most POP3 connections at once.", false),
+    key("mindiskfree", "100", "Free disk space (MB) below which new mail is refused with 452.", false),
+    key("smtpdelivery.interval", "10", "Seconds between scans of the smtp/ queue folder.", true),
+    key("smtpdelivery.threshold", "10", "Delivery attempts before a message bounces.", true),
+    key("smtpdelivery.concurrency", "10", "Outbound connections at once.", false),
+    key("smtpdelivery.delaywarning", "4", "Hours after which the sender is told a message is delayed; 0 = never.", false),
+    key("smtpdelivery.tls", "opportunistic", "TLS to other servers: opportunistic, verify, required or off.", false),
+    key("smtpdelivery.cafile", "", "PEM file of CA certificates for smtpdelivery.tls=verify|required (default: the system's).", false),
+    key("defaultsmtpservers", "", "Smart hosts, comma list of host[:port][/user:password], tried in order. Unset: deliver to each domain's MX.", true),
+    key("defaultuser", "", "Account that receives mail for unknown local addresses. Unset: such mail is refused.", true),
+    key("relay.ipaddresses", "", "Comma list of client addresses that may relay: 127.0.0.1, 192.168.*.*, 10.0.0.0/8, ::1, fd00::/8.", true),
+    key("relay.emailaddresses", "", "Comma list of sender addresses (or @domain) that may relay.", true),
+    key("relay.popbeforesmtp", "false", "Let a client relay for a while after a POP3 login from its address.", true),
+    key("relay.popbeforesmtp.timeout", "10", "Minutes a POP3 login allows relaying.", true),
+];
+
+/// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).
+pub const LOG_KEYS: &[KeyInfo] = &[
+    key("level", "info", "error, warn, info, debug or trace.", false),
+    key(
+        "log.file",
+        "../log/jes.log",
+        "Log file (relative paths start at the configuration folder's parent).",
+        false,
+    ),
+    key(
+        "log.maxfilesize",
+        "10MB",
+        "Size at which the log is rotated (KB, MB or GB).",
+        false,
+    ),
+    key("log.maxbackups", "5", "Rotated logs kept.", false),
+];
+
+/// The reference table of `mail.conf` keys.
+pub fn key_reference() -> &'static [KeyInfo] {
+    MAIL_KEYS
+}
+
+/// Levenshtein distance, case-insensitive (for "did you mean").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known key closest to `unknown`, if within edit distance 2.
+pub fn suggest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (edit_distance(unknown, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// The warning for an unknown key, with a suggestion when one is close.
+pub(crate) fn unknown_key_warning<'a>(
+    path: &Path,
+    line: usize,
+    key: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Warning {
+    let message = match suggest(key, known) {
+        Some(k) => format!("unknown key '{key}' ignored; did you mean '{k}'?"),
+        None => format!("unknown key '{key}' ignored"),
+    };
+    Warning {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
+}
 
 /// A configuration error that names where it is.
 #[derive(Debug, thiserror::Error)]
@@ -102,5 +232,94 @@ impl Config {
 
     pub fn failed_dir(&self) -> PathBuf {
         self.dir.join("failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jes-1.6.1/etc")
+    }
+
+    #[test]
+    fn jes_fixture_loads() {
+        let (config, warnings) = Config::load(&fixture_dir()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.mail.smtp_port, 25);
+        assert_eq!(config.mail.domains, vec!["localhost", "127.0.0.1"]);
+        assert_eq!(
+            config.mail.delivery_interval,
+            std::time::Duration::from_secs(2)
+        );
+        assert!(config.mail.relay_ip_allowed("127.0.0.1".parse().unwrap()));
+        assert_eq!(config.mail.smart_hosts[0].host, "smtp.example.com");
+        assert!(config.users.exists("TrackStudio@127.0.0.1"));
+        assert!(config
+            .users
+            .password("trackstudio@127.0.0.1")
+            .unwrap()
+            .verify("secret"));
+        assert!(config
+            .users
+            .password("analyst@localhost")
+            .unwrap()
+            .verify("password"));
+        assert!(!config
+            .users
+            .password("analyst@localhost")
+            .unwrap()
+            .verify("secret"));
+        assert_eq!(
+            config.users.forwards("analyst@localhost"),
+            Some(
+                &[
+                    "analyst@localhost".to_string(),
+                    "boss@remote.test".to_string()
+                ][..]
+            )
+        );
+        // No log.conf in the fixture: defaults, the log folder beside etc/.
+        assert_eq!(config.log.level, Level::Info);
+        assert!(
+            config.log.file.ends_with("log/jes.log"),
+            "{:?}",
+            config.log.file
+        );
+    }
+
+    #[test]
+    fn missing_mail_conf_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        match Config::load(dir.path()) {
+            Err(e @ ConfigError::Io { .. }) => assert!(e.to_string().contains("mail.conf"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join("mail.conf"), "smtpport=25\n").unwrap();
+        assert!(matches!(
+            Config::load(dir.path()),
+            Err(ConfigError::Missing { ref key, .. }) if key == "domains"
+        ));
+    }
+
+    #[test]
+    fn suggestions() {
+        let names = MAIL_KEYS.iter().map(|k| k.name);
+        assert_eq!(suggest("smtport", names.clone()), Some("smtpport"));
+        assert_eq!(suggest("SMTPPORT", names.clone()), Some("smtpport"));
+        assert_eq!(
+            suggest("allowcleartext", names.clone()),
+            Some("allowClearText")
+        );
+        assert_eq!(suggest("completely.different", names), None);
+    }
+
+    #[test]
+    fn key_names_are_unique() {
+        let mut names: Vec<_> = MAIL_KEYS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MAIL_KEYS.len());
     }
 }

@@ -1,10 +1,23 @@
-//! `user.conf`: accounts and forwards. (Skeleton: the config helper fills this in.)
+//! `user.conf`: accounts and forwards.
+//!
+//! Reading is plain: `user.ADDR=password` and `userprop.ADDR.forwardAddresses=a,b`, keyed by the
+//! canonical address. Writing is where jes differs from JES, which rewrote the whole file from a
+//! `Properties` object and lost every comment and the order: here the file is kept as a list of
+//! [`Block`]s (one per logical line, comments included) and only the blocks being changed are
+//! replaced, so an administrator's comments, order and line endings survive `jes user passwd` and
+//! the plaintext upgrade. Every write goes to a temporary file in the same folder that is fsynced
+//! and renamed over the original (then the folder is fsynced), so a crash leaves the old file or
+//! the new one, never half of one, and the file's permissions are kept.
 
 use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::Path;
 
+use super::properties::{escape_key, escape_value, read_text, split_blocks, Block, Properties};
 use super::{ConfigError, Warning};
-use crate::auth::StoredPassword;
+use crate::address::{canonical, mailbox_dir_name};
+use crate::auth::{hash_password, StoredPassword};
 
 /// Accounts (`user.ADDR=password`) and forwards (`userprop.ADDR.forwardAddresses=a,b`), keyed by
 /// the canonical (lower-cased) address.
@@ -14,11 +27,125 @@ pub struct Users {
     pub forwards: HashMap<String, Vec<String>>,
 }
 
+/// What a `user.conf` key means.
+enum UserKey<'a> {
+    /// `user.ADDR`
+    Account(&'a str),
+    /// `userprop.ADDR.forwardAddresses`
+    Forwards(&'a str),
+    /// `userprop.ADDR.other`
+    OtherProp(&'a str),
+    Unknown,
+}
+
+const FORWARDS_SUFFIX: &str = ".forwardAddresses";
+
+fn classify(key: &str) -> UserKey<'_> {
+    if let Some(addr) = key.strip_prefix("user.") {
+        return UserKey::Account(addr);
+    }
+    if let Some(rest) = key.strip_prefix("userprop.") {
+        let n = rest.len();
+        if n > FORWARDS_SUFFIX.len()
+            && rest.is_char_boundary(n - FORWARDS_SUFFIX.len())
+            && rest[n - FORWARDS_SUFFIX.len()..].eq_ignore_ascii_case(FORWARDS_SUFFIX)
+        {
+            return UserKey::Forwards(&rest[..n - FORWARDS_SUFFIX.len()]);
+        }
+        return UserKey::OtherProp(rest);
+    }
+    UserKey::Unknown
+}
+
 impl Users {
     /// Reads `user.conf`; a missing file means no accounts.
     pub fn load(path: &Path) -> Result<(Users, Vec<Warning>), ConfigError> {
-        let _ = path;
-        todo!()
+        match read_text(path) {
+            Ok(text) => Users::parse(path, &text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Users::default(), Vec::new())),
+            Err(source) => Err(ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses `user.conf` text (`path` for messages only).
+    pub fn parse(path: &Path, text: &str) -> Result<(Users, Vec<Warning>), ConfigError> {
+        let (props, mut warnings) = Properties::parse(path, text);
+        let mut users = Users::default();
+        let mut first_line: HashMap<String, usize> = HashMap::new();
+        let warn = |warnings: &mut Vec<Warning>, line, message: String| {
+            warnings.push(Warning {
+                path: path.to_path_buf(),
+                line,
+                message,
+            })
+        };
+        for e in &props.entries {
+            let value_err = |reason: String| ConfigError::Value {
+                path: path.to_path_buf(),
+                line: e.line,
+                key: e.key.clone(),
+                reason,
+            };
+            let check = |addr: &str| {
+                mailbox_dir_name(addr)
+                    .map_err(|why| value_err(format!("{addr:?} cannot be an account: {why}")))
+            };
+            match classify(&e.key) {
+                UserKey::Account(addr) => {
+                    let addr = check(addr)?;
+                    if let Some(line) = first_line.insert(addr.clone(), e.line) {
+                        warn(
+                            &mut warnings,
+                            e.line,
+                            format!("account {addr} is also defined on line {line} (addresses ignore case); this one wins"),
+                        );
+                    }
+                    users.accounts.insert(addr, StoredPassword::parse(&e.value));
+                }
+                UserKey::Forwards(addr) => {
+                    let addr = check(addr)?;
+                    let mut targets = Vec::new();
+                    for t in e.value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                        if !t.contains('@') || t.contains(char::is_whitespace) {
+                            return Err(value_err(format!("{t:?} is not a mail address")));
+                        }
+                        let t = canonical(t);
+                        if !targets.contains(&t) {
+                            targets.push(t);
+                        }
+                    }
+                    users.forwards.insert(addr, targets);
+                }
+                UserKey::OtherProp(rest) => warn(
+                    &mut warnings,
+                    e.line,
+                    format!("unknown user property 'userprop.{rest}' ignored (only userprop.ADDRESS.forwardAddresses is known)"),
+                ),
+                UserKey::Unknown => warn(
+                    &mut warnings,
+                    e.line,
+                    format!("unknown key '{}' ignored (expected user.ADDRESS or userprop.ADDRESS.forwardAddresses)", e.key),
+                ),
+            }
+        }
+        for addr in users.forwards.keys() {
+            if !users.accounts.contains_key(addr) {
+                if let Some(e) = props.entries.iter().find(
+                    |e| matches!(classify(&e.key), UserKey::Forwards(a) if canonical(a) == *addr),
+                ) {
+                    warn(
+                        &mut warnings,
+                        e.line,
+                        format!("forwards for {addr}, which has no user.{addr} account; they apply only if it is a local address"),
+                    );
+                }
+            }
+        }
+        warnings.sort_by_key(|w| w.line);
+        Ok((users, warnings))
     }
 
     pub fn exists(&self, addr: &str) -> bool {
@@ -33,5 +160,456 @@ impl Users {
         self.forwards
             .get(&crate::address::canonical(addr))
             .map(Vec::as_slice)
+    }
+}
+
+/// `user.conf` held as blocks, with the line end style it had.
+struct Doc {
+    blocks: Vec<Block>,
+    eol: &'static str,
+    final_eol: bool,
+}
+
+impl Doc {
+    fn read(path: &Path) -> io::Result<Option<Doc>> {
+        match read_text(path) {
+            Ok(text) => Ok(Some(Doc::parse(&text))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn parse(text: &str) -> Doc {
+        let eol = if text.contains("\r\n") {
+            "\r\n"
+        } else if text.contains('\n') || !text.contains('\r') {
+            "\n"
+        } else {
+            "\r"
+        };
+        Doc {
+            blocks: split_blocks(text, &mut |_, _| {}),
+            eol,
+            final_eol: text.is_empty() || text.ends_with(['\n', '\r']),
+        }
+    }
+
+    fn render(&self) -> String {
+        let lines: Vec<&str> = self
+            .blocks
+            .iter()
+            .flat_map(|b| b.lines.iter().map(String::as_str))
+            .collect();
+        let mut out = lines.join(self.eol);
+        if self.final_eol && !lines.is_empty() {
+            out.push_str(self.eol);
+        }
+        out
+    }
+
+    /// Indices of the `user.` blocks for `addr` (canonical).
+    fn account_blocks(&self, addr: &str) -> Vec<usize> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                matches!(&b.entry, Some((k, _)) if matches!(classify(k), UserKey::Account(a) if canonical(a) == addr))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn set_line(&mut self, i: usize, key: &str, value: &str) {
+        self.blocks[i].lines = vec![format!("{}={}", escape_key(key), escape_value(value))];
+        self.blocks[i].entry = Some((key.to_string(), value.to_string()));
+    }
+
+    fn push_line(&mut self, key: &str, value: &str) {
+        self.final_eol = true;
+        self.blocks.push(Block {
+            line: 0,
+            lines: vec![format!("{}={}", escape_key(key), escape_value(value))],
+            entry: Some((key.to_string(), value.to_string())),
+        });
+    }
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same folder (created
+/// exclusively, with the old file's permissions, or 0600 for a new file), fsync, rename, fsync of
+/// the folder.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let old_perms = fs::metadata(path).ok().map(|m| m.permissions());
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let _ = fs::remove_file(&tmp); // a leftover of a crashed run of this same process id
+    let result = (|| {
+        let mut f = opts.open(&tmp)?;
+        if let Some(perms) = old_perms {
+            f.set_permissions(perms)?;
+        }
+        f.write_all(contents)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Replaces every plaintext password by an argon2id hash, keeping everything else as it was.
+/// Returns how many were replaced (the file is not rewritten when none were). Empty passwords are
+/// left alone: they lock the account, and hashing them would open it with an empty password.
+pub fn upgrade_plaintext(path: &Path) -> io::Result<usize> {
+    let Some(mut doc) = Doc::read(path)? else {
+        return Ok(0);
+    };
+    let mut count = 0;
+    for i in 0..doc.blocks.len() {
+        let Some((key, value)) = doc.blocks[i].entry.clone() else {
+            continue;
+        };
+        if matches!(classify(&key), UserKey::Account(_))
+            && !value.is_empty()
+            && StoredPassword::parse(&value).is_plain()
+        {
+            doc.set_line(i, &key, &hash_password(&value));
+            count += 1;
+        }
+    }
+    if count > 0 {
+        write_atomically(path, doc.render().as_bytes())?;
+    }
+    Ok(count)
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn check_new_password(password: &str) -> io::Result<()> {
+    if password.is_empty() {
+        return Err(invalid("the password must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// Adds an account with an argon2id hash of `password`. Fails with `AlreadyExists` if the address
+/// has an account, `InvalidInput` if it cannot be a mailbox; creates `user.conf` if missing.
+pub fn add_user(path: &Path, addr: &str, password: &str) -> io::Result<()> {
+    let addr = mailbox_dir_name(addr).map_err(|why| invalid(format!("{addr:?}: {why}")))?;
+    check_new_password(password)?;
+    let mut doc = Doc::read(path)?.unwrap_or_else(|| Doc::parse(""));
+    if !doc.account_blocks(&addr).is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{addr} already has an account in {}", path.display()),
+        ));
+    }
+    doc.push_line(&format!("user.{addr}"), &hash_password(password));
+    write_atomically(path, doc.render().as_bytes())
+}
+
+/// Sets a new password (argon2id) for an existing account; `NotFound` if there is none.
+pub fn set_password(path: &Path, addr: &str, password: &str) -> io::Result<()> {
+    check_new_password(password)?;
+    let addr = canonical(addr);
+    let not_found = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{addr} has no account in {}", path.display()),
+        )
+    };
+    let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
+    let blocks = doc.account_blocks(&addr);
+    if blocks.is_empty() {
+        return Err(not_found());
+    }
+    let hash = hash_password(password);
+    for i in blocks {
+        if let Some((key, _)) = doc.blocks[i].entry.clone() {
+            doc.set_line(i, &key, &hash);
+        }
+    }
+    write_atomically(path, doc.render().as_bytes())
+}
+
+/// Removes an account and its `userprop.` lines; `NotFound` if there is no account. The mailbox
+/// folder is left for the caller to deal with.
+pub fn delete_user(path: &Path, addr: &str) -> io::Result<()> {
+    let addr = canonical(addr);
+    let not_found = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{addr} has no account in {}", path.display()),
+        )
+    };
+    let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
+    if doc.account_blocks(&addr).is_empty() {
+        return Err(not_found());
+    }
+    doc.blocks.retain(|b| match &b.entry {
+        Some((k, _)) => match classify(k) {
+            UserKey::Account(a) => canonical(a) != addr,
+            UserKey::Forwards(rest) => canonical(rest) != addr,
+            UserKey::OtherProp(rest) => !canonical(rest).starts_with(&format!("{addr}.")),
+            UserKey::Unknown => true,
+        },
+        None => true,
+    });
+    write_atomically(path, doc.render().as_bytes())
+}
+
+/// The accounts in file order (canonical, each once); a missing file has none.
+pub fn list_users(path: &Path) -> io::Result<Vec<String>> {
+    let Some(doc) = Doc::read(path)? else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<String> = Vec::new();
+    for b in &doc.blocks {
+        if let Some((k, _)) = &b.entry {
+            if let UserKey::Account(a) = classify(k) {
+                let a = canonical(a);
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/jes-1.6.1/etc/user.conf"
+    );
+
+    fn parse(text: &str) -> Result<(Users, Vec<Warning>), ConfigError> {
+        Users::parse(Path::new("/x/user.conf"), text)
+    }
+
+    fn temp_with(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("user.conf");
+        fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn fixture() {
+        let (u, w) = Users::load(Path::new(FIXTURE)).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(u.accounts.len(), 2);
+        assert!(u
+            .password("TRACKSTUDIO@127.0.0.1")
+            .is_some_and(|p| p.verify("secret")));
+        assert!(u
+            .password("analyst@localhost")
+            .is_some_and(|p| p.verify("password")));
+        assert!(u
+            .password("analyst@localhost")
+            .is_some_and(|p| !p.verify("Password")));
+        assert_eq!(
+            u.forwards("Analyst@Localhost"),
+            Some(
+                &[
+                    "analyst@localhost".to_string(),
+                    "boss@remote.test".to_string()
+                ][..]
+            )
+        );
+        assert_eq!(
+            list_users(Path::new(FIXTURE)).unwrap(),
+            vec!["trackstudio@127.0.0.1", "analyst@localhost"]
+        );
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, w) = Users::load(&dir.path().join("user.conf")).unwrap();
+        assert!(u.accounts.is_empty() && w.is_empty());
+        assert!(list_users(&dir.path().join("user.conf"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn warnings_and_errors() {
+        let (u, w) = parse("user.A@x=1\nuser.a@x=2\nuserprop.a@x.color=red\nfoo=bar\nuserprop.b@x.forwardAddresses=c@y\n").unwrap();
+        assert_eq!(u.password("a@x"), Some(&StoredPassword::Plain("2".into())));
+        let lines: Vec<usize> = w.iter().map(|w| w.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5], "{w:?}");
+        let e = parse("# c\nuser.../evil@x=1\n")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                r#"/x/user.conf:2: key 'user.../evil@x': "../evil@x" cannot be an account: address contains a character that cannot appear in a mailbox directory name: '/'"#
+            )
+        );
+        let e = parse("user.a@x=1\nuserprop.a@x.forwardAddresses=b@y, nonsense\n")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                r#"/x/user.conf:2: key 'userprop.a@x.forwardAddresses': "nonsense" is not a mail address"#
+            )
+        );
+        assert!(matches!(
+            parse("user.nodomain=1\n"),
+            Err(ConfigError::Value { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn upgrade_keeps_comments_order_and_crlf() {
+        let text = "# accounts\r\n\r\nuser.b@x=plain1\r\n! keep me\r\nuserprop.b@x.forwardAddresses=c@y\r\nuser.trackstudio@127.0.0.1=101105122155035158077154104207245074042199207186230191133116\r\nuser.empty@x=\r\nuser.a@x = two \\\r\n  words\r\n";
+        let (_dir, path) = temp_with(text);
+        assert_eq!(upgrade_plaintext(&path).unwrap(), 2);
+        let out = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = out.split("\r\n").collect();
+        assert_eq!(lines.len(), 9, "{out:?}");
+        assert_eq!(lines[0], "# accounts");
+        assert_eq!(lines[1], "");
+        assert!(lines[2].starts_with("user.b@x=$argon2id$"));
+        assert_eq!(lines[3], "! keep me");
+        assert_eq!(lines[4], "userprop.b@x.forwardAddresses=c@y");
+        assert_eq!(lines[5], "user.trackstudio@127.0.0.1=101105122155035158077154104207245074042199207186230191133116");
+        assert_eq!(lines[6], "user.empty@x=");
+        assert!(lines[7].starts_with("user.a@x=$argon2id$"));
+        assert_eq!(lines[8], "");
+        assert!(!out.replace("\r\n", "").contains('\n'));
+        let (u, _) = Users::load(&path).unwrap();
+        assert!(u.password("b@x").is_some_and(|p| p.verify("plain1")));
+        assert!(u.password("a@x").is_some_and(|p| p.verify("two words")));
+        assert!(u
+            .password("trackstudio@127.0.0.1")
+            .is_some_and(|p| p.verify("secret")));
+        // Nothing left to do: the file is not rewritten.
+        let before = fs::read(&path).unwrap();
+        assert_eq!(upgrade_plaintext(&path).unwrap(), 0);
+        assert_eq!(fs::read(&path).unwrap(), before);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn upgrade_keeps_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, path) = temp_with("user.a@x=pw");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(upgrade_plaintext(&path).unwrap(), 1);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let out = fs::read_to_string(&path).unwrap();
+        assert!(!out.ends_with('\n'), "no final line end was added: {out:?}");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn add_passwd_del_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("user.conf");
+        add_user(&path, "First@Example.com", "one").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.insert_str(0, "# my accounts\n");
+        text.push_str("userprop.first@example.com.forwardAddresses=x@y\n# trailing comment\n");
+        fs::write(&path, text).unwrap();
+        add_user(&path, "second@example.com", "two").unwrap();
+        assert_eq!(
+            add_user(&path, "FIRST@example.com", "x")
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            add_user(&path, "../x@y", "x").unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            add_user(&path, "n@y", "").unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            list_users(&path).unwrap(),
+            vec!["first@example.com", "second@example.com"]
+        );
+
+        set_password(&path, "first@EXAMPLE.com", "uno").unwrap();
+        assert_eq!(
+            set_password(&path, "nobody@x", "p").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        let (u, _) = Users::load(&path).unwrap();
+        assert!(u
+            .password("first@example.com")
+            .is_some_and(|p| p.verify("uno") && !p.verify("one")));
+        assert!(u
+            .password("second@example.com")
+            .is_some_and(|p| p.verify("two")));
+
+        delete_user(&path, "First@example.com").unwrap();
+        assert_eq!(
+            delete_user(&path, "first@example.com").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "# my accounts");
+        assert_eq!(lines[1], "# trailing comment");
+        assert!(lines[2].starts_with("user.second@example.com=$argon2id$"));
+        assert_eq!(lines.len(), 3);
+        assert_eq!(list_users(&path).unwrap(), vec!["second@example.com"]);
+    }
+
+    #[test]
+    fn add_keeps_crlf_and_terminates_last_line() {
+        let (_dir, path) = temp_with("# c\r\nuser.a@x=pw");
+        add_user(&path, "b@x", "pw2").unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[..2], ["# c", "user.a@x=pw"]);
+        assert!(lines[2].starts_with("user.b@x=$argon2id$"));
+        assert_eq!(lines[3], "");
     }
 }
