@@ -20,6 +20,8 @@ mod reply;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_data;
 
 use data::DataReceiver;
 
