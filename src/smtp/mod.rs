@@ -22,6 +22,8 @@ mod session;
 mod tests;
 #[cfg(test)]
 mod tests_data;
+#[cfg(test)]
+mod tests_prop;
 
 use data::DataReceiver;
 

@@ -116,7 +116,10 @@ impl Driver {
                 break;
             }
         }
-        self.max_buffer = self.max_buffer.max(self.buf.len());
+        // After Close the driver stops reading; what it holds then does not matter.
+        if !self.closed {
+            self.max_buffer = self.max_buffer.max(self.buf.len());
+        }
     }
 
     /// Every reply so far (the greeting first), one string each.
