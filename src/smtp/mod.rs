@@ -194,6 +194,9 @@ impl Session {
         match result {
             Ok(id) => reply::reply(250, "2.0.0", &format!("OK queued as {}", reply::clean(&id))),
             Err(StoreError::Full) => reply::reply(452, "4.3.1", "Insufficient system storage"),
+            Err(StoreError::Temporary(text)) if text.trim().is_empty() => {
+                reply::reply(451, "4.3.0", "Temporary failure, try again later")
+            }
             Err(StoreError::Temporary(text)) => reply::reply(451, "4.3.0", &reply::clean(&text)),
         }
     }

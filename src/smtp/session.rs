@@ -72,8 +72,7 @@ impl Session {
         self.say(out, code, enhanced, text);
         self.errors += 1;
         if self.errors >= self.max_errors {
-            let text = format!("{} Too many errors", self.params.hostname);
-            self.say(out, 421, "4.7.0", &text);
+            self.say(out, 421, "4.7.0", "Too many errors");
             out.push(Output::Close);
             self.state = State::Closed;
         }
@@ -202,7 +201,10 @@ impl Session {
                 } else {
                     return self.bad(out, 501, "5.5.4", "Unsupported BODY type");
                 });
-            } else if p.keyword.eq_ignore_ascii_case("AUTH") && p.value.is_some() {
+            } else if p.keyword.eq_ignore_ascii_case("AUTH") {
+                if p.value.is_none() {
+                    return self.bad(out, 501, "5.5.4", "Syntax error in AUTH parameter");
+                }
                 auth = Some(value.to_string());
             } else {
                 let text = format!("Unsupported parameter {}", p.keyword);
