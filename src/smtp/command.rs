@@ -1,0 +1,224 @@
+//! Parsing of command lines and their arguments (RFC 5321 §4.1.2), apart from the state machine so
+//! that it can be tested on its own. The grammar is applied strictly where it protects us (only
+//! printable ASCII reaches an address, since addresses end up in headers, logs and file names) and
+//! leniently where real clients differ from the RFC (a space after `FROM:`, a path without `<>`).
+
+/// Splits a command line into its verb and the rest, both trimmed.
+pub(super) fn split_verb(line: &str) -> (&str, &str) {
+    let line = line.trim_matches(|c| c == ' ' || c == '\t');
+    match line.find([' ', '\t']) {
+        Some(i) => (
+            &line[..i],
+            line[i..].trim_matches(|c| c == ' ' || c == '\t'),
+        ),
+        None => (line, ""),
+    }
+}
+
+/// Why the argument of MAIL or RCPT could not be parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ArgError {
+    /// Not `FROM:` / `TO:` followed by a path: `501 5.5.4`.
+    Syntax,
+    /// The path itself is malformed: `501 5.1.7` (sender) or `501 5.1.3` (recipient).
+    Path,
+    /// Parameters are malformed: `501 5.5.4`.
+    Params,
+}
+
+/// A parsed `FROM:<path> params` or `TO:<path> params`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct PathArg<'a> {
+    pub mailbox: Mailbox,
+    pub params: Vec<Param<'a>>,
+}
+
+/// One ESMTP parameter, `KEYWORD[=value]`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Param<'a> {
+    pub keyword: &'a str,
+    pub value: Option<&'a str>,
+}
+
+/// What a path names.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Mailbox {
+    /// `<>`.
+    Null,
+    /// `local@domain`, as written (a source route dropped).
+    Address(String),
+    /// A local part without a domain, such as `postmaster`.
+    LocalOnly(String),
+}
+
+/// Longest path we accept, angle brackets included (RFC 5321 §4.5.3.1.3).
+const MAX_PATH: usize = 256;
+
+/// Parses the argument of MAIL (`prefix` = `FROM:`) or RCPT (`prefix` = `TO:`).
+pub(super) fn parse_path_arg<'a>(args: &'a str, prefix: &str) -> Result<PathArg<'a>, ArgError> {
+    let args = args.trim_start_matches([' ', '\t']);
+    let head = args.get(..prefix.len()).ok_or(ArgError::Syntax)?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return Err(ArgError::Syntax);
+    }
+    let rest = args[prefix.len()..].trim_start_matches([' ', '\t']);
+    let (path, after) = if let Some(inner) = rest.strip_prefix('<') {
+        let end = closing_bracket(inner).ok_or(ArgError::Path)?;
+        let after = &inner[end + 1..];
+        if !(after.is_empty() || after.starts_with([' ', '\t'])) {
+            return Err(ArgError::Syntax);
+        }
+        (&inner[..end], after)
+    } else {
+        let end = rest.find([' ', '\t']).unwrap_or(rest.len());
+        if end == 0 {
+            return Err(ArgError::Syntax);
+        }
+        (&rest[..end], &rest[end..])
+    };
+    if path.len() + 2 > MAX_PATH {
+        return Err(ArgError::Path);
+    }
+    let mailbox = parse_mailbox(path).ok_or(ArgError::Path)?;
+    let params = parse_params(after).ok_or(ArgError::Params)?;
+    Ok(PathArg { mailbox, params })
+}
+
+/// Index of the `>` closing a path, skipping quoted strings (`"a>b"@c`).
+fn closing_bracket(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        } else if b == b'>' && !quoted {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Parses the inside of `<...>`: empty, `local@domain`, `@route,@route:local@domain`, or a bare
+/// local part. `None` when it is malformed.
+fn parse_mailbox(path: &str) -> Option<Mailbox> {
+    if path.is_empty() {
+        return Some(Mailbox::Null);
+    }
+    let mailbox = if path.starts_with('@') {
+        let colon = path.find(':')?;
+        let route = &path[..colon];
+        if !route
+            .split(',')
+            .all(|hop| hop.strip_prefix('@').is_some_and(is_domain))
+        {
+            return None;
+        }
+        &path[colon + 1..]
+    } else {
+        path
+    };
+    let local_end = local_part_len(mailbox)?;
+    let (local, rest) = mailbox.split_at(local_end);
+    if local.is_empty() {
+        return None;
+    }
+    if rest.is_empty() {
+        return Some(Mailbox::LocalOnly(local.to_string()));
+    }
+    let domain = rest.strip_prefix('@')?;
+    if !(is_domain(domain) || is_address_literal(domain)) {
+        return None;
+    }
+    Some(Mailbox::Address(mailbox.to_string()))
+}
+
+/// Length of the local part at the start of `s` (a dot-string or a quoted string), or `None` if it
+/// contains a character the grammar does not allow.
+fn local_part_len(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    if bytes.first() == Some(&b'"') {
+        let mut i = 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => return Some(i + 1),
+                b'\\' => {
+                    let next = *bytes.get(i + 1)?;
+                    if !(32..=126).contains(&next) {
+                        return None;
+                    }
+                    i += 2;
+                }
+                32..=126 => i += 1,
+                _ => return None,
+            }
+        }
+        None
+    } else {
+        let end = s.find('@').unwrap_or(s.len());
+        s[..end].bytes().all(is_atext_or_dot).then_some(end)
+    }
+}
+
+fn is_atext_or_dot(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b)
+}
+
+/// A domain name: letters, digits, `-` and `_` in dot-separated non-empty labels (a trailing dot
+/// allowed, as some clients send one).
+fn is_domain(d: &str) -> bool {
+    let d = d.strip_suffix('.').unwrap_or(d);
+    !d.is_empty()
+        && d.len() <= 255
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `[127.0.0.1]`, `[IPv6:::1]` and the like: printable ASCII inside brackets.
+fn is_address_literal(d: &str) -> bool {
+    d.strip_prefix('[')
+        .and_then(|d| d.strip_suffix(']'))
+        .is_some_and(|inner| {
+            !inner.is_empty()
+                && inner
+                    .bytes()
+                    .all(|b| (33..=126).contains(&b) && !matches!(b, b'[' | b']' | b'\\'))
+        })
+}
+
+/// Parses ` KEY=value KEY2 ...` (RFC 5321 §4.1.2 esmtp-param).
+fn parse_params(s: &str) -> Option<Vec<Param<'_>>> {
+    s.split([' ', '\t'])
+        .filter(|t| !t.is_empty())
+        .map(|token| {
+            let (keyword, value) = match token.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (token, None),
+            };
+            let keyword_ok = keyword
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+                && keyword
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let value_ok = value.is_none_or(|v| {
+                !v.is_empty() && v.bytes().all(|b| (33..=126).contains(&b) && b != b'=')
+            });
+            (keyword_ok && value_ok).then_some(Param { keyword, value })
+        })
+        .collect()
+}
+
+/// A HELO/EHLO argument fit to appear in a `Received:` line: its first word, printable ASCII.
+pub(super) fn helo_name(args: &str) -> Option<&str> {
+    let name = args.split([' ', '\t']).find(|w| !w.is_empty())?;
+    (name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic())).then_some(name)
+}

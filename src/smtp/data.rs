@@ -1,0 +1,150 @@
+//! Message content after `354`: finding the end and deciding what to do with what came.
+//!
+//! The end of data is `CRLF . CRLF` and nothing else (RFC 5321 §4.1.1.4). A small byte-level state
+//! machine carries its state across calls, so a terminator split over any number of reads is found
+//! exactly as in one piece, and every byte can be consumed at once: the driver never holds data.
+//! A bare LF or a bare CR never ends a line here, so `LF . CRLF` or `CRLF . LF` cannot end a message
+//! early ("SMTP smuggling"); the message is refused after its real end instead, which also keeps
+//! ambiguous line ends out of the spool. The content is kept in wire form (dot-stuffed, CRLF), which
+//! is what JES stored and what RETR and relaying send as is. Past the size limit the bytes are
+//! still scanned for the terminator but no longer kept.
+
+/// Where the scanner stands, relative to line ends and a possible terminator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Right after a CRLF, or at the very start of the data.
+    LineStart,
+    /// Inside a line.
+    Mid,
+    /// After a CR inside a line; an LF must follow or the CR is bare.
+    Cr,
+    /// After a `.` at a line start: maybe the terminator.
+    Dot,
+    /// After `.` CR at a line start: an LF ends the message.
+    DotCr,
+}
+
+/// How a message ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum DataOutcome {
+    /// More octets than `max_message_size`: `552 5.3.4`.
+    TooBig,
+    /// A bare LF or CR somewhere: `550 5.6.11`.
+    BareLineEnd,
+    /// The content in wire form, without the final `.CRLF`.
+    Message(Vec<u8>),
+}
+
+#[derive(Debug)]
+pub(super) struct DataReceiver {
+    scan: Scan,
+    data: Vec<u8>,
+    /// Octets of content seen so far, kept or not.
+    size: u64,
+    /// 0 means unlimited.
+    max: u64,
+    too_big: bool,
+    bare: bool,
+}
+
+impl DataReceiver {
+    pub(super) fn new(max: u64) -> Self {
+        DataReceiver {
+            scan: Scan::LineStart,
+            data: Vec::new(),
+            size: 0,
+            max,
+            too_big: false,
+            bare: false,
+        }
+    }
+
+    /// Consumes `input` up to and including the terminator. Returns the octets consumed and
+    /// whether the terminator was found (then `finish` gives the outcome).
+    pub(super) fn feed(&mut self, input: &[u8]) -> (usize, bool) {
+        let mut i = 0;
+        while i < input.len() {
+            if self.scan == Scan::Mid {
+                // Fast path: copy everything up to the next CR or LF in one go.
+                let rest = &input[i..];
+                match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+                    None => {
+                        self.emit(rest);
+                        return (input.len(), false);
+                    }
+                    Some(p) => {
+                        self.emit(&rest[..p]);
+                        i += p;
+                    }
+                }
+            }
+            let b = input[i];
+            i += 1;
+            match self.scan {
+                Scan::LineStart if b == b'.' => self.scan = Scan::Dot,
+                Scan::LineStart | Scan::Mid => self.in_line(b),
+                Scan::Cr if b == b'\n' => {
+                    self.emit(b"\n");
+                    self.scan = Scan::LineStart;
+                }
+                Scan::Cr => {
+                    self.bare = true;
+                    self.in_line(b);
+                }
+                Scan::Dot if b == b'\r' => self.scan = Scan::DotCr,
+                Scan::Dot => {
+                    self.emit(b".");
+                    self.in_line(b);
+                }
+                Scan::DotCr if b == b'\n' => return (i, true),
+                Scan::DotCr => {
+                    // `.` CR then something else: the CR was bare.
+                    self.emit(b".\r");
+                    self.bare = true;
+                    self.in_line(b);
+                }
+            }
+        }
+        (i, false)
+    }
+
+    /// One octet inside a line (or at a line start when it is not a dot).
+    fn in_line(&mut self, b: u8) {
+        self.emit(&[b]);
+        self.scan = match b {
+            b'\r' => Scan::Cr,
+            b'\n' => {
+                self.bare = true;
+                Scan::Mid
+            }
+            _ => Scan::Mid,
+        };
+    }
+
+    fn emit(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.size = self.size.saturating_add(bytes.len() as u64);
+        if self.too_big {
+            return;
+        }
+        if self.max > 0 && self.size > self.max {
+            self.too_big = true;
+            self.data = Vec::new();
+            return;
+        }
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// The outcome once `feed` has found the terminator.
+    pub(super) fn finish(self) -> DataOutcome {
+        if self.too_big {
+            DataOutcome::TooBig
+        } else if self.bare {
+            DataOutcome::BareLineEnd
+        } else {
+            DataOutcome::Message(self.data)
+        }
+    }
+}
