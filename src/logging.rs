@@ -61,7 +61,9 @@ impl RotatingState {
         if self.file.is_none() {
             self.open()?;
         }
-        if self.max_file_size > 0 && self.written > 0 && self.written + buf.len() as u64 > self.max_file_size
+        if self.max_file_size > 0
+            && self.written > 0
+            && self.written + buf.len() as u64 > self.max_file_size
         {
             self.rotate()?;
         }
@@ -221,13 +223,21 @@ mod tests {
             max_backups: 2,
         };
         for i in 0..10 {
-            state.write_record(format!("record {i:02} {}\n", "x".repeat(30)).as_bytes()).unwrap();
+            state
+                .write_record(format!("record {i:02} {}\n", "x".repeat(30)).as_bytes())
+                .unwrap();
         }
         let live = std::fs::read_to_string(&path).unwrap();
-        assert!(live.contains("record 09"), "live file holds the newest record: {live}");
+        assert!(
+            live.contains("record 09"),
+            "live file holds the newest record: {live}"
+        );
         assert!(backup_path(&path, 1).exists());
         assert!(backup_path(&path, 2).exists());
-        assert!(!backup_path(&path, 3).exists(), "only MaxBackupIndex backups are kept");
+        assert!(
+            !backup_path(&path, 3).exists(),
+            "only MaxBackupIndex backups are kept"
+        );
         assert!(std::fs::metadata(&path).unwrap().len() <= 100);
     }
 }

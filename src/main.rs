@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use jes::config::{self, Config};
 
 #[derive(Parser)]
-#[command(name = "jes", version, about = "A small, fast, secure mail server: successor of the Java E-mail Server")]
+#[command(
+    name = "jes",
+    version,
+    about = "A small, fast, secure mail server: successor of the Java E-mail Server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,7 +90,10 @@ fn serve(dir: PathBuf, log_to_stderr: bool) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime
-        .block_on(jes::server::serve(jes::server::ServeOptions { dir, log_to_stderr }))
+        .block_on(jes::server::serve(jes::server::ServeOptions {
+            dir,
+            log_to_stderr,
+        }))
         .map_err(|e| e.to_string())
 }
 
@@ -127,7 +134,11 @@ fn check(dir: &Path) -> Result<(), String> {
     println!("{}", config.mail.summary());
     println!("accounts: {}", config.users.accounts.len());
     println!("forwards: {}", config.users.forwards.len());
-    println!("log: {} (level {:?})", config.log.file.display(), config.log.level);
+    println!(
+        "log: {} (level {:?})",
+        config.log.file.display(),
+        config.log.level
+    );
     println!("configuration OK");
     Ok(())
 }

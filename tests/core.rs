@@ -14,9 +14,18 @@ fn trackstudio_receive_flow_with_python_clients() {
     assert!(out.contains("ok: RETR returns exactly the bytes"), "{out}");
     assert!(server.mailbox_files("trackstudio@127.0.0.1").is_empty());
     let log = server.log();
-    assert!(log.contains("message accepted"), "the log has a line per accepted message:\n{log}");
-    assert!(log.contains("POP3 login"), "the log has a line per POP3 login:\n{log}");
-    assert!(log.contains("POP3 messages deleted"), "the log has a line per deletion:\n{log}");
+    assert!(
+        log.contains("message accepted"),
+        "the log has a line per accepted message:\n{log}"
+    );
+    assert!(
+        log.contains("POP3 login"),
+        "the log has a line per POP3 login:\n{log}"
+    );
+    assert!(
+        log.contains("POP3 messages deleted"),
+        "the log has a line per deletion:\n{log}"
+    );
 }
 
 #[test]
@@ -46,12 +55,19 @@ fn jes_fixture_directory_works_unchanged() {
 }
 
 fn curl_available() -> bool {
-    Command::new("curl").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[test]
 fn curl_sends_and_reads() {
-    assert!(curl_available(), "curl is required by the test suite (scripts/test installs it)");
+    assert!(
+        curl_available(),
+        "curl is required by the test suite (scripts/test installs it)"
+    );
     let server = Server::start("", DEFAULT_USERS);
     let msg = server.root.path().join("msg.txt");
     std::fs::write(
@@ -61,21 +77,55 @@ fn curl_sends_and_reads() {
     .unwrap();
     let sent = Command::new("curl")
         .args(["-sS", &format!("smtp://127.0.0.1:{}", server.smtp_port)])
-        .args(["--mail-from", "a@example.org", "--mail-rcpt", "analyst@localhost", "-T"])
+        .args([
+            "--mail-from",
+            "a@example.org",
+            "--mail-rcpt",
+            "analyst@localhost",
+            "-T",
+        ])
         .arg(&msg)
         .output()
         .unwrap();
-    assert!(sent.status.success(), "curl smtp: {}", String::from_utf8_lossy(&sent.stderr));
+    assert!(
+        sent.status.success(),
+        "curl smtp: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
     let read = Command::new("curl")
-        .args(["-sS", &format!("pop3://127.0.0.1:{}/1", server.pop3_port), "-u", "analyst@localhost:password"])
+        .args([
+            "-sS",
+            &format!("pop3://127.0.0.1:{}/1", server.pop3_port),
+            "-u",
+            "analyst@localhost:password",
+        ])
         .output()
         .unwrap();
-    assert!(read.status.success(), "curl pop3: {}", String::from_utf8_lossy(&read.stderr));
+    assert!(
+        read.status.success(),
+        "curl pop3: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
     let body = String::from_utf8_lossy(&read.stdout);
-    assert!(body.starts_with("X-DeliveredTo: analyst@localhost\r\nReturn-Path: <a@example.org>\r\nReceived: "), "{body}");
-    assert!(body.contains("Hello from curl.\r\n.dot line\r\n"), "curl gets the dot line back unstuffed: {body}");
+    assert!(
+        body.starts_with(
+            "X-DeliveredTo: analyst@localhost\r\nReturn-Path: <a@example.org>\r\nReceived: "
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("Hello from curl.\r\n.dot line\r\n"),
+        "curl gets the dot line back unstuffed: {body}"
+    );
     let uidl = Command::new("curl")
-        .args(["-sS", &format!("pop3://127.0.0.1:{}", server.pop3_port), "-u", "analyst@localhost:password", "-X", "UIDL"])
+        .args([
+            "-sS",
+            &format!("pop3://127.0.0.1:{}", server.pop3_port),
+            "-u",
+            "analyst@localhost:password",
+            "-X",
+            "UIDL",
+        ])
         .output()
         .unwrap();
     let uidl = String::from_utf8_lossy(&uidl.stdout);
@@ -101,7 +151,10 @@ fn smuggling_never_stores_a_second_message() {
     let files = server.mailbox_files("trackstudio@127.0.0.1");
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        assert!(!text.contains("Subject: smuggled\r\n\r\nx"), "a smuggled message was stored on its own: {text}");
+        assert!(
+            !text.contains("Subject: smuggled\r\n\r\nx"),
+            "a smuggled message was stored on its own: {text}"
+        );
     }
     assert!(files.len() <= 2, "at most one message per DATA: {files:?}");
 }
@@ -125,55 +178,114 @@ fn config_changes_apply_without_restart_and_keep_sessions() {
         if r.starts_with("250") {
             break;
         }
-        assert!(Instant::now() < deadline, "new account not accepted within 10 s: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "new account not accepted within 10 s: {r}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(pop.cmd("PASS secret").starts_with("+OK"), "the open POP3 session survived the reload");
+    assert!(
+        pop.cmd("PASS secret").starts_with("+OK"),
+        "the open POP3 session survived the reload"
+    );
     // The plaintext password was replaced by a hash, comments kept.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(&users).unwrap();
         if text.contains("user.newbie@localhost=$argon2id$") {
-            assert!(text.contains("# added while running"), "comments kept: {text}");
-            assert!(!text.contains("=secret"), "every plaintext password hashed: {text}");
+            assert!(
+                text.contains("# added while running"),
+                "comments kept: {text}"
+            );
+            assert!(
+                !text.contains("=secret"),
+                "every plaintext password hashed: {text}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "plaintext password not upgraded: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "plaintext password not upgraded: {text}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let mut p2 = server.connect(server.pop3_port);
     assert!(p2.cmd("USER newbie@localhost").starts_with("+OK"));
-    assert!(p2.cmd("PASS pw").starts_with("+OK"), "the hashed password still logs in");
+    assert!(
+        p2.cmd("PASS pw").starts_with("+OK"),
+        "the hashed password still logs in"
+    );
 }
 
 #[test]
 fn bad_configuration_refuses_to_start_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mail.conf"), "smtpport=25\n# no domains\n").unwrap();
-    let out = Command::new(common::jes_bin()).arg("serve").arg(dir.path()).output().unwrap();
+    let out = Command::new(common::jes_bin())
+        .arg("serve")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mail.conf") && err.contains("domains"), "{err}");
+    assert!(
+        err.contains("mail.conf") && err.contains("domains"),
+        "{err}"
+    );
 
-    std::fs::write(dir.path().join("mail.conf"), "domains=localhost\nsmtpport=abc\n").unwrap();
-    let out = Command::new(common::jes_bin()).arg("check").arg(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("mail.conf"),
+        "domains=localhost\nsmtpport=abc\n",
+    )
+    .unwrap();
+    let out = Command::new(common::jes_bin())
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mail.conf:2") && err.contains("smtpport"), "{err}");
+    assert!(
+        err.contains("mail.conf:2") && err.contains("smtpport"),
+        "{err}"
+    );
 }
 
 #[test]
 fn init_then_check_describes_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc");
-    let out = Command::new(common::jes_bin()).arg("init").arg(&etc).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(common::jes_bin()).arg("check").arg(&etc).output().unwrap();
+    let out = Command::new(common::jes_bin())
+        .arg("init")
+        .arg(&etc)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(common::jes_bin())
+        .arg("check")
+        .arg(&etc)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("2525") && text.contains("1100"), "listeners named: {text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("2525") && text.contains("1100"),
+        "listeners named: {text}"
+    );
     assert!(text.contains("accounts: 2"), "{text}");
-    let again = Command::new(common::jes_bin()).arg("init").arg(&etc).output().unwrap();
+    let again = Command::new(common::jes_bin())
+        .arg("init")
+        .arg(&etc)
+        .output()
+        .unwrap();
     assert!(!again.status.success(), "init refuses to overwrite");
 }
 
@@ -184,10 +296,26 @@ fn sigterm_stops_cleanly() {
     assert!(c.cmd("EHLO t").starts_with("250"));
     server.signal("TERM");
     let reply = c.reply();
-    assert!(reply.starts_with("421"), "an idle session is told the server is going: {reply}");
-    assert!(server.wait_exit(Duration::from_secs(15)), "clean exit status");
-    let leftovers: Vec<_> = walk(&server.etc).into_iter().filter(|p| p.contains(".tmp")).collect();
-    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+    assert!(
+        reply.starts_with("421"),
+        "an idle session is told the server is going: {reply}"
+    );
+    assert!(
+        server.wait_exit(Duration::from_secs(15)),
+        "clean exit status"
+    );
+    let leftovers: Vec<_> = walk(&server.etc)
+        .into_iter()
+        .filter(|p| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with(".tmp"))
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary files left: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -204,18 +332,38 @@ fn user_commands_manage_accounts() {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     };
-    assert!(run(&["user", "add", "new@localhost"], "pw1\n").status.success());
-    assert!(!run(&["user", "add", "new@localhost"], "pw1\n").status.success(), "adding twice fails");
+    assert!(run(&["user", "add", "new@localhost"], "pw1\n")
+        .status
+        .success());
+    assert!(
+        !run(&["user", "add", "new@localhost"], "pw1\n")
+            .status
+            .success(),
+        "adding twice fails"
+    );
     let list = run(&["user", "list"], "");
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(list.contains("new@localhost") && list.contains("trackstudio@127.0.0.1"), "{list}");
+    assert!(
+        list.contains("new@localhost") && list.contains("trackstudio@127.0.0.1"),
+        "{list}"
+    );
     let text = std::fs::read_to_string(server.etc.join("user.conf")).unwrap();
     assert!(text.starts_with("# accounts\n"), "comments kept: {text}");
-    assert!(text.contains("user.new@localhost=$argon2id$"), "new password stored hashed: {text}");
-    assert!(run(&["user", "passwd", "new@localhost"], "pw2\n").status.success());
+    assert!(
+        text.contains("user.new@localhost=$argon2id$"),
+        "new password stored hashed: {text}"
+    );
+    assert!(run(&["user", "passwd", "new@localhost"], "pw2\n")
+        .status
+        .success());
     assert!(run(&["user", "del", "new@localhost"], "").status.success());
     let text = std::fs::read_to_string(server.etc.join("user.conf")).unwrap();
     assert!(!text.contains("new@localhost"), "{text}");

@@ -38,7 +38,9 @@ pub fn decide(config: &Config, rights: ClientRights, sender: &str, rcpt: &str) -
         return RcptDecision::UnknownUser;
     }
     if let [Route::Remote(addr)] = routes.as_slice() {
-        if addr == &canonical(rcpt) && !rights.may_relay && !config.mail.relay_sender_allowed(sender)
+        if addr == &canonical(rcpt)
+            && !rights.may_relay
+            && !config.mail.relay_sender_allowed(sender)
         {
             return RcptDecision::RelayDenied;
         }
@@ -85,7 +87,10 @@ pub fn expand(config: &Config, rcpt: &str) -> Vec<Route> {
         frontier = next;
     }
     if !frontier.is_empty() {
-        tracing::warn!(recipient = rcpt, "forwards nest deeper than {MAX_FORWARD_DEPTH} levels; the rest is dropped");
+        tracing::warn!(
+            recipient = rcpt,
+            "forwards nest deeper than {MAX_FORWARD_DEPTH} levels; the rest is dropped"
+        );
     }
     routes
 }
@@ -105,7 +110,11 @@ fn resolve_one(config: &Config, addr: &str, next: &mut Vec<String>) -> Vec<Route
                 next.push(target);
             }
         }
-        return if keep_here { vec![Route::Local(addr.to_string())] } else { Vec::new() };
+        return if keep_here {
+            vec![Route::Local(addr.to_string())]
+        } else {
+            Vec::new()
+        };
     }
     if config.users.exists(addr) {
         return vec![Route::Local(addr.to_string())];
@@ -115,7 +124,8 @@ fn resolve_one(config: &Config, addr: &str, next: &mut Vec<String>) -> Vec<Route
     }
     if local_part(addr) == "postmaster" {
         // RFC 5321 §4.5.1: postmaster must always be accepted.
-        let domain = domain_of(addr).unwrap_or_else(|| config.mail.domains.first().cloned().unwrap_or_default());
+        let domain = domain_of(addr)
+            .unwrap_or_else(|| config.mail.domains.first().cloned().unwrap_or_default());
         return vec![Route::Local(format!("postmaster@{domain}"))];
     }
     Vec::new()

@@ -57,7 +57,10 @@ impl Shared {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_config(&self, config: Config) {
@@ -151,7 +154,10 @@ pub enum StartError {
 /// The addresses to listen on for one port: `listen.address`, or every IPv4 and IPv6 address.
 fn listen_addrs(config: &Config, port: u16) -> Vec<SocketAddr> {
     if config.mail.listen_addresses.is_empty() {
-        vec![SocketAddr::from(([0u8; 16], port)), SocketAddr::from(([0u8; 4], port))]
+        vec![
+            SocketAddr::from(([0u8; 16], port)),
+            SocketAddr::from(([0u8; 4], port)),
+        ]
     } else {
         config
             .mail
@@ -164,7 +170,11 @@ fn listen_addrs(config: &Config, port: u16) -> Vec<SocketAddr> {
 
 /// Binds every address for a port. Unset `listen.address` tries `[::]` (dual-stack) and `0.0.0.0`
 /// and is content with whichever works (one of them fails with EADDRINUSE on a dual-stack host).
-fn bind_all(config: &Config, port: u16, what: &'static str) -> Result<Vec<TcpListener>, StartError> {
+fn bind_all(
+    config: &Config,
+    port: u16,
+    what: &'static str,
+) -> Result<Vec<TcpListener>, StartError> {
     let addrs = listen_addrs(config, port);
     let wildcard = config.mail.listen_addresses.is_empty();
     let mut listeners = Vec::new();
@@ -204,7 +214,8 @@ fn raise_nofile_limit() {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                 tracing::warn!("could not raise the open-file limit");
@@ -223,9 +234,11 @@ fn ensure_dir(path: &Path) -> Result<(), StartError> {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
     let (config, warnings) = Config::load(&options.dir)?;
-    let log = crate::logging::init(&config.log, options.log_to_stderr).map_err(|source| StartError::Log {
-        path: config.log.file.clone(),
-        source,
+    let log = crate::logging::init(&config.log, options.log_to_stderr).map_err(|source| {
+        StartError::Log {
+            path: config.log.file.clone(),
+            source,
+        }
     })?;
     for w in &warnings {
         tracing::warn!("{w}");
@@ -250,21 +263,47 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
     let mut acceptors = JoinSet::new();
     let conn_tasks = Arc::new(Mutex::new(JoinSet::new()));
     for listener in smtp {
-        acceptors.spawn(accept_loop(listener, shared.clone(), stop_rx.clone(), conn_tasks.clone(), Protocol::Smtp));
+        acceptors.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_rx.clone(),
+            conn_tasks.clone(),
+            Protocol::Smtp,
+        ));
     }
     for listener in pop3 {
-        acceptors.spawn(accept_loop(listener, shared.clone(), stop_rx.clone(), conn_tasks.clone(), Protocol::Pop3));
+        acceptors.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_rx.clone(),
+            conn_tasks.clone(),
+            Protocol::Pop3,
+        ));
     }
-    sessions.spawn(reload::watch(shared.clone(), log, options.dir.clone(), stop_rx.clone()));
+    sessions.spawn(reload::watch(
+        shared.clone(),
+        log,
+        options.dir.clone(),
+        stop_rx.clone(),
+    ));
 
     wait_for_stop().await;
-    tracing::info!("shutting down: no new connections; sessions get {}s to finish", SHUTDOWN_GRACE.as_secs());
+    tracing::info!(
+        "shutting down: no new connections; sessions get {}s to finish",
+        SHUTDOWN_GRACE.as_secs()
+    );
     let _ = stop_tx.send(true);
     acceptors.shutdown().await;
     let mut tasks = std::mem::take(&mut *conn_tasks.lock().unwrap_or_else(|p| p.into_inner()));
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        tracing::warn!("{} sessions still open after the grace period; closing them", tasks.len());
+        tracing::warn!(
+            "{} sessions still open after the grace period; closing them",
+            tasks.len()
+        );
         tasks.shutdown().await;
     }
     sessions.shutdown().await;
@@ -274,7 +313,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
 
 async fn wait_for_stop() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

@@ -19,7 +19,12 @@ use crate::store::{Mailbox, OpenError};
 /// RFC 1939 §3: an idle client is logged out after at least 10 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let ip = normalize_ip(peer.ip());
     let session_id = shared.session_id();
     let mut session = Session::new(SessionParams {
@@ -50,7 +55,10 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut s
                             return;
                         }
                     }
-                    Output::CheckLogin { user: name, password } => {
+                    Output::CheckLogin {
+                        user: name,
+                        password,
+                    } => {
                         let ok = shared.check_password(&name, &password).await;
                         if ok {
                             user = name;
@@ -85,7 +93,9 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut s
                             }
                             Err(e) => {
                                 tracing::error!(session = %session_id, user = %name, "cannot open mailbox: {e}");
-                                Err(OpenFailure::Temporary("mailbox unavailable, try again later".into()))
+                                Err(OpenFailure::Temporary(
+                                    "mailbox unavailable, try again later".into(),
+                                ))
                             }
                         };
                         session.mailbox_opened(reply, &mut out);
@@ -105,8 +115,11 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut s
                     Output::Commit { deleted } => {
                         let result = match mailbox.clone() {
                             Some(m) => {
-                                let uids: Vec<String> =
-                                    deleted.iter().filter_map(|i| m.messages.get(*i)).map(|i| i.uid.clone()).collect();
+                                let uids: Vec<String> = deleted
+                                    .iter()
+                                    .filter_map(|i| m.messages.get(*i))
+                                    .map(|i| i.uid.clone())
+                                    .collect();
                                 let indices = deleted.clone();
                                 let done = tokio::task::spawn_blocking(move || m.delete(&indices))
                                     .await

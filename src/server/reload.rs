@@ -53,7 +53,7 @@ pub fn upgrade_passwords(config: &Config) {
     }
 }
 
-fn reload(shared: &Shared, log: &LogHandle, dir: &PathBuf, reopen_log: bool) {
+fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
     match Config::load(dir) {
         Ok((config, warnings)) => {
             for w in &warnings {
@@ -68,7 +68,10 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &PathBuf, reopen_log: bool) {
             };
             if reopen_log || log_changed {
                 if let Err(e) = log.apply(&config.log) {
-                    tracing::error!("cannot reopen the log file {}: {e}", config.log.file.display());
+                    tracing::error!(
+                        "cannot reopen the log file {}: {e}",
+                        config.log.file.display()
+                    );
                 }
             }
             upgrade_passwords(&config);
@@ -84,7 +87,12 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &PathBuf, reopen_log: bool) {
 }
 
 /// Watches the configuration files and SIGHUP until `stop`.
-pub async fn watch(shared: Arc<Shared>, log: LogHandle, dir: PathBuf, mut stop: watch::Receiver<bool>) {
+pub async fn watch(
+    shared: Arc<Shared>,
+    log: LogHandle,
+    dir: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -111,7 +119,6 @@ pub async fn watch(shared: Arc<Shared>, log: LogHandle, dir: PathBuf, mut stop: 
             _ = ticker.tick() => {
                 let now = stamp(&dir);
                 if now != last {
-                    last = now;
                     reload(&shared, &log, &dir, false);
                     // The password upgrade may have rewritten user.conf; don't reload for that.
                     last = stamp(&dir);

@@ -30,6 +30,10 @@ impl Env for ConnEnv<'_> {
         delivery::decide(self.config, self.rights, sender, recipient)
     }
 
+    fn storage_available(&self) -> bool {
+        free_disk_bytes(&self.config.dir).is_none_or(|free| free >= self.config.mail.min_disk_free)
+    }
+
     fn now_rfc5322(&self) -> String {
         chrono::Local::now().to_rfc2822()
     }
@@ -40,8 +44,26 @@ impl Env for ConnEnv<'_> {
             "<{}.{:x}@{}>",
             now.format("%Y%m%d%H%M%S%.6f"),
             rand_u64(),
-            self.config.mail.hostname.trim_start_matches('[').trim_end_matches(']')
+            self.config
+                .mail
+                .hostname
+                .trim_start_matches('[')
+                .trim_end_matches(']')
         )
+    }
+}
+
+/// Free bytes for unprivileged users on the file system of `dir`; `None` when it cannot be told.
+fn free_disk_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
+            return None;
+        }
+        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
     }
 }
 
@@ -49,11 +71,21 @@ impl Env for ConnEnv<'_> {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
-pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let ip = normalize_ip(peer.ip());
     let config = shared.config();
     let may_relay = config.mail.relay_ip_allowed(ip) || shared.pop_before_smtp(ip);
@@ -95,7 +127,11 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut s
                     }
                     Output::Store(envelope) => {
                         let result = store(&shared, &session_id, ip, envelope).await;
-                        if writer.write_all(&session.store_result(result)).await.is_err() {
+                        if writer
+                            .write_all(&session.store_result(result))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         stored = true;
@@ -118,7 +154,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut s
         let read = tokio::select! {
             r = tokio::time::timeout(READ_TIMEOUT, reader.read(&mut chunk)) => r,
             _ = stop.changed(), if !*stop.borrow() => {
-                if buf.is_empty() && !session.in_transaction() {
+                if buf.is_empty() && !session.is_in_data() {
                     let _ = writer.write_all(&session.shutdown_reply()).await;
                     let _ = writer.flush().await;
                     return;
@@ -136,7 +172,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut s
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
-        if *stop.borrow() && buf.is_empty() && !session.in_transaction() {
+        if *stop.borrow() && buf.is_empty() && !session.is_in_data() {
             let _ = writer.write_all(&session.shutdown_reply()).await;
             let _ = writer.flush().await;
             return;
@@ -147,7 +183,12 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut s
 /// Stores an accepted message: remote recipients into the queue first (one file), then a copy in
 /// each local mailbox; if the mailboxes fail, the queue file is taken back so that the client's
 /// retry does not duplicate the remote copy.
-async fn store(shared: &Arc<Shared>, session_id: &str, ip: std::net::IpAddr, envelope: Envelope) -> Result<String, StoreError> {
+async fn store(
+    shared: &Arc<Shared>,
+    session_id: &str,
+    ip: std::net::IpAddr,
+    envelope: Envelope,
+) -> Result<String, StoreError> {
     let shared = shared.clone();
     let session_id = session_id.to_string();
     tokio::task::spawn_blocking(move || {

@@ -33,7 +33,8 @@ pub struct Server {
     child: Option<Child>,
 }
 
-pub const DEFAULT_USERS: &str = "user.trackstudio@127.0.0.1=secret\nuser.analyst@localhost=password\n";
+pub const DEFAULT_USERS: &str =
+    "user.trackstudio@127.0.0.1=secret\nuser.analyst@localhost=password\n";
 
 impl Server {
     /// A server with the usual TrackStudio-like settings plus `extra` lines in mail.conf.
@@ -55,7 +56,8 @@ impl Server {
         );
         std::fs::write(etc.join("mail.conf"), mail_conf).expect("write mail.conf");
         std::fs::write(etc.join("user.conf"), users).expect("write user.conf");
-        std::fs::write(etc.join("log.conf"), "log4j.rootCategory=debug, R\n").expect("write log.conf");
+        std::fs::write(etc.join("log.conf"), "log4j.rootCategory=debug, R\n")
+            .expect("write log.conf");
         Server {
             root,
             etc,
@@ -111,8 +113,14 @@ impl Server {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
-        assert!(status.map(|s| s.success()).unwrap_or(false), "kill -{sig} failed");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(
+            status.map(|s| s.success()).unwrap_or(false),
+            "kill -{sig} failed"
+        );
     }
 
     /// Waits for the process to exit and returns whether it exited successfully.
@@ -189,7 +197,10 @@ impl Server {
             stream,
         };
         let greeting = raw.line();
-        assert!(greeting.starts_with("220") || greeting.starts_with("+OK"), "greeting: {greeting}");
+        assert!(
+            greeting.starts_with("220") || greeting.starts_with("+OK"),
+            "greeting: {greeting}"
+        );
         raw
     }
 }
