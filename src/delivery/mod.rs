@@ -150,3 +150,5 @@ pub fn split(config: &Config, recipients: &[String]) -> (Vec<String>, Vec<String
     }
     (local, remote)
 }
+
+pub mod client;
