@@ -7,6 +7,7 @@
 //! what allows the SMTP server to answer 250, and a full disk leaves no partial file behind.
 
 mod format;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
 
