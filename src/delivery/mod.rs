@@ -152,3 +152,6 @@ pub fn split(config: &Config, recipients: &[String]) -> (Vec<String>, Vec<String
 }
 
 pub mod client;
+pub mod attempt;
+pub mod remote;
+pub mod runner;

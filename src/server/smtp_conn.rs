@@ -227,6 +227,9 @@ async fn store(
                 }
             }
         };
+        if let Some(id) = &queue_id {
+            shared.runner.queued(id.clone());
+        }
         let id = queue_id.clone().or_else(|| uids.first().cloned()).unwrap_or_default();
         tracing::info!(
             session = %session_id,
