@@ -152,3 +152,4 @@ pub fn split(config: &Config, recipients: &[String]) -> (Vec<String>, Vec<String
 }
 
 pub mod client;
+pub mod mx;
