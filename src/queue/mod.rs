@@ -6,6 +6,7 @@
 //! update. Every write is temp file, fsync, rename, fsync of the directory: `enqueue` returning Ok is
 //! what allows the SMTP server to answer 250, and a full disk leaves no partial file behind.
 
+pub mod bounce;
 mod format;
 #[cfg(test)]
 mod tests;
