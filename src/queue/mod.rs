@@ -8,10 +8,15 @@
 
 pub mod bounce;
 mod format;
+pub mod lock;
 #[cfg(test)]
 mod tests;
 
 pub use format::{format, parse, ParseError, JES_QUEUE_V1, JES_V1};
+pub use lock::{
+    lock, lock_timeout, request_retry, retry_dir_stamp, take_retry_requests, try_lock, QueueLock,
+    RetryRequest,
+};
 
 use std::fs::File;
 use std::io::{self, Write};
