@@ -11,6 +11,7 @@ mod format;
 pub mod lock;
 #[cfg(test)]
 mod tests;
+pub mod tools;
 
 pub use format::{format, parse, ParseError, JES_QUEUE_V1, JES_V1};
 pub use lock::{
