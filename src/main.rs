@@ -64,18 +64,25 @@ enum QueueAction {
     /// One line per queued message: id, age, attempts, next attempt, sender, recipients, last error.
     List,
     /// A queued message's details: envelope, each recipient's state and error, message headers.
-    Show { id: String },
+    Show {
+        /// The message's id (the digits of smtpID.ser).
+        id: String,
+    },
     /// Make a message (or all) due now and wake a running server.
     Retry {
+        /// The message's id (the digits of smtpID.ser).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<String>,
+        /// Every message in the queue.
         #[arg(long)]
         all: bool,
     },
     /// Delete a message (or all) from the queue.
     Delete {
+        /// The message's id (the digits of smtpID.ser).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<String>,
+        /// Every message in the queue.
         #[arg(long)]
         all: bool,
         /// First send the sender a bounce (delivery status notification) for the undelivered recipients.
