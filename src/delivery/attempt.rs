@@ -104,9 +104,7 @@ pub async fn run(id: &str, config: &Config, queue: &QueueStore, store: &MailStor
             });
         }
     }
-    let outcome = tokio::task::block_in_place(|| finish(config, queue, &mut msg, &newly_failed));
-    drop(guard);
-    outcome
+    tokio::task::block_in_place(|| finish(config, queue, guard, &mut msg, &newly_failed))
 }
 
 /// Locks and reads the file and does the local part of the delivery.
@@ -127,7 +125,7 @@ fn prepare(
             return Err(Outcome::RetryAt(now_ms() + 60_000));
         }
     };
-    let mut msg = match queue.load(id) {
+    let mut msg = match guard.load(queue) {
         Ok(m) => m,
         Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Err(Outcome::Finished)
@@ -143,12 +141,18 @@ fn prepare(
 }
 
 /// Bounces what failed now, then saves the new state or removes the finished file.
-fn finish(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage, newly_failed: &[FailedRecipient]) -> Outcome {
+fn finish(
+    config: &Config,
+    queue: &QueueStore,
+    mut guard: lock::QueueLock,
+    msg: &mut QueuedMessage,
+    newly_failed: &[FailedRecipient],
+) -> Outcome {
     let bounced = send_bounce(config, queue, msg, newly_failed);
     let pending = msg.recipients.iter().any(|r| r.state == RecipientState::Pending);
     if pending {
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
-        if let Err(e) = queue.save(msg) {
+        if let Err(e) = guard.save(queue, msg) {
             tracing::error!(queue_id = %msg.id, "cannot save the queue file's new state: {e}");
         }
         return Outcome::RetryAt(msg.next_attempt_ms);
@@ -156,7 +160,7 @@ fn finish(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage, newly_fa
     if !newly_failed.is_empty() && !bounced {
         keep_in_failed(config, msg);
     }
-    match queue.remove(&msg.id) {
+    match guard.remove(queue) {
         Ok(()) => tracing::info!(queue_id = %msg.id, "queue file done: every recipient delivered or bounced"),
         Err(e) => tracing::error!(queue_id = %msg.id, "cannot remove the finished queue file: {e}"),
     }
