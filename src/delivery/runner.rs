@@ -133,8 +133,8 @@ pub async fn run(ctx: RunnerContext, mut new_ids: mpsc::UnboundedReceiver<String
         remote,
         concurrency,
     };
-    let mut config_seen = Arc::as_ptr(&config);
-    drop(config);
+    // Held (not just its address) so a reload can never be mistaken for the old one.
+    let mut config_seen = config;
 
     let mut last_dir_stamp = dir_stamp(&runner.ctx.queue);
     match runner.ctx.queue.list_ids() {
@@ -211,9 +211,9 @@ pub async fn run(ctx: RunnerContext, mut new_ids: mpsc::UnboundedReceiver<String
                 }
                 // A reloaded configuration may change smart hosts, TLS or DNS settings.
                 let config = (runner.ctx.config)();
-                if Arc::as_ptr(&config) != config_seen {
-                    config_seen = Arc::as_ptr(&config);
+                if !Arc::ptr_eq(&config, &config_seen) {
                     runner.remote = Arc::new(Remote::new(&config));
+                    config_seen = config;
                 }
             }
             _ = scan_tick.tick() => {
