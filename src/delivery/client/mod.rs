@@ -8,9 +8,15 @@
 //! tokio part; `tls` builds the rustls configurations, including the opportunistic policy.
 
 mod conn;
+#[cfg(test)]
+mod fake;
 mod protocol;
 mod session;
+#[cfg(test)]
+mod tests;
 mod tls;
+#[cfg(test)]
+mod tls_tests;
 
 pub use conn::{Connection, TlsState};
 pub use protocol::Extensions;
