@@ -204,6 +204,18 @@ pub struct Logs {
 
 impl Logs {
     pub fn capture() -> Logs {
+        // tracing caches per call site whether anyone listens. With only thread-scoped
+        // subscribers, a call site first reached on another test's thread is cached as
+        // "never" and our thread misses it; a global subscriber that listens to everything
+        // (and writes nowhere) keeps every call site alive.
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let everything = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(std::io::sink)
+                .finish();
+            let _ = tracing::subscriber::set_global_default(everything);
+        });
         let buf = Arc::new(Mutex::new(Vec::new()));
         let sink = buf.clone();
         let subscriber = tracing_subscriber::fmt()

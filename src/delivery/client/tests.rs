@@ -420,3 +420,17 @@ async fn unsafe_addresses_never_reach_the_wire() {
     let transcript = server.await.unwrap().remove(0);
     assert!(!transcript.contains("evil"));
 }
+
+/// The queue runner spawns deliveries on the multi-threaded runtime: the futures must be Send.
+#[allow(dead_code)]
+fn futures_are_send(target: &Target, settings: &ClientSettings, conn: &mut Connection) {
+    fn is_send<T: std::marker::Send>(_: &T) {}
+    is_send(&Connection::open(target, settings));
+    let outgoing = Outgoing {
+        sender: "",
+        recipients: &[],
+        message: b"",
+    };
+    is_send(&conn.send(outgoing));
+    is_send(&conn.reset());
+}
