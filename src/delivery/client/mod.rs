@@ -1,4 +1,26 @@
-//! The outbound SMTP client. (Skeleton: the client helper fills this in.)
+//! The outbound SMTP client: relays queued mail to a smart host or an MX.
+//!
+//! The queue runner decides where and when; this module only speaks SMTP to one host and
+//! reports, per recipient, what the server said. It never bounces on its own: every failure of
+//! a whole attempt is an [`AttemptError`] that defers, and only a server's 5xx about a recipient
+//! or a message ([`RecipientOutcome::Failed`]) can lead to a bounce. The protocol text lives in
+//! the sans-IO `protocol` module; `conn` (opening) and `session` (transactions) are the thin
+//! tokio part; `tls` builds the rustls configurations, including the opportunistic policy.
+
+mod conn;
+#[cfg(test)]
+mod fake;
+mod protocol;
+mod session;
+#[cfg(test)]
+mod tests;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
+
+pub use conn::{Connection, TlsState};
+pub use protocol::Extensions;
+pub use tls::{insecure_config, verifying_config};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +34,13 @@ pub struct Reply {
     pub code: u16,
     /// The text after the code, lines joined with a space (enhanced status code included).
     pub text: String,
+}
+
+impl Reply {
+    /// The enhanced status code (RFC 3463) the text starts with, e.g. `5.1.1`.
+    pub fn enhanced_code(&self) -> Option<&str> {
+        protocol::enhanced_code(&self.text)
+    }
 }
 
 impl std::fmt::Display for Reply {
@@ -112,37 +141,4 @@ pub enum AttemptError {
     /// The server greets with our own name: mail would loop back to us (4.4.6).
     #[error("mail loops back to myself ({0})")]
     Loop(String),
-}
-
-/// An open, greeted (EHLO done, TLS and AUTH as configured) SMTP connection.
-pub struct Connection {
-    _private: (),
-}
-
-impl Connection {
-    /// Connects, reads the greeting, EHLO (HELO fallback), STARTTLS per policy, AUTH if configured.
-    pub async fn open(
-        target: &Target,
-        settings: &ClientSettings,
-    ) -> Result<Connection, AttemptError> {
-        let _ = (target, settings);
-        todo!()
-    }
-
-    /// One transaction: MAIL, every RCPT (pipelined when offered), DATA. Outcomes in recipient order.
-    pub async fn send(
-        &mut self,
-        message: Outgoing<'_>,
-    ) -> Result<Vec<RecipientOutcome>, AttemptError> {
-        let _ = message;
-        todo!()
-    }
-
-    /// RSET, to reuse the connection for another message; false means the connection is unusable.
-    pub async fn reset(&mut self) -> bool {
-        todo!()
-    }
-
-    /// QUIT and close.
-    pub async fn quit(self) {}
 }
