@@ -20,25 +20,46 @@ fn relay_server(smart_hosts: &str, extra: &str) -> Server {
 fn both_recipients_travel_in_one_transaction() {
     let up = Upstream::start(&[]);
     let server = relay_server(&format!("127.0.0.1:{}", up.port), "");
-    let reply = server.send("tracker@localhost", &["boss@remote.test", "dev@remote.test"], BODY);
+    let reply = server.send(
+        "tracker@localhost",
+        &["boss@remote.test", "dev@remote.test"],
+        BODY,
+    );
     assert!(reply.starts_with("250"), "{reply}");
     let got = up.wait_for(1, Duration::from_secs(15));
     assert_eq!(got.len(), 1, "one DATA for both recipients");
-    assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["boss@remote.test", "dev@remote.test"]));
+    assert_eq!(
+        got[0]["rcpt_tos"],
+        serde_json::json!(["boss@remote.test", "dev@remote.test"])
+    );
     assert_eq!(got[0]["mail_from"], "tracker@localhost");
     let data = got[0]["data"].as_str().unwrap();
-    assert!(data.contains("\r\n.A line that starts with a dot\r\n"), "unstuffed exactly once: {data}");
-    assert!(data.starts_with("Received: from client.test"), "our Received: line first: {data}");
-    server.wait_until("queue empty", Duration::from_secs(10), || server.queue_files().is_empty());
+    assert!(
+        data.contains("\r\n.A line that starts with a dot\r\n"),
+        "unstuffed exactly once: {data}"
+    );
+    assert!(
+        data.starts_with("Received: from client.test"),
+        "our Received: line first: {data}"
+    );
+    server.wait_until("queue empty", Duration::from_secs(10), || {
+        server.queue_files().is_empty()
+    });
     let log = server.log();
-    assert!(log.contains("delivery attempt") && log.contains("outcome=\"delivered\"") || log.contains("outcome=delivered"), "{log}");
+    assert!(
+        log.contains("delivery attempt") && log.contains("outcome=\"delivered\"")
+            || log.contains("outcome=delivered"),
+        "{log}"
+    );
 }
 
 #[test]
 fn auth_to_the_smart_host() {
     let up = Upstream::start(&["--auth", "relayuser:relay pass"]);
     let server = relay_server(&format!("127.0.0.1:{}/relayuser:relay pass", up.port), "");
-    assert!(server.send("tracker@localhost", &["boss@remote.test"], BODY).starts_with("250"));
+    assert!(server
+        .send("tracker@localhost", &["boss@remote.test"], BODY)
+        .starts_with("250"));
     let got = up.wait_for(1, Duration::from_secs(15));
     assert_eq!(got[0]["auth"], "relayuser");
 }
@@ -47,16 +68,26 @@ fn auth_to_the_smart_host() {
 fn wrong_smart_host_password_keeps_mail_queued() {
     let up = Upstream::start(&["--auth", "relayuser:right"]);
     let server = relay_server(&format!("127.0.0.1:{}/relayuser:wrong", up.port), "");
-    assert!(server.send("tracker@localhost", &["boss@remote.test"], BODY).starts_with("250"));
-    server.wait_until("an ERROR about the refused AUTH", Duration::from_secs(15), || {
-        server.log().contains("ERROR") && server.log().contains("AUTH")
-    });
+    assert!(server
+        .send("tracker@localhost", &["boss@remote.test"], BODY)
+        .starts_with("250"));
+    server.wait_until(
+        "an ERROR about the refused AUTH",
+        Duration::from_secs(15),
+        || server.log().contains("ERROR") && server.log().contains("AUTH"),
+    );
     let files = server.queue_files();
     assert_eq!(files.len(), 1, "the message stays queued");
     let text = std::fs::read_to_string(&files[0]).unwrap();
-    assert!(text.contains("To: <boss@remote.test> pending"), "still pending: {text}");
+    assert!(
+        text.contains("To: <boss@remote.test> pending"),
+        "still pending: {text}"
+    );
     assert!(up.received().is_empty());
-    assert!(!server.log().contains("bounce queued"), "a wrong password never bounces mail");
+    assert!(
+        !server.log().contains("bounce queued"),
+        "a wrong password never bounces mail"
+    );
 }
 
 #[test]
@@ -64,7 +95,9 @@ fn failover_to_the_second_smart_host() {
     let dead = common::free_port();
     let up = Upstream::start(&[]);
     let server = relay_server(&format!("127.0.0.1:{dead},127.0.0.1:{}", up.port), "");
-    assert!(server.send("tracker@localhost", &["boss@remote.test"], BODY).starts_with("250"));
+    assert!(server
+        .send("tracker@localhost", &["boss@remote.test"], BODY)
+        .starts_with("250"));
     up.wait_for(1, Duration::from_secs(20));
 }
 
@@ -76,18 +109,32 @@ fn starttls_with_a_self_signed_certificate() {
     // Opportunistic (the default) delivers over TLS despite the unverifiable certificate.
     let up = Upstream::start(&["--tls", cert, key]);
     let server = relay_server(&format!("127.0.0.1:{}", up.port), "");
-    assert!(server.send("tracker@localhost", &["boss@remote.test"], BODY).starts_with("250"));
+    assert!(server
+        .send("tracker@localhost", &["boss@remote.test"], BODY)
+        .starts_with("250"));
     let got = up.wait_for(1, Duration::from_secs(15));
     assert_eq!(got[0]["tls"], true, "delivered inside TLS");
     drop(server);
     // verify: the certificate must verify, so the message is deferred.
     let up2 = Upstream::start(&["--tls", cert, key]);
-    let server = relay_server(&format!("127.0.0.1:{}", up2.port), "smtpdelivery.tls=verify");
-    assert!(server.send("tracker@localhost", &["boss@remote.test"], BODY).starts_with("250"));
+    let server = relay_server(
+        &format!("127.0.0.1:{}", up2.port),
+        "smtpdelivery.tls=verify",
+    );
+    assert!(server
+        .send("tracker@localhost", &["boss@remote.test"], BODY)
+        .starts_with("250"));
     server.wait_until("a deferred attempt", Duration::from_secs(15), || {
-        server.queue_files().first().and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| t.contains("Attempts: 1"))
+        server
+            .queue_files()
+            .first()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .is_some_and(|t| t.contains("Attempts: 1"))
     });
-    assert!(up2.received().is_empty(), "nothing delivered without a verified certificate");
+    assert!(
+        up2.received().is_empty(),
+        "nothing delivered without a verified certificate"
+    );
 }
 
 #[test]
@@ -95,19 +142,44 @@ fn permanent_failure_bounces_at_once_while_the_other_is_delivered() {
     let up = Upstream::start(&["--reject", "typo@remote.test=550"]);
     let server = relay_server(&format!("127.0.0.1:{}", up.port), "");
     assert!(server
-        .send("someone@elsewhere.test", &["boss@remote.test", "typo@remote.test"], BODY)
+        .send(
+            "someone@elsewhere.test",
+            &["boss@remote.test", "typo@remote.test"],
+            BODY
+        )
         .starts_with("250"));
     let got = up.wait_for(2, Duration::from_secs(20));
     assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["boss@remote.test"]));
     let dsn = &got[1];
-    assert_eq!(dsn["mail_from"], "", "the bounce is sent with MAIL FROM:<>");
-    assert_eq!(dsn["rcpt_tos"], serde_json::json!(["someone@elsewhere.test"]));
+    // aiosmtpd records the null reverse-path as "<>".
+    assert_eq!(
+        dsn["mail_from"], "<>",
+        "the bounce is sent with MAIL FROM:<>"
+    );
+    assert_eq!(
+        dsn["rcpt_tos"],
+        serde_json::json!(["someone@elsewhere.test"])
+    );
     let data = dsn["data"].as_str().unwrap();
-    assert!(data.contains("multipart/report") && data.contains("report-type=delivery-status"), "{data}");
-    assert!(data.contains("Final-Recipient: rfc822; typo@remote.test"), "{data}");
-    assert!(data.contains("550 5.1.1"), "the remote reply is named: {data}");
-    assert!(data.contains("Subject: Task #1 changed"), "the original headers are carried: {data}");
-    server.wait_until("queue empty", Duration::from_secs(10), || server.queue_files().is_empty());
+    assert!(
+        data.contains("multipart/report") && data.contains("report-type=delivery-status"),
+        "{data}"
+    );
+    assert!(
+        data.contains("Final-Recipient: rfc822; typo@remote.test"),
+        "{data}"
+    );
+    assert!(
+        data.contains("550 5.1.1"),
+        "the remote reply is named: {data}"
+    );
+    assert!(
+        data.contains("Subject: Task #1 changed"),
+        "the original headers are carried: {data}"
+    );
+    server.wait_until("queue empty", Duration::from_secs(10), || {
+        server.queue_files().is_empty()
+    });
 }
 
 #[test]
@@ -115,35 +187,60 @@ fn temporary_failure_is_kept_listed_and_delivered_after_retry() {
     let up = Upstream::start(&[]);
     up.set_mode("defer");
     let server = relay_server(&format!("127.0.0.1:{}", up.port), "");
-    assert!(server.send("tracker@localhost", &["boss@remote.test"], BODY).starts_with("250"));
+    assert!(server
+        .send("tracker@localhost", &["boss@remote.test"], BODY)
+        .starts_with("250"));
     server.wait_until("a deferred attempt", Duration::from_secs(15), || {
-        server.queue_files().first().and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| t.contains("Attempts: 1"))
+        server
+            .queue_files()
+            .first()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .is_some_and(|t| t.contains("Attempts: 1"))
     });
     let file = server.queue_files()[0].clone();
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains("451 4.3.0 upstream says try again later"), "last error in the file: {text}");
+    assert!(
+        text.contains("451 4.3.0 upstream says try again later"),
+        "last error in the file: {text}"
+    );
     let (ok, list) = server.jes(&["queue", "list"]);
     assert!(ok, "{list}");
-    assert!(list.contains("boss@remote.test") && list.contains("451"), "queue list shows it: {list}");
+    assert!(
+        list.contains("boss@remote.test") && list.contains("451"),
+        "queue list shows it: {list}"
+    );
     up.set_mode("");
-    let id = file.file_name().unwrap().to_str().unwrap().trim_start_matches("smtp").trim_end_matches(".ser").to_string();
+    let id = file
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("smtp")
+        .trim_end_matches(".ser")
+        .to_string();
     let (ok, out) = server.jes(&["queue", "retry", &id]);
     assert!(ok, "{out}");
     let got = up.wait_for(1, Duration::from_secs(10));
     assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["boss@remote.test"]));
-    server.wait_until("queue empty", Duration::from_secs(10), || server.queue_files().is_empty());
+    server.wait_until("queue empty", Duration::from_secs(10), || {
+        server.queue_files().is_empty()
+    });
 }
 
 #[test]
 fn jes_queue_files_are_delivered_unstuffed_once() {
     let up = Upstream::start(&[]);
     let mut server = Server::prepare(
-        &format!("defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1", up.port),
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1",
+            up.port
+        ),
         DEFAULT_USERS,
     );
     let smtp = server.etc.join("smtp");
     std::fs::create_dir_all(&smtp).unwrap();
-    let fixture = common::repo_path("tests/fixtures/jes-1.6.1/etc/smtp/smtp10134488207579172220.ser");
+    let fixture =
+        common::repo_path("tests/fixtures/jes-1.6.1/etc/smtp/smtp10134488207579172220.ser");
     let original = std::fs::read(&fixture).unwrap();
     std::fs::write(smtp.join("smtp10134488207579172220.ser"), &original).unwrap();
     // A second JES 1.0 file whose body holds a stuffed dot line, as JES stored it.
@@ -155,21 +252,38 @@ fn jes_queue_files_are_delivered_unstuffed_once() {
     for t in &got {
         assert_eq!(t["mail_from"], "trackstudio@localhost");
         assert_eq!(t["rcpt_tos"], serde_json::json!(["boss@remote.test"]));
-        assert!(t["data"].as_str().unwrap().contains("Subject: Task #2124 changed"));
+        assert!(t["data"]
+            .as_str()
+            .unwrap()
+            .contains("Subject: Task #2124 changed"));
     }
-    let with_dot = got.iter().find(|t| t["data"].as_str().unwrap().contains("A line")).expect("the stuffed file arrived");
+    let with_dot = got
+        .iter()
+        .find(|t| t["data"].as_str().unwrap().contains("A line"))
+        .expect("the stuffed file arrived");
     let data = with_dot["data"].as_str().unwrap();
-    assert!(data.contains("\r\n.A line that starts with a dot\r\n") && !data.contains("..A line"), "{data}");
-    server.wait_until("queue empty", Duration::from_secs(10), || server.queue_files().is_empty());
+    assert!(
+        data.contains("\r\n.A line that starts with a dot\r\n") && !data.contains("..A line"),
+        "{data}"
+    );
+    server.wait_until("queue empty", Duration::from_secs(10), || {
+        server.queue_files().is_empty()
+    });
 }
 
 #[test]
 fn restart_with_mail_in_the_queue() {
     let port = common::free_port();
     let mut server = relay_server(&format!("127.0.0.1:{port}"), "");
-    assert!(server.send("tracker@localhost", &["boss@remote.test"], BODY).starts_with("250"));
+    assert!(server
+        .send("tracker@localhost", &["boss@remote.test"], BODY)
+        .starts_with("250"));
     server.wait_until("a deferred attempt", Duration::from_secs(15), || {
-        server.queue_files().first().and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| t.contains("Attempts: 1"))
+        server
+            .queue_files()
+            .first()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .is_some_and(|t| t.contains("Attempts: 1"))
     });
     server.kill9();
     let up = Upstream::start_on(port, &[]);
@@ -178,7 +292,9 @@ fn restart_with_mail_in_the_queue() {
     assert!(ok, "{out}");
     server.spawn();
     up.wait_for(1, Duration::from_secs(15));
-    server.wait_until("queue empty", Duration::from_secs(10), || server.queue_files().is_empty());
+    server.wait_until("queue empty", Duration::from_secs(10), || {
+        server.queue_files().is_empty()
+    });
 }
 
 #[test]
@@ -186,7 +302,13 @@ fn local_recipients_and_forwards_from_the_queue() {
     // A JES queue file for a local recipient with a forward to a remote address.
     let up = Upstream::start(&[]);
     let users = "user.analyst@localhost=password\nuserprop.analyst@localhost.forwardAddresses=analyst@localhost,boss@remote.test\n";
-    let mut server = Server::prepare(&format!("defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1", up.port), users);
+    let mut server = Server::prepare(
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1",
+            up.port
+        ),
+        users,
+    );
     let smtp = server.etc.join("smtp");
     std::fs::create_dir_all(&smtp).unwrap();
     std::fs::write(
@@ -197,6 +319,10 @@ fn local_recipients_and_forwards_from_the_queue() {
     server.spawn();
     let got = up.wait_for(1, Duration::from_secs(20));
     assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["boss@remote.test"]));
-    server.wait_until("local copy", Duration::from_secs(10), || server.mailbox_files("analyst@localhost").len() == 1);
-    server.wait_until("queue empty", Duration::from_secs(10), || server.queue_files().is_empty());
+    server.wait_until("local copy", Duration::from_secs(10), || {
+        server.mailbox_files("analyst@localhost").len() == 1
+    });
+    server.wait_until("queue empty", Duration::from_secs(10), || {
+        server.queue_files().is_empty()
+    });
 }

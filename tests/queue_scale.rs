@@ -26,7 +26,10 @@ fn a_hundred_thousand_deferred_messages_cost_nothing_while_they_wait() {
     );
     let smtp = server.etc.join("smtp");
     std::fs::create_dir_all(&smtp).unwrap();
-    let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let next = now_ms + 3_600_000;
     for i in 0..DEFERRED {
         let text = format!(
@@ -34,11 +37,17 @@ fn a_hundred_thousand_deferred_messages_cost_nothing_while_they_wait() {
              Next-Attempt: {next} (in an hour)\r\nTo: <boss{i}@remote.test> pending 451 4.3.0 deferred\r\n\r\n\
              Subject: deferred {i}\r\n\r\nbody {i}\r\n"
         );
-        std::fs::write(smtp.join(format!("smtp{}.ser", 9_000_000_000u64 + i as u64)), text).unwrap();
+        std::fs::write(
+            smtp.join(format!("smtp{}.ser", 9_000_000_000u64 + i as u64)),
+            text,
+        )
+        .unwrap();
     }
     server.spawn();
     server.wait_until("the queue is loaded", Duration::from_secs(120), || {
-        server.log().contains(&format!("queue: {DEFERRED} messages waiting"))
+        server
+            .log()
+            .contains(&format!("queue: {DEFERRED} messages waiting"))
     });
 
     // New mail is accepted and delivered locally at once.
@@ -60,5 +69,9 @@ fn a_hundred_thousand_deferred_messages_cost_nothing_while_they_wait() {
         "the idle server made {} read calls in a minute with {DEFERRED} deferred messages",
         after - before
     );
-    assert_eq!(server.queue_files().len(), DEFERRED, "nothing was lost or delivered early");
+    assert_eq!(
+        server.queue_files().len(),
+        DEFERRED,
+        "nothing was lost or delivered early"
+    );
 }

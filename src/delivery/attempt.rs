@@ -39,10 +39,15 @@ fn now_ms() -> u64 {
 /// The next-attempt time of a queue file, reading only its first few KB.
 pub fn peek_next_attempt(queue: &QueueStore, id: &str) -> Result<u64, QueueError> {
     let path = queue.path_of(id);
-    let io_err = |source| QueueError::Io { path: path.clone(), source };
+    let io_err = |source| QueueError::Io {
+        path: path.clone(),
+        source,
+    };
     let file = std::fs::File::open(&path).map_err(io_err)?;
     let mut head = Vec::with_capacity(8192);
-    file.take(64 * 1024).read_to_end(&mut head).map_err(io_err)?;
+    file.take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
     match crate::queue::parse(id, &head) {
         Ok(msg) => Ok(msg.next_attempt_ms),
         // A header longer than what we read: read it all.
@@ -51,7 +56,13 @@ pub fn peek_next_attempt(queue: &QueueStore, id: &str) -> Result<u64, QueueError
 }
 
 /// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
-pub async fn run(id: &str, config: &Config, queue: &QueueStore, store: &MailStore, remote: &Remote) -> Outcome {
+pub async fn run(
+    id: &str,
+    config: &Config,
+    queue: &QueueStore,
+    store: &MailStore,
+    remote: &Remote,
+) -> Outcome {
     // File work (locks, reads, fsyncs) blocks: keep it off the threads that serve sessions.
     let (guard, mut msg, mut newly_failed) =
         match tokio::task::block_in_place(|| prepare(id, config, queue, store)) {
@@ -63,9 +74,18 @@ pub async fn run(id: &str, config: &Config, queue: &QueueStore, store: &MailStor
         .collect();
     let mut deferred = false;
     if !remote_idx.is_empty() {
-        let addrs: Vec<String> = remote_idx.iter().map(|i| msg.recipients[*i].address.clone()).collect();
-        let sender = if bounce::is_null_sender(&msg.sender) { "" } else { msg.sender.as_str() };
-        let outcomes = remote.deliver(config, id, sender, &addrs, &msg.message).await;
+        let addrs: Vec<String> = remote_idx
+            .iter()
+            .map(|i| msg.recipients[*i].address.clone())
+            .collect();
+        let sender = if bounce::is_null_sender(&msg.sender) {
+            ""
+        } else {
+            msg.sender.as_str()
+        };
+        let outcomes = remote
+            .deliver(config, id, sender, &addrs, &msg.message)
+            .await;
         for (i, outcome) in remote_idx.iter().zip(outcomes) {
             let r = &mut msg.recipients[*i];
             match outcome {
@@ -73,7 +93,11 @@ pub async fn run(id: &str, config: &Config, queue: &QueueStore, store: &MailStor
                     r.state = RecipientState::Delivered;
                     r.last_error = Some(reply);
                 }
-                RemoteOutcome::Failed { host, status, reply } => {
+                RemoteOutcome::Failed {
+                    host,
+                    status,
+                    reply,
+                } => {
                     r.state = RecipientState::Failed;
                     r.last_error = Some(reply.clone());
                     newly_failed.push(FailedRecipient {
@@ -92,10 +116,17 @@ pub async fn run(id: &str, config: &Config, queue: &QueueStore, store: &MailStor
         msg.attempts += 1;
     }
     if deferred && msg.attempts >= config.mail.delivery_threshold {
-        for r in msg.recipients.iter_mut().filter(|r| r.state == RecipientState::Pending) {
+        for r in msg
+            .recipients
+            .iter_mut()
+            .filter(|r| r.state == RecipientState::Pending)
+        {
             let last = r.last_error.clone().unwrap_or_default();
             r.state = RecipientState::Failed;
-            r.last_error = Some(format!("gave up after {} attempts; last error: {last}", msg.attempts));
+            r.last_error = Some(format!(
+                "gave up after {} attempts; last error: {last}",
+                msg.attempts
+            ));
             newly_failed.push(FailedRecipient {
                 address: r.address.clone(),
                 status: "4.4.7".into(),
@@ -131,7 +162,10 @@ fn prepare(
             return Err(Outcome::Finished)
         }
         Err(e) => {
-            tracing::error!(queue_id = id, "queue file cannot be read; it stays where it is: {e}");
+            tracing::error!(
+                queue_id = id,
+                "queue file cannot be read; it stays where it is: {e}"
+            );
             return Err(Outcome::RetryAt(now_ms() + 3_600_000));
         }
     };
@@ -149,7 +183,10 @@ fn finish(
     newly_failed: &[FailedRecipient],
 ) -> Outcome {
     let bounced = send_bounce(config, queue, msg, newly_failed);
-    let pending = msg.recipients.iter().any(|r| r.state == RecipientState::Pending);
+    let pending = msg
+        .recipients
+        .iter()
+        .any(|r| r.state == RecipientState::Pending);
     if pending {
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
         if let Err(e) = guard.save(queue, msg) {
@@ -161,7 +198,9 @@ fn finish(
         keep_in_failed(config, msg);
     }
     match guard.remove(queue) {
-        Ok(()) => tracing::info!(queue_id = %msg.id, "queue file done: every recipient delivered or bounced"),
+        Ok(()) => {
+            tracing::info!(queue_id = %msg.id, "queue file done: every recipient delivered or bounced")
+        }
         Err(e) => tracing::error!(queue_id = %msg.id, "cannot remove the finished queue file: {e}"),
     }
     Outcome::Finished
@@ -169,7 +208,12 @@ fn finish(
 
 /// Expands pending recipients: local routes are delivered now; remote forward targets become new
 /// pending recipients; the original recipient is then done.
-fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, failed: &mut Vec<FailedRecipient>) {
+fn deliver_local(
+    config: &Config,
+    store: &MailStore,
+    msg: &mut QueuedMessage,
+    failed: &mut Vec<FailedRecipient>,
+) {
     let mut mailboxes: Vec<String> = Vec::new();
     let mut expanded: Vec<usize> = Vec::new();
     let mut new_remote: Vec<String> = Vec::new();
@@ -205,11 +249,16 @@ fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, fa
         return;
     }
     if !mailboxes.is_empty() {
-        let return_path = if crate::queue::bounce::is_null_sender(&msg.sender) { "" } else { msg.sender.as_str() };
+        let return_path = if crate::queue::bounce::is_null_sender(&msg.sender) {
+            ""
+        } else {
+            msg.sender.as_str()
+        };
         if let Err(e) = store.deliver(&mailboxes, return_path, &msg.message) {
             tracing::error!(queue_id = %msg.id, "local delivery to {} failed, will retry: {e}", mailboxes.join(", "));
             for i in expanded {
-                msg.recipients[i].last_error = Some(format!("451 4.3.0 local delivery failed: {e}"));
+                msg.recipients[i].last_error =
+                    Some(format!("451 4.3.0 local delivery failed: {e}"));
             }
             return;
         }
@@ -225,20 +274,37 @@ fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, fa
         });
     }
     for addr in new_remote {
-        if !msg.recipients.iter().any(|r| r.address.eq_ignore_ascii_case(&addr) && r.state == RecipientState::Pending) {
-            msg.recipients.push(QueueRecipient { address: addr, state: RecipientState::Pending, last_error: None });
+        if !msg
+            .recipients
+            .iter()
+            .any(|r| r.address.eq_ignore_ascii_case(&addr) && r.state == RecipientState::Pending)
+        {
+            msg.recipients.push(QueueRecipient {
+                address: addr,
+                state: RecipientState::Pending,
+                last_error: None,
+            });
         }
     }
 }
 
 /// Queues a DSN to the sender for recipients that failed in this attempt. Returns whether one was
 /// queued (false for a null sender: a bounce is never bounced).
-fn send_bounce(config: &Config, queue: &QueueStore, msg: &QueuedMessage, failed: &[FailedRecipient]) -> bool {
+fn send_bounce(
+    config: &Config,
+    queue: &QueueStore,
+    msg: &QueuedMessage,
+    failed: &[FailedRecipient],
+) -> bool {
     if failed.is_empty() || bounce::is_null_sender(&msg.sender) {
         return false;
     }
     let now = chrono::Utc::now();
-    let hostname = config.mail.hostname.trim_start_matches('[').trim_end_matches(']');
+    let hostname = config
+        .mail
+        .hostname
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let message_id = format!("<{}.{}.dsn@{}>", msg.id, now.timestamp_millis(), hostname);
     let dsn = bounce::build_dsn(
         &config.mail.hostname,
@@ -267,9 +333,14 @@ fn send_bounce(config: &Config, queue: &QueueStore, msg: &QueuedMessage, failed:
 fn keep_in_failed(config: &Config, msg: &QueuedMessage) {
     let dir = config.failed_dir();
     let to = dir.join(format!("smtp{}.ser", msg.id));
-    let result = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&to, crate::queue::format(msg)));
+    let result =
+        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&to, crate::queue::format(msg)));
     match result {
-        Ok(()) => tracing::warn!(queue_id = %msg.id, "undeliverable bounce kept in {}", to.display()),
-        Err(e) => tracing::error!(queue_id = %msg.id, "cannot keep the undeliverable message in {}: {e}", dir.display()),
+        Ok(()) => {
+            tracing::warn!(queue_id = %msg.id, "undeliverable bounce kept in {}", to.display())
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %msg.id, "cannot keep the undeliverable message in {}: {e}", dir.display())
+        }
     }
 }

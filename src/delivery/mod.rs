@@ -156,4 +156,3 @@ pub fn split(config: &Config, recipients: &[String]) -> (Vec<String>, Vec<String
     }
     (local, remote)
 }
-

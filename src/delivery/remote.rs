@@ -6,10 +6,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::client::{AttemptError, ClientSettings, Connection, Outgoing, RecipientOutcome, Reply, Target, Timeouts};
+use super::client::{
+    AttemptError, ClientSettings, Connection, Outgoing, RecipientOutcome, Reply, Target, Timeouts,
+};
 use super::mx::{MxError, MxResolver};
 use crate::address::domain_of;
 use crate::config::Config;
@@ -22,9 +24,18 @@ const POOL_PER_KEY: usize = 4;
 /// What became of one recipient in this attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteOutcome {
-    Delivered { host: String, reply: String },
-    Failed { host: Option<String>, status: String, reply: String },
-    Deferred { reply: String },
+    Delivered {
+        host: String,
+        reply: String,
+    },
+    Failed {
+        host: Option<String>,
+        status: String,
+        reply: String,
+    },
+    Deferred {
+        reply: String,
+    },
 }
 
 struct Pooled {
@@ -44,25 +55,30 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(config: &Config) -> Remote {
-        let (settings, settings_error) = match super::client::verifying_config(config.mail.delivery_ca_file.as_deref()) {
-            Ok(verifying) => (
-                Some(ClientSettings {
-                    helo_name: config.mail.hostname.clone(),
-                    tls: config.mail.delivery_tls,
-                    verifying,
-                    timeouts: Timeouts::default(),
-                }),
-                None,
-            ),
-            Err(e) => {
-                tracing::error!("outbound TLS cannot be set up, remote delivery is deferred: {e}");
-                (None, Some(e))
-            }
-        };
+        let (settings, settings_error) =
+            match super::client::verifying_config(config.mail.delivery_ca_file.as_deref()) {
+                Ok(verifying) => (
+                    Some(ClientSettings {
+                        helo_name: config.mail.hostname.clone(),
+                        tls: config.mail.delivery_tls,
+                        verifying,
+                        timeouts: Timeouts::default(),
+                    }),
+                    None,
+                ),
+                Err(e) => {
+                    tracing::error!(
+                        "outbound TLS cannot be set up, remote delivery is deferred: {e}"
+                    );
+                    (None, Some(e))
+                }
+            };
         let resolver = MxResolver::new(&config.mail.dns_servers);
         if let Err(e) = &resolver {
             if config.mail.smart_hosts.is_empty() {
-                tracing::error!("no DNS resolver ({e}): direct delivery is deferred until it works");
+                tracing::error!(
+                    "no DNS resolver ({e}): direct delivery is deferred until it works"
+                );
             }
         }
         let mut our_names = vec![config.mail.hostname.to_ascii_lowercase()];
@@ -88,8 +104,16 @@ impl Remote {
         message: &[u8],
     ) -> Vec<RemoteOutcome> {
         let Some(settings) = &self.settings else {
-            let reply = format!("451 4.3.0 outbound TLS setup failed: {}", self.settings_error.clone().unwrap_or_default());
-            return recipients.iter().map(|_| RemoteOutcome::Deferred { reply: reply.clone() }).collect();
+            let reply = format!(
+                "451 4.3.0 outbound TLS setup failed: {}",
+                self.settings_error.clone().unwrap_or_default()
+            );
+            return recipients
+                .iter()
+                .map(|_| RemoteOutcome::Deferred {
+                    reply: reply.clone(),
+                })
+                .collect();
         };
         if !config.mail.smart_hosts.is_empty() {
             let mut targets = Vec::new();
@@ -106,10 +130,16 @@ impl Remote {
                             });
                         }
                     }
-                    Err(e) => tracing::warn!(queue_id = id, "smart host {}: cannot resolve: {e}", host.host),
+                    Err(e) => tracing::warn!(
+                        queue_id = id,
+                        "smart host {}: cannot resolve: {e}",
+                        host.host
+                    ),
                 }
             }
-            return self.try_targets(settings, id, sender, recipients, message, targets).await;
+            return self
+                .try_targets(settings, id, sender, recipients, message, targets)
+                .await;
         }
         // Direct delivery: one group per recipient domain.
         let mut outcomes: Vec<Option<RemoteOutcome>> = vec![None; recipients.len()];
@@ -123,14 +153,20 @@ impl Remote {
         }
         for (domain, idx) in groups {
             let group: Vec<String> = idx.iter().map(|i| recipients[*i].clone()).collect();
-            let results = self.deliver_domain(config, settings, id, &domain, sender, &group, message).await;
+            let results = self
+                .deliver_domain(config, settings, id, &domain, sender, &group, message)
+                .await;
             for (i, outcome) in idx.into_iter().zip(results) {
                 outcomes[i] = Some(outcome);
             }
         }
         outcomes
             .into_iter()
-            .map(|o| o.unwrap_or(RemoteOutcome::Deferred { reply: "451 4.3.0 not attempted".into() }))
+            .map(|o| {
+                o.unwrap_or(RemoteOutcome::Deferred {
+                    reply: "451 4.3.0 not attempted".into(),
+                })
+            })
             .collect()
     }
 
@@ -148,7 +184,11 @@ impl Remote {
         let all = |o: RemoteOutcome| recipients.iter().map(|_| o.clone()).collect::<Vec<_>>();
         let resolver = match &self.resolver {
             Ok(r) => r,
-            Err(e) => return all(RemoteOutcome::Deferred { reply: format!("451 4.4.3 no DNS resolver: {e}") }),
+            Err(e) => {
+                return all(RemoteOutcome::Deferred {
+                    reply: format!("451 4.4.3 no DNS resolver: {e}"),
+                })
+            }
         };
         let mx = match resolver.resolve(domain, &self.our_names).await {
             Ok(mx) => mx,
@@ -167,9 +207,17 @@ impl Remote {
                 })
             }
             Err(e @ MxError::NoAddress(_)) => {
-                return all(RemoteOutcome::Failed { host: None, status: "5.1.2".into(), reply: format!("550 5.1.2 {e}") })
+                return all(RemoteOutcome::Failed {
+                    host: None,
+                    status: "5.1.2".into(),
+                    reply: format!("550 5.1.2 {e}"),
+                })
             }
-            Err(e) => return all(RemoteOutcome::Deferred { reply: format!("451 4.4.3 {e}") }),
+            Err(e) => {
+                return all(RemoteOutcome::Deferred {
+                    reply: format!("451 4.4.3 {e}"),
+                })
+            }
         };
         let targets = mx
             .into_iter()
@@ -184,7 +232,8 @@ impl Remote {
                 })
             })
             .collect();
-        self.try_targets(settings, id, sender, recipients, message, targets).await
+        self.try_targets(settings, id, sender, recipients, message, targets)
+            .await
     }
 
     fn is_self(&self, addr: SocketAddr) -> bool {
@@ -208,7 +257,10 @@ impl Remote {
         let list = pool.entry(key).or_default();
         list.retain(|p| p.since.elapsed() < POOL_IDLE);
         if list.len() < POOL_PER_KEY {
-            list.push(Pooled { conn, since: Instant::now() });
+            list.push(Pooled {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -225,7 +277,10 @@ impl Remote {
         for target in targets {
             if self.is_self(target.addr) {
                 tracing::error!(queue_id = id, host = %target.host, addr = %target.addr, "mail loops back to myself; skipping this host");
-                last_error = format!("451 4.4.6 mail loops back to myself ({} {})", target.host, target.addr);
+                last_error = format!(
+                    "451 4.4.6 mail loops back to myself ({} {})",
+                    target.host, target.addr
+                );
                 continue;
             }
             let key = format!("{}|{}", target.host, target.addr);
@@ -244,21 +299,28 @@ impl Remote {
                         }
                     },
                 };
-                let out = Outgoing { sender, recipients, message };
+                let out = Outgoing {
+                    sender,
+                    recipients,
+                    message,
+                };
                 match conn.send(out).await {
                     Ok(results) => {
                         let outcomes: Vec<RemoteOutcome> = results
                             .into_iter()
                             .map(|r| match r {
-                                RecipientOutcome::Delivered(reply) => {
-                                    RemoteOutcome::Delivered { host: target.host.clone(), reply: reply.to_string() }
-                                }
+                                RecipientOutcome::Delivered(reply) => RemoteOutcome::Delivered {
+                                    host: target.host.clone(),
+                                    reply: reply.to_string(),
+                                },
                                 RecipientOutcome::Failed(reply) => RemoteOutcome::Failed {
                                     host: Some(target.host.clone()),
                                     status: status_of(&reply, "5.0.0"),
                                     reply: reply.to_string(),
                                 },
-                                RecipientOutcome::Deferred(reply) => RemoteOutcome::Deferred { reply: reply.to_string() },
+                                RecipientOutcome::Deferred(reply) => RemoteOutcome::Deferred {
+                                    reply: reply.to_string(),
+                                },
                             })
                             .collect();
                         for (rcpt, outcome) in recipients.iter().zip(&outcomes) {
@@ -292,7 +354,12 @@ impl Remote {
                 }
             }
         }
-        recipients.iter().map(|_| RemoteOutcome::Deferred { reply: last_error.clone() }).collect()
+        recipients
+            .iter()
+            .map(|_| RemoteOutcome::Deferred {
+                reply: last_error.clone(),
+            })
+            .collect()
     }
 }
 
@@ -313,7 +380,9 @@ fn log_attempt_error(id: &str, target: &Target, recipients: &[String], e: &Attem
 /// The text kept as a recipient's last error when a whole attempt failed.
 fn attempt_error_reply(e: &AttemptError) -> String {
     match e {
-        AttemptError::Refused { reply, .. } | AttemptError::Temporary { reply, .. } => format!("{e} ({reply})"),
+        AttemptError::Refused { reply, .. } | AttemptError::Temporary { reply, .. } => {
+            format!("{e} ({reply})")
+        }
         AttemptError::Loop(_) => format!("451 4.4.6 {e}"),
         AttemptError::Tls(_) => format!("451 4.7.5 {e}"),
         AttemptError::Network(_) => format!("451 4.4.1 {e}"),
@@ -324,7 +393,11 @@ fn attempt_error_reply(e: &AttemptError) -> String {
 fn status_of(reply: &Reply, default: &str) -> String {
     let first = reply.text.split_whitespace().next().unwrap_or("");
     let parts: Vec<&str> = first.split('.').collect();
-    if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         first.to_string()
     } else {
         default.to_string()

@@ -65,7 +65,9 @@ fn now_ms() -> u64 {
 }
 
 fn dir_stamp(queue: &QueueStore) -> Option<SystemTime> {
-    std::fs::metadata(queue.dir()).and_then(|m| m.modified()).ok()
+    std::fs::metadata(queue.dir())
+        .and_then(|m| m.modified())
+        .ok()
 }
 
 struct Runner {
@@ -121,7 +123,11 @@ impl Runner {
 
 /// Runs until `stop`. Attempts in flight at shutdown are abandoned; their messages stay queued
 /// and are tried again at the next start (at least once, never lost).
-pub async fn run(ctx: RunnerContext, mut new_ids: mpsc::UnboundedReceiver<String>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    ctx: RunnerContext,
+    mut new_ids: mpsc::UnboundedReceiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     let config = (ctx.config)();
     let concurrency = config.mail.delivery_concurrency.max(1);
     let remote = Arc::new(Remote::new(&config));
@@ -142,10 +148,16 @@ pub async fn run(ctx: RunnerContext, mut new_ids: mpsc::UnboundedReceiver<String
             let n = ids.len();
             runner.discover(ids).await;
             if n > 0 {
-                tracing::info!("queue: {n} messages waiting in {}", runner.ctx.queue.dir().display());
+                tracing::info!(
+                    "queue: {n} messages waiting in {}",
+                    runner.ctx.queue.dir().display()
+                );
             }
         }
-        Err(e) => tracing::error!("cannot list the queue {}: {e}", runner.ctx.queue.dir().display()),
+        Err(e) => tracing::error!(
+            "cannot list the queue {}: {e}",
+            runner.ctx.queue.dir().display()
+        ),
     }
     let mut last_retry_stamp = lock::retry_dir_stamp(&runner.ctx.queue);
     // Requests left from before the start are served now.
@@ -155,13 +167,18 @@ pub async fn run(ctx: RunnerContext, mut new_ids: mpsc::UnboundedReceiver<String
 
     let mut attempts: JoinSet<(String, Outcome)> = JoinSet::new();
     let mut retry_tick = tokio::time::interval(RETRY_POLL);
-    let scan_every = (runner.ctx.config)().mail.delivery_interval.max(Duration::from_secs(1));
+    let scan_every = (runner.ctx.config)()
+        .mail
+        .delivery_interval
+        .max(Duration::from_secs(1));
     let mut scan_tick = tokio::time::interval(scan_every);
     loop {
         // Start every due attempt that fits under the concurrency cap.
         let now = Instant::now();
         while runner.in_flight.len() < runner.concurrency {
-            let Some(id) = runner.schedule.pop_due(now) else { break };
+            let Some(id) = runner.schedule.pop_due(now) else {
+                break;
+            };
             runner.in_flight.insert(id.clone());
             let config = (runner.ctx.config)();
             let queue = runner.ctx.queue.clone();

@@ -119,7 +119,10 @@ mod tests {
         let now = Instant::now();
         assert_eq!(due_instant(u64::MAX, 1000, now), now);
         assert_eq!(due_instant(500, 1000, now), now, "past times are due now");
-        assert_eq!(due_instant(61_000, 1000, now), now + Duration::from_secs(60));
+        assert_eq!(
+            due_instant(61_000, 1000, now),
+            now + Duration::from_secs(60)
+        );
     }
 
     #[test]
@@ -132,9 +135,19 @@ mod tests {
         s.insert("a".into(), now + Duration::from_secs(5)); // rescheduled later
         s.remove("c");
         assert_eq!(s.next_due(), Some(now + Duration::from_secs(2)));
-        assert_eq!(s.pop_due(now + Duration::from_secs(10)).as_deref(), Some("b"));
-        assert_eq!(s.pop_due(now + Duration::from_secs(4)), None, "a is not due until 5 s");
-        assert_eq!(s.pop_due(now + Duration::from_secs(10)).as_deref(), Some("a"));
+        assert_eq!(
+            s.pop_due(now + Duration::from_secs(10)).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            s.pop_due(now + Duration::from_secs(4)),
+            None,
+            "a is not due until 5 s"
+        );
+        assert_eq!(
+            s.pop_due(now + Duration::from_secs(10)).as_deref(),
+            Some("a")
+        );
         assert!(s.is_empty());
         assert_eq!(s.pop_due(now + Duration::from_secs(100)), None);
     }
@@ -146,6 +159,10 @@ mod tests {
         for i in 0..10_000u64 {
             s.insert("x".into(), now + Duration::from_millis(i));
         }
-        assert!(s.heap.len() <= 130, "heap holds {} entries for one id", s.heap.len());
+        assert!(
+            s.heap.len() <= 130,
+            "heap holds {} entries for one id",
+            s.heap.len()
+        );
     }
 }

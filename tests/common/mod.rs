@@ -331,7 +331,11 @@ impl Upstream {
             if got.len() >= n {
                 return got;
             }
-            assert!(Instant::now() < deadline, "upstream got {} transactions, expected {n}", got.len());
+            assert!(
+                Instant::now() < deadline,
+                "upstream got {} transactions, expected {n}",
+                got.len()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -381,8 +385,17 @@ impl Server {
 
     /// Runs `jes ARGS --dir ETC` and returns (success, stdout + stderr).
     pub fn jes(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(jes_bin()).args(args).arg("--dir").arg(&self.etc).output().expect("run jes");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(jes_bin())
+            .args(args)
+            .arg("--dir")
+            .arg(&self.etc)
+            .output()
+            .expect("run jes");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success(), text)
     }
 
@@ -390,7 +403,11 @@ impl Server {
     pub fn wait_until(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + within;
         while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}\nlog:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what}\nlog:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -398,8 +415,9 @@ impl Server {
 
 /// Writes a self-signed certificate and key for `localhost`/127.0.0.1 into `dir`.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("self-signed certificate");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("self-signed certificate");
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
