@@ -196,8 +196,13 @@ pub fn init(conf: &LogConf, to_stderr: bool) -> io::Result<LogHandle> {
             .with_target(false)
             .with_filter(LevelFilter::INFO)
     });
+    // Our own debug lines are worth reading; the libraries' (DNS, TLS) only from INFO up.
+    let libraries = tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("jes", LevelFilter::TRACE);
     tracing_subscriber::registry()
         .with(level)
+        .with(libraries)
         .with(file_layer)
         .with(stderr_layer)
         .try_init()

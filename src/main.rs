@@ -127,6 +127,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(dir: PathBuf, log_to_stderr: bool) -> Result<(), String> {
+    if !dir.join("mail.conf").exists() {
+        return Err(format!(
+            "{} has no mail.conf: name the configuration directory (jes serve DIR), create one with `jes init DIR`, or try `jes demo`",
+            dir.display()
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,12 +147,15 @@ fn serve(dir: PathBuf, log_to_stderr: bool) -> Result<(), String> {
 
 fn demo(dir: PathBuf) -> Result<(), String> {
     if !dir.join("mail.conf").exists() {
-        init(&dir, 2525, 1100)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        config::sample::write_sample(&dir, 2525, 1100).map_err(|e| e.to_string())?;
     }
     let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
     eprintln!(
         "jes demo: configuration and mail in {dir}\n\
-         \x20 send:  curl smtp://127.0.0.1:2525 --mail-from you@example.org --mail-rcpt trackstudio@127.0.0.1 -T message.txt\n\
+         \x20 send:  printf 'Subject: hello\\r\\n\\r\\nFirst task.\\r\\n' > msg.txt\n\
+         \x20        curl smtp://127.0.0.1:2525 --mail-from you@example.org --mail-rcpt trackstudio@127.0.0.1 -T msg.txt\n\
          \x20 read:  curl pop3://127.0.0.1:1100/1 -u 'trackstudio@127.0.0.1:secret'\n\
          \x20 files: {dir}/users/trackstudio@127.0.0.1/ (mailbox), {dir}/smtp/ (queue), {log} (log)\n\
          \x20 stop:  Ctrl-C",

@@ -192,31 +192,29 @@ impl Remote {
         };
         let mx = match resolver.resolve(domain, &self.our_names).await {
             Ok(mx) => mx,
-            Err(MxError::NullMx(d)) => {
+            Err(e) if e.is_permanent() => {
+                let code = if matches!(e, MxError::NullMx(_)) {
+                    556
+                } else {
+                    550
+                };
                 return all(RemoteOutcome::Failed {
                     host: None,
-                    status: "5.1.10".into(),
-                    reply: format!("556 5.1.10 {d} does not accept mail (null MX)"),
-                })
-            }
-            Err(MxError::NoSuchDomain(d)) => {
-                return all(RemoteOutcome::Failed {
-                    host: None,
-                    status: "5.1.2".into(),
-                    reply: format!("550 5.1.2 domain {d} does not exist"),
-                })
-            }
-            Err(e @ MxError::NoAddress(_)) => {
-                return all(RemoteOutcome::Failed {
-                    host: None,
-                    status: "5.1.2".into(),
-                    reply: format!("550 5.1.2 {e}"),
-                })
+                    status: e.status().to_string(),
+                    reply: format!("{code} {} {e}", e.status()),
+                });
             }
             Err(e) => {
+                if matches!(e, MxError::Loop(_)) {
+                    tracing::error!(
+                        queue_id = id,
+                        domain,
+                        "{e}: the best MX host for {domain} is this server"
+                    );
+                }
                 return all(RemoteOutcome::Deferred {
-                    reply: format!("451 4.4.3 {e}"),
-                })
+                    reply: format!("451 {} {e}", e.status()),
+                });
             }
         };
         let targets = mx

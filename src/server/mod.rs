@@ -139,7 +139,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error(
+        "cannot listen on {addr} ({what}): {source}{}",
+        bind_hint(addr, source)
+    )]
     Bind {
         addr: SocketAddr,
         what: &'static str,
@@ -152,6 +155,16 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn bind_hint(addr: &SocketAddr, err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE: see contrib/jes.service, or set smtpport/pop3port above 1024)"
+        }
+        std::io::ErrorKind::AddrInUse => " (another server, or another jes, is already listening there)",
+        _ => "",
+    }
 }
 
 /// The addresses to listen on for one port: `listen.address`, or every IPv4 and IPv6 address.
@@ -234,8 +247,22 @@ fn ensure_dir(path: &Path) -> Result<(), StartError> {
     })
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// Runs the server until SIGTERM or SIGINT. A start-up failure after the log is open is also
+/// written to the log, where an administrator of a service looks first.
 pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
+    let result = serve_inner(options).await;
+    if let Err(e) = &result {
+        tracing::error!("jes cannot start: {e}");
+    }
+    result
+}
+
+async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
+    // Mail is private: files and folders jes creates are for its own user only.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let (config, warnings) = Config::load(&options.dir)?;
     let log = crate::logging::init(&config.log, options.log_to_stderr).map_err(|source| {
         StartError::Log {
