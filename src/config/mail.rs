@@ -295,6 +295,21 @@ pub struct MailConf {
     pub smtp_max_connections_per_ip: usize,
     /// `pop3.maxconnections` (1000).
     pub pop3_max_connections: usize,
+    /// `pop3.maxconnectionsperip` (50).
+    pub pop3_max_connections_per_ip: usize,
+    /// `smtp.timeout` (300 s): the wait for each command or data read (RFC 5321 §4.5.3.2.7: at least 5 minutes).
+    pub smtp_timeout: Duration,
+    /// `smtp.maxsessiontime` (1800 s): the longest an SMTP session may last (slow clients, slow-loris).
+    pub smtp_max_session_time: Duration,
+    /// `pop3.timeout` (600 s): idle time before a POP3 client is logged out (RFC 1939: at least 10 minutes).
+    pub pop3_timeout: Duration,
+    /// `pop3.maxsessiontime` (3600 s): the longest a POP3 session may last.
+    pub pop3_max_session_time: Duration,
+    /// `smtp.maxheadersize` (1024 KB): the largest header section accepted.
+    pub max_header_size: u64,
+    /// `submission.sendermatch` (true): on the submission ports an authenticated client's envelope
+    /// sender must be its login address.
+    pub submission_sender_match: bool,
     /// `mindiskfree` (100 MB) as bytes: below this, MAIL gets 452.
     pub min_disk_free: u64,
     /// `smtpdelivery.concurrency` (10): outbound connections at once.
@@ -659,6 +674,13 @@ impl MailConf {
             smtp_max_connections: r.count("smtp.maxconnections", 1000, 1)?,
             smtp_max_connections_per_ip: r.count("smtp.maxconnectionsperip", 50, 1)?,
             pop3_max_connections: r.count("pop3.maxconnections", 1000, 1)?,
+            pop3_max_connections_per_ip: r.count("pop3.maxconnectionsperip", 50, 1)?,
+            smtp_timeout: Duration::from_secs(r.number("smtp.timeout", 300, 1)?),
+            smtp_max_session_time: Duration::from_secs(r.number("smtp.maxsessiontime", 1800, 1)?),
+            pop3_timeout: Duration::from_secs(r.number("pop3.timeout", 600, 1)?),
+            pop3_max_session_time: Duration::from_secs(r.number("pop3.maxsessiontime", 3600, 1)?),
+            max_header_size: r.scaled("smtp.maxheadersize", 1024, 1024)?,
+            submission_sender_match: r.boolean("submission.sendermatch", true)?,
             min_disk_free: r.scaled("mindiskfree", 100, MB)?,
             delivery_concurrency: r.count("smtpdelivery.concurrency", 10, 1)?,
             delay_warning: (delay_hours > 0)
@@ -701,17 +723,6 @@ impl MailConf {
             (Some(_), None) => return Err(missing(path, "tls.key", "tls.certificate is set")),
             (None, Some(_)) => return Err(missing(path, "tls.certificate", "tls.key is set")),
             _ => {}
-        }
-        if conf.tls_certificate.is_none() {
-            for key in ["securesmtpport", "securepop3port"] {
-                if r.optional_port(key)?.is_some() {
-                    return Err(missing(
-                        path,
-                        "tls.certificate",
-                        &format!("{key} needs a certificate"),
-                    ));
-                }
-            }
         }
         Ok((conf, warnings))
     }
@@ -1045,26 +1056,82 @@ mod tests {
     #[test]
     fn bad_values_name_file_line_and_key() {
         let cases = [
-            ("domains=a\n\n# c\nsmtpport=abc\n", r#"/x/mail.conf:4: key 'smtpport': "abc" is not a port number (1-65535)"#),
-            ("domains=a\npop3port=0\n", r#"/x/mail.conf:2: key 'pop3port': "0" is not a port number (1-65535)"#),
-            ("domains=a\nsmtpport=65536\n", r#"/x/mail.conf:2: key 'smtpport': "65536" is not a port number (1-65535)"#),
-            ("domains=a\nthreads=-1\n", r#"/x/mail.conf:2: key 'threads': "-1" is not a whole number"#),
-            ("domains=a\nthreads=0\n", r#"/x/mail.conf:2: key 'threads': "0" is too small (at least 1)"#),
-            ("domains=a\nsmtp.messagesize=5MB\n", r#"/x/mail.conf:2: key 'smtp.messagesize': "5MB" is not a whole number"#),
-            ("domains=a\nrelay.popbeforesmtp=maybe\n", r#"/x/mail.conf:2: key 'relay.popbeforesmtp': "maybe" is not true or false (or yes/no, on/off)"#),
-            ("domains=a\nrelay.ipaddresses=127.0.0.1,192.168.1.x\n", r#"/x/mail.conf:2: key 'relay.ipaddresses': "192.168.1.x" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#),
-            ("domains=a\nrelay.ipaddresses=10.0.0.0/33\n", r#"/x/mail.conf:2: key 'relay.ipaddresses': "10.0.0.0/33": prefix length 33 is more than 32"#),
-            ("domains=a\nrelay.ipaddresses=192.168.*\n", r#"/x/mail.conf:2: key 'relay.ipaddresses': "192.168.*" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#),
-            ("domains=a\nrelay.emailaddresses=nobody\n", r#"/x/mail.conf:2: key 'relay.emailaddresses': "nobody" is neither an address nor @domain"#),
-            ("domains=a\ndefaultsmtpservers=smtp.example.com:99999\n", r#"/x/mail.conf:2: key 'defaultsmtpservers': "smtp.example.com:99999": "99999" is not a port number (1-65535)"#),
-            ("domains=a\ndefaultsmtpservers=h/useronly\n", r#"/x/mail.conf:2: key 'defaultsmtpservers': "h/useronly": expected user:password after '/'"#),
-            ("domains=a\nlisten.address=localhost\n", r#"/x/mail.conf:2: key 'listen.address': "localhost" is not an IP address"#),
-            ("domains=a\nallowClearText=sometimes\n", r#"/x/mail.conf:2: key 'allowClearText': "sometimes" is not one of never, encryptedOnly, always"#),
-            ("domains=a\nsmtpdelivery.tls=maybe\n", r#"/x/mail.conf:2: key 'smtpdelivery.tls': "maybe" is not one of opportunistic, verify, required, off"#),
-            ("domains=a\ndefaultuser=.catch@x\n", r#"/x/mail.conf:2: key 'defaultuser': ".catch@x" cannot be an account: address starts with a dot or contains '..'"#),
-            ("domains=a\nsmtpport=2525\npop3port=2525\n", "/x/mail.conf:3: key 'pop3port': port 2525 is also used by 'smtpport'"),
-            ("domains=a\nsecuresmtpport=465\n", "/x/mail.conf: required key 'tls.certificate' is missing: securesmtpport needs a certificate"),
-            ("domains=a\ntls.certificate=c.pem\n", "/x/mail.conf: required key 'tls.key' is missing: tls.certificate is set"),
+            (
+                "domains=a\n\n# c\nsmtpport=abc\n",
+                r#"/x/mail.conf:4: key 'smtpport': "abc" is not a port number (1-65535)"#,
+            ),
+            (
+                "domains=a\npop3port=0\n",
+                r#"/x/mail.conf:2: key 'pop3port': "0" is not a port number (1-65535)"#,
+            ),
+            (
+                "domains=a\nsmtpport=65536\n",
+                r#"/x/mail.conf:2: key 'smtpport': "65536" is not a port number (1-65535)"#,
+            ),
+            (
+                "domains=a\nthreads=-1\n",
+                r#"/x/mail.conf:2: key 'threads': "-1" is not a whole number"#,
+            ),
+            (
+                "domains=a\nthreads=0\n",
+                r#"/x/mail.conf:2: key 'threads': "0" is too small (at least 1)"#,
+            ),
+            (
+                "domains=a\nsmtp.messagesize=5MB\n",
+                r#"/x/mail.conf:2: key 'smtp.messagesize': "5MB" is not a whole number"#,
+            ),
+            (
+                "domains=a\nrelay.popbeforesmtp=maybe\n",
+                r#"/x/mail.conf:2: key 'relay.popbeforesmtp': "maybe" is not true or false (or yes/no, on/off)"#,
+            ),
+            (
+                "domains=a\nrelay.ipaddresses=127.0.0.1,192.168.1.x\n",
+                r#"/x/mail.conf:2: key 'relay.ipaddresses': "192.168.1.x" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#,
+            ),
+            (
+                "domains=a\nrelay.ipaddresses=10.0.0.0/33\n",
+                r#"/x/mail.conf:2: key 'relay.ipaddresses': "10.0.0.0/33": prefix length 33 is more than 32"#,
+            ),
+            (
+                "domains=a\nrelay.ipaddresses=192.168.*\n",
+                r#"/x/mail.conf:2: key 'relay.ipaddresses': "192.168.*" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#,
+            ),
+            (
+                "domains=a\nrelay.emailaddresses=nobody\n",
+                r#"/x/mail.conf:2: key 'relay.emailaddresses': "nobody" is neither an address nor @domain"#,
+            ),
+            (
+                "domains=a\ndefaultsmtpservers=smtp.example.com:99999\n",
+                r#"/x/mail.conf:2: key 'defaultsmtpservers': "smtp.example.com:99999": "99999" is not a port number (1-65535)"#,
+            ),
+            (
+                "domains=a\ndefaultsmtpservers=h/useronly\n",
+                r#"/x/mail.conf:2: key 'defaultsmtpservers': "h/useronly": expected user:password after '/'"#,
+            ),
+            (
+                "domains=a\nlisten.address=localhost\n",
+                r#"/x/mail.conf:2: key 'listen.address': "localhost" is not an IP address"#,
+            ),
+            (
+                "domains=a\nallowClearText=sometimes\n",
+                r#"/x/mail.conf:2: key 'allowClearText': "sometimes" is not one of never, encryptedOnly, always"#,
+            ),
+            (
+                "domains=a\nsmtpdelivery.tls=maybe\n",
+                r#"/x/mail.conf:2: key 'smtpdelivery.tls': "maybe" is not one of opportunistic, verify, required, off"#,
+            ),
+            (
+                "domains=a\ndefaultuser=.catch@x\n",
+                r#"/x/mail.conf:2: key 'defaultuser': ".catch@x" cannot be an account: address starts with a dot or contains '..'"#,
+            ),
+            (
+                "domains=a\nsmtpport=2525\npop3port=2525\n",
+                "/x/mail.conf:3: key 'pop3port': port 2525 is also used by 'smtpport'",
+            ),
+            (
+                "domains=a\ntls.certificate=c.pem\n",
+                "/x/mail.conf: required key 'tls.key' is missing: tls.certificate is set",
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(err(text), want, "for {text:?}");

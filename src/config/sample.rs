@@ -67,6 +67,8 @@ pub fn sample_mail_conf(smtp_port: u16, pop3_port: u16) -> String {
             "relay.ipaddresses" => Some("127.0.0.1,::1"),
             // A sample with well-known passwords must not be reachable from the network.
             "listen.address" => Some("127.0.0.1"),
+            // New installs keep passwords off unencrypted network connections (loopback counts as safe).
+            "allowClearText" => Some("encryptedOnly"),
             "smtpport" => Some(smtp.as_str()),
             "pop3port" => Some(pop3.as_str()),
             _ => None,
