@@ -289,11 +289,11 @@ pub struct MailConf {
     pub max_error_count: u32,
     /// `max.pass.attempts` (3): failed logins per connection.
     pub max_pass_attempts: u32,
-    /// `smtp.maxconnections` (1000).
+    /// `smtp.maxconnections` (10000).
     pub smtp_max_connections: usize,
     /// `smtp.maxconnectionsperip` (50).
     pub smtp_max_connections_per_ip: usize,
-    /// `pop3.maxconnections` (1000).
+    /// `pop3.maxconnections` (10000).
     pub pop3_max_connections: usize,
     /// `pop3.maxconnectionsperip` (50).
     pub pop3_max_connections_per_ip: usize,
@@ -671,9 +671,9 @@ impl MailConf {
             max_recipients,
             max_error_count: r.number_u32("max.error.count", 20, 1)?,
             max_pass_attempts: r.number_u32("max.pass.attempts", 3, 1)?,
-            smtp_max_connections: r.count("smtp.maxconnections", 1000, 1)?,
+            smtp_max_connections: r.count("smtp.maxconnections", 10_000, 1)?,
             smtp_max_connections_per_ip: r.count("smtp.maxconnectionsperip", 50, 1)?,
-            pop3_max_connections: r.count("pop3.maxconnections", 1000, 1)?,
+            pop3_max_connections: r.count("pop3.maxconnections", 10_000, 1)?,
             pop3_max_connections_per_ip: r.count("pop3.maxconnectionsperip", 50, 1)?,
             smtp_timeout: Duration::from_secs(r.number("smtp.timeout", 300, 1)?),
             smtp_max_session_time: Duration::from_secs(r.number("smtp.maxsessiontime", 1800, 1)?),
@@ -987,7 +987,7 @@ mod tests {
                 c.smtp_max_connections_per_ip,
                 c.pop3_max_connections
             ),
-            (1000, 50, 1000)
+            (10_000, 50, 10_000)
         );
         assert_eq!(c.min_disk_free, 100 * 1024 * 1024);
         assert_eq!(c.delivery_concurrency, 10);

@@ -6,37 +6,31 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::{normalize_ip, Shared};
+use super::conn::Conn;
+use super::{clear_text_allowed, normalize_ip, Shared};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
 use crate::store::{Mailbox, OpenError};
 
-/// RFC 1939 §3: an idle client is logged out after at least 10 minutes.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub async fn run(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(mut conn: Conn, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let started = Instant::now();
     let ip = normalize_ip(peer.ip());
     let session_id = shared.session_id();
-    let mut session = Session::new(SessionParams {
-        hostname: shared.config().mail.hostname.clone(),
-        session_id: session_id.clone(),
-        client_ip: ip,
-    });
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = BufWriter::new(writer);
-    if writer.write_all(&session.greeting()).await.is_err() {
-        return;
-    }
+    let config = shared.config();
+    let mut params = SessionParams::new(config.mail.hostname.clone(), session_id.clone(), ip);
+    params.tls_available = shared.tls().is_some();
+    params.encrypted = conn.is_tls();
+    params.clear_text_allowed = clear_text_allowed(&config, ip);
+    let idle = config.mail.pop3_timeout;
+    let session_limit = config.mail.pop3_max_session_time;
+    drop(config);
+    let mut session = Session::new(params);
+    let mut wbuf = session.greeting();
     let mut mailbox: Option<Arc<Mailbox>> = None;
     let mut user = String::new();
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
@@ -50,22 +44,50 @@ pub async fn run(
             let acted = !pending.is_empty();
             while let Some(output) = pending.pop_front() {
                 match output {
-                    Output::Reply(bytes) => {
-                        if writer.write_all(&bytes).await.is_err() {
-                            return;
-                        }
-                    }
+                    Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
                     Output::CheckLogin {
                         user: name,
                         password,
                     } => {
-                        let ok = shared.check_password(&name, &password).await;
-                        if ok {
-                            user = name;
-                        } else {
-                            tracing::warn!(session = %session_id, client = %ip, user = %name, "POP3 login failed");
+                        if conn.flush_out(&mut wbuf).await.is_err() {
+                            return;
                         }
-                        session.login_checked(ok, &mut out);
+                        let result = shared.check_login(ip, &name, &password).await;
+                        if result.ok {
+                            user = name;
+                        }
+                        session.login_checked(result.ok, &mut out);
+                        if result.disconnect && !result.ok {
+                            for o in out.drain(..) {
+                                if let Output::Reply(bytes) = o {
+                                    wbuf.extend_from_slice(&bytes);
+                                }
+                            }
+                            wbuf.extend_from_slice(b"-ERR [AUTH] too many failed logins, closing\r\n");
+                            let _ = conn.flush_out(&mut wbuf).await;
+                            let _ = conn.shutdown().await;
+                            return;
+                        }
+                    }
+                    Output::StartTls => {
+                        if conn.flush_out(&mut wbuf).await.is_err() {
+                            return;
+                        }
+                        // RFC 2595 §4: nothing sent before the handshake is acted on.
+                        buf.clear();
+                        pending.clear();
+                        let Some(acceptor) = shared.tls() else {
+                            session.tls_failed();
+                            return;
+                        };
+                        conn = match conn.start_tls(acceptor).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::info!(session = %session_id, client = %ip, "STLS handshake failed: {e}");
+                                return;
+                            }
+                        };
+                        session.tls_started();
                     }
                     Output::OpenMailbox { user: name } => {
                         let result = open(&shared, &name).await;
@@ -145,8 +167,8 @@ pub async fn run(
                         session.committed(result, &mut out);
                     }
                     Output::Close => {
-                        let _ = writer.flush().await;
-                        let _ = writer.shutdown().await;
+                        let _ = conn.flush_out(&mut wbuf).await;
+                        let _ = conn.shutdown().await;
                         return;
                     }
                 }
@@ -156,18 +178,25 @@ pub async fn run(
                 break;
             }
         }
-        if writer.flush().await.is_err() {
+        if conn.flush_out(&mut wbuf).await.is_err() {
+            return;
+        }
+        let left = session_limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            tracing::info!(session = %session_id, client = %ip, "POP3 session time limit reached");
+            wbuf.extend_from_slice(&session.timeout_reply());
+            let _ = conn.flush_out(&mut wbuf).await;
             return;
         }
         let mut chunk = [0u8; 4096];
         let read = tokio::select! {
-            r = tokio::time::timeout(IDLE_TIMEOUT, reader.read(&mut chunk)) => r,
+            r = tokio::time::timeout(idle.min(left), conn.read(&mut chunk)) => r,
             _ = stop.changed(), if !*stop.borrow() => {
                 // Shutting down: a session that is not in the middle of something ends now,
                 // deleting nothing (as a dropped connection would).
                 if buf.is_empty() {
-                    let _ = writer.write_all(b"-ERR [SYS/TEMP] server shutting down\r\n").await;
-                    let _ = writer.flush().await;
+                    wbuf.extend_from_slice(b"-ERR [SYS/TEMP] server shutting down\r\n");
+                    let _ = conn.flush_out(&mut wbuf).await;
                     return;
                 }
                 continue;
@@ -176,8 +205,8 @@ pub async fn run(
         match read {
             Err(_elapsed) => {
                 tracing::info!(session = %session_id, client = %ip, "POP3 idle timeout");
-                let _ = writer.write_all(&session.timeout_reply()).await;
-                let _ = writer.flush().await;
+                wbuf.extend_from_slice(&session.timeout_reply());
+                let _ = conn.flush_out(&mut wbuf).await;
                 return;
             }
             Ok(Ok(0)) | Ok(Err(_)) => return,

@@ -14,6 +14,7 @@ use super::Shared;
 use crate::auth::StoredPassword;
 use crate::config::Config;
 use crate::logging::LogHandle;
+use crate::tls::ServerTls;
 
 const POLL: Duration = Duration::from_secs(2);
 const FILES: [&str; 3] = ["mail.conf", "user.conf", "log.conf"];
@@ -122,6 +123,19 @@ pub async fn watch(
                     reload(&shared, &log, &dir, false);
                     // The password upgrade may have rewritten user.conf; don't reload for that.
                     last = stamp(&dir);
+                }
+                match crate::tls::reload_if_changed(&tls, &shared.config()) {
+                    None => {}
+                    Some(Ok(new)) => {
+                        tracing::info!("TLS certificate reloaded from {}", new.files.certificate.display());
+                        shared.set_tls(new.config.clone());
+                        tls = new;
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!("TLS certificate not reloaded, the running one stays: {e}");
+                        // Don't retry the same broken files every two seconds.
+                        tls.stamp = tls.files.stamp();
+                    }
                 }
             }
         }

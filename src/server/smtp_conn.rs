@@ -4,21 +4,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::{normalize_ip, Shared};
+use super::conn::Conn;
+use super::{clear_text_allowed, normalize_ip, Service, Shared};
 use crate::config::Config;
 use crate::delivery::{self, ClientRights};
 use crate::queue::QueueError;
 use crate::smtp::{Env, Envelope, Output, RcptDecision, Session, SessionParams, StoreError};
 use crate::store::DeliverError;
 
-/// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command or data.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 struct ConnEnv<'a> {
     config: &'a Config,
@@ -90,84 +88,126 @@ fn rand_u64() -> u64 {
 }
 
 pub async fn run(
-    stream: TcpStream,
+    mut conn: Conn,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    service: Service,
 ) {
+    let started = Instant::now();
     let ip = normalize_ip(peer.ip());
     let config = shared.config();
-    let may_relay = config.mail.relay_ip_allowed(ip) || shared.pop_before_smtp(ip);
+    let trusted_ip = config.mail.relay_ip_allowed(ip) || shared.pop_before_smtp(ip);
     let session_id = shared.session_id();
-    let mut session = Session::new(SessionParams {
-        hostname: config.mail.hostname.clone(),
-        session_id: session_id.clone(),
-        client_ip: ip,
-        max_message_size: config.mail.max_message_size,
-        trusted: may_relay,
-    });
+    let mut params = SessionParams::new(config.mail.hostname.clone(), session_id.clone(), ip);
+    params.max_message_size = config.mail.max_message_size;
+    params.max_header_size = config.mail.max_header_size;
+    params.trusted = trusted_ip;
+    params.tls_available = shared.tls().is_some();
+    params.encrypted = conn.is_tls();
+    params.clear_text_auth = clear_text_allowed(&config, ip);
+    params.submission = service.is_submission();
+    params.require_sender_match = service.is_submission() && config.mail.submission_sender_match;
+    let mut session = Session::new(params);
+    session.max_errors = config.mail.max_error_count;
+    session.max_recipients = config.mail.max_recipients;
+    let idle = config.mail.smtp_timeout;
+    let session_limit = config.mail.smtp_max_session_time;
     drop(config);
-    tracing::debug!(session = %session_id, client = %ip, "SMTP connection");
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = BufWriter::new(writer);
+    tracing::debug!(session = %session_id, client = %ip, service = service.name(), "SMTP connection");
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut wbuf: Vec<u8> = session.greeting();
     let mut out = Vec::new();
-    if writer.write_all(&session.greeting()).await.is_err() {
-        return;
-    }
-    let rights = ClientRights { may_relay };
+    let mut chunk = vec![0u8; 16384];
     loop {
         // Run the session over everything buffered, until it needs more input.
         loop {
             let config = shared.config();
             let env = ConnEnv {
                 config: &config,
-                rights,
+                rights: ClientRights {
+                    may_relay: trusted_ip || session.authenticated_user().is_some(),
+                },
                 session_id: &session_id,
                 client: ip,
             };
             let consumed = session.receive(&buf, &env, &mut out);
+            drop(config);
             buf.drain(..consumed);
-            let mut stored = false;
-            for output in out.drain(..) {
+            let mut acted = false;
+            for output in std::mem::take(&mut out) {
                 match output {
-                    Output::Reply(bytes) => {
-                        if writer.write_all(&bytes).await.is_err() {
-                            return;
-                        }
-                    }
+                    Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
                     Output::Store(envelope) => {
                         let result = store(&shared, &session_id, ip, envelope).await;
-                        if writer
-                            .write_all(&session.store_result(result))
-                            .await
-                            .is_err()
-                        {
+                        wbuf.extend_from_slice(&session.store_result(result));
+                        acted = true;
+                    }
+                    Output::CheckAuth { user, password } => {
+                        // Replies before the check (the 334 prompts) go out first.
+                        if conn.flush_out(&mut wbuf).await.is_err() {
                             return;
                         }
-                        stored = true;
+                        let result = shared.check_login(ip, &user, &password).await;
+                        if result.ok {
+                            tracing::info!(session = %session_id, client = %ip, user = %user, "SMTP AUTH");
+                        }
+                        wbuf.extend_from_slice(&session.auth_result(result.ok));
+                        if result.disconnect && !result.ok {
+                            wbuf.extend_from_slice(b"421 4.7.0 Too many failed logins, closing\r\n");
+                            let _ = conn.flush_out(&mut wbuf).await;
+                            let _ = conn.shutdown().await;
+                            return;
+                        }
+                        acted = true;
+                    }
+                    Output::StartTls => {
+                        if conn.flush_out(&mut wbuf).await.is_err() {
+                            return;
+                        }
+                        // RFC 3207 §4.2: whatever the client sent before the handshake is discarded.
+                        buf.clear();
+                        let Some(acceptor) = shared.tls() else {
+                            session.tls_failed();
+                            return;
+                        };
+                        conn = match conn.start_tls(acceptor).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::info!(session = %session_id, client = %ip, "STARTTLS handshake failed: {e}");
+                                return;
+                            }
+                        };
+                        session.tls_started();
+                        acted = true;
                     }
                     Output::Close => {
-                        let _ = writer.flush().await;
-                        let _ = writer.shutdown().await;
+                        let _ = conn.flush_out(&mut wbuf).await;
+                        let _ = conn.shutdown().await;
                         return;
                     }
                 }
             }
-            if consumed == 0 && !stored {
+            if consumed == 0 && !acted {
                 break;
             }
         }
-        if writer.flush().await.is_err() {
+        if conn.flush_out(&mut wbuf).await.is_err() {
             return;
         }
-        let mut chunk = [0u8; 16384];
+        let left = session_limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            tracing::info!(session = %session_id, client = %ip, "SMTP session time limit reached");
+            wbuf.extend_from_slice(&session.timeout_reply());
+            let _ = conn.flush_out(&mut wbuf).await;
+            return;
+        }
         let read = tokio::select! {
-            r = tokio::time::timeout(READ_TIMEOUT, reader.read(&mut chunk)) => r,
+            r = tokio::time::timeout(idle.min(left), conn.read(&mut chunk)) => r,
             _ = stop.changed(), if !*stop.borrow() => {
                 if buf.is_empty() && !session.is_in_data() {
-                    let _ = writer.write_all(&session.shutdown_reply()).await;
-                    let _ = writer.flush().await;
+                    wbuf.extend_from_slice(&session.shutdown_reply());
+                    let _ = conn.flush_out(&mut wbuf).await;
                     return;
                 }
                 continue;
@@ -176,16 +216,16 @@ pub async fn run(
         match read {
             Err(_elapsed) => {
                 tracing::info!(session = %session_id, client = %ip, "SMTP timeout");
-                let _ = writer.write_all(&session.timeout_reply()).await;
-                let _ = writer.flush().await;
+                wbuf.extend_from_slice(&session.timeout_reply());
+                let _ = conn.flush_out(&mut wbuf).await;
                 return;
             }
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
         if *stop.borrow() && buf.is_empty() && !session.is_in_data() {
-            let _ = writer.write_all(&session.shutdown_reply()).await;
-            let _ = writer.flush().await;
+            wbuf.extend_from_slice(&session.shutdown_reply());
+            let _ = conn.flush_out(&mut wbuf).await;
             return;
         }
     }

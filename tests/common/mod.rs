@@ -424,3 +424,27 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
     (cert_path, key_path)
 }
+
+impl Server {
+    /// Like `python_ok`, with extra environment variables.
+    pub fn python_env_ok(&self, script: &str, args: &[&str], env: &[(&str, String)]) -> String {
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo_path(&format!("tests/py/{script}")))
+            .args(args)
+            .env("JES_SMTP_PORT", self.smtp_port.to_string())
+            .env("JES_POP3_PORT", self.pop3_port.to_string())
+            .env("JES_ETC", &self.etc);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run python3");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{script} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        stdout
+    }
+}
