@@ -192,6 +192,7 @@ pub fn init(conf: &LogConf, to_stderr: bool) -> io::Result<LogHandle> {
     let stderr_layer = to_stderr.then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
             .with_target(false)
             .with_filter(LevelFilter::INFO)
     });

@@ -1,4 +1,5 @@
-//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`. Nothing else lives here.
+//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`. Nothing else
+//! lives here.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,46 @@ enum Command {
         #[arg(long, short, global = true)]
         dir: Option<PathBuf>,
     },
+    /// Look at and manage the outgoing queue (safe while the server runs).
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+        /// Configuration directory (default: the current directory).
+        #[arg(long, short, global = true)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// One line per queued message: id, age, attempts, next attempt, sender, recipients, last error.
+    List,
+    /// A queued message's details: envelope, each recipient's state and error, message headers.
+    Show {
+        /// The message's id (the digits of smtpID.ser).
+        id: String,
+    },
+    /// Make a message (or all) due now and wake a running server.
+    Retry {
+        /// The message's id (the digits of smtpID.ser).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every message in the queue.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete a message (or all) from the queue.
+    Delete {
+        /// The message's id (the digits of smtpID.ser).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every message in the queue.
+        #[arg(long)]
+        all: bool,
+        /// First send the sender a bounce (delivery status notification) for the undelivered recipients.
+        #[arg(long)]
+        bounce: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +115,7 @@ fn main() -> ExitCode {
         } => init(&dir, smtp_port, pop3_port),
         Command::Check { dir } => check(&dir.unwrap_or_else(|| PathBuf::from("."))),
         Command::User { action, dir } => user(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
+        Command::Queue { action, dir } => queue(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +209,24 @@ fn user(action: UserAction, dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
+    use jes::queue::tools::{self, Target};
+    let target = |id: Option<String>, all: bool| match (id, all) {
+        (Some(id), false) => Target::One(id),
+        _ => Target::All,
+    };
+    let stdout = std::io::stdout();
+    let out = &mut stdout.lock();
+    match action {
+        QueueAction::List => tools::list(dir, out),
+        QueueAction::Show { id } => tools::show(dir, &id, out),
+        QueueAction::Retry { id, all } => tools::retry(dir, &target(id, all), out),
+        QueueAction::Delete { id, all, bounce } => {
+            tools::delete(dir, &target(id, all), bounce, out)
+        }
+    }
 }
 
 /// Reads a password from the terminal without echo, or one line from stdin when it is not a

@@ -9,7 +9,7 @@
 //! on pre-parsed values and allocate nothing for IP checks.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -305,12 +305,42 @@ pub struct MailConf {
     pub delivery_tls: DeliveryTls,
     /// `smtpdelivery.cafile`: extra CA certificates (PEM); relative to mail.conf's folder.
     pub delivery_ca_file: Option<PathBuf>,
+    /// `dns.servers` (new; empty: the system resolver from /etc/resolv.conf), port 53 unless given.
+    pub dns_servers: Vec<SocketAddr>,
+    /// `smtpdelivery.mxport` (new; 25): the port connected to on MX and A targets. Only tests
+    /// change it, so that a fake remote server can listen on an unprivileged port.
+    pub mx_port: u16,
 }
 
 const MB: u64 = 1024 * 1024;
 
 fn parse_port(s: &str) -> Option<u16> {
     s.trim().parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+/// One `dns.servers` entry: `ip`, `ip:port`, `[v6]`, `[v6]:port` or a bare IPv6 address; port 53.
+fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
+    let bad = || format!("{s:?} is not an IP address with an optional :port");
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse::<IpAddr>()
+        .map_err(|_| bad())?;
+    if ip.is_ipv6() && !host.starts_with('[') {
+        return Err(bad());
+    }
+    let port = parse_port(port)
+        .ok_or_else(|| format!("{s:?}: {port:?} is not a port number (1-65535)"))?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// Reads typed values out of `Properties`, producing errors that name the file, line and key.
@@ -581,6 +611,13 @@ impl MailConf {
             _ => r.count("smtp.maxrecipients", 1000, 1)?,
         };
 
+        let mut dns_servers = Vec::new();
+        if let Some((e, items)) = r.list("dns.servers") {
+            for item in items {
+                dns_servers.push(parse_dns_server(item).map_err(|why| r.err(e, why))?);
+            }
+        }
+
         let delay_hours = r.number("smtpdelivery.delaywarning", 4, 0)?;
         let conf = MailConf {
             listen_addresses,
@@ -637,6 +674,8 @@ impl MailConf {
                 ],
             )?,
             delivery_ca_file: r.path("smtpdelivery.cafile"),
+            dns_servers,
+            mx_port: r.port("smtpdelivery.mxport", 25)?,
         };
 
         // Ports that must not collide, and TLS settings that need each other.
@@ -1206,6 +1245,55 @@ mod tests {
             "MX",
         ] {
             assert!(s.contains(want), "{want} missing from\n{s}");
+        }
+    }
+
+    #[test]
+    fn dns_servers_and_mx_port() {
+        let c = ok("domains=a\n");
+        assert!(c.dns_servers.is_empty());
+        assert_eq!(c.mx_port, 25);
+        let c = ok("domains=a\ndns.servers=127.0.0.1:5353, 192.0.2.1 ,[::1]:53535,2001:db8::1,[2001:db8::2]\nsmtpdelivery.mxport=2525\n");
+        let want: Vec<SocketAddr> = [
+            "127.0.0.1:5353",
+            "192.0.2.1:53",
+            "[::1]:53535",
+            "[2001:db8::1]:53",
+            "[2001:db8::2]:53",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(c.dns_servers, want);
+        assert_eq!(c.mx_port, 2525);
+        let cases = [
+            (
+                "domains=a\ndns.servers=1.1.1.1,ns.example.com\n",
+                r#"/x/mail.conf:2: key 'dns.servers': "ns.example.com" is not an IP address with an optional :port"#,
+            ),
+            (
+                "domains=a\n\ndns.servers=127.0.0.1:0\n",
+                r#"/x/mail.conf:3: key 'dns.servers': "127.0.0.1:0": "0" is not a port number (1-65535)"#,
+            ),
+            (
+                "domains=a\ndns.servers=127.0.0.1:x\n",
+                r#"/x/mail.conf:2: key 'dns.servers': "127.0.0.1:x": "x" is not a port number (1-65535)"#,
+            ),
+            (
+                "domains=a\ndns.servers=::1:53x\n",
+                r#"/x/mail.conf:2: key 'dns.servers': "::1:53x" is not an IP address with an optional :port"#,
+            ),
+            (
+                "domains=a\nsmtpdelivery.mxport=0\n",
+                r#"/x/mail.conf:2: key 'smtpdelivery.mxport': "0" is not a port number (1-65535)"#,
+            ),
+            (
+                "domains=a\nsmtpdelivery.mxport=70000\n",
+                r#"/x/mail.conf:2: key 'smtpdelivery.mxport': "70000" is not a port number (1-65535)"#,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err(text), want, "for {text:?}");
         }
     }
 }

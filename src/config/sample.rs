@@ -65,6 +65,8 @@ pub fn sample_mail_conf(smtp_port: u16, pop3_port: u16) -> String {
             "domains" => Some("localhost,127.0.0.1"),
             "hostname" => Some("localhost"),
             "relay.ipaddresses" => Some("127.0.0.1,::1"),
+            // A sample with well-known passwords must not be reachable from the network.
+            "listen.address" => Some("127.0.0.1"),
             "smtpport" => Some(smtp.as_str()),
             "pop3port" => Some(pop3.as_str()),
             _ => None,

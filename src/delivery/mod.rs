@@ -6,6 +6,12 @@
 //! or the queue for remote delivery. Forwards expand breadth-first with de-duplication and a
 //! depth limit; an address in its own `forwardAddresses` keeps a copy in its own mailbox.
 
+pub mod attempt;
+pub mod client;
+pub mod mx;
+pub mod remote;
+pub mod runner;
+
 use std::collections::HashSet;
 
 use crate::address::{canonical, domain_of, local_part, mailbox_dir_name};

@@ -6,11 +6,19 @@
 //! update. Every write is temp file, fsync, rename, fsync of the directory: `enqueue` returning Ok is
 //! what allows the SMTP server to answer 250, and a full disk leaves no partial file behind.
 
+pub mod bounce;
 mod format;
+pub mod lock;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
+pub mod tools;
 
 pub use format::{format, parse, ParseError, JES_QUEUE_V1, JES_V1};
+pub use lock::{
+    lock, lock_timeout, request_retry, retry_dir_stamp, take_retry_requests, try_lock, QueueLock,
+    RetryRequest,
+};
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -22,6 +22,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::delivery::runner::{self, RunnerContext, RunnerHandle};
 use crate::queue::QueueStore;
 use crate::store::MailStore;
 
@@ -31,8 +32,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// State every connection can reach.
 pub struct Shared {
     config: RwLock<Arc<Config>>,
-    pub store: MailStore,
-    pub queue: QueueStore,
+    pub store: Arc<MailStore>,
+    pub queue: Arc<QueueStore>,
+    pub runner: RunnerHandle,
     pop_logins: Mutex<HashMap<IpAddr, Instant>>,
     password_pool: Semaphore,
     next_session: AtomicU64,
@@ -40,14 +42,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Shared {
+    pub fn new(config: Config, runner: RunnerHandle) -> Shared {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         Shared {
-            store: MailStore::new(config.users_dir()),
-            queue: QueueStore::new(config.queue_dir()),
+            store: Arc::new(MailStore::new(config.users_dir())),
+            queue: Arc::new(QueueStore::new(config.queue_dir())),
+            runner,
             config: RwLock::new(Arc::new(config)),
             pop_logins: Mutex::new(HashMap::new()),
             password_pool: Semaphore::new(2),
@@ -255,7 +258,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
 
     let smtp = bind_all(&config, config.mail.smtp_port, "SMTP")?;
     let pop3 = bind_all(&config, config.mail.pop3_port, "POP3")?;
-    let shared = Arc::new(Shared::new(config));
+    let (runner_handle, new_ids) = runner::channel();
+    let shared = Arc::new(Shared::new(config, runner_handle));
     announce(&shared.config(), &smtp, &pop3);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -280,6 +284,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
             Protocol::Pop3,
         ));
     }
+    let config_source = shared.clone();
+    let runner_ctx = RunnerContext {
+        config: Arc::new(move || config_source.config()),
+        queue: shared.queue.clone(),
+        store: shared.store.clone(),
+    };
+    sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
     sessions.spawn(reload::watch(
         shared.clone(),
         log,

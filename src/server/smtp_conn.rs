@@ -23,11 +23,20 @@ const READ_TIMEOUT: Duration = Duration::from_secs(300);
 struct ConnEnv<'a> {
     config: &'a Config,
     rights: ClientRights,
+    session_id: &'a str,
+    client: std::net::IpAddr,
 }
 
 impl Env for ConnEnv<'_> {
     fn check_recipient(&self, sender: &str, recipient: &str) -> RcptDecision {
-        delivery::decide(self.config, self.rights, sender, recipient)
+        let decision = delivery::decide(self.config, self.rights, sender, recipient);
+        if decision != RcptDecision::Accept {
+            tracing::info!(
+                session = %self.session_id, client = %self.client, from = %format!("<{sender}>"),
+                to = %recipient, decision = ?decision, "recipient refused"
+            );
+        }
+        decision
     }
 
     fn storage_available(&self) -> bool {
@@ -114,6 +123,8 @@ pub async fn run(
             let env = ConnEnv {
                 config: &config,
                 rights,
+                session_id: &session_id,
+                client: ip,
             };
             let consumed = session.receive(&buf, &env, &mut out);
             buf.drain(..consumed);
@@ -227,7 +238,14 @@ async fn store(
                 }
             }
         };
-        let id = queue_id.clone().or_else(|| uids.first().cloned()).unwrap_or_default();
+        if let Some(id) = &queue_id {
+            shared.runner.queued(id.clone());
+        }
+        // A mailbox uid carries its size after a comma (`,S=`): the id shown is the part before.
+        let id = queue_id
+            .clone()
+            .or_else(|| uids.first().map(|u| u.split(',').next().unwrap_or(u).to_string()))
+            .unwrap_or_default();
         tracing::info!(
             session = %session_id,
             client = %ip,

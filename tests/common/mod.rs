@@ -265,3 +265,162 @@ impl Raw {
         self.reply()
     }
 }
+
+/// An independent upstream SMTP server (Python's aiosmtpd, `tests/py/upstream.py`).
+pub struct Upstream {
+    pub port: u16,
+    pub log: PathBuf,
+    pub mode_file: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Upstream {
+    pub fn start(extra: &[&str]) -> Upstream {
+        Upstream::start_on(free_port(), extra)
+    }
+
+    pub fn start_on(port: u16, extra: &[&str]) -> Upstream {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("upstream.jsonl");
+        let mode_file = dir.path().join("mode");
+        let mut child = Command::new("python3")
+            .arg(repo_path("tests/py/upstream.py"))
+            .arg(port.to_string())
+            .arg(&log)
+            .arg("--mode-file")
+            .arg(&mode_file)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start upstream.py (is aiosmtpd installed? scripts/install-test-deps does it)");
+        let mut first = String::new();
+        if let Some(out) = child.stdout.as_mut() {
+            let _ = BufReader::new(out).read_line(&mut first);
+        }
+        assert_eq!(first.trim(), "ready", "upstream did not start");
+        Upstream {
+            port,
+            log,
+            mode_file,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn set_mode(&self, mode: &str) {
+        std::fs::write(&self.mode_file, mode).expect("write mode");
+    }
+
+    /// Every transaction the upstream accepted so far.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("upstream log line is JSON"))
+            .collect()
+    }
+
+    /// Waits until at least `n` transactions arrived.
+    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "upstream got {} transactions, expected {n}",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Server {
+    /// Sends one message over a raw SMTP connection and returns the final reply. `body` uses
+    /// CRLF and is dot-stuffed here.
+    pub fn send(&self, from: &str, rcpts: &[&str], body: &str) -> String {
+        let mut c = self.connect(self.smtp_port);
+        assert!(c.cmd("EHLO client.test").starts_with("250"));
+        let r = c.cmd(&format!("MAIL FROM:<{from}>"));
+        assert!(r.starts_with("250"), "MAIL: {r}");
+        for rcpt in rcpts {
+            let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+            assert!(r.starts_with("250"), "RCPT {rcpt}: {r}");
+        }
+        assert!(c.cmd("DATA").starts_with("354"));
+        let mut data = String::new();
+        for line in body.split("\r\n") {
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        if body.ends_with("\r\n") {
+            data.truncate(data.len() - 2);
+        }
+        data.push_str(".\r\n");
+        c.send(data.as_bytes());
+        let reply = c.reply();
+        let _ = c.cmd("QUIT");
+        reply
+    }
+
+    /// Runs `jes ARGS --dir ETC` and returns (success, stdout + stderr).
+    pub fn jes(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(jes_bin())
+            .args(args)
+            .arg("--dir")
+            .arg(&self.etc)
+            .output()
+            .expect("run jes");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Waits until `cond` holds, polling.
+    pub fn wait_until(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Writes a self-signed certificate and key for `localhost`/127.0.0.1 into `dir`.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    (cert_path, key_path)
+}

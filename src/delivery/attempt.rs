@@ -1,0 +1,346 @@
+//! One delivery attempt of one queued message, from lock to saved state.
+//!
+//! Order of work: lock the file (a `jes queue` tool holding it makes us come back shortly), read
+//! it, expand its pending recipients against the current configuration (local mailboxes are
+//! delivered at once; forwards become new remote recipients), send the remote ones, then write the
+//! new state back. Recipients that failed for good in this attempt are bounced right away; a file
+//! is removed only when no recipient is pending. A crash anywhere in between repeats work (a
+//! recipient may get a message twice) but never loses it.
+
+use std::io::Read;
+use std::time::SystemTime;
+
+use super::remote::{Remote, RemoteOutcome};
+use super::{expand, Route};
+use crate::config::Config;
+use crate::queue::bounce::{self, FailedRecipient, Notice};
+use crate::queue::schedule::backoff;
+use crate::queue::{lock, QueueError, QueueRecipient, QueueStore, QueuedMessage, RecipientState};
+use crate::store::MailStore;
+
+/// What the runner does with the message next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing left to do (delivered, bounced, or the file is gone).
+    Finished,
+    /// Try again at this wall time (epoch ms).
+    RetryAt(u64),
+    /// Someone else holds the file: come back shortly.
+    Busy,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The next-attempt time of a queue file, reading only its first few KB.
+pub fn peek_next_attempt(queue: &QueueStore, id: &str) -> Result<u64, QueueError> {
+    let path = queue.path_of(id);
+    let io_err = |source| QueueError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&path).map_err(io_err)?;
+    let mut head = Vec::with_capacity(8192);
+    file.take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    match crate::queue::parse(id, &head) {
+        Ok(msg) => Ok(msg.next_attempt_ms),
+        // A header longer than what we read: read it all.
+        Err(_) => queue.load(id).map(|m| m.next_attempt_ms),
+    }
+}
+
+/// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
+pub async fn run(
+    id: &str,
+    config: &Config,
+    queue: &QueueStore,
+    store: &MailStore,
+    remote: &Remote,
+) -> Outcome {
+    // File work (locks, reads, fsyncs) blocks: keep it off the threads that serve sessions.
+    let (guard, mut msg, mut newly_failed) =
+        match tokio::task::block_in_place(|| prepare(id, config, queue, store)) {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+    let remote_idx: Vec<usize> = (0..msg.recipients.len())
+        .filter(|i| msg.recipients[*i].state == RecipientState::Pending)
+        .collect();
+    let mut deferred = false;
+    if !remote_idx.is_empty() {
+        let addrs: Vec<String> = remote_idx
+            .iter()
+            .map(|i| msg.recipients[*i].address.clone())
+            .collect();
+        let sender = if bounce::is_null_sender(&msg.sender) {
+            ""
+        } else {
+            msg.sender.as_str()
+        };
+        let outcomes = remote
+            .deliver(config, id, sender, &addrs, &msg.message)
+            .await;
+        for (i, outcome) in remote_idx.iter().zip(outcomes) {
+            let r = &mut msg.recipients[*i];
+            match outcome {
+                RemoteOutcome::Delivered { reply, .. } => {
+                    r.state = RecipientState::Delivered;
+                    r.last_error = Some(reply);
+                }
+                RemoteOutcome::Failed {
+                    host,
+                    status,
+                    reply,
+                } => {
+                    r.state = RecipientState::Failed;
+                    r.last_error = Some(reply.clone());
+                    newly_failed.push(FailedRecipient {
+                        address: r.address.clone(),
+                        status,
+                        diagnostic: reply,
+                        remote_host: host,
+                    });
+                }
+                RemoteOutcome::Deferred { reply } => {
+                    r.last_error = Some(reply);
+                    deferred = true;
+                }
+            }
+        }
+        msg.attempts += 1;
+    }
+    if deferred && msg.attempts >= config.mail.delivery_threshold {
+        for r in msg
+            .recipients
+            .iter_mut()
+            .filter(|r| r.state == RecipientState::Pending)
+        {
+            let last = r.last_error.clone().unwrap_or_default();
+            r.state = RecipientState::Failed;
+            r.last_error = Some(format!(
+                "gave up after {} attempts; last error: {last}",
+                msg.attempts
+            ));
+            newly_failed.push(FailedRecipient {
+                address: r.address.clone(),
+                status: "4.4.7".into(),
+                diagnostic: last,
+                remote_host: None,
+            });
+        }
+    }
+    tokio::task::block_in_place(|| finish(config, queue, guard, &mut msg, &newly_failed))
+}
+
+/// Locks and reads the file and does the local part of the delivery.
+fn prepare(
+    id: &str,
+    config: &Config,
+    queue: &QueueStore,
+    store: &MailStore,
+) -> Result<(lock::QueueLock, QueuedMessage, Vec<FailedRecipient>), Outcome> {
+    let guard = match lock::try_lock(queue, id) {
+        Ok(Some(guard)) => guard,
+        Ok(None) => return Err(Outcome::Busy),
+        Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Outcome::Finished)
+        }
+        Err(e) => {
+            tracing::error!(queue_id = id, "cannot lock the queue file: {e}");
+            return Err(Outcome::RetryAt(now_ms() + 60_000));
+        }
+    };
+    let mut msg = match guard.load(queue) {
+        Ok(m) => m,
+        Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Outcome::Finished)
+        }
+        Err(e) => {
+            tracing::error!(
+                queue_id = id,
+                "queue file cannot be read; it stays where it is: {e}"
+            );
+            return Err(Outcome::RetryAt(now_ms() + 3_600_000));
+        }
+    };
+    let mut newly_failed = Vec::new();
+    deliver_local(config, store, &mut msg, &mut newly_failed);
+    Ok((guard, msg, newly_failed))
+}
+
+/// Bounces what failed now, then saves the new state or removes the finished file.
+fn finish(
+    config: &Config,
+    queue: &QueueStore,
+    mut guard: lock::QueueLock,
+    msg: &mut QueuedMessage,
+    newly_failed: &[FailedRecipient],
+) -> Outcome {
+    let bounced = send_bounce(config, queue, msg, newly_failed);
+    let pending = msg
+        .recipients
+        .iter()
+        .any(|r| r.state == RecipientState::Pending);
+    if pending {
+        msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
+        if let Err(e) = guard.save(queue, msg) {
+            tracing::error!(queue_id = %msg.id, "cannot save the queue file's new state: {e}");
+        }
+        return Outcome::RetryAt(msg.next_attempt_ms);
+    }
+    if !newly_failed.is_empty() && !bounced {
+        keep_in_failed(config, msg);
+    }
+    match guard.remove(queue) {
+        Ok(()) => {
+            tracing::info!(queue_id = %msg.id, "queue file done: every recipient delivered or bounced")
+        }
+        Err(e) => tracing::error!(queue_id = %msg.id, "cannot remove the finished queue file: {e}"),
+    }
+    Outcome::Finished
+}
+
+/// Expands pending recipients: local routes are delivered now; remote forward targets become new
+/// pending recipients; the original recipient is then done.
+fn deliver_local(
+    config: &Config,
+    store: &MailStore,
+    msg: &mut QueuedMessage,
+    failed: &mut Vec<FailedRecipient>,
+) {
+    let mut mailboxes: Vec<String> = Vec::new();
+    let mut expanded: Vec<usize> = Vec::new();
+    let mut new_remote: Vec<String> = Vec::new();
+    for (i, r) in msg.recipients.iter_mut().enumerate() {
+        if r.state != RecipientState::Pending {
+            continue;
+        }
+        let routes = expand(config, &r.address);
+        if routes.is_empty() {
+            r.state = RecipientState::Failed;
+            r.last_error = Some("550 5.1.1 no such user here".into());
+            failed.push(FailedRecipient {
+                address: r.address.clone(),
+                status: "5.1.1".into(),
+                diagnostic: "550 5.1.1 no such user here".into(),
+                remote_host: None,
+            });
+            continue;
+        }
+        if routes == [Route::Remote(crate::address::canonical(&r.address))] {
+            continue;
+        }
+        for route in routes {
+            match route {
+                Route::Local(m) if !mailboxes.contains(&m) => mailboxes.push(m),
+                Route::Remote(a) if !new_remote.contains(&a) => new_remote.push(a),
+                _ => {}
+            }
+        }
+        expanded.push(i);
+    }
+    if expanded.is_empty() {
+        return;
+    }
+    if !mailboxes.is_empty() {
+        let return_path = if crate::queue::bounce::is_null_sender(&msg.sender) {
+            ""
+        } else {
+            msg.sender.as_str()
+        };
+        if let Err(e) = store.deliver(&mailboxes, return_path, &msg.message) {
+            tracing::error!(queue_id = %msg.id, "local delivery to {} failed, will retry: {e}", mailboxes.join(", "));
+            for i in expanded {
+                msg.recipients[i].last_error =
+                    Some(format!("451 4.3.0 local delivery failed: {e}"));
+            }
+            return;
+        }
+        tracing::info!(queue_id = %msg.id, to = %mailboxes.join(","), outcome = "delivered", "local delivery");
+    }
+    for i in expanded {
+        let r = &mut msg.recipients[i];
+        r.state = RecipientState::Delivered;
+        r.last_error = Some(if new_remote.is_empty() {
+            "delivered locally".to_string()
+        } else {
+            format!("expanded to {}", new_remote.join(", "))
+        });
+    }
+    for addr in new_remote {
+        if !msg
+            .recipients
+            .iter()
+            .any(|r| r.address.eq_ignore_ascii_case(&addr) && r.state == RecipientState::Pending)
+        {
+            msg.recipients.push(QueueRecipient {
+                address: addr,
+                state: RecipientState::Pending,
+                last_error: None,
+            });
+        }
+    }
+}
+
+/// Queues a DSN to the sender for recipients that failed in this attempt. Returns whether one was
+/// queued (false for a null sender: a bounce is never bounced).
+fn send_bounce(
+    config: &Config,
+    queue: &QueueStore,
+    msg: &QueuedMessage,
+    failed: &[FailedRecipient],
+) -> bool {
+    if failed.is_empty() || bounce::is_null_sender(&msg.sender) {
+        return false;
+    }
+    let now = chrono::Utc::now();
+    let hostname = config
+        .mail
+        .hostname
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let message_id = format!("<{}.{}.dsn@{}>", msg.id, now.timestamp_millis(), hostname);
+    let dsn = bounce::build_dsn(
+        &config.mail.hostname,
+        &msg.sender,
+        &msg.message,
+        msg.received_ms,
+        failed,
+        Notice::Failure,
+        now,
+        &message_id,
+    );
+    match queue.enqueue("", std::slice::from_ref(&msg.sender), &dsn) {
+        Ok(dsn_id) => {
+            let to: Vec<&str> = failed.iter().map(|f| f.address.as_str()).collect();
+            tracing::info!(queue_id = %msg.id, bounce_id = %dsn_id, sender = %msg.sender, failed = %to.join(","), "bounce queued");
+            true
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %msg.id, "cannot queue the bounce to {}: {e}", msg.sender);
+            false
+        }
+    }
+}
+
+/// A bounce that could not be delivered is kept in `failed/` (its final state), as JES did.
+fn keep_in_failed(config: &Config, msg: &QueuedMessage) {
+    let dir = config.failed_dir();
+    let to = dir.join(format!("smtp{}.ser", msg.id));
+    let result =
+        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&to, crate::queue::format(msg)));
+    match result {
+        Ok(()) => {
+            tracing::warn!(queue_id = %msg.id, "undeliverable bounce kept in {}", to.display())
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %msg.id, "cannot keep the undeliverable message in {}: {e}", dir.display())
+        }
+    }
+}

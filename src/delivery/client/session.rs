@@ -1,0 +1,232 @@
+//! One mail transaction over an open connection: MAIL, RCPT…, DATA, and RSET / QUIT.
+//!
+//! The outcome of each recipient is decided only by what the server said about it; anything
+//! that breaks the dialogue (an I/O error, a timeout, a reply we cannot parse) is a
+//! [`AttemptError::Network`] and the caller defers every recipient not yet decided. After the
+//! final dot that includes a connection that breaks before the reply: the message may or may
+//! not have been taken, and deferring (a possible duplicate) is the only choice that never
+//! loses mail. That is also why the wait after the dot is the full 10 minutes of RFC 5321
+//! §4.5.3.2.6: giving up sooner is what makes duplicates likely.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+use super::conn::{refused, temporary, Connection};
+use super::protocol::{self, Response};
+use super::{AttemptError, Outgoing, RecipientOutcome};
+
+/// Bytes written per `data_block` timeout while sending the message.
+const DATA_CHUNK: usize = 64 * 1024;
+
+/// How long QUIT waits for its reply and for the close.
+const QUIT_WAIT: Duration = Duration::from_secs(10);
+
+impl Connection {
+    /// One transaction: MAIL, every RCPT (pipelined when offered), DATA. Outcomes in recipient order.
+    pub async fn send(
+        &mut self,
+        message: Outgoing<'_>,
+    ) -> Result<Vec<RecipientOutcome>, AttemptError> {
+        if message.recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !protocol::valid_path(message.sender) {
+            let reply = protocol::synthetic(501, "5.1.7 bad sender address syntax");
+            return Err(refused("MAIL FROM", reply));
+        }
+        let t = self.timeouts;
+        let size = self.ext.size.map(|_| message.message.len());
+        let eight_bit = self.ext.eight_bit_mime && protocol::has_8bit(message.message);
+        let mail = protocol::mail_from(message.sender, size, eight_bit);
+
+        // Recipients we will not even send: their outcome is known now.
+        let mut outcomes: Vec<Option<RecipientOutcome>> = message
+            .recipients
+            .iter()
+            .map(|r| {
+                (!protocol::valid_path(r)).then(|| {
+                    let reply = protocol::synthetic(501, "5.1.3 bad recipient address syntax");
+                    RecipientOutcome::Failed(reply)
+                })
+            })
+            .collect();
+        let to_send: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        if to_send.is_empty() {
+            return Ok(finish(outcomes));
+        }
+
+        let data_reply;
+        if self.ext.pipelining {
+            // RFC 2920: MAIL, the RCPTs and DATA in one write, then the replies in order.
+            let mut batch = mail;
+            for &i in &to_send {
+                batch.push_str(&protocol::rcpt_to(&message.recipients[i]));
+            }
+            batch.push_str("DATA\r\n");
+            self.write(batch.as_bytes(), t.command, "MAIL FROM").await?;
+            let mail_reply = self.read_reply(t.mail, "MAIL FROM").await?;
+            for &i in &to_send {
+                let reply = self.read_reply(t.rcpt, "RCPT TO").await?;
+                outcomes[i] = Some(rcpt_outcome(&reply));
+            }
+            let data = self.read_reply(t.data_init, "DATA").await?;
+            if mail_reply.class() != 2 {
+                self.abandon(&data).await?;
+                return Err(mail_error(&mail_reply));
+            }
+            if !any_accepted(&outcomes) {
+                self.abandon(&data).await?;
+                return Ok(finish(outcomes));
+            }
+            data_reply = data;
+        } else {
+            let mail_reply = self.command(&mail, t.mail, "MAIL FROM").await?;
+            if mail_reply.class() != 2 {
+                return Err(mail_error(&mail_reply));
+            }
+            for &i in &to_send {
+                let line = protocol::rcpt_to(&message.recipients[i]);
+                let reply = self.command(&line, t.rcpt, "RCPT TO").await?;
+                outcomes[i] = Some(rcpt_outcome(&reply));
+            }
+            if !any_accepted(&outcomes) {
+                self.rset_quietly().await?;
+                return Ok(finish(outcomes));
+            }
+            data_reply = self.command("DATA\r\n", t.data_init, "DATA").await?;
+        }
+
+        if data_reply.code != 354 {
+            // Not "go ahead": nothing was sent, so even a 2xx here delivers nothing.
+            let reply = data_reply.reply();
+            let outcome = match data_reply.class() {
+                5 => RecipientOutcome::Failed(reply),
+                _ => RecipientOutcome::Deferred(reply),
+            };
+            for o in outcomes.iter_mut() {
+                if let Some(RecipientOutcome::Delivered(_)) = o {
+                    *o = Some(outcome.clone());
+                }
+            }
+            self.rset_quietly().await?;
+            return Ok(finish(outcomes));
+        }
+
+        // The message is already in wire form (CRLF, dot-stuffed): it goes out as it is.
+        for chunk in message.message.chunks(DATA_CHUNK) {
+            self.write(chunk, t.data_block, "message data").await?;
+        }
+        let end: &[u8] = if message.message.is_empty() || message.message.ends_with(b"\r\n") {
+            b".\r\n"
+        } else {
+            b"\r\n.\r\n"
+        };
+        self.write(end, t.data_block, "end of data").await?;
+        let final_reply = self.read_reply(t.data_end, "end of data").await?;
+        settle_accepted(&mut outcomes, &final_reply);
+        Ok(finish(outcomes))
+    }
+
+    /// RSET, to reuse the connection for another message; false means the connection is unusable.
+    pub async fn reset(&mut self) -> bool {
+        match self
+            .command("RSET\r\n", self.timeouts.command, "RSET")
+            .await
+        {
+            Ok(reply) if reply.code == 250 => true,
+            Ok(reply) => {
+                tracing::debug!("{}: RSET answered {}", self.host, reply.reply());
+                false
+            }
+            Err(e) => {
+                tracing::debug!("{e}");
+                false
+            }
+        }
+    }
+
+    /// QUIT and close.
+    pub async fn quit(mut self) {
+        if !self.broken {
+            let limit = QUIT_WAIT.min(self.timeouts.command);
+            if self.write(b"QUIT\r\n", limit, "QUIT").await.is_ok() {
+                let _ = self.read_reply(limit, "QUIT").await;
+            }
+        }
+        let _ = timeout(QUIT_WAIT, self.stream.shutdown()).await;
+    }
+
+    /// A pipelined transaction that will not go on: if the server took DATA anyway, end the
+    /// (empty) data at once so the dialogue stays in step, then clear the transaction.
+    async fn abandon(&mut self, data_reply: &Response) -> Result<(), AttemptError> {
+        if data_reply.code == 354 {
+            self.write(b".\r\n", self.timeouts.data_block, "end of data")
+                .await?;
+            let reply = self
+                .read_reply(self.timeouts.data_end, "end of data")
+                .await?;
+            tracing::warn!(
+                "{}: DATA accepted without recipients; sent an empty message, answered {}",
+                self.host,
+                reply.reply()
+            );
+        }
+        self.rset_quietly().await
+    }
+
+    /// RSET whose reply does not matter (only a broken connection does).
+    async fn rset_quietly(&mut self) -> Result<(), AttemptError> {
+        let reply = self
+            .command("RSET\r\n", self.timeouts.command, "RSET")
+            .await?;
+        if reply.code != 250 {
+            tracing::debug!("{}: RSET answered {}", self.host, reply.reply());
+        }
+        Ok(())
+    }
+}
+
+fn rcpt_outcome(reply: &Response) -> RecipientOutcome {
+    match reply.class() {
+        2 => RecipientOutcome::Delivered(reply.reply()),
+        5 => RecipientOutcome::Failed(reply.reply()),
+        _ => RecipientOutcome::Deferred(reply.reply()),
+    }
+}
+
+fn any_accepted(outcomes: &[Option<RecipientOutcome>]) -> bool {
+    outcomes
+        .iter()
+        .any(|o| matches!(o, Some(RecipientOutcome::Delivered(_))))
+}
+
+/// The reply to the final dot decides every recipient RCPT accepted.
+fn settle_accepted(outcomes: &mut [Option<RecipientOutcome>], reply: &Response) {
+    for outcome in outcomes.iter_mut() {
+        if let Some(RecipientOutcome::Delivered(_)) = outcome {
+            *outcome = Some(rcpt_outcome(reply));
+        }
+    }
+}
+
+fn mail_error(reply: &Response) -> AttemptError {
+    match reply.class() {
+        5 => refused("MAIL FROM", reply.reply()),
+        _ => temporary("MAIL FROM", reply.reply()),
+    }
+}
+
+fn finish(outcomes: Vec<Option<RecipientOutcome>>) -> Vec<RecipientOutcome> {
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                RecipientOutcome::Deferred(protocol::synthetic(451, "4.4.0 not attempted"))
+            })
+        })
+        .collect()
+}

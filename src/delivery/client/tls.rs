@@ -1,0 +1,228 @@
+//! TLS client configurations for outbound delivery.
+//!
+//! Opportunistic TLS (RFC 7435, Postfix's "may") wants two answers from one handshake: encrypt
+//! whatever the certificate, and still know (and log) whether it verified. rustls offers no way
+//! to take the verifier back out of a finished `ClientConfig`, and a failed handshake kills the
+//! connection, so the configuration built here carries [`PolicyVerifier`]: it always runs the
+//! real webpki check, and fails the handshake on a bad certificate *unless* the handshake runs
+//! inside [`lenient`], in which case it writes the reason down for the caller and goes on. The
+//! leniency is a tokio task-local, so it belongs to exactly one handshake and can never leak
+//! into a strict one running concurrently on the same shared configuration.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+
+tokio::task_local! {
+    /// Set while a lenient handshake runs: where the certificate's verification error goes.
+    static LENIENT: RefCell<Option<String>>;
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A configuration that verifies server certificates against the system's roots plus the
+/// certificates of `extra_ca` (PEM; `smtpdelivery.cafile`). System roots that fail to load are
+/// logged, not fatal; an unreadable `extra_ca` is an error.
+pub fn verifying_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!("loading the system's CA certificates: {e}");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        tracing::warn!("{ignored} of the system's CA certificates could not be used");
+    }
+    if let Some(path) = extra_ca {
+        let name = path.display();
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{name}: {e}"))?;
+        let mut count = 0;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{name}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("{name}: {e}"))?;
+            count += 1;
+        }
+        if count == 0 {
+            return Err(format!("{name}: no certificates in the file"));
+        }
+    }
+    if roots.is_empty() {
+        tracing::warn!("no CA certificates: no server certificate will verify");
+    } else {
+        tracing::debug!("{} CA certificates ({added} from the system)", roots.len());
+    }
+    let provider = provider();
+    let inner = if roots.is_empty() {
+        None
+    } else {
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| format!("certificate verifier: {e}"))?;
+        Some(verifier)
+    };
+    let verifier = PolicyVerifier {
+        inner,
+        provider: provider.clone(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A configuration that accepts any certificate (the handshake signatures are still checked).
+/// For tests and for callers that want encryption only.
+pub fn insecure_config() -> Arc<rustls::ClientConfig> {
+    let provider = provider();
+    let verifier = AcceptAny {
+        provider: provider.clone(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Runs `handshake` so that a certificate that does not verify (with a configuration from
+/// [`verifying_config`]) is accepted; returns the handshake's result and the verification error,
+/// if there was one. Configurations from elsewhere stay strict.
+pub async fn lenient<F: Future>(handshake: F) -> (F::Output, Option<String>) {
+    LENIENT
+        .scope(RefCell::new(None), async {
+            let out = handshake.await;
+            let error = LENIENT.with(|slot| slot.borrow_mut().take());
+            (out, error)
+        })
+        .await
+}
+
+/// The webpki check, strict unless inside [`lenient`]. `inner` is `None` with no roots at all.
+#[derive(Debug)]
+struct PolicyVerifier {
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PolicyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let result = match &self.inner {
+            Some(inner) => {
+                inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        };
+        match result {
+            Ok(verified) => Ok(verified),
+            Err(e) => {
+                let reason = e.to_string();
+                let recorded = LENIENT.try_with(|slot| *slot.borrow_mut() = Some(reason));
+                match recorded {
+                    Ok(()) => Ok(ServerCertVerified::assertion()),
+                    Err(_) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct AcceptAny {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// `config` for one lenient handshake: without session resumption, so that a session whose
+/// certificate did not verify is never resumed later as though it had been checked.
+pub fn for_lenient_handshake(config: &Arc<rustls::ClientConfig>) -> Arc<rustls::ClientConfig> {
+    let mut config = (**config).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}

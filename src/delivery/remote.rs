@@ -1,0 +1,405 @@
+//! Delivery to other servers: the smart hosts of `defaultsmtpservers` in order, or each
+//! recipient domain's MX hosts. All recipients that go to the same place travel in one
+//! transaction, and connections are kept for a short while to carry the next message (the
+//! tracker sends bursts). A host that cannot be reached or refuses our setup (5xx before any
+//! recipient) is skipped for the next one; a per-recipient answer is final for this attempt.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::client::{
+    AttemptError, ClientSettings, Connection, Outgoing, RecipientOutcome, Reply, Target, Timeouts,
+};
+use super::mx::{MxError, MxResolver};
+use crate::address::domain_of;
+use crate::config::Config;
+
+/// How long an idle connection is kept for the next message.
+const POOL_IDLE: Duration = Duration::from_secs(20);
+/// Idle connections kept per destination.
+const POOL_PER_KEY: usize = 4;
+
+/// What became of one recipient in this attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteOutcome {
+    Delivered {
+        host: String,
+        reply: String,
+    },
+    Failed {
+        host: Option<String>,
+        status: String,
+        reply: String,
+    },
+    Deferred {
+        reply: String,
+    },
+}
+
+struct Pooled {
+    conn: Connection,
+    since: Instant,
+}
+
+pub struct Remote {
+    settings: Option<ClientSettings>,
+    settings_error: Option<String>,
+    resolver: Result<MxResolver, String>,
+    pool: Mutex<HashMap<String, Vec<Pooled>>>,
+    our_names: Vec<String>,
+    our_ips: Vec<IpAddr>,
+    our_port: u16,
+}
+
+impl Remote {
+    pub fn new(config: &Config) -> Remote {
+        let (settings, settings_error) =
+            match super::client::verifying_config(config.mail.delivery_ca_file.as_deref()) {
+                Ok(verifying) => (
+                    Some(ClientSettings {
+                        helo_name: config.mail.hostname.clone(),
+                        tls: config.mail.delivery_tls,
+                        verifying,
+                        timeouts: Timeouts::default(),
+                    }),
+                    None,
+                ),
+                Err(e) => {
+                    tracing::error!(
+                        "outbound TLS cannot be set up, remote delivery is deferred: {e}"
+                    );
+                    (None, Some(e))
+                }
+            };
+        let resolver = MxResolver::new(&config.mail.dns_servers);
+        if let Err(e) = &resolver {
+            if config.mail.smart_hosts.is_empty() {
+                tracing::error!(
+                    "no DNS resolver ({e}): direct delivery is deferred until it works"
+                );
+            }
+        }
+        let mut our_names = vec![config.mail.hostname.to_ascii_lowercase()];
+        our_names.extend(config.mail.domains.iter().cloned());
+        Remote {
+            settings,
+            settings_error,
+            resolver,
+            pool: Mutex::new(HashMap::new()),
+            our_names,
+            our_ips: config.mail.listen_addresses.clone(),
+            our_port: config.mail.smtp_port,
+        }
+    }
+
+    /// Delivers `message` to `recipients`; one outcome per recipient, in order.
+    pub async fn deliver(
+        &self,
+        config: &Config,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Vec<RemoteOutcome> {
+        let Some(settings) = &self.settings else {
+            let reply = format!(
+                "451 4.3.0 outbound TLS setup failed: {}",
+                self.settings_error.clone().unwrap_or_default()
+            );
+            return recipients
+                .iter()
+                .map(|_| RemoteOutcome::Deferred {
+                    reply: reply.clone(),
+                })
+                .collect();
+        };
+        if !config.mail.smart_hosts.is_empty() {
+            let mut targets = Vec::new();
+            for host in &config.mail.smart_hosts {
+                match tokio::net::lookup_host((host.host.as_str(), host.port)).await {
+                    Ok(addrs) => {
+                        for addr in addrs {
+                            targets.push(Target {
+                                host: host.host.clone(),
+                                addr,
+                                implicit_tls: host.port == 465,
+                                credentials: host.credentials.clone(),
+                                smart_host: true,
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        queue_id = id,
+                        "smart host {}: cannot resolve: {e}",
+                        host.host
+                    ),
+                }
+            }
+            return self
+                .try_targets(settings, id, sender, recipients, message, targets)
+                .await;
+        }
+        // Direct delivery: one group per recipient domain.
+        let mut outcomes: Vec<Option<RemoteOutcome>> = vec![None; recipients.len()];
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, rcpt) in recipients.iter().enumerate() {
+            let domain = domain_of(rcpt).unwrap_or_default();
+            match groups.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((domain, vec![i])),
+            }
+        }
+        for (domain, idx) in groups {
+            let group: Vec<String> = idx.iter().map(|i| recipients[*i].clone()).collect();
+            let results = self
+                .deliver_domain(config, settings, id, &domain, sender, &group, message)
+                .await;
+            for (i, outcome) in idx.into_iter().zip(results) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(RemoteOutcome::Deferred {
+                    reply: "451 4.3.0 not attempted".into(),
+                })
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_domain(
+        &self,
+        config: &Config,
+        settings: &ClientSettings,
+        id: &str,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Vec<RemoteOutcome> {
+        let all = |o: RemoteOutcome| recipients.iter().map(|_| o.clone()).collect::<Vec<_>>();
+        let resolver = match &self.resolver {
+            Ok(r) => r,
+            Err(e) => {
+                return all(RemoteOutcome::Deferred {
+                    reply: format!("451 4.4.3 no DNS resolver: {e}"),
+                })
+            }
+        };
+        let mx = match resolver.resolve(domain, &self.our_names).await {
+            Ok(mx) => mx,
+            Err(MxError::NullMx(d)) => {
+                return all(RemoteOutcome::Failed {
+                    host: None,
+                    status: "5.1.10".into(),
+                    reply: format!("556 5.1.10 {d} does not accept mail (null MX)"),
+                })
+            }
+            Err(MxError::NoSuchDomain(d)) => {
+                return all(RemoteOutcome::Failed {
+                    host: None,
+                    status: "5.1.2".into(),
+                    reply: format!("550 5.1.2 domain {d} does not exist"),
+                })
+            }
+            Err(e @ MxError::NoAddress(_)) => {
+                return all(RemoteOutcome::Failed {
+                    host: None,
+                    status: "5.1.2".into(),
+                    reply: format!("550 5.1.2 {e}"),
+                })
+            }
+            Err(e) => {
+                return all(RemoteOutcome::Deferred {
+                    reply: format!("451 4.4.3 {e}"),
+                })
+            }
+        };
+        let targets = mx
+            .into_iter()
+            .flat_map(|t| {
+                let port = config.mail.mx_port;
+                t.addrs.into_iter().map(move |ip| Target {
+                    host: t.host.clone(),
+                    addr: SocketAddr::new(ip, port),
+                    implicit_tls: false,
+                    credentials: None,
+                    smart_host: false,
+                })
+            })
+            .collect();
+        self.try_targets(settings, id, sender, recipients, message, targets)
+            .await
+    }
+
+    fn is_self(&self, addr: SocketAddr) -> bool {
+        addr.port() == self.our_port && super::mx::is_our_address(addr.ip(), &self.our_ips)
+    }
+
+    fn take_pooled(&self, key: &str) -> Option<Connection> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.get_mut(key)?;
+        while let Some(p) = list.pop() {
+            if p.since.elapsed() < POOL_IDLE {
+                return Some(p.conn);
+            }
+            // Too old: the server has probably closed it; dropping closes our side.
+        }
+        None
+    }
+
+    fn put_pooled(&self, key: String, conn: Connection) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.entry(key).or_default();
+        list.retain(|p| p.since.elapsed() < POOL_IDLE);
+        if list.len() < POOL_PER_KEY {
+            list.push(Pooled {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn try_targets(
+        &self,
+        settings: &ClientSettings,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+        targets: Vec<Target>,
+    ) -> Vec<RemoteOutcome> {
+        let mut last_error = String::from("451 4.4.1 no host to deliver to");
+        for target in targets {
+            if self.is_self(target.addr) {
+                tracing::error!(queue_id = id, host = %target.host, addr = %target.addr, "mail loops back to myself; skipping this host");
+                last_error = format!(
+                    "451 4.4.6 mail loops back to myself ({} {})",
+                    target.host, target.addr
+                );
+                continue;
+            }
+            let key = format!("{}|{}", target.host, target.addr);
+            let started = Instant::now();
+            let mut pooled = self.take_pooled(&key);
+            loop {
+                let reused = pooled.is_some();
+                let mut conn = match pooled.take() {
+                    Some(c) => c,
+                    None => match Connection::open(&target, settings).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            log_attempt_error(id, &target, recipients, &e);
+                            last_error = attempt_error_reply(&e);
+                            break;
+                        }
+                    },
+                };
+                let out = Outgoing {
+                    sender,
+                    recipients,
+                    message,
+                };
+                match conn.send(out).await {
+                    Ok(results) => {
+                        let outcomes: Vec<RemoteOutcome> = results
+                            .into_iter()
+                            .map(|r| match r {
+                                RecipientOutcome::Delivered(reply) => RemoteOutcome::Delivered {
+                                    host: target.host.clone(),
+                                    reply: reply.to_string(),
+                                },
+                                RecipientOutcome::Failed(reply) => RemoteOutcome::Failed {
+                                    host: Some(target.host.clone()),
+                                    status: status_of(&reply, "5.0.0"),
+                                    reply: reply.to_string(),
+                                },
+                                RecipientOutcome::Deferred(reply) => RemoteOutcome::Deferred {
+                                    reply: reply.to_string(),
+                                },
+                            })
+                            .collect();
+                        for (rcpt, outcome) in recipients.iter().zip(&outcomes) {
+                            let (what, reply) = match outcome {
+                                RemoteOutcome::Delivered { reply, .. } => ("delivered", reply),
+                                RemoteOutcome::Failed { reply, .. } => ("failed", reply),
+                                RemoteOutcome::Deferred { reply } => ("deferred", reply),
+                            };
+                            tracing::info!(
+                                queue_id = id, to = %rcpt, host = %target.host, addr = %target.addr,
+                                reply = %reply, outcome = what, delay_ms = started.elapsed().as_millis() as u64,
+                                "delivery attempt"
+                            );
+                        }
+                        if conn.reset().await {
+                            self.put_pooled(key, conn);
+                        } else {
+                            conn.quit().await;
+                        }
+                        return outcomes;
+                    }
+                    Err(e) => {
+                        if reused && matches!(e, AttemptError::Network(_)) {
+                            // The kept connection had gone stale: open a fresh one once.
+                            continue;
+                        }
+                        log_attempt_error(id, &target, recipients, &e);
+                        last_error = attempt_error_reply(&e);
+                        break;
+                    }
+                }
+            }
+        }
+        recipients
+            .iter()
+            .map(|_| RemoteOutcome::Deferred {
+                reply: last_error.clone(),
+            })
+            .collect()
+    }
+}
+
+fn log_attempt_error(id: &str, target: &Target, recipients: &[String], e: &AttemptError) {
+    let to = recipients.join(",");
+    match e {
+        AttemptError::Refused { .. } | AttemptError::Loop(_) => tracing::error!(
+            queue_id = id, to = %to, host = %target.host, addr = %target.addr, outcome = "deferred",
+            "delivery attempt: {e} (check the smart host settings: the message stays queued)"
+        ),
+        _ => tracing::warn!(
+            queue_id = id, to = %to, host = %target.host, addr = %target.addr, outcome = "deferred",
+            "delivery attempt: {e}"
+        ),
+    }
+}
+
+/// The text kept as a recipient's last error when a whole attempt failed.
+fn attempt_error_reply(e: &AttemptError) -> String {
+    match e {
+        AttemptError::Refused { reply, .. } | AttemptError::Temporary { reply, .. } => {
+            format!("{e} ({reply})")
+        }
+        AttemptError::Loop(_) => format!("451 4.4.6 {e}"),
+        AttemptError::Tls(_) => format!("451 4.7.5 {e}"),
+        AttemptError::Network(_) => format!("451 4.4.1 {e}"),
+    }
+}
+
+/// The enhanced status code at the start of a reply's text, or `default`.
+fn status_of(reply: &Reply, default: &str) -> String {
+    let first = reply.text.split_whitespace().next().unwrap_or("");
+    let parts: Vec<&str> = first.split('.').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        first.to_string()
+    } else {
+        default.to_string()
+    }
+}

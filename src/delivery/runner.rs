@@ -1,0 +1,263 @@
+//! The queue runner: takes messages from `smtp/` to their recipients.
+//!
+//! Design. A message enters the runner in one of three ways: the SMTP receiver hands over the id
+//! of a file it just wrote (no disk access needed to notice it), the periodic scan finds a file
+//! put into `smtp/` from outside (JES's queue, a restored backup), or `jes queue retry` leaves a
+//! request in `smtp/.retry/`. From then on the message lives in `queue::Schedule`, an in-memory
+//! timer heap on the monotonic clock: a deferred message costs a heap entry while it waits and
+//! nothing reads its file until it is due. The scan is cheap when nothing changed: it compares
+//! the directory's modification time before listing it, and the retry folder is one `stat` a
+//! second. With 100,000 deferred messages the idle server therefore reads no files.
+//!
+//! When a message is due, an attempt runs on its own task, bounded by `smtpdelivery.concurrency`.
+//! The attempt locks the queue file (so `jes queue delete` waits for it), reads it, delivers
+//! (see `attempt`), writes the new state back, and tells the runner when to try again, if ever.
+//! A message is never in two attempts at once: it is out of the schedule while it is in flight.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::attempt::{self, Outcome};
+use super::remote::Remote;
+use crate::config::Config;
+use crate::queue::schedule::{due_instant, Schedule};
+use crate::queue::{lock, QueueStore};
+use crate::store::MailStore;
+
+/// How often the retry folder is checked (one `stat`).
+const RETRY_POLL: Duration = Duration::from_secs(1);
+
+/// What the runner needs from the server.
+pub struct RunnerContext {
+    pub config: Arc<dyn Fn() -> Arc<Config> + Send + Sync>,
+    pub queue: Arc<QueueStore>,
+    pub store: Arc<MailStore>,
+}
+
+/// A handle for the SMTP receiver: new queue ids go here.
+#[derive(Clone)]
+pub struct RunnerHandle {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl RunnerHandle {
+    /// Tells the runner about a queue file just written.
+    pub fn queued(&self, id: String) {
+        // The runner only stops at shutdown; a file it misses is found at the next start.
+        let _ = self.tx.send(id);
+    }
+}
+
+pub fn channel() -> (RunnerHandle, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (RunnerHandle { tx }, rx)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn dir_stamp(queue: &QueueStore) -> Option<SystemTime> {
+    std::fs::metadata(queue.dir())
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+struct Runner {
+    ctx: RunnerContext,
+    schedule: Schedule,
+    in_flight: HashSet<String>,
+    /// Ids an attempt is working on that were asked to retry meanwhile: due again at once.
+    retry_after_flight: HashSet<String>,
+    remote: Arc<Remote>,
+    concurrency: usize,
+}
+
+impl Runner {
+    /// Schedules a file found on disk by reading its header once.
+    async fn discover(&mut self, ids: Vec<String>) {
+        let fresh: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !self.schedule.contains(id) && !self.in_flight.contains(id))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let queue = self.ctx.queue.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let now_ms = now_ms();
+            fresh
+                .into_iter()
+                .filter_map(|id| match attempt::peek_next_attempt(&queue, &id) {
+                    Ok(next) => Some((id, next)),
+                    Err(e) => {
+                        tracing::error!("queue file {id} cannot be read, left alone: {e}");
+                        None
+                    }
+                })
+                .map(|(id, next)| (id, due_instant(next, now_ms, Instant::now())))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (id, at) in found {
+            self.schedule.insert(id, at);
+        }
+    }
+
+    fn retry_now(&mut self, id: String) {
+        if self.in_flight.contains(&id) {
+            self.retry_after_flight.insert(id);
+        } else {
+            self.schedule.insert(id, Instant::now());
+        }
+    }
+}
+
+/// Runs until `stop`. Attempts in flight at shutdown are abandoned; their messages stay queued
+/// and are tried again at the next start (at least once, never lost).
+pub async fn run(
+    ctx: RunnerContext,
+    mut new_ids: mpsc::UnboundedReceiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let config = (ctx.config)();
+    let concurrency = config.mail.delivery_concurrency.max(1);
+    let remote = Arc::new(Remote::new(&config));
+    let mut runner = Runner {
+        ctx,
+        schedule: Schedule::new(),
+        in_flight: HashSet::new(),
+        retry_after_flight: HashSet::new(),
+        remote,
+        concurrency,
+    };
+    // Held (not just its address) so a reload can never be mistaken for the old one.
+    let mut config_seen = config;
+
+    let mut last_dir_stamp = dir_stamp(&runner.ctx.queue);
+    match runner.ctx.queue.list_ids() {
+        Ok(ids) => {
+            let n = ids.len();
+            runner.discover(ids).await;
+            if n > 0 {
+                tracing::info!(
+                    "queue: {n} messages waiting in {}",
+                    runner.ctx.queue.dir().display()
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "cannot list the queue {}: {e}",
+            runner.ctx.queue.dir().display()
+        ),
+    }
+    let mut last_retry_stamp = lock::retry_dir_stamp(&runner.ctx.queue);
+    // Requests left from before the start are served now.
+    for request in lock::take_retry_requests(&runner.ctx.queue).unwrap_or_default() {
+        apply_retry(&mut runner, request);
+    }
+
+    let mut attempts: JoinSet<(String, Outcome)> = JoinSet::new();
+    let mut retry_tick = tokio::time::interval(RETRY_POLL);
+    let scan_every = (runner.ctx.config)()
+        .mail
+        .delivery_interval
+        .max(Duration::from_secs(1));
+    let mut scan_tick = tokio::time::interval(scan_every);
+    loop {
+        // Start every due attempt that fits under the concurrency cap.
+        let now = Instant::now();
+        while runner.in_flight.len() < runner.concurrency {
+            let Some(id) = runner.schedule.pop_due(now) else {
+                break;
+            };
+            runner.in_flight.insert(id.clone());
+            let config = (runner.ctx.config)();
+            let queue = runner.ctx.queue.clone();
+            let store = runner.ctx.store.clone();
+            let remote = runner.remote.clone();
+            attempts.spawn(async move {
+                let outcome = attempt::run(&id, &config, &queue, &store, &remote).await;
+                (id, outcome)
+            });
+        }
+        let next_due = runner.schedule.next_due();
+        let sleep_until = match next_due {
+            Some(at) if runner.in_flight.len() < runner.concurrency => at,
+            _ => Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = stop.changed() => {
+                attempts.abort_all();
+                return;
+            }
+            _ = tokio::time::sleep_until(sleep_until.into()) => {}
+            Some(id) = new_ids.recv() => {
+                runner.schedule.insert(id, Instant::now());
+            }
+            Some(done) = attempts.join_next(), if !attempts.is_empty() => {
+                let Ok((id, outcome)) = done else { continue };
+                runner.in_flight.remove(&id);
+                let again = runner.retry_after_flight.remove(&id);
+                match outcome {
+                    Outcome::Finished => {}
+                    Outcome::RetryAt(next_ms) => {
+                        let at = if again { Instant::now() } else { due_instant(next_ms, now_ms(), Instant::now()) };
+                        runner.schedule.insert(id, at);
+                    }
+                    Outcome::Busy => {
+                        runner.schedule.insert(id, Instant::now() + Duration::from_secs(5));
+                    }
+                }
+            }
+            _ = retry_tick.tick() => {
+                let stamp = lock::retry_dir_stamp(&runner.ctx.queue);
+                if stamp != last_retry_stamp {
+                    last_retry_stamp = stamp;
+                    for request in lock::take_retry_requests(&runner.ctx.queue).unwrap_or_default() {
+                        apply_retry(&mut runner, request);
+                    }
+                }
+                // A reloaded configuration may change smart hosts, TLS or DNS settings.
+                let config = (runner.ctx.config)();
+                if !Arc::ptr_eq(&config, &config_seen) {
+                    runner.remote = Arc::new(Remote::new(&config));
+                    config_seen = config;
+                }
+            }
+            _ = scan_tick.tick() => {
+                let stamp = dir_stamp(&runner.ctx.queue);
+                if stamp != last_dir_stamp {
+                    last_dir_stamp = stamp;
+                    match runner.ctx.queue.list_ids() {
+                        Ok(ids) => runner.discover(ids).await,
+                        Err(e) => tracing::error!("cannot list the queue: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn apply_retry(runner: &mut Runner, request: lock::RetryRequest) {
+    match request {
+        lock::RetryRequest::One(id) => {
+            tracing::info!("queue: retry of {id} requested");
+            runner.retry_now(id);
+        }
+        lock::RetryRequest::All => {
+            tracing::info!("queue: retry of every message requested");
+            for id in runner.schedule.ids() {
+                runner.retry_now(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! `jes queue list|show|retry|delete`: the administrator's view of the spool, safe next to a running
+//! server.
+//!
+//! JES offered nothing but an editor on `smtp/*.ser`; editing a file the server is rewriting loses
+//! one of the two changes. These tools work on the files directly (no connection to the server, so
+//! they work whether it runs or not, and need no `mail.conf`), change a file only under its lock
+//! (`lock`), and wake a running server through a retry request rather than a signal. Everything
+//! shown comes from files a stranger may have written (a sender's headers), so control characters
+//! are escaped before they reach the terminal.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Local, TimeZone};
+
+use super::bounce::{build_dsn, is_null_sender, FailedRecipient, Notice};
+use super::{lock, request_retry, QueueError, QueueStore, QueuedMessage, RecipientState};
+use crate::store::{now_ms, unique_stem};
+
+/// Which entries a command applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    One(String),
+    All,
+}
+
+/// The queue of configuration directory `dir` (its `smtp/`, as the server uses it).
+pub fn store_of(dir: &Path) -> QueueStore {
+    QueueStore::new(dir.join("smtp"))
+}
+
+fn out_err(e: std::io::Error) -> String {
+    format!("cannot write the output: {e}")
+}
+
+/// Text from a file, made safe for a terminal: control characters are shown escaped.
+fn printable(text: &str) -> String {
+    let mut s = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+/// `45s`, `12m`, `3h12m`, `2d4h`.
+pub fn format_age(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{m}m")
+    } else if s < 86_400 {
+        format!("{h}h{m:02}m")
+    } else {
+        format!("{d}d{h}h")
+    }
+}
+
+fn local_time(ms: u64) -> String {
+    let t = i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Local.timestamp_millis_opt(ms).single());
+    match t {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => format!("{ms} ms"),
+    }
+}
+
+fn next_attempt(ms: u64, now: u64) -> String {
+    if ms <= now {
+        "due".to_string()
+    } else {
+        local_time(ms)
+    }
+}
+
+fn sender_text(sender: &str) -> String {
+    if sender.is_empty() {
+        "<>".to_string()
+    } else {
+        printable(sender)
+    }
+}
+
+/// The error to show for a message: the first pending recipient's, else any recipient's.
+fn last_error(m: &QueuedMessage) -> &str {
+    let pending = m
+        .recipients
+        .iter()
+        .filter(|r| r.state == RecipientState::Pending);
+    pending
+        .chain(m.recipients.iter())
+        .find_map(|r| r.last_error.as_deref())
+        .unwrap_or("")
+}
+
+/// The table `jes queue list` prints, for `now` (epoch ms).
+pub fn render_list(msgs: &[QueuedMessage], now: u64) -> String {
+    let header = [
+        "ID",
+        "AGE",
+        "TRIES",
+        "NEXT ATTEMPT",
+        "FROM",
+        "TO",
+        "LAST ERROR",
+    ];
+    let mut rows: Vec<[String; 7]> = vec![header.map(str::to_string)];
+    for m in msgs {
+        let to = m
+            .recipients
+            .iter()
+            .map(|r| format!("{} ({})", printable(&r.address), r.state.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push([
+            m.id.clone(),
+            format_age(now.saturating_sub(m.received_ms)),
+            m.attempts.to_string(),
+            next_attempt(m.next_attempt_ms, now),
+            sender_text(&m.sender),
+            to,
+            printable(last_error(m)),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    let pending: usize = msgs
+        .iter()
+        .map(|m| {
+            m.recipients
+                .iter()
+                .filter(|r| r.state == RecipientState::Pending)
+                .count()
+        })
+        .sum();
+    text.push_str(&format!(
+        "{} message{}, {pending} recipient{} pending\n",
+        msgs.len(),
+        if msgs.len() == 1 { "" } else { "s" },
+        if pending == 1 { "" } else { "s" },
+    ));
+    text
+}
+
+/// `jes queue list`: one line per queued message. Unreadable files are reported after the table
+/// (and make the command fail) without hiding the others.
+pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let store = store_of(dir);
+    let ids = store
+        .list_ids()
+        .map_err(|e| format!("cannot read {}: {e}", store.dir().display()))?;
+    let mut msgs = Vec::new();
+    let mut errors = Vec::new();
+    for id in ids {
+        match store.load(&id) {
+            Ok(m) => msgs.push(m),
+            // Delivered and removed since the directory was read.
+            Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if msgs.is_empty() && errors.is_empty() {
+        writeln!(out, "queue is empty ({})", store.dir().display()).map_err(out_err)?;
+        return Ok(());
+    }
+    if !msgs.is_empty() {
+        out.write_all(render_list(&msgs, now_ms()).as_bytes())
+            .map_err(out_err)?;
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for e in &errors {
+        writeln!(out, "cannot read {}", printable(e)).map_err(out_err)?;
+    }
+    Err(format!("{} queue file(s) could not be read", errors.len()))
+}
+
+/// The message's header section, un-stuffed, as text lines.
+fn header_lines(wire: &[u8]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in wire.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = line.strip_prefix(b".").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        lines.push(printable(&String::from_utf8_lossy(line)));
+    }
+    lines
+}
+
+/// `jes queue show ID`: the queue file's fields, each recipient, then the message's headers.
+pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
+    let store = store_of(dir);
+    let path = store.path_of(id);
+    let m = store.load(id).map_err(|e| {
+        if is_not_found(&e) {
+            not_in_queue(&path)
+        } else {
+            e.to_string()
+        }
+    })?;
+    let format = match std::fs::read(&path) {
+        Ok(b) if b.starts_with(b"1.0\r\n") || b.starts_with(b"1.0\n") => "JES 1.0 format",
+        Ok(_) => "jes-queue 1 format",
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let now = now_ms();
+    let mut t = String::new();
+    t.push_str(&format!("file:          {} ({format})\n", path.display()));
+    t.push_str(&format!("from:          <{}>\n", printable(&m.sender)));
+    t.push_str(&format!(
+        "received:      {} ({} ago)\n",
+        local_time(m.received_ms),
+        format_age(now.saturating_sub(m.received_ms))
+    ));
+    t.push_str(&format!("attempts:      {}\n", m.attempts));
+    let next = if m.next_attempt_ms <= now {
+        format!("{} (due)", local_time(m.next_attempt_ms))
+    } else {
+        local_time(m.next_attempt_ms)
+    };
+    t.push_str(&format!("next attempt:  {next}\n"));
+    t.push_str(&format!("size:          {} bytes\n", m.message.len()));
+    t.push_str("recipients:\n");
+    let width = m
+        .recipients
+        .iter()
+        .map(|r| printable(&r.address).chars().count())
+        .max()
+        .unwrap_or(0);
+    for r in &m.recipients {
+        let line = format!(
+            "  {:<width$}  {:<9}  {}",
+            printable(&r.address),
+            r.state.as_str(),
+            printable(r.last_error.as_deref().unwrap_or(""))
+        );
+        t.push_str(line.trim_end());
+        t.push('\n');
+    }
+    t.push_str("message headers:\n");
+    for l in header_lines(&m.message) {
+        t.push_str("  ");
+        t.push_str(&l);
+        t.push('\n');
+    }
+    out.write_all(t.as_bytes()).map_err(out_err)
+}
+
+fn ids_of(store: &QueueStore, target: &Target) -> Result<Vec<String>, String> {
+    match target {
+        Target::One(id) => Ok(vec![id.clone()]),
+        Target::All => store
+            .list_ids()
+            .map_err(|e| format!("cannot read {}: {e}", store.dir().display())),
+    }
+}
+
+fn not_in_queue(path: &Path) -> String {
+    format!(
+        "{}: not in the queue (delivered or deleted?)",
+        path.display()
+    )
+}
+
+fn is_not_found(e: &QueueError) -> bool {
+    matches!(e, QueueError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// `jes queue retry ID|--all`: makes the entries due now (in the file, under its lock) and asks a
+/// running server to look at once.
+pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), String> {
+    let store = store_of(dir);
+    let mut done = 0;
+    let mut errors = Vec::new();
+    for id in ids_of(&store, target)? {
+        let result = (|| {
+            let mut l = lock(&store, &id)?;
+            let mut m = l.load(&store)?;
+            m.next_attempt_ms = now_ms();
+            l.save(&store, &m)
+        })();
+        match result {
+            Ok(()) => {
+                done += 1;
+                if *target != Target::All {
+                    request_retry(&store, Some(&id)).map_err(|e| e.to_string())?;
+                }
+                writeln!(out, "{}: due now", store.path_of(&id).display()).map_err(out_err)?;
+            }
+            Err(e) if is_not_found(&e) && *target == Target::All => {}
+            Err(e) if is_not_found(&e) => errors.push(not_in_queue(&store.path_of(&id))),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if *target == Target::All {
+        request_retry(&store, None).map_err(|e| e.to_string())?;
+        if done == 0 && errors.is_empty() {
+            writeln!(out, "queue is empty ({})", store.dir().display()).map_err(out_err)?;
+        }
+    }
+    if done > 0 {
+        writeln!(
+            out,
+            "a running server will try {} within a few seconds",
+            if done == 1 { "it" } else { "them" }
+        )
+        .map_err(out_err)?;
+    }
+    finish(errors)
+}
+
+fn finish(errors: Vec<String>) -> Result<(), String> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.into_iter().next().unwrap_or_default()),
+        _ => Err(errors.join("\njes: ")),
+    }
+}
+
+/// The name bounces are signed with: `hostname` from `mail.conf` when it can be read, else the
+/// machine's name (the tools do not require a configuration).
+fn bounce_hostname(dir: &Path) -> String {
+    match crate::config::MailConf::load(&dir.join("mail.conf")) {
+        Ok((conf, _)) => conf.hostname,
+        Err(_) => crate::config::mail::default_hostname("localhost"),
+    }
+}
+
+/// The notice for an administrator's deletion of `m`: its pending recipients, status 5.0.0.
+/// `None` when there is nobody to tell (null sender) or nothing undelivered.
+pub fn deletion_bounce(
+    m: &QueuedMessage,
+    hostname: &str,
+    now: DateTime<chrono::Utc>,
+) -> Option<Vec<u8>> {
+    if is_null_sender(&m.sender) {
+        return None;
+    }
+    let failed: Vec<FailedRecipient> = m
+        .recipients
+        .iter()
+        .filter(|r| r.state == RecipientState::Pending)
+        .map(|r| FailedRecipient {
+            address: r.address.clone(),
+            status: "5.0.0".into(),
+            diagnostic: "deleted by the administrator".into(),
+            remote_host: None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let message_id = format!("{}.dsn@{hostname}", unique_stem());
+    Some(build_dsn(
+        hostname,
+        &m.sender,
+        &m.message,
+        m.received_ms,
+        &failed,
+        Notice::Failure,
+        now,
+        &message_id,
+    ))
+}
+
+/// `jes queue delete ID|--all [--bounce]`: removes entries under their lock; with `bounce`, first
+/// queues a DSN to the sender for the recipients not yet delivered (from the null sender).
+pub fn delete(
+    dir: &Path,
+    target: &Target,
+    bounce: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let store = store_of(dir);
+    let hostname = if bounce {
+        bounce_hostname(dir)
+    } else {
+        String::new()
+    };
+    let mut done = 0;
+    let mut errors = Vec::new();
+    for id in ids_of(&store, target)? {
+        let path = store.path_of(&id);
+        let result = (|| -> Result<String, QueueError> {
+            let l = lock(&store, &id)?;
+            let m = l.load(&store)?;
+            let mut note = String::new();
+            if bounce {
+                match deletion_bounce(&m, &hostname, chrono::Utc::now()) {
+                    Some(dsn) => {
+                        let new = store.enqueue("", std::slice::from_ref(&m.sender), &dsn)?;
+                        note = format!(
+                            " (bounce to <{}> queued as {})",
+                            printable(&m.sender),
+                            store.path_of(&new).display()
+                        );
+                    }
+                    None if is_null_sender(&m.sender) => {
+                        note = format!(" (no bounce: null sender {})", sender_text(&m.sender));
+                    }
+                    None => note = " (no bounce: no recipient pending)".into(),
+                }
+            }
+            // The bounce is on disk before the original goes: a crash between leaves both.
+            l.remove(&store)?;
+            Ok(note)
+        })();
+        match result {
+            Ok(note) => {
+                done += 1;
+                writeln!(out, "deleted {}{note}", path.display()).map_err(out_err)?;
+            }
+            Err(e) if is_not_found(&e) && *target == Target::All => {}
+            Err(e) if is_not_found(&e) => errors.push(not_in_queue(&path)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if done == 0 && errors.is_empty() {
+        writeln!(out, "queue is empty ({})", store.dir().display()).map_err(out_err)?;
+    }
+    finish(errors)
+}
+
+#[cfg(test)]
+#[path = "tools_tests.rs"]
+mod tests;
