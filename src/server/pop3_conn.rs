@@ -33,7 +33,7 @@ pub async fn run(mut conn: Conn, peer: SocketAddr, shared: Arc<Shared>, mut stop
     let mut wbuf = session.greeting();
     let mut mailbox: Option<Arc<Mailbox>> = None;
     let mut user = String::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut buf: Vec<u8> = Vec::new();
     let mut pending: VecDeque<Output> = VecDeque::new();
     let mut out = Vec::new();
     loop {
@@ -188,9 +188,9 @@ pub async fn run(mut conn: Conn, peer: SocketAddr, shared: Arc<Shared>, mut stop
             let _ = conn.flush_out(&mut wbuf).await;
             return;
         }
-        let mut chunk = [0u8; 4096];
+        buf.reserve(1024);
         let read = tokio::select! {
-            r = tokio::time::timeout(idle.min(left), conn.read(&mut chunk)) => r,
+            r = tokio::time::timeout(idle.min(left), conn.read_buf(&mut buf)) => r,
             _ = stop.changed(), if !*stop.borrow() => {
                 // Shutting down: a session that is not in the middle of something ends now,
                 // deleting nothing (as a dropped connection would).
@@ -210,7 +210,7 @@ pub async fn run(mut conn: Conn, peer: SocketAddr, shared: Arc<Shared>, mut stop
                 return;
             }
             Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(_)) => {}
         }
     }
 }

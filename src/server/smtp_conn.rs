@@ -115,10 +115,11 @@ pub async fn run(
     let session_limit = config.mail.smtp_max_session_time;
     drop(config);
     tracing::debug!(session = %session_id, client = %ip, service = service.name(), "SMTP connection");
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    // Reads go straight into `buf`'s spare capacity: an idle session holds only what it was
+    // sent, not a read buffer per connection (10,000 idle connections must stay small).
+    let mut buf: Vec<u8> = Vec::new();
     let mut wbuf: Vec<u8> = session.greeting();
     let mut out = Vec::new();
-    let mut chunk = vec![0u8; 16384];
     loop {
         // Run the session over everything buffered, until it needs more input.
         loop {
@@ -203,7 +204,7 @@ pub async fn run(
             return;
         }
         let read = tokio::select! {
-            r = tokio::time::timeout(idle.min(left), conn.read(&mut chunk)) => r,
+            r = tokio::time::timeout(idle.min(left), read_more(&mut conn, &mut buf)) => r,
             _ = stop.changed(), if !*stop.borrow() => {
                 if buf.is_empty() && !session.is_in_data() {
                     wbuf.extend_from_slice(&session.shutdown_reply());
@@ -221,7 +222,7 @@ pub async fn run(
                 return;
             }
             Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(_)) => {}
         }
         if *stop.borrow() && buf.is_empty() && !session.is_in_data() {
             wbuf.extend_from_slice(&session.shutdown_reply());
@@ -229,6 +230,16 @@ pub async fn run(
             return;
         }
     }
+}
+
+/// Reads what the client sent into `buf`, growing it only when needed; an empty buffer is freed
+/// so that a session waiting between commands costs no buffer at all.
+async fn read_more(conn: &mut Conn, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.is_empty() && buf.capacity() > 64 * 1024 {
+        *buf = Vec::new();
+    }
+    buf.reserve(if buf.is_empty() { 1024 } else { 16 * 1024 });
+    conn.read_buf(buf).await
 }
 
 /// Stores an accepted message: remote recipients into the queue first (one file), then a copy in
