@@ -1,6 +1,8 @@
 //! Session tests through a fake driver that behaves like `server`'s: a buffer, `receive`, and every
 //! action answered at once from an in-memory mailbox. Whole transcripts are compared byte for byte,
-//! because what a POP3 client sees is exactly the concatenated replies.
+//! because what a POP3 client sees is exactly the concatenated replies. Each chunk given to `run` is
+//! one read; on `StartTls` the fake driver throws away what is left of its buffer (the rest of that
+//! read) and completes the "handshake" at once, so later chunks stand for data read inside TLS.
 
 use super::*;
 use proptest::prelude::*;
@@ -12,6 +14,13 @@ const PASS: &str = "secret with  spaces";
 const SECOND: &[u8] = b"X-DeliveredTo: trackstudio@127.0.0.1\r\nSubject: two\r\n\r\nbody\r\n";
 
 struct Backend {
+    params: SessionParams,
+    /// Whether the TLS handshake after `StartTls` succeeds.
+    tls_ok: bool,
+    /// `replies.len()` at each `StartTls`.
+    tls_at: Vec<usize>,
+    /// Set by `StartTls`: the driver must drop its unread input.
+    discard: bool,
     open: Result<Vec<Listing>, OpenFailure>,
     files: Vec<Vec<u8>>,
     commit: Result<(), String>,
@@ -33,6 +42,10 @@ impl Backend {
             })
             .collect());
         Backend {
+            params: params(),
+            tls_ok: true,
+            tls_at: Vec::new(),
+            discard: false,
             open,
             files,
             commit: Ok(()),
@@ -66,6 +79,15 @@ impl Backend {
                     s.retrieved(Ok(self.files[*index].clone()), &mut more)
                 }
                 Output::Commit { .. } => s.committed(self.commit.clone(), &mut more),
+                Output::StartTls => {
+                    self.tls_at.push(self.replies.len());
+                    self.discard = true;
+                    if self.tls_ok {
+                        s.tls_started();
+                    } else {
+                        s.tls_failed();
+                    }
+                }
                 Output::Close => {}
             }
             acted = true;
@@ -77,7 +99,7 @@ impl Backend {
 
     /// Feeds `chunks` one read at a time, like the driver; returns the client's view.
     fn run(&mut self, chunks: &[&[u8]]) -> String {
-        let mut s = session();
+        let mut s = Session::new(self.params.clone());
         self.replies.extend_from_slice(&s.greeting());
         let mut buf = Vec::new();
         for chunk in chunks {
@@ -87,13 +109,17 @@ impl Backend {
                 let n = s.receive(&buf, &mut out);
                 assert!(n <= buf.len());
                 buf.drain(..n);
-                if !self.handle(&mut s, out) {
+                let acted = self.handle(&mut s, out);
+                if std::mem::take(&mut self.discard) {
+                    buf.clear();
+                }
+                if !acted {
                     break;
                 }
             }
             assert!(!s.is_waiting());
             assert!(
-                buf.len() < MAX_LINE || s.is_closed(),
+                buf.len() < MAX_AUTH_LINE || s.is_closed(),
                 "buffer grew to {}",
                 buf.len()
             );
@@ -102,12 +128,12 @@ impl Backend {
     }
 }
 
+fn params() -> SessionParams {
+    SessionParams::new("mail.example.org", "t1", "127.0.0.1".parse().unwrap())
+}
+
 fn session() -> Session {
-    Session::new(SessionParams {
-        hostname: "mail.example.org".into(),
-        session_id: "t1".into(),
-        client_ip: "127.0.0.1".parse().unwrap(),
-    })
+    Session::new(params())
 }
 
 /// Runs a transcript given as one read per line.
@@ -333,8 +359,8 @@ fn capa_noop_and_state_checks() {
     script.extend(login());
     script.extend(["capa", "noop", "USER x", "PASS y"]);
     let text = run_lines(&mut b, &script);
-    let capa = "+OK Capability list follows\r\nUSER\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\n\
-                AUTH-RESP-CODE\r\nEXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
+    let capa = "+OK Capability list follows\r\nUSER\r\nSASL PLAIN\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n\
+                PIPELINING\r\nAUTH-RESP-CODE\r\nEXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
     let invalid = "-ERR command not valid in this state\r\n";
     assert_eq!(
         text,
