@@ -7,9 +7,11 @@
 //!
 //! Driver loop: keep a buffer; `receive(&buf, &mut out)`; drop the consumed bytes; write every
 //! `Output::Reply` in order; perform each action and answer it (`login_checked`, `mailbox_opened`,
-//! `retrieved`, `committed`); then call `receive` again with what is left, since a pipelining
-//! client may already have sent the next commands. `Close` ends the connection. QUIT in
-//! TRANSACTION always yields `Commit`, even with nothing deleted, so UPDATE has a single path.
+//! `retrieved`, `committed`, and for `StartTls` see below); then call `receive` again with what is
+//! left, since a pipelining client may already have sent the next commands. When no action is
+//! pending, fewer than `MAX_AUTH_LINE` bytes are left unconsumed. `Close` ends the connection.
+//! QUIT in TRANSACTION always yields `Commit`, even with nothing deleted, so UPDATE has a single
+//! path.
 //!
 //! STLS: after `+OK Begin TLS negotiation` the session pushes `StartTls` and stops reading right
 //! after the STLS line. The driver writes the replies, then THROWS AWAY every byte still in its
