@@ -3,7 +3,9 @@
 //! Parsing is kept apart from the state machine so that every odd input (non-UTF-8, garbage numbers,
 //! wrong argument counts) is settled in one place and the session only ever sees well-formed
 //! commands or a ready-made error text. The line is raw bytes: keywords are compared as ASCII, so
-//! nothing here can fail on invalid UTF-8, and USER/PASS keep their bytes for the session to judge.
+//! nothing here can fail on invalid UTF-8, and USER/PASS/AUTH keep their bytes for the session to
+//! judge (whether login is allowed on this connection, base64, UTF-8 are the session's business).
+//! An AUTH continuation line (RFC 5034) is not a command and never comes here.
 
 /// A message-number argument: `None` when it is not a number at all (a syntax error, as opposed
 /// to a number that names no message). Numbers too big for `usize` become `usize::MAX`, which is
@@ -26,6 +28,11 @@ pub(crate) enum Command<'a> {
     Retr(MsgArg),
     Dele(MsgArg),
     Top(MsgArg, usize),
+    /// RFC 2595 §4.
+    Stls,
+    /// RFC 5034: `AUTH` alone (`None`, list the mechanisms), or a mechanism name with an optional
+    /// initial response (still base64, `=` for an empty one).
+    Auth(Option<(&'a [u8], Option<&'a [u8]>)>),
     /// A known command with bad arguments; the text is the whole `-ERR` reply line.
     Syntax(&'static str),
     Unknown,
@@ -56,6 +63,13 @@ pub(crate) fn parse(line: &[u8]) -> Command<'_> {
         b"NOOP" => no_args(&args, Command::Noop),
         b"STAT" => no_args(&args, Command::Stat),
         b"RSET" => no_args(&args, Command::Rset),
+        b"STLS" => no_args(&args, Command::Stls),
+        b"AUTH" => match args[..] {
+            [] => Command::Auth(None),
+            [mechanism] => Command::Auth(Some((mechanism, None))),
+            [mechanism, initial] => Command::Auth(Some((mechanism, Some(initial)))),
+            _ => Command::Syntax(TOO_MANY),
+        },
         b"LIST" => match args[..] {
             [] => Command::List(None),
             [n] => Command::List(Some(number(n))),
@@ -134,6 +148,24 @@ mod tests {
             Command::Syntax("-ERR usage: TOP message lines")
         );
         assert_eq!(parse(b"TOPS"), Command::Unknown);
+        assert_eq!(parse(b"stls"), Command::Stls);
+        assert_eq!(parse(b"auth"), Command::Auth(None));
+        assert_eq!(parse(b"Auth plain"), Command::Auth(Some((b"plain", None))));
+    }
+
+    #[test]
+    fn stls_and_auth_arguments() {
+        assert_eq!(parse(b"STLS now"), Command::Syntax(TOO_MANY));
+        assert_eq!(
+            parse(b"AUTH PLAIN  AHUAcA== "),
+            Command::Auth(Some((b"PLAIN", Some(b"AHUAcA=="))))
+        );
+        assert_eq!(
+            parse(b"AUTH PLAIN ="),
+            Command::Auth(Some((b"PLAIN", Some(b"="))))
+        );
+        assert_eq!(parse(b"AUTH PLAIN a b"), Command::Syntax(TOO_MANY));
+        assert_eq!(parse(b"AUTH \xff"), Command::Auth(Some((b"\xff", None))));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! POP3 server (RFC 1939, with CAPA from RFC 2449 and response codes from RFC 3206) as a sans-IO
-//! state machine.
+//! POP3 server (RFC 1939, with CAPA from RFC 2449, response codes from RFC 3206, STLS from RFC
+//! 2595 and AUTH PLAIN from RFC 5034) as a sans-IO state machine.
 //!
 //! The session never touches sockets, clocks or files: it turns input bytes into replies and
 //! actions (`Output`), and the driver in `server` performs the actions and reports back. That keeps
@@ -7,9 +7,25 @@
 //!
 //! Driver loop: keep a buffer; `receive(&buf, &mut out)`; drop the consumed bytes; write every
 //! `Output::Reply` in order; perform each action and answer it (`login_checked`, `mailbox_opened`,
-//! `retrieved`, `committed`); then call `receive` again with what is left, since a pipelining
-//! client may already have sent the next commands. `Close` ends the connection. QUIT in
-//! TRANSACTION always yields `Commit`, even with nothing deleted, so UPDATE has a single path.
+//! `retrieved`, `committed`, and for `StartTls` see below); then call `receive` again with what is
+//! left, since a pipelining client may already have sent the next commands. When no action is
+//! pending, fewer than `MAX_AUTH_LINE` bytes are left unconsumed. `Close` ends the connection.
+//! QUIT in TRANSACTION always yields `Commit`, even with nothing deleted, so UPDATE has a single
+//! path.
+//!
+//! STLS: after `+OK Begin TLS negotiation` the session pushes `StartTls` and stops reading right
+//! after the STLS line. The driver writes the replies, then THROWS AWAY every byte still in its
+//! buffer (they arrived in clear text before the handshake and may be an injected command, RFC 2595
+//! §4 / RFC 3207 §4.2), performs the handshake, and calls `tls_started` (the session is back in a
+//! fresh AUTHORIZATION state, now encrypted, and nothing is sent: the client speaks first) or
+//! `tls_failed` (the session is closed; drop the connection without writing anything).
+//!
+//! Clear-text policy: the driver decides, per connection, whether passwords may be sent without
+//! encryption (`SessionParams::clear_text_allowed`, from `allowClearText` with loopback counting as
+//! encrypted); the session refuses USER, PASS and AUTH PLAIN with `-ERR [AUTH]` on an unencrypted
+//! connection when they are not allowed, and CAPA then advertises neither USER nor SASL. RFC 3206
+//! names `[AUTH]` for "an attempt to authenticate in violation of policy", which is exactly this
+//! case; Dovecot answers the same way.
 //!
 //! Files: `session` (framing and states), `command` (parsing a line), `wire` (stored bytes to a
 //! multi-line response, and the size rule the store shares).
@@ -21,7 +37,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use session::{Session, MAX_ERRORS, MAX_LINE};
+pub use session::{Session, MAX_AUTH_LINE, MAX_ERRORS, MAX_LINE};
 pub use wire::unstuffed_size;
 
 use std::net::IpAddr;
@@ -31,6 +47,33 @@ pub struct SessionParams {
     pub hostname: String,
     pub session_id: String,
     pub client_ip: IpAddr,
+    /// A certificate is loaded, so STLS can be offered.
+    pub tls_available: bool,
+    /// The connection is already encrypted (implicit TLS, port 995). STLS is then refused.
+    pub encrypted: bool,
+    /// USER/PASS and AUTH PLAIN may be used while the connection is not encrypted. The driver
+    /// computes it from `allowClearText` and whether the client is on loopback; it does not matter
+    /// once the connection is encrypted.
+    pub clear_text_allowed: bool,
+}
+
+impl SessionParams {
+    /// Parameters as JES 1.x behaved: no TLS, clear-text login allowed. Meant for struct-update
+    /// syntax: `SessionParams { tls_available: true, ..SessionParams::new(host, id, ip) }`.
+    pub fn new(
+        hostname: impl Into<String>,
+        session_id: impl Into<String>,
+        client_ip: IpAddr,
+    ) -> Self {
+        SessionParams {
+            hostname: hostname.into(),
+            session_id: session_id.into(),
+            client_ip,
+            tls_available: false,
+            encrypted: false,
+            clear_text_allowed: true,
+        }
+    }
 }
 
 /// One message as the session sees it (from `store::MessageInfo`).
@@ -71,5 +114,8 @@ pub enum Output {
     Commit {
         deleted: Vec<usize>,
     },
+    /// STLS was accepted: write the replies, discard the unread input, do the TLS handshake, then
+    /// call `Session::tls_started` or `Session::tls_failed`.
+    StartTls,
     Close,
 }

@@ -9,7 +9,24 @@
 //! Framing is done here, not in the driver, so that the line-length rule (255 octets, RFC 2449) is
 //! enforced in one place and the driver's buffer stays small: a line that cannot fit is consumed and
 //! dropped as it arrives, and answered only once its end is seen, so replies keep their order and do
-//! not depend on how the input was split into reads.
+//! not depend on how the input was split into reads. AUTH lines (the command and the continuation
+//! line of RFC 5034) may be up to 1,024 octets, since a base64 PLAIN response with a long password
+//! does not fit in 255; which limit applies depends only on the state and the line's first octets,
+//! so it too is the same however the input is split.
+//!
+//! STLS is an action like the others, with one difference: the bytes after the STLS line are never
+//! read by this session at all. `receive` stops right after the line, and the driver discards its
+//! buffer before the handshake, so a command injected behind STLS in clear text is never executed
+//! (the STARTTLS injection bugs of 2011). `tls_started` then starts AUTHORIZATION afresh, forgetting
+//! any USER, and the session is encrypted from then on.
+//!
+//! Login (USER/PASS or AUTH PLAIN) is allowed when the connection is encrypted or the driver says
+//! clear text is acceptable here; otherwise those commands get `-ERR [AUTH]` and CAPA hides them.
+//! Both ways of logging in end in the same `CheckLogin` action and the same follow-up.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
 
 use super::command::{self, Command, MsgArg};
 use super::wire;
@@ -18,12 +35,23 @@ use super::{Listing, OpenFailure, Output, SessionParams};
 /// Longest command line accepted, line end included (RFC 2449 §4).
 pub const MAX_LINE: usize = 255;
 
+/// Longest AUTH command or AUTH continuation line accepted, line end included.
+pub const MAX_AUTH_LINE: usize = 1024;
+
 /// Bad commands tolerated in one session; the one that reaches this count ends the session.
 pub const MAX_ERRORS: u32 = 20;
 
-const CAPABILITIES: &[u8] = b"+OK Capability list follows\r\n\
-USER\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nEXPIRE NEVER\r\n\
-IMPLEMENTATION jes\r\n.\r\n";
+/// The capabilities that do not depend on the connection (CAPA adds STLS, USER and SASL).
+const CAPABILITIES: &str = "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n\
+EXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
+
+const INVALID_LOGIN: &str = "-ERR [AUTH] Invalid user name or password";
+
+/// Base64 as clients send it: standard alphabet, padding optional.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 #[derive(Debug)]
 enum State {
@@ -31,6 +59,10 @@ enum State {
     Authorization {
         user: Option<String>,
     },
+    /// `AUTH PLAIN` without an initial response: `+ ` was sent, the next line is the response.
+    AuthPlain,
+    /// STLS was accepted: waiting for `tls_started` or `tls_failed`, reading nothing.
+    StartingTls,
     CheckingLogin {
         user: String,
     },
@@ -97,14 +129,16 @@ impl Session {
     }
 
     /// Consumes input, pushing outputs; returns bytes consumed. While an action is pending
-    /// (CheckLogin, OpenMailbox, Retrieve, Commit) it consumes nothing more: after answering the
-    /// action, call `receive` again with the unconsumed bytes (pipelined commands). Once `Close`
-    /// has been pushed, all input is consumed and ignored. Unconsumed bytes never exceed
-    /// `MAX_LINE - 1` unless an action is pending.
+    /// (CheckLogin, OpenMailbox, Retrieve, Commit, StartTls) it consumes nothing more: after
+    /// answering the action, call `receive` again with the unconsumed bytes (pipelined commands) —
+    /// except after `StartTls`, where the unconsumed bytes must be thrown away. Once `Close` has
+    /// been pushed, all input is consumed and ignored. Unconsumed bytes never exceed
+    /// `MAX_AUTH_LINE - 1` unless an action is pending.
     pub fn receive(&mut self, input: &[u8], out: &mut Vec<Output>) -> usize {
         let mut used = 0;
         while used < input.len() && self.reading() {
             let rest = &input[used..];
+            let limit = self.line_limit(rest);
             if self.discarding {
                 match rest.iter().position(|&b| b == b'\n') {
                     Some(i) => {
@@ -116,15 +150,15 @@ impl Session {
                 }
                 continue;
             }
-            let window = &rest[..rest.len().min(MAX_LINE)];
+            let window = &rest[..rest.len().min(limit)];
             match window.iter().position(|&b| b == b'\n') {
                 Some(i) => {
                     used += i + 1;
                     let line = &rest[..i];
-                    self.command(line.strip_suffix(b"\r").unwrap_or(line), out);
+                    self.line(line.strip_suffix(b"\r").unwrap_or(line), out);
                 }
-                None if window.len() == MAX_LINE => {
-                    used += MAX_LINE;
+                None if window.len() == limit => {
+                    used += limit;
                     self.discarding = true;
                 }
                 None => break,
@@ -148,7 +182,26 @@ impl Session {
             self.state = State::OpeningMailbox { user };
         } else {
             self.state = State::Authorization { user: None };
-            self.bad("-ERR [AUTH] Invalid user name or password", out);
+            self.bad(INVALID_LOGIN, out);
+        }
+    }
+
+    /// The TLS handshake after `StartTls` succeeded: AUTHORIZATION starts again (RFC 2595 §4),
+    /// encrypted. Nothing is sent; the client speaks next. The driver must already have thrown away
+    /// the bytes it had not passed to `receive`.
+    pub fn tls_started(&mut self) {
+        if matches!(self.state, State::StartingTls) {
+            self.params.encrypted = true;
+            self.discarding = false;
+            self.state = State::Authorization { user: None };
+        }
+    }
+
+    /// The TLS handshake after `StartTls` failed: the session is closed (no `Close` is pushed; the
+    /// driver drops the connection, as nothing can be written on it any more).
+    pub fn tls_failed(&mut self) {
+        if matches!(self.state, State::StartingTls) {
+            self.state = State::Closed;
         }
     }
 
@@ -241,7 +294,51 @@ impl Session {
     }
 
     fn reading(&self) -> bool {
-        matches!(self.state, State::Authorization { .. } | State::Transaction)
+        matches!(
+            self.state,
+            State::Authorization { .. } | State::AuthPlain | State::Transaction
+        )
+    }
+
+    /// The longest line accepted at the start of `rest`: AUTH lines may be longer than commands.
+    fn line_limit(&self, rest: &[u8]) -> usize {
+        let auth_command = rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"AUTH ");
+        if matches!(self.state, State::AuthPlain) || auth_command {
+            MAX_AUTH_LINE
+        } else {
+            MAX_LINE
+        }
+    }
+
+    /// USER/PASS and AUTH PLAIN may be used now.
+    fn login_allowed(&self) -> bool {
+        self.params.encrypted || self.params.clear_text_allowed
+    }
+
+    fn stls_allowed(&self) -> bool {
+        self.params.tls_available && !self.params.encrypted
+    }
+
+    /// `-ERR [AUTH]` for a login attempt that the clear-text policy forbids.
+    fn refuse_clear_text(&mut self, out: &mut Vec<Output>) {
+        let text = if self.stls_allowed() {
+            "-ERR [AUTH] Plaintext authentication is disallowed on an unencrypted connection; use STLS"
+        } else {
+            "-ERR [AUTH] Plaintext authentication is disallowed on an unencrypted connection"
+        };
+        self.bad(text, out);
+    }
+
+    fn capabilities(&self) -> Vec<u8> {
+        let mut text = String::from("+OK Capability list follows\r\n");
+        if self.login_allowed() {
+            text.push_str("USER\r\nSASL PLAIN\r\n");
+        }
+        if self.stls_allowed() && matches!(self.state, State::Authorization { .. }) {
+            text.push_str("STLS\r\n");
+        }
+        text.push_str(CAPABILITIES);
+        text.into_bytes()
     }
 
     fn close(&mut self, out: &mut Vec<Output>) {
@@ -261,13 +358,25 @@ impl Session {
     }
 
     fn line_too_long(&mut self, out: &mut Vec<Output>) {
-        if let State::Authorization { user } = &mut self.state {
-            *user = None;
+        match &mut self.state {
+            State::Authorization { user } => *user = None,
+            // An over-long AUTH response ends the exchange.
+            State::AuthPlain => self.state = State::Authorization { user: None },
+            _ => {}
         }
         self.bad("-ERR line too long", out);
     }
 
-    fn command(&mut self, line: &[u8], out: &mut Vec<Output>) {
+    fn line(&mut self, line: &[u8], out: &mut Vec<Output>) {
+        if matches!(self.state, State::AuthPlain) {
+            self.state = State::Authorization { user: None };
+            if line == b"*" {
+                reply(out, "-ERR authentication cancelled");
+            } else {
+                self.auth_plain(line, out);
+            }
+            return;
+        }
         let command = command::parse(line);
         match &mut self.state {
             State::Authorization { user } => {
@@ -282,6 +391,9 @@ impl Session {
     /// `user` is the name of an immediately preceding USER, already cleared from the state.
     fn authorization(&mut self, command: Command<'_>, user: Option<String>, out: &mut Vec<Output>) {
         match command {
+            Command::User(_) | Command::Pass(_) if !self.login_allowed() => {
+                self.refuse_clear_text(out)
+            }
             Command::User(name) => match std::str::from_utf8(name) {
                 Ok(name) if !name.is_empty() => {
                     self.state = State::Authorization {
@@ -290,7 +402,7 @@ impl Session {
                     reply(out, "+OK send PASS");
                 }
                 Ok(_) => self.bad("-ERR user name required", out),
-                Err(_) => self.bad("-ERR [AUTH] Invalid user name or password", out),
+                Err(_) => self.bad(INVALID_LOGIN, out),
             },
             Command::Pass(password) => match (user, std::str::from_utf8(password)) {
                 (None, _) => self.bad("-ERR send USER first", out),
@@ -302,14 +414,45 @@ impl Session {
                     self.state = State::CheckingLogin { user };
                 }
                 // No account has a password that is not text.
-                (Some(_), Err(_)) => self.bad("-ERR [AUTH] Invalid user name or password", out),
+                (Some(_), Err(_)) => self.bad(INVALID_LOGIN, out),
             },
+            Command::Auth(None) => {
+                let list = if self.login_allowed() {
+                    "+OK\r\nPLAIN\r\n.\r\n"
+                } else {
+                    "+OK\r\n.\r\n"
+                };
+                out.push(Output::Reply(list.as_bytes().to_vec()));
+            }
+            Command::Auth(Some((mechanism, initial))) => {
+                if !mechanism.eq_ignore_ascii_case(b"PLAIN") {
+                    self.bad("-ERR unsupported authentication mechanism", out);
+                } else if !self.login_allowed() {
+                    self.refuse_clear_text(out);
+                } else if let Some(initial) = initial {
+                    self.auth_plain(initial, out);
+                } else {
+                    self.state = State::AuthPlain;
+                    reply(out, "+ ");
+                }
+            }
+            Command::Stls => {
+                if self.params.encrypted {
+                    self.bad("-ERR connection is already encrypted", out);
+                } else if !self.params.tls_available {
+                    self.bad("-ERR STLS not available", out);
+                } else {
+                    reply(out, "+OK Begin TLS negotiation");
+                    out.push(Output::StartTls);
+                    self.state = State::StartingTls;
+                }
+            }
             Command::Quit => {
                 let host = printable(&self.params.hostname);
                 reply(out, format!("+OK {host} POP3 server signing off"));
                 self.close(out);
             }
-            Command::Capa => out.push(Output::Reply(CAPABILITIES.to_vec())),
+            Command::Capa => out.push(Output::Reply(self.capabilities())),
             Command::Unknown => self.bad("-ERR unknown command", out),
             Command::Syntax(text) => self.bad(text, out),
             _ => self.bad("-ERR command not valid in this state", out),
@@ -375,12 +518,42 @@ impl Session {
                 out.push(Output::Commit { deleted });
                 self.state = State::Committing;
             }
-            Command::Capa => out.push(Output::Reply(CAPABILITIES.to_vec())),
+            Command::Capa => out.push(Output::Reply(self.capabilities())),
             Command::Unknown => self.bad("-ERR unknown command", out),
             Command::Syntax(text) => self.bad(text, out),
-            Command::User(_) | Command::Pass(_) => {
+            Command::User(_) | Command::Pass(_) | Command::Auth(_) | Command::Stls => {
                 self.bad("-ERR command not valid in this state", out)
             }
+        }
+    }
+
+    /// A PLAIN response (RFC 4616: `authzid NUL authcid NUL password`, base64; `=` is empty), from
+    /// `AUTH PLAIN <initial>` or the continuation line. The state is AUTHORIZATION on entry.
+    fn auth_plain(&mut self, encoded: &[u8], out: &mut Vec<Output>) {
+        let encoded = if encoded == b"=" { &b""[..] } else { encoded };
+        let Ok(decoded) = BASE64.decode(encoded) else {
+            self.bad("-ERR invalid base64 in authentication data", out);
+            return;
+        };
+        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+        let [authzid, authcid, password] = parts[..] else {
+            self.bad("-ERR malformed PLAIN response", out);
+            return;
+        };
+        match (std::str::from_utf8(authcid), std::str::from_utf8(password)) {
+            // Acting for another user (a different authorization identity) is not supported.
+            (Ok(user), Ok(password))
+                if !user.is_empty() && (authzid.is_empty() || authzid == authcid) =>
+            {
+                out.push(Output::CheckLogin {
+                    user: user.to_string(),
+                    password: password.to_string(),
+                });
+                self.state = State::CheckingLogin {
+                    user: user.to_string(),
+                };
+            }
+            _ => self.bad(INVALID_LOGIN, out),
         }
     }
 
