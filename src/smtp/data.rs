@@ -6,8 +6,9 @@
 //! A bare LF or a bare CR never ends a line here, so `LF . CRLF` or `CRLF . LF` cannot end a message
 //! early ("SMTP smuggling"); the message is refused after its real end instead, which also keeps
 //! ambiguous line ends out of the spool. The content is kept in wire form (dot-stuffed, CRLF), which
-//! is what JES stored and what RETR and relaying send as is. Past the size limit the bytes are
-//! still scanned for the terminator but no longer kept.
+//! is what JES stored and what RETR and relaying send as is. Past the size limit, or past the
+//! header limit while still in the header section (up to and including the first empty line),
+//! the bytes are still scanned for the terminator but no longer kept.
 
 /// Where the scanner stands, relative to line ends and a possible terminator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,8 @@ enum Scan {
 pub(super) enum DataOutcome {
     /// More octets than `max_message_size`: `552 5.3.4`.
     TooBig,
+    /// A header section longer than `max_header_size`: `552 5.3.4`.
+    HeaderTooBig,
     /// A bare LF or CR somewhere: `550 5.6.11`.
     BareLineEnd,
     /// The content in wire form, without the final `.CRLF`.
@@ -45,10 +48,17 @@ pub(super) struct DataReceiver {
     max: u64,
     too_big: bool,
     bare: bool,
+    /// Octets of the header section so far; `None` once its empty line has passed.
+    header: Option<u64>,
+    /// 0 means unlimited.
+    max_header: u64,
+    header_too_big: bool,
+    /// The CR being scanned began its line: with its LF, the line is empty.
+    empty_line: bool,
 }
 
 impl DataReceiver {
-    pub(super) fn new(max: u64) -> Self {
+    pub(super) fn new(max: u64, max_header: u64) -> Self {
         DataReceiver {
             scan: Scan::LineStart,
             data: Vec::new(),
@@ -56,6 +66,10 @@ impl DataReceiver {
             max,
             too_big: false,
             bare: false,
+            header: Some(0),
+            max_header,
+            header_too_big: false,
+            empty_line: false,
         }
     }
 
@@ -81,13 +95,24 @@ impl DataReceiver {
             let b = input[i];
             i += 1;
             match self.scan {
-                Scan::LineStart if b == b'.' => self.scan = Scan::Dot,
-                Scan::LineStart | Scan::Mid => self.in_line(b),
+                Scan::LineStart if b == b'.' => {
+                    self.empty_line = false;
+                    self.scan = Scan::Dot;
+                }
+                Scan::LineStart => {
+                    self.empty_line = b == b'\r';
+                    self.in_line(b);
+                }
+                Scan::Mid => self.in_line(b),
                 Scan::Cr if b == b'\n' => {
                     self.emit(b"\n");
                     self.scan = Scan::LineStart;
+                    if self.empty_line {
+                        self.header = None; // the header section ends with its empty line
+                    }
                 }
                 Scan::Cr => {
+                    self.empty_line = false;
                     self.bare = true;
                     self.in_line(b);
                 }
@@ -126,12 +151,18 @@ impl DataReceiver {
             return;
         }
         self.size = self.size.saturating_add(bytes.len() as u64);
-        if self.too_big {
-            return;
+        if let Some(header) = &mut self.header {
+            *header = header.saturating_add(bytes.len() as u64);
+            if self.max_header > 0 && *header > self.max_header && !self.header_too_big {
+                self.header_too_big = true;
+                self.data = Vec::new();
+            }
         }
-        if self.max > 0 && self.size > self.max {
+        if self.max > 0 && self.size > self.max && !self.too_big {
             self.too_big = true;
             self.data = Vec::new();
+        }
+        if self.too_big || self.header_too_big {
             return;
         }
         self.data.extend_from_slice(bytes);
@@ -139,7 +170,9 @@ impl DataReceiver {
 
     /// The outcome once `feed` has found the terminator.
     pub(super) fn finish(self) -> DataOutcome {
-        if self.too_big {
+        if self.header_too_big {
+            DataOutcome::HeaderTooBig
+        } else if self.too_big {
             DataOutcome::TooBig
         } else if self.bare {
             DataOutcome::BareLineEnd

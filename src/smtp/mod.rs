@@ -6,13 +6,31 @@
 //! out means every protocol pitfall (smuggling, over-long lines, pipelining, split reads) can be
 //! tested byte by byte without sockets, and the same machine serves plain and TLS connections.
 //!
-//! Layout: this file holds the public types and the session's state; `session` runs commands,
-//! `command` parses command arguments (paths, parameters), `data` finds the end of DATA and checks
-//! the message, `headers` looks at the header section and builds the `Received:` prefix, `reply`
-//! formats reply lines.
+//! Driver contract. Call `receive` with everything buffered; drop the consumed bytes; perform the
+//! outputs in order. Three outputs hand control to the driver, and until it answers, `receive`
+//! consumes nothing:
+//! - `Store`: store the message, send `store_result`'s reply.
+//! - `CheckAuth`: check the password (on a bounded pool, with any per-address delay), send
+//!   `auth_result`'s reply. The session then counts as logged in (`authenticated_user`); the driver
+//!   decides what that allows (relaying, through its `Env`).
+//! - `StartTls`: the `220` before it has been sent; flush it, throw away every byte buffered or
+//!   read so far (RFC 3207 §4.2: the session consumed exactly up to the end of the STARTTLS line,
+//!   and nothing after it may be taken as a command), run the handshake, then call `tls_started`
+//!   (the session starts over without EHLO) or `tls_failed` and close.
+//!
+//! After each of these answers, and after every read, call `receive` again: it may have more
+//! replies, or a `Close` (too many failed logins). After `Close`, send what came before and close.
+//!
+//! Layout: this file holds the public types, the session's state and the driver's calls back into
+//! it; `session` runs commands (STARTTLS and AUTH included), `command` parses command arguments
+//! (paths, parameters), `auth` decodes the SASL PLAIN and LOGIN responses, `data` finds the end of
+//! DATA and checks the message, `headers` looks at the header section and builds the `Received:`
+//! prefix, `reply` formats reply lines. Tests: `tests` (commands and the fake driver), `tests_data`
+//! (DATA), `tests_sec` (STARTTLS, AUTH, submission, header limit), `tests_prop` (property tests).
 
 use std::net::IpAddr;
 
+mod auth;
 mod command;
 mod data;
 mod headers;
@@ -24,11 +42,17 @@ mod tests;
 mod tests_data;
 #[cfg(test)]
 mod tests_prop;
+#[cfg(test)]
+mod tests_sec;
 
 use data::DataReceiver;
 
 /// Command lines are at most this many octets, CRLF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
+/// The AUTH command line and the lines of an AUTH exchange may be this long (RFC 4954 §4).
+pub const MAX_AUTH_LINE: usize = 12288;
+/// Default limit on the header section of a message, in octets (`552 5.3.4` beyond it).
+pub const DEFAULT_MAX_HEADER_SIZE: u64 = 1024 * 1024;
 /// Default number of bad commands after which a session is closed with `421 4.7.0`.
 pub const DEFAULT_MAX_ERRORS: u32 = 20;
 /// Default cap on recipients per message (`452 4.5.3` beyond it).
@@ -49,6 +73,44 @@ pub struct SessionParams {
     pub max_message_size: u64,
     /// A trusted client (may relay by IP, or logged in): gets `Date:` / `Message-ID:` added when missing.
     pub trusted: bool,
+    /// A certificate is loaded: STARTTLS is offered while the connection is not encrypted.
+    pub tls_available: bool,
+    /// The connection is already TLS (implicit TLS, port 465).
+    pub encrypted: bool,
+    /// AUTH may be used on an unencrypted connection (`allowClearText`, loopback): the driver decides.
+    pub clear_text_auth: bool,
+    /// Submission (ports 587 and 465): MAIL needs a successful AUTH first (`530 5.7.0`).
+    pub submission: bool,
+    /// A logged-in client's envelope sender must be its login address, case-insensitively; the null
+    /// sender is refused too (`553 5.7.1`).
+    pub require_sender_match: bool,
+    /// Maximum size of a message's header section in octets; 0 means unlimited.
+    pub max_header_size: u64,
+}
+
+impl SessionParams {
+    /// Safe defaults for everything but the names: no TLS, not encrypted, clear-text AUTH allowed,
+    /// not submission, no sender check, 1 MiB of header, no size limit, not trusted. Use struct
+    /// update syntax for the rest: `SessionParams { trusted: true, ..SessionParams::new(h, id, ip) }`.
+    pub fn new(
+        hostname: impl Into<String>,
+        session_id: impl Into<String>,
+        client_ip: IpAddr,
+    ) -> Self {
+        SessionParams {
+            hostname: hostname.into(),
+            session_id: session_id.into(),
+            client_ip,
+            max_message_size: 0,
+            trusted: false,
+            tls_available: false,
+            encrypted: false,
+            clear_text_auth: true,
+            submission: false,
+            require_sender_match: false,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+        }
+    }
 }
 
 /// The answer of the server's policy to one RCPT.
@@ -109,6 +171,11 @@ pub enum Output {
     Store(Envelope),
     /// Close the connection (after sending the replies before it).
     Close,
+    /// Start TLS now: the `220` went out just before this. Throw away all buffered input, shake
+    /// hands, then call `Session::tls_started` (or `tls_failed`). No input is consumed until then.
+    StartTls,
+    /// Check this login (SMTP AUTH), then call `Session::auth_result`. No input is consumed until then.
+    CheckAuth { user: String, password: String },
 }
 
 /// The `BODY=` parameter of MAIL (RFC 6152), kept with the transaction.
@@ -135,6 +202,10 @@ pub struct Session {
     errors: u32,
     /// Messages handed to the driver so far; numbers the `Received:` id.
     messages: u64,
+    /// The connection is TLS: implicit from the start, or after `tls_started`.
+    encrypted: bool,
+    /// Set by `auth_result(true)`; cleared by `tls_started`.
+    auth_user: Option<String>,
 }
 
 enum State {
@@ -142,7 +213,25 @@ enum State {
     Data(DataReceiver),
     /// An `Output::Store` is out; no input is consumed until `store_result`.
     StorePending,
+    /// Inside an AUTH exchange: `334` sent, waiting for the client's line.
+    Auth(AuthStep),
+    /// An `Output::CheckAuth` for this user is out; no input is consumed until `auth_result`.
+    AuthPending(String),
+    /// An `Output::StartTls` is out; no input is consumed until `tls_started`.
+    TlsPending,
+    /// `auth_result` ended the session: the next `receive` gives `Output::Close`.
+    Closing,
     Closed,
+}
+
+/// What the next line of an AUTH exchange is.
+enum AuthStep {
+    /// The PLAIN response (`authzid NUL authcid NUL password`).
+    Plain,
+    /// LOGIN's user name.
+    LoginUser,
+    /// LOGIN's password, for this user.
+    LoginPassword(String),
 }
 
 struct Helo {
@@ -162,7 +251,6 @@ struct Transaction {
 impl Session {
     pub fn new(params: SessionParams) -> Self {
         Session {
-            params,
             max_errors: DEFAULT_MAX_ERRORS,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             state: State::Command,
@@ -171,6 +259,9 @@ impl Session {
             discarding_long_line: false,
             errors: 0,
             messages: 0,
+            encrypted: params.encrypted,
+            auth_user: None,
+            params,
         }
     }
 
@@ -223,9 +314,50 @@ impl Session {
         matches!(self.state, State::StorePending)
     }
 
-    /// True once the session has asked for the connection to be closed.
+    /// True once the session has asked for the connection to be closed (or will at the next
+    /// `receive`).
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        matches!(self.state, State::Closed | State::Closing)
+    }
+
+    /// True between an `Output::StartTls` and `tls_started` / `tls_failed`.
+    pub fn is_tls_pending(&self) -> bool {
+        matches!(self.state, State::TlsPending)
+    }
+
+    /// True between an `Output::CheckAuth` and `auth_result`.
+    pub fn is_auth_pending(&self) -> bool {
+        matches!(self.state, State::AuthPending(_))
+    }
+
+    /// True when the connection is TLS (implicit, or after STARTTLS).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// The login of a successful AUTH, if any.
+    pub fn authenticated_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
+    }
+
+    /// The TLS handshake after `Output::StartTls` succeeded. The session starts over as right
+    /// after the greeting (no EHLO, no transaction, no login; RFC 3207 §4.2), now encrypted. Does
+    /// nothing unless a StartTls is pending.
+    pub fn tls_started(&mut self) {
+        if !matches!(self.state, State::TlsPending) {
+            return;
+        }
+        self.state = State::Command;
+        self.encrypted = true;
+        self.helo = None;
+        self.transaction = None;
+        self.auth_user = None;
+        self.discarding_long_line = false;
+    }
+
+    /// The TLS handshake failed: the driver closes the connection; the session is over.
+    pub fn tls_failed(&mut self) {
+        self.state = State::Closed;
     }
 
     /// The `BODY=` of the current transaction (also while its Store is pending), if given.

@@ -5,16 +5,60 @@
 //! once 512 octets without one have come; an over-long line is then swallowed on the fly (so the
 //! driver never holds more than a line's worth) and answered when it finally ends. These decisions
 //! depend only on the bytes, never on how they were split into reads, so replies are the same
-//! however the client's writes arrive. After QUIT, a Store or `421`, nothing more is consumed.
+//! however the client's writes arrive (an AUTH command or exchange line may be 12,288 octets long,
+//! RFC 4954, which is decided on the line's first octets, so this holds for it too). After QUIT, a
+//! Store, a login check or `421`, nothing more is consumed until the driver answers; after
+//! STARTTLS nothing at all until `tls_started`, and the session then starts over without its EHLO,
+//! transaction or login, so that commands injected before the handshake are never run (RFC 3207
+//! §4.2). AUTH is offered only on an encrypted connection or where the driver allows clear text; a
+//! failed login counts as a bad command. Submission requires a login before MAIL, and a logged-in
+//! client may be held to its own address as sender.
 
+use super::auth::{self, AuthError};
 use super::command::{self, ArgError, Mailbox};
 use super::data::{DataOutcome, DataReceiver};
 use super::headers::{self, Trace};
 use super::reply::{self, reply};
 use super::{
-    Body, Env, Envelope, Helo, Output, Session, State, Transaction, MAX_COMMAND_LINE,
-    MAX_RECEIVED_HEADERS,
+    AuthStep, Body, Env, Envelope, Helo, Output, Session, State, Transaction, MAX_AUTH_LINE,
+    MAX_COMMAND_LINE, MAX_RECEIVED_HEADERS,
 };
+
+/// What the next line of input is, as far as the bytes at hand tell.
+enum Line<'a> {
+    /// A complete line (LF and a CR before it stripped) and the octets it takes.
+    Complete(&'a [u8], usize),
+    /// No LF within `limit` octets: the line is too long; `limit` octets may be thrown away.
+    TooLong,
+    /// No LF yet, fewer than `limit` octets: wait for more.
+    Partial,
+}
+
+fn next_line(rest: &[u8], limit: usize) -> Line<'_> {
+    let window = &rest[..rest.len().min(limit)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(p) => {
+            let line = &rest[..p];
+            Line::Complete(line.strip_suffix(b"\r").unwrap_or(line), p + 1)
+        }
+        None if rest.len() >= limit => Line::TooLong,
+        None => Line::Partial,
+    }
+}
+
+/// The longest line allowed where `rest` starts: an AUTH command may carry an initial response
+/// and so be as long as an AUTH exchange line (RFC 4954 §4). Decided on the first five octets,
+/// which are always at hand before a line can be too long, so the split of reads cannot matter.
+fn command_limit(rest: &[u8]) -> usize {
+    match rest.get(..5) {
+        Some([a, u, t, h, sp])
+            if [*a, *u, *t, *h].eq_ignore_ascii_case(b"AUTH") && matches!(sp, b' ' | b'\t') =>
+        {
+            MAX_AUTH_LINE
+        }
+        _ => MAX_COMMAND_LINE,
+    }
+}
 
 impl Session {
     /// The body of `receive`.
@@ -23,7 +67,14 @@ impl Session {
         loop {
             let rest = &input[pos..];
             match &mut self.state {
-                State::Closed | State::StorePending => return pos,
+                State::Closed | State::StorePending | State::AuthPending(_) | State::TlsPending => {
+                    return pos
+                }
+                State::Closing => {
+                    out.push(Output::Close);
+                    self.state = State::Closed;
+                    return pos;
+                }
                 State::Data(rx) => {
                     let (n, done) = rx.feed(rest);
                     pos += n;
@@ -32,34 +83,56 @@ impl Session {
                     }
                     self.end_of_data(env, out);
                 }
-                State::Command if rest.is_empty() => return pos,
-                State::Command if self.discarding_long_line => {
-                    match rest.iter().position(|&b| b == b'\n') {
-                        Some(p) => {
-                            pos += p + 1;
-                            self.discarding_long_line = false;
-                            self.bad(out, 500, "5.5.2", "Line too long");
-                        }
-                        None => return input.len(),
+                _ if rest.is_empty() => return pos,
+                _ if self.discarding_long_line => match rest.iter().position(|&b| b == b'\n') {
+                    Some(p) => {
+                        pos += p + 1;
+                        self.discarding_long_line = false;
+                        self.line_too_long(out);
                     }
-                }
+                    None => return input.len(),
+                },
+                State::Auth(_) => match next_line(rest, MAX_AUTH_LINE) {
+                    Line::Complete(line, n) => {
+                        pos += n;
+                        self.auth_line(line, out);
+                    }
+                    Line::TooLong => {
+                        pos += MAX_AUTH_LINE;
+                        self.discarding_long_line = true;
+                    }
+                    Line::Partial => return pos,
+                },
                 State::Command => {
-                    let window = &rest[..rest.len().min(MAX_COMMAND_LINE)];
-                    match window.iter().position(|&b| b == b'\n') {
-                        Some(p) => {
-                            pos += p + 1;
-                            let line = &rest[..p];
-                            let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let limit = command_limit(rest);
+                    match next_line(rest, limit) {
+                        Line::Complete(line, n) => {
+                            pos += n;
                             self.command(line, env, out);
                         }
-                        None if rest.len() >= MAX_COMMAND_LINE => {
-                            pos += MAX_COMMAND_LINE;
+                        Line::TooLong => {
+                            pos += limit;
                             self.discarding_long_line = true;
                         }
-                        None => return pos,
+                        Line::Partial => return pos,
                     }
                 }
             }
+        }
+    }
+
+    /// An over-long line has ended: in an AUTH exchange it ends the exchange (RFC 4954 §4).
+    fn line_too_long(&mut self, out: &mut Vec<Output>) {
+        if matches!(self.state, State::Auth(_)) {
+            self.state = State::Command;
+            self.bad(
+                out,
+                500,
+                "5.5.6",
+                "Authentication exchange line is too long",
+            );
+        } else {
+            self.bad(out, 500, "5.5.2", "Line too long");
         }
     }
 
@@ -112,9 +185,11 @@ impl Session {
                 out,
                 214,
                 "2.0.0",
-                "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
             ),
-            "TURN" | "ETRN" | "ATRN" | "BDAT" | "STARTTLS" | "AUTH" | "SEND" | "SOML" | "SAML" => {
+            "STARTTLS" => self.starttls(args, out),
+            "AUTH" => self.auth(args, out),
+            "TURN" | "ETRN" | "ATRN" | "BDAT" | "SEND" | "SOML" | "SAML" => {
                 self.say(out, 502, "5.5.1", "Command not implemented")
             }
             "" => self.bad(out, 500, "5.5.2", "Syntax error: empty command"),
@@ -146,13 +221,15 @@ impl Session {
             0 => "SIZE".to_string(),
             n => format!("SIZE {n}"),
         };
-        let lines = [
-            host.clone(),
-            "PIPELINING".to_string(),
-            size,
-            "8BITMIME".to_string(),
-            "ENHANCEDSTATUSCODES".to_string(),
-        ];
+        let mut lines = vec![host.clone(), "PIPELINING".to_string(), size];
+        lines.push("8BITMIME".to_string());
+        if self.params.tls_available && !self.encrypted {
+            lines.push("STARTTLS".to_string());
+        }
+        if self.auth_allowed() {
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
+        lines.push("ENHANCEDSTATUSCODES".to_string());
         out.push(Output::Reply(reply::multiline(250, &lines)));
     }
 
@@ -162,6 +239,9 @@ impl Session {
         }
         if self.transaction.is_some() {
             return self.bad(out, 503, "5.5.1", "Error: nested MAIL command");
+        }
+        if self.params.submission && self.auth_user.is_none() {
+            return self.say(out, 530, "5.7.0", "Authentication required");
         }
         let arg = match command::parse_path_arg(args, "FROM:") {
             Ok(arg) => arg,
@@ -209,6 +289,12 @@ impl Session {
             } else {
                 let text = format!("Unsupported parameter {}", p.keyword);
                 return self.bad(out, 555, "5.5.4", &text);
+            }
+        }
+        if let Some(user) = &self.auth_user {
+            if self.params.require_sender_match && !sender.eq_ignore_ascii_case(user) {
+                let text = format!("Sender address <{sender}> not owned by {user}");
+                return self.say(out, 553, "5.7.1", &text);
             }
         }
         let max = self.params.max_message_size;
@@ -297,7 +383,10 @@ impl Session {
         // An intermediate reply: RFC 3463 codes exist only for 2xx, 4xx and 5xx.
         let text = "End data with <CR><LF>.<CR><LF>";
         out.push(Output::Reply(reply::plain(354, text)));
-        self.state = State::Data(DataReceiver::new(self.params.max_message_size));
+        self.state = State::Data(DataReceiver::new(
+            self.params.max_message_size,
+            self.params.max_header_size,
+        ));
     }
 
     /// The terminator has been seen: refuse the message, or hand it to the driver to store.
@@ -311,6 +400,10 @@ impl Session {
             DataOutcome::TooBig => {
                 self.transaction = None;
                 return self.say(out, 552, "5.3.4", "Message size exceeds fixed limit");
+            }
+            DataOutcome::HeaderTooBig => {
+                self.transaction = None;
+                return self.say(out, 552, "5.3.4", "Message header exceeds fixed limit");
             }
             DataOutcome::BareLineEnd => {
                 self.transaction = None;
@@ -343,10 +436,11 @@ impl Session {
             single_recipient: single,
             now: &now,
         });
-        if self.params.trusted && !facts.has_date {
+        let trusted = self.params.trusted || self.auth_user.is_some();
+        if trusted && !facts.has_date {
             prefix.push_str(&format!("Date: {now}\r\n"));
         }
-        if self.params.trusted && !facts.has_message_id {
+        if trusted && !facts.has_message_id {
             prefix.push_str(&format!("Message-ID: {}\r\n", env.new_message_id()));
         }
         out.push(Output::Store(Envelope {
@@ -356,5 +450,164 @@ impl Session {
             data,
         }));
         self.state = State::StorePending;
+    }
+}
+
+/// STARTTLS and AUTH.
+impl Session {
+    /// AUTH may be used: the connection is encrypted, or the driver allows clear text here.
+    fn auth_allowed(&self) -> bool {
+        self.encrypted || self.params.clear_text_auth
+    }
+
+    /// RFC 3207. On success the session stops consuming right after this line (see `run`), so that
+    /// nothing sent before the handshake can be taken as a command inside TLS.
+    fn starttls(&mut self, args: &str, out: &mut Vec<Output>) {
+        if !args.is_empty() {
+            return self.bad(out, 501, "5.5.4", "Syntax: STARTTLS");
+        }
+        if self.encrypted {
+            return self.bad(out, 503, "5.5.1", "TLS already active");
+        }
+        if !self.params.tls_available {
+            return self.say(out, 502, "5.5.1", "STARTTLS not available");
+        }
+        self.say(out, 220, "2.0.0", "Ready to start TLS");
+        out.push(Output::StartTls);
+        self.state = State::TlsPending;
+    }
+
+    /// `AUTH mechanism [initial-response]` (RFC 4954).
+    fn auth(&mut self, args: &str, out: &mut Vec<Output>) {
+        let mut words = args.split([' ', '\t']).filter(|w| !w.is_empty());
+        let (Some(mechanism), initial, None) = (words.next(), words.next(), words.next()) else {
+            return self.bad(
+                out,
+                501,
+                "5.5.4",
+                "Syntax: AUTH mechanism [initial-response]",
+            );
+        };
+        if self.helo.is_none() {
+            return self.bad(out, 503, "5.5.1", "Error: send EHLO first");
+        }
+        if self.auth_user.is_some() {
+            return self.bad(out, 503, "5.5.1", "Already authenticated");
+        }
+        if self.transaction.is_some() {
+            return self.bad(
+                out,
+                503,
+                "5.5.1",
+                "AUTH not permitted during a mail transaction",
+            );
+        }
+        if !self.auth_allowed() {
+            let text = "Encryption required for requested authentication mechanism";
+            return self.bad(out, 538, "5.7.11", text);
+        }
+        let step = if mechanism.eq_ignore_ascii_case("PLAIN") {
+            AuthStep::Plain
+        } else if mechanism.eq_ignore_ascii_case("LOGIN") {
+            AuthStep::LoginUser
+        } else {
+            return self.bad(out, 504, "5.5.4", "Unrecognized authentication type");
+        };
+        match initial {
+            Some(response) => {
+                self.state = State::Auth(step);
+                self.auth_response(response, out);
+            }
+            None => self.challenge(step, out),
+        }
+    }
+
+    /// Sends the `334` for `step` and waits for the client's line.
+    fn challenge(&mut self, step: AuthStep, out: &mut Vec<Output>) {
+        let text = match step {
+            AuthStep::Plain => "",
+            AuthStep::LoginUser => "VXNlcm5hbWU6", // "Username:"
+            AuthStep::LoginPassword(_) => "UGFzc3dvcmQ6", // "Password:"
+        };
+        out.push(Output::Reply(reply::plain(334, text)));
+        self.state = State::Auth(step);
+    }
+
+    /// A line of the AUTH exchange, the state being `Auth`.
+    fn auth_line(&mut self, line: &[u8], out: &mut Vec<Output>) {
+        let Ok(line) = std::str::from_utf8(line) else {
+            self.state = State::Command;
+            return self.bad(out, 501, "5.5.2", "Invalid base64 data");
+        };
+        if line.trim_matches([' ', '\t']) == "*" {
+            self.state = State::Command;
+            return self.say(out, 501, "5.0.0", "Authentication cancelled");
+        }
+        self.auth_response(line, out);
+    }
+
+    /// A base64 response (initial or on its own line) for the step the state is at.
+    fn auth_response(&mut self, response: &str, out: &mut Vec<Output>) {
+        let step = match std::mem::replace(&mut self.state, State::Command) {
+            State::Auth(step) => step,
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        let result = auth::decode(response).and_then(|bytes| match step {
+            AuthStep::Plain => auth::plain(&bytes).map(Some),
+            AuthStep::LoginUser => {
+                let user = auth::user_name(&bytes)?;
+                self.challenge(AuthStep::LoginPassword(user), out);
+                Ok(None)
+            }
+            AuthStep::LoginPassword(user) => Ok(Some((user, auth::password_text(&bytes)?))),
+        });
+        match result {
+            Ok(None) => {}
+            Ok(Some((user, password))) => {
+                out.push(Output::CheckAuth {
+                    user: user.clone(),
+                    password,
+                });
+                self.state = State::AuthPending(user);
+            }
+            Err(AuthError::Malformed) => self.bad(out, 501, "5.5.2", "Invalid authentication data"),
+            Err(AuthError::Authzid) => self.bad(
+                out,
+                535,
+                "5.7.8",
+                "Authorization identity must be the login",
+            ),
+        }
+    }
+
+    /// The driver's answer to an `Output::CheckAuth`: the reply to send. A failure counts as a
+    /// bad command; when it is one too many, the reply carries the `421` and the next `receive`
+    /// gives `Output::Close`. Returns nothing unless a CheckAuth is pending.
+    pub fn auth_result(&mut self, ok: bool) -> Vec<u8> {
+        let user = match std::mem::replace(&mut self.state, State::Command) {
+            State::AuthPending(user) => user,
+            other => {
+                self.state = other;
+                return Vec::new();
+            }
+        };
+        if ok {
+            self.auth_user = Some(user);
+            return reply(235, "2.7.0", "Authentication successful");
+        }
+        let mut out = Vec::new();
+        self.bad(&mut out, 535, "5.7.8", "Authentication credentials invalid");
+        let mut bytes = Vec::new();
+        for o in out {
+            match o {
+                Output::Reply(r) => bytes.extend_from_slice(&r),
+                Output::Close => self.state = State::Closing,
+                _ => {}
+            }
+        }
+        bytes
     }
 }

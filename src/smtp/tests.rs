@@ -1,6 +1,7 @@
 //! Unit tests of the command phase, plus the small fake driver and `Env` every test file uses.
-//! The fake driver does exactly what the real one must (drop consumed bytes, perform a Store at
-//! once, stop at Close), so the tests exercise the driver contract, not just the parser.
+//! The fake driver does exactly what the real one must (drop consumed bytes, perform a Store or a
+//! login check at once, throw its buffer away at StartTls, stop at Close), so the tests exercise
+//! the driver contract, not just the parser.
 
 use super::*;
 use std::collections::VecDeque;
@@ -8,6 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 pub(super) const NOW: &str = "Wed, 25 Nov 2026 12:00:00 +0000";
 pub(super) const MSGID: &str = "<42.jes@mx.example.test>";
+/// The one login the fake driver accepts.
+pub(super) const USER: &str = "alice@d.test";
+pub(super) const PASSWORD: &str = "secret";
 
 /// Accepts everything except a few addresses that stand for the other decisions.
 pub(super) struct FakeEnv {
@@ -38,13 +42,11 @@ impl Env for FakeEnv {
 }
 
 pub(super) fn params() -> SessionParams {
-    SessionParams {
-        hostname: "mx.example.test".into(),
-        session_id: "S1".into(),
-        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
-        max_message_size: 0,
-        trusted: false,
-    }
+    SessionParams::new(
+        "mx.example.test",
+        "S1",
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+    )
 }
 
 /// A driver as the server would be, logging everything the session asks for.
@@ -57,6 +59,8 @@ pub(super) struct Driver {
     pub results: VecDeque<Result<String, StoreError>>,
     pub max_buffer: usize,
     pub closed: bool,
+    /// Whether the next TLS handshake succeeds.
+    pub tls_ok: bool,
     stores: usize,
 }
 
@@ -72,6 +76,7 @@ impl Driver {
             results: VecDeque::new(),
             max_buffer: 0,
             closed: false,
+            tls_ok: true,
             stores: 0,
         }
     }
@@ -88,9 +93,12 @@ impl Driver {
             self.buf.drain(..n);
             let mut stored = false;
             for o in out {
+                assert!(
+                    !stored,
+                    "a second output after a Store, CheckAuth or StartTls"
+                );
                 match o {
                     Output::Store(env) => {
-                        assert!(!stored, "a second output after a Store");
                         self.stores += 1;
                         // While the Store is pending, nothing is consumed.
                         let mut more = Vec::new();
@@ -103,6 +111,28 @@ impl Driver {
                         self.log.push(Output::Store(env));
                         let reply = self.session.store_result(result);
                         self.log.push(Output::Reply(reply));
+                        stored = true;
+                    }
+                    Output::CheckAuth { user, password } => {
+                        self.assert_waits();
+                        let ok = user.eq_ignore_ascii_case(USER) && password == PASSWORD;
+                        self.log.push(Output::CheckAuth { user, password });
+                        let reply = self.session.auth_result(ok);
+                        self.log.push(Output::Reply(reply));
+                        stored = true;
+                    }
+                    Output::StartTls => {
+                        self.assert_waits();
+                        self.log.push(Output::StartTls);
+                        // Everything read before the handshake is thrown away.
+                        self.buf.clear();
+                        if self.tls_ok {
+                            self.session.tls_started();
+                        } else {
+                            self.session.tls_failed();
+                            self.log.push(Output::Close);
+                            self.closed = true;
+                        }
                         stored = true;
                     }
                     Output::Close => {
@@ -120,6 +150,13 @@ impl Driver {
         if !self.closed {
             self.max_buffer = self.max_buffer.max(self.buf.len());
         }
+    }
+
+    /// While the session waits for the driver, it consumes nothing and says nothing.
+    fn assert_waits(&mut self) {
+        let mut more = Vec::new();
+        assert_eq!(self.session.receive(&self.buf, &self.env, &mut more), 0);
+        assert!(more.is_empty());
     }
 
     /// Every reply so far (the greeting first), one string each.
@@ -186,7 +223,7 @@ fn greeting_and_ehlo() {
         [
             "220 mx.example.test ESMTP jes\r\n",
             "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 5242880\r\n250-8BITMIME\r\n\
-             250 ENHANCEDSTATUSCODES\r\n"
+             250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n"
         ]
     );
     let mut d = Driver::new(params());
