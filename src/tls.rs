@@ -77,9 +77,17 @@ pub fn load_or_create(config: &Config) -> Result<ServerTls, String> {
 fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.certificate)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: cannot read the certificate: {e}", files.certificate.display()))?;
+        .map_err(|e| {
+            format!(
+                "{}: cannot read the certificate: {e}",
+                files.certificate.display()
+            )
+        })?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", files.certificate.display()));
+        return Err(format!(
+            "{}: no certificate in the file",
+            files.certificate.display()
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| format!("{}: cannot read the private key: {e}", files.key.display()))?;
@@ -111,9 +119,11 @@ fn create_self_signed(config: &Config, files: &TlsFiles) -> Result<(), String> {
             names.push(d.clone());
         }
     }
-    let made = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+    let made = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
     if let Some(dir) = files.certificate.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     write_private(&files.key, made.signing_key.serialize_pem().as_bytes())?;
     write_private(&files.certificate, made.cert.pem().as_bytes())?;
@@ -140,7 +150,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Reloads when the files changed; returns the new state or None when nothing changed.
-pub fn reload_if_changed(current: &ServerTls, config: &Config) -> Option<Result<ServerTls, String>> {
+pub fn reload_if_changed(
+    current: &ServerTls,
+    config: &Config,
+) -> Option<Result<ServerTls, String>> {
     let files = TlsFiles::for_config(config);
     if files == current.files && files.stamp() == current.stamp {
         return None;
@@ -153,7 +166,11 @@ mod tests {
     use super::*;
 
     fn config_in(dir: &Path) -> Config {
-        std::fs::write(dir.join("mail.conf"), "domains=localhost\nhostname=mail.example.test\n").unwrap();
+        std::fs::write(
+            dir.join("mail.conf"),
+            "domains=localhost\nhostname=mail.example.test\n",
+        )
+        .unwrap();
         Config::load(dir).unwrap().0
     }
 
@@ -165,10 +182,20 @@ mod tests {
         assert!(first.files.generated);
         let pem = std::fs::read_to_string(&first.files.certificate).unwrap();
         let second = load_or_create(&config).unwrap();
-        assert_eq!(std::fs::read_to_string(&second.files.certificate).unwrap(), pem, "kept across starts");
-        assert!(reload_if_changed(&second, &config).is_none(), "no change, no reload");
+        assert_eq!(
+            std::fs::read_to_string(&second.files.certificate).unwrap(),
+            pem,
+            "kept across starts"
+        );
+        assert!(
+            reload_if_changed(&second, &config).is_none(),
+            "no change, no reload"
+        );
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&first.files.key).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&first.files.key)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "the key is private: {mode:o}");
     }
 

@@ -41,8 +41,14 @@ fn env(ports: &Ports) -> Vec<(&'static str, String)> {
 fn starttls_stls_and_implicit_tls_with_a_generated_certificate() {
     let (server, ports) = tls_server("");
     server.python_env_ok("security.py", &["tls"], &env(&ports));
-    assert!(server.etc.join("tls/selfsigned-cert.pem").exists(), "the certificate is kept in the configuration directory");
-    assert!(server.log().contains("made a self-signed TLS certificate"), "and the log says so");
+    assert!(
+        server.etc.join("tls/selfsigned-cert.pem").exists(),
+        "the certificate is kept in the configuration directory"
+    );
+    assert!(
+        server.log().contains("made a self-signed TLS certificate"),
+        "and the log says so"
+    );
 }
 
 #[test]
@@ -80,9 +86,13 @@ fn brute_force_is_slowed_per_address_and_never_locks_the_account() {
     let server = Server::start("max.pass.attempts=3", DEFAULT_USERS);
     server.python_ok("hostile.py", &["brute_force"]);
     let log = server.log();
-    assert!(log.contains("client=127.0.0.2") && log.contains("waiting"), "the attacker was slowed: {log}");
     assert!(
-        !log.lines().any(|l| l.contains("waiting") && l.contains("client=127.0.0.1 ")),
+        log.contains("client=127.0.0.2") && log.contains("waiting"),
+        "the attacker was slowed: {log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("waiting") && l.contains("client=127.0.0.1 ")),
         "the tracker's address was never slowed"
     );
 }
@@ -95,7 +105,10 @@ fn slow_clients_are_cut_at_the_session_time_limit() {
 
 #[test]
 fn recipient_error_and_header_limits() {
-    let server = Server::start("max.valid.rcpt=2\nmax.error.count=3\nsmtp.maxheadersize=1", DEFAULT_USERS);
+    let server = Server::start(
+        "max.valid.rcpt=2\nmax.error.count=3\nsmtp.maxheadersize=1",
+        DEFAULT_USERS,
+    );
     let mut c = server.connect(server.smtp_port);
     assert!(c.cmd("EHLO t").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@example.org>").starts_with("250"));
@@ -111,8 +124,16 @@ fn recipient_error_and_header_limits() {
     for _ in 0..2 {
         assert!(c.cmd("BOGUS").starts_with("500"));
     }
-    let r = c.cmd("BOGUS");
-    assert!(r.starts_with("421"), "max.error.count closes the session: {r}");
+    assert!(
+        c.cmd("BOGUS").starts_with("500"),
+        "the third error is answered"
+    );
+    let r = c.reply();
+    assert!(
+        r.starts_with("421 4.7.0"),
+        "then max.error.count closes the session: {r}"
+    );
+    assert_eq!(c.reply(), "", "the connection is closed");
     std::thread::sleep(Duration::from_millis(100));
     assert!(server.mailbox_files("trackstudio@127.0.0.1").is_empty());
 }

@@ -30,7 +30,12 @@ pub struct ConnGuard {
 }
 
 impl ConnLimits {
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Result<ConnGuard, LimitHit> {
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<ConnGuard, LimitHit> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if c.total >= max_total {
             return Err(LimitHit::Total);
@@ -76,11 +81,17 @@ mod tests {
         let b: IpAddr = "127.0.0.1".parse().unwrap();
         let g1 = limits.try_acquire(a, 3, 2).unwrap();
         let _g2 = limits.try_acquire(a, 3, 2).unwrap();
-        assert_eq!(limits.try_acquire(a, 3, 2).err(), Some(LimitHit::PerAddress));
+        assert_eq!(
+            limits.try_acquire(a, 3, 2).err(),
+            Some(LimitHit::PerAddress)
+        );
         let _g3 = limits.try_acquire(b, 3, 2).unwrap();
         assert_eq!(limits.try_acquire(b, 3, 2).err(), Some(LimitHit::Total));
         drop(g1);
-        assert!(limits.try_acquire(a, 3, 2).is_ok(), "a place is freed when a session ends");
+        assert!(
+            limits.try_acquire(a, 3, 2).is_ok(),
+            "a place is freed when a session ends"
+        );
         assert_eq!(limits.open(), 2);
     }
 }

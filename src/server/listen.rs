@@ -86,15 +86,27 @@ pub fn bind_services(config: &Config) -> Result<Vec<Listener>, StartError> {
 /// The addresses to listen on for one port: `listen.address`, or every IPv4 and IPv6 address.
 fn listen_addrs(config: &Config, port: u16) -> Vec<SocketAddr> {
     if config.mail.listen_addresses.is_empty() {
-        vec![SocketAddr::from(([0u8; 16], port)), SocketAddr::from(([0u8; 4], port))]
+        vec![
+            SocketAddr::from(([0u8; 16], port)),
+            SocketAddr::from(([0u8; 4], port)),
+        ]
     } else {
-        config.mail.listen_addresses.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+        config
+            .mail
+            .listen_addresses
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect()
     }
 }
 
 /// Binds every address for a port. Unset `listen.address` tries `[::]` (dual-stack) and `0.0.0.0`
 /// and is content with whichever works (one of them fails with EADDRINUSE on a dual-stack host).
-fn bind_all(config: &Config, port: u16, what: &'static str) -> Result<Vec<TcpListener>, StartError> {
+fn bind_all(
+    config: &Config,
+    port: u16,
+    what: &'static str,
+) -> Result<Vec<TcpListener>, StartError> {
     let wildcard = config.mail.listen_addresses.is_empty();
     let mut listeners = Vec::new();
     let mut first_error = None;
@@ -189,7 +201,12 @@ pub async fn accept_loop(
     }
 }
 
-async fn refuse(mut stream: tokio::net::TcpStream, service: Service, hit: LimitHit, ip: std::net::IpAddr) {
+async fn refuse(
+    mut stream: tokio::net::TcpStream,
+    service: Service,
+    hit: LimitHit,
+    ip: std::net::IpAddr,
+) {
     let why = match hit {
         LimitHit::Total => "too many connections",
         LimitHit::PerAddress => "too many connections from your address",
@@ -201,7 +218,8 @@ async fn refuse(mut stream: tokio::net::TcpStream, service: Service, hit: LimitH
         format!("421 4.7.0 {why}, try again later\r\n")
     };
     if !service.implicit_tls() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(line.as_bytes())).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), stream.write_all(line.as_bytes())).await;
     }
     let _ = stream.shutdown().await;
 }
@@ -209,7 +227,13 @@ async fn refuse(mut stream: tokio::net::TcpStream, service: Service, hit: LimitH
 /// The start-up line that says where everything is.
 pub fn announce(config: &Config, listeners: &[Listener]) {
     let mut parts = Vec::new();
-    for service in [Service::Smtp, Service::Submission, Service::SubmissionTls, Service::Pop3, Service::Pop3Tls] {
+    for service in [
+        Service::Smtp,
+        Service::Submission,
+        Service::SubmissionTls,
+        Service::Pop3,
+        Service::Pop3Tls,
+    ] {
         let addrs: Vec<String> = listeners
             .iter()
             .filter(|l| l.service == service)

@@ -154,7 +154,12 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     let mut acceptors = JoinSet::new();
     let conn_tasks = Arc::new(Mutex::new(JoinSet::new()));
     for listener in listeners {
-        acceptors.spawn(listen::accept_loop(listener, shared.clone(), stop_rx.clone(), conn_tasks.clone()));
+        acceptors.spawn(listen::accept_loop(
+            listener,
+            shared.clone(),
+            stop_rx.clone(),
+            conn_tasks.clone(),
+        ));
     }
     let config_source = shared.clone();
     let runner_ctx = RunnerContext {
@@ -163,7 +168,13 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         store: shared.store.clone(),
     };
     sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
-    sessions.spawn(reload::watch(shared.clone(), log, tls, options.dir.clone(), stop_rx.clone()));
+    sessions.spawn(reload::watch(
+        shared.clone(),
+        log,
+        tls,
+        options.dir.clone(),
+        stop_rx.clone(),
+    ));
 
     wait_for_stop().await;
     tracing::info!(
@@ -203,4 +214,3 @@ async fn wait_for_stop() {
         _ = int.recv() => {}
     }
 }
-

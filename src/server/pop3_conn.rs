@@ -16,8 +16,12 @@ use super::{clear_text_allowed, normalize_ip, Shared};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
 use crate::store::{Mailbox, OpenError};
 
-
-pub async fn run(mut conn: Conn, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    mut conn: Conn,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let started = Instant::now();
     let ip = normalize_ip(peer.ip());
     let session_id = shared.session_id();
@@ -63,7 +67,9 @@ pub async fn run(mut conn: Conn, peer: SocketAddr, shared: Arc<Shared>, mut stop
                                     wbuf.extend_from_slice(&bytes);
                                 }
                             }
-                            wbuf.extend_from_slice(b"-ERR [AUTH] too many failed logins, closing\r\n");
+                            wbuf.extend_from_slice(
+                                b"-ERR [AUTH] too many failed logins, closing\r\n",
+                            );
                             let _ = conn.flush_out(&mut wbuf).await;
                             let _ = conn.shutdown().await;
                             return;

@@ -91,6 +91,7 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
 pub async fn watch(
     shared: Arc<Shared>,
     log: LogHandle,
+    mut tls: ServerTls,
     dir: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {

@@ -70,7 +70,10 @@ impl Shared {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(super) fn set_config(&self, config: Config) {
@@ -138,7 +141,9 @@ impl Shared {
             }
             Err(_) => false,
         };
-        let disconnect = self.lock_throttle().record(ip, ok, max_attempts, Instant::now());
+        let disconnect = self
+            .lock_throttle()
+            .record(ip, ok, max_attempts, Instant::now());
         if !ok {
             tracing::warn!(client = %ip, user, "login failed");
         }
@@ -152,7 +157,9 @@ impl Shared {
 
 fn dummy_hash() -> &'static StoredPassword {
     static DUMMY: OnceLock<StoredPassword> = OnceLock::new();
-    DUMMY.get_or_init(|| StoredPassword::parse(&crate::auth::hash_password("not a password anyone has")))
+    DUMMY.get_or_init(|| {
+        StoredPassword::parse(&crate::auth::hash_password("not a password anyone has"))
+    })
 }
 
 /// `::ffff:a.b.c.d` is the IPv4 client `a.b.c.d` seen through a dual-stack socket.

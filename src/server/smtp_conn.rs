@@ -17,7 +17,6 @@ use crate::queue::QueueError;
 use crate::smtp::{Env, Envelope, Output, RcptDecision, Session, SessionParams, StoreError};
 use crate::store::DeliverError;
 
-
 struct ConnEnv<'a> {
     config: &'a Config,
     rights: ClientRights,
@@ -155,7 +154,9 @@ pub async fn run(
                         }
                         wbuf.extend_from_slice(&session.auth_result(result.ok));
                         if result.disconnect && !result.ok {
-                            wbuf.extend_from_slice(b"421 4.7.0 Too many failed logins, closing\r\n");
+                            wbuf.extend_from_slice(
+                                b"421 4.7.0 Too many failed logins, closing\r\n",
+                            );
                             let _ = conn.flush_out(&mut wbuf).await;
                             let _ = conn.shutdown().await;
                             return;

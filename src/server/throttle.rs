@@ -45,14 +45,23 @@ impl LoginThrottle {
             return false;
         }
         if self.failures.len() >= MAX_TRACKED {
-            self.failures.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+            self.failures
+                .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
             if self.failures.len() >= MAX_TRACKED {
-                if let Some(oldest) = self.failures.iter().min_by_key(|(_, f)| f.last).map(|(ip, _)| *ip) {
+                if let Some(oldest) = self
+                    .failures
+                    .iter()
+                    .min_by_key(|(_, f)| f.last)
+                    .map(|(ip, _)| *ip)
+                {
                     self.failures.remove(&oldest);
                 }
             }
         }
-        let entry = self.failures.entry(ip).or_insert(Failures { count: 0, last: now });
+        let entry = self.failures.entry(ip).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
         if now.duration_since(entry.last) >= FORGET_AFTER {
             entry.count = 0;
         }
@@ -74,8 +83,15 @@ mod tests {
         let now = Instant::now();
         assert!(!t.record(attacker, false, 3, now));
         assert!(!t.record(attacker, false, 3, now));
-        assert_eq!(t.delay(attacker, 3, now), Duration::ZERO, "no delay below the limit");
-        assert!(t.record(attacker, false, 3, now), "the third failure closes the session");
+        assert_eq!(
+            t.delay(attacker, 3, now),
+            Duration::ZERO,
+            "no delay below the limit"
+        );
+        assert!(
+            t.record(attacker, false, 3, now),
+            "the third failure closes the session"
+        );
         assert_eq!(t.delay(attacker, 3, now), Duration::from_secs(1));
         t.record(attacker, false, 3, now);
         assert_eq!(t.delay(attacker, 3, now), Duration::from_secs(2));
@@ -83,10 +99,18 @@ mod tests {
             t.record(attacker, false, 3, now);
         }
         assert_eq!(t.delay(attacker, 3, now), MAX_DELAY, "the delay is capped");
-        assert_eq!(t.delay(tracker, 3, now), Duration::ZERO, "another address is not slowed");
+        assert_eq!(
+            t.delay(tracker, 3, now),
+            Duration::ZERO,
+            "another address is not slowed"
+        );
         assert!(!t.record(tracker, true, 3, now));
         let later = now + FORGET_AFTER;
-        assert_eq!(t.delay(attacker, 3, later), Duration::ZERO, "forgotten after quiet minutes");
+        assert_eq!(
+            t.delay(attacker, 3, later),
+            Duration::ZERO,
+            "forgotten after quiet minutes"
+        );
     }
 
     #[test]
