@@ -14,5 +14,6 @@ pub mod pop3;
 pub mod queue;
 pub mod server;
 pub mod smtp;
+pub mod stats;
 pub mod store;
 pub mod tls;

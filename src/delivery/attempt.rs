@@ -36,8 +36,8 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The next-attempt time of a queue file, reading only its first few KB.
-pub fn peek_next_attempt(queue: &QueueStore, id: &str) -> Result<u64, QueueError> {
+/// The next-attempt and received times (epoch ms) of a queue file, reading only its first few KB.
+pub fn peek_times(queue: &QueueStore, id: &str) -> Result<(u64, u64), QueueError> {
     let path = queue.path_of(id);
     let io_err = |source| QueueError::Io {
         path: path.clone(),
@@ -49,9 +49,9 @@ pub fn peek_next_attempt(queue: &QueueStore, id: &str) -> Result<u64, QueueError
         .read_to_end(&mut head)
         .map_err(io_err)?;
     match crate::queue::parse(id, &head) {
-        Ok(msg) => Ok(msg.next_attempt_ms),
+        Ok(msg) => Ok((msg.next_attempt_ms, msg.received_ms)),
         // A header longer than what we read: read it all.
-        Err(_) => queue.load(id).map(|m| m.next_attempt_ms),
+        Err(_) => queue.load(id).map(|m| (m.next_attempt_ms, m.received_ms)),
     }
 }
 
@@ -108,6 +108,7 @@ pub async fn run(
                     });
                 }
                 RemoteOutcome::Deferred { reply } => {
+                    crate::stats::deferred(id, &r.address, &reply);
                     r.last_error = Some(reply);
                     deferred = true;
                 }
@@ -122,6 +123,7 @@ pub async fn run(
             .filter(|r| r.state == RecipientState::Pending)
         {
             let last = r.last_error.clone().unwrap_or_default();
+            crate::stats::bounced(id, &r.address, &format!("gave up: {last}"));
             r.state = RecipientState::Failed;
             r.last_error = Some(format!(
                 "gave up after {} attempts; last error: {last}",
@@ -223,6 +225,7 @@ fn deliver_local(
         }
         let routes = expand(config, &r.address);
         if routes.is_empty() {
+            crate::stats::bounced(&msg.id, &r.address, "550 5.1.1 no such user here");
             r.state = RecipientState::Failed;
             r.last_error = Some("550 5.1.1 no such user here".into());
             failed.push(FailedRecipient {
@@ -263,6 +266,9 @@ fn deliver_local(
             return;
         }
         tracing::info!(queue_id = %msg.id, to = %mailboxes.join(","), outcome = "delivered", "local delivery");
+        for m in &mailboxes {
+            crate::stats::delivered_locally(&msg.id, m);
+        }
     }
     for i in expanded {
         let r = &mut msg.recipients[i];

@@ -14,7 +14,7 @@
 //! (see `attempt`), writes the new state back, and tells the runner when to try again, if ever.
 //! A message is never in two attempts at once: it is out of the schedule while it is in flight.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -74,6 +74,8 @@ struct Runner {
     ctx: RunnerContext,
     schedule: Schedule,
     in_flight: HashSet<String>,
+    /// When each known message was received (epoch ms): queue depth and oldest age for metrics.
+    received: HashMap<String, u64>,
     /// Ids an attempt is working on that were asked to retry meanwhile: due again at once.
     retry_after_flight: HashSet<String>,
     remote: Arc<Remote>,
@@ -95,19 +97,22 @@ impl Runner {
             let now_ms = now_ms();
             fresh
                 .into_iter()
-                .filter_map(|id| match attempt::peek_next_attempt(&queue, &id) {
-                    Ok(next) => Some((id, next)),
+                .filter_map(|id| match attempt::peek_times(&queue, &id) {
+                    Ok(times) => Some((id, times)),
                     Err(e) => {
                         tracing::error!("queue file {id} cannot be read, left alone: {e}");
                         None
                     }
                 })
-                .map(|(id, next)| (id, due_instant(next, now_ms, Instant::now())))
+                .map(|(id, (next, received))| {
+                    (id, due_instant(next, now_ms, Instant::now()), received)
+                })
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
-        for (id, at) in found {
+        for (id, at, received) in found {
+            self.received.insert(id.clone(), received);
             self.schedule.insert(id, at);
         }
     }
@@ -135,6 +140,7 @@ pub async fn run(
         ctx,
         schedule: Schedule::new(),
         in_flight: HashSet::new(),
+        received: HashMap::new(),
         retry_after_flight: HashSet::new(),
         remote,
         concurrency,
@@ -201,6 +207,7 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(sleep_until.into()) => {}
             Some(id) = new_ids.recv() => {
+                runner.received.insert(id.clone(), now_ms());
                 runner.schedule.insert(id, Instant::now());
             }
             Some(done) = attempts.join_next(), if !attempts.is_empty() => {
@@ -208,7 +215,9 @@ pub async fn run(
                 runner.in_flight.remove(&id);
                 let again = runner.retry_after_flight.remove(&id);
                 match outcome {
-                    Outcome::Finished => {}
+                    Outcome::Finished => {
+                        runner.received.remove(&id);
+                    }
                     Outcome::RetryAt(next_ms) => {
                         let at = if again { Instant::now() } else { due_instant(next_ms, now_ms(), Instant::now()) };
                         runner.schedule.insert(id, at);
@@ -219,6 +228,9 @@ pub async fn run(
                 }
             }
             _ = retry_tick.tick() => {
+                let now = now_ms();
+                let oldest = runner.received.values().min().map(|r| now.saturating_sub(*r)).unwrap_or(0);
+                crate::stats::queue_state(runner.received.len(), oldest as f64 / 1000.0);
                 let stamp = lock::retry_dir_stamp(&runner.ctx.queue);
                 if stamp != last_retry_stamp {
                     last_retry_stamp = stamp;

@@ -187,15 +187,20 @@ pub async fn accept_loop(
                     Ok(c) => c,
                     Err(e) => {
                         tracing::info!(client = %ip, "{} TLS handshake failed: {e}", service.name());
+                        crate::stats::tls_handshake(false);
                         return;
                     }
                 };
+                crate::stats::tls_handshake(true);
             }
+            let protocol = if service.is_pop3() { "pop3" } else { "smtp" };
+            crate::stats::session_opened(protocol);
             if service.is_pop3() {
                 pop3_conn::run(conn, peer, shared, stop).await;
             } else {
                 smtp_conn::run(conn, peer, shared, stop, service).await;
             }
+            crate::stats::session_closed(protocol);
             drop(guard);
         });
     }

@@ -90,9 +90,11 @@ pub async fn run(
                             Ok(c) => c,
                             Err(e) => {
                                 tracing::info!(session = %session_id, client = %ip, "STLS handshake failed: {e}");
+                                crate::stats::tls_handshake(false);
                                 return;
                             }
                         };
+                        crate::stats::tls_handshake(true);
                         session.tls_started();
                     }
                     Output::OpenMailbox { user: name } => {

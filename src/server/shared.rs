@@ -146,6 +146,7 @@ impl Shared {
             .record(ip, ok, max_attempts, Instant::now());
         if !ok {
             tracing::warn!(client = %ip, user, "login failed");
+            crate::stats::auth_failure();
         }
         LoginResult { ok, disconnect }
     }

@@ -177,9 +177,11 @@ pub async fn run(
                             Ok(c) => c,
                             Err(e) => {
                                 tracing::info!(session = %session_id, client = %ip, "STARTTLS handshake failed: {e}");
+                                crate::stats::tls_handshake(false);
                                 return;
                             }
                         };
+                        crate::stats::tls_handshake(true);
                         session.tls_started();
                         acted = true;
                     }
@@ -293,6 +295,7 @@ async fn store(
         if let Some(id) = &queue_id {
             shared.runner.queued(id.clone());
         }
+        crate::stats::accepted();
         // A mailbox uid carries its size after a comma (`,S=`): the id shown is the part before.
         let id = queue_id
             .clone()
