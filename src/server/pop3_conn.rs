@@ -131,10 +131,11 @@ pub async fn run(
                         session.mailbox_opened(reply, &mut out);
                     }
                     Output::Retrieve { index, top: _ } => {
-                        let read = match mailbox.clone() {
-                            Some(m) => tokio::task::spawn_blocking(move || m.read(index))
-                                .await
-                                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))),
+                        // A message file is read whole and at once (it is in the page cache right
+                        // after delivery): blocking in place is cheaper than a hand-off to the
+                        // blocking pool for every RETR, and the runtime moves other sessions away.
+                        let read = match mailbox.as_ref() {
+                            Some(m) => tokio::task::block_in_place(|| m.read(index)),
                             None => Err(std::io::Error::other("no mailbox open")),
                         };
                         if let Err(e) = &read {
