@@ -298,26 +298,6 @@ impl QueueStore {
     /// Removes temporary files left by a crash during a write. Call at start-up only, before any
     /// enqueue, since a write in progress also has a temporary file. Returns how many were removed.
     pub fn remove_stale_temp_files(&self) -> io::Result<usize> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut n = 0;
-        for entry in entries {
-            let entry = entry?;
-            let is_temp = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|s| s.starts_with(crate::store::TEMP_PREFIX));
-            if is_temp && entry.file_type()?.is_file() {
-                remove_if_exists(&entry.path())?;
-                n += 1;
-            }
-        }
-        if n > 0 {
-            fsync_dir(&self.dir)?;
-        }
-        Ok(n)
+        crate::store::remove_stale_temps(&self.dir)
     }
 }

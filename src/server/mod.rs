@@ -29,6 +29,7 @@ pub use shared::{clear_text_allowed, normalize_ip, LoginResult, Shared};
 use crate::config::Config;
 use crate::delivery::runner::{self, RunnerContext};
 use crate::queue::QueueStore;
+use crate::store::MailStore;
 
 /// How long sessions get to finish after SIGTERM before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -140,6 +141,11 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in the queue"),
         Err(e) => tracing::warn!("cannot clean temporary files from the queue: {e}"),
+    }
+    match MailStore::new(config.users_dir()).remove_stale_temp_files() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in mailboxes"),
+        Err(e) => tracing::warn!("cannot clean temporary files from the mailboxes: {e}"),
     }
 
     let tls = crate::tls::load_or_create(&config).map_err(StartError::Tls)?;

@@ -91,6 +91,32 @@ pub(crate) fn create_temp(dir: &Path) -> io::Result<(PathBuf, File)> {
     }
 }
 
+/// Removes the temporary files a crash left in `dir` (not below it); a missing `dir` has none.
+/// Only safe while nothing writes there, i.e. at start-up: a write in progress has one too.
+pub(crate) fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry?;
+        let is_temp = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|s| s.starts_with(TEMP_PREFIX));
+        if is_temp && entry.file_type()?.is_file() {
+            remove_if_exists(&entry.path())?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        fsync_dir(dir)?;
+    }
+    Ok(n)
+}
+
 /// Removes a file, treating "already gone" as success.
 pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {

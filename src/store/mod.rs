@@ -16,7 +16,8 @@ mod tests;
 
 pub use fsutil::is_full;
 pub(crate) use fsutil::{
-    create_temp, ensure_dir, fsync_dir, now_ms, remove_if_exists, unique_stem, TEMP_PREFIX,
+    create_temp, ensure_dir, fsync_dir, now_ms, remove_if_exists, remove_stale_temps, unique_stem,
+    TEMP_PREFIX,
 };
 pub use size::{pop3_size, SizeCounter};
 
@@ -123,6 +124,24 @@ impl MailStore {
     /// The directory holding the mailboxes (`users/`).
     pub fn users_dir(&self) -> &Path {
         &self.users_dir
+    }
+
+    /// Removes the temporary files a crash left in any mailbox (they are never listed, but would
+    /// pile up). Call at start-up only, before any delivery. Returns how many were removed.
+    pub fn remove_stale_temp_files(&self) -> io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.users_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                n += remove_stale_temps(&entry.path())?;
+            }
+        }
+        Ok(n)
     }
 
     /// Delivers `message` (wire form: CRLF line ends, still dot-stuffed, no terminating dot) into

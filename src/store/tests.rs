@@ -300,3 +300,27 @@ fn store_is_send_and_sync() {
     check::<MailStore>();
     check::<Mailbox>();
 }
+
+#[test]
+fn start_up_removes_temporary_files_a_crash_left_and_keeps_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MailStore::new(dir.path().join("users"));
+    let uids = store
+        .deliver(
+            &["a@x".to_string()],
+            "s@y",
+            b"Subject: kept\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+    let mailbox = dir.path().join("users/a@x");
+    std::fs::write(mailbox.join(format!("{TEMP_PREFIX}999-1")), b"half a mess").unwrap();
+    std::fs::write(mailbox.join(".keep-me"), b"not ours").unwrap();
+    assert_eq!(store.remove_stale_temp_files().unwrap(), 1);
+    assert_eq!(
+        names_in(&mailbox),
+        vec![".keep-me".to_string(), format!("pop{}.jmsg", uids[0])]
+    );
+    assert_eq!(store.remove_stale_temp_files().unwrap(), 0);
+    let empty = MailStore::new(dir.path().join("nowhere"));
+    assert_eq!(empty.remove_stale_temp_files().unwrap(), 0);
+}
