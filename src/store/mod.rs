@@ -17,7 +17,6 @@ mod tests;
 pub use fsutil::is_full;
 pub(crate) use fsutil::{
     create_temp, ensure_dir, fsync_dir, now_ms, remove_if_exists, remove_stale_temps, unique_stem,
-    TEMP_PREFIX,
 };
 pub use size::{pop3_size, SizeCounter};
 

@@ -313,7 +313,11 @@ fn start_up_removes_temporary_files_a_crash_left_and_keeps_mail() {
         )
         .unwrap();
     let mailbox = dir.path().join("users/a@x");
-    std::fs::write(mailbox.join(format!("{TEMP_PREFIX}999-1")), b"half a mess").unwrap();
+    std::fs::write(
+        mailbox.join(format!("{}999-1", fsutil::TEMP_PREFIX)),
+        b"half a mess",
+    )
+    .unwrap();
     std::fs::write(mailbox.join(".keep-me"), b"not ours").unwrap();
     assert_eq!(store.remove_stale_temp_files().unwrap(), 1);
     assert_eq!(
