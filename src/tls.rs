@@ -119,8 +119,19 @@ fn create_self_signed(config: &Config, files: &TlsFiles) -> Result<(), String> {
             names.push(d.clone());
         }
     }
-    let made = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+    // The subject names the host (rcgen's default subject is a fixed placeholder), so that a
+    // client showing the certificate tells an administrator whose it is.
+    let made = (|| {
+        let mut params = rcgen::CertificateParams::new(names.clone())?;
+        let mut subject = rcgen::DistinguishedName::new();
+        subject.push(rcgen::DnType::CommonName, names[0].clone());
+        subject.push(rcgen::DnType::OrganizationName, "jes self-signed");
+        params.distinguished_name = subject;
+        let signing_key = rcgen::KeyPair::generate()?;
+        let cert = params.self_signed(&signing_key)?;
+        Ok::<_, rcgen::Error>(rcgen::CertifiedKey { cert, signing_key })
+    })()
+    .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
     if let Some(dir) = files.certificate.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
