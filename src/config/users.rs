@@ -276,30 +276,49 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Runs a read-modify-write of `user.conf` under an exclusive lock on its folder, so that the
+/// server upgrading plaintext passwords and `jes user ...` changing accounts at the same moment
+/// cannot overwrite each other's change (each rewrites the whole file). A hand edit is not
+/// covered: editors do not lock. The folder rather than a lock file, to leave nothing behind.
+fn with_lock<T>(path: &Path, change: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let folder = File::open(dir)?;
+    folder.lock()?;
+    let result = change();
+    // Closing the folder's descriptor releases the lock, also when `change` failed.
+    drop(folder);
+    result
+}
+
 /// Replaces every plaintext password by an argon2id hash, keeping everything else as it was.
 /// Returns how many were replaced (the file is not rewritten when none were). Empty passwords are
 /// left alone: they lock the account, and hashing them would open it with an empty password.
 pub fn upgrade_plaintext(path: &Path) -> io::Result<usize> {
-    let Some(mut doc) = Doc::read(path)? else {
-        return Ok(0);
-    };
-    let mut count = 0;
-    for i in 0..doc.blocks.len() {
-        let Some((key, value)) = doc.blocks[i].entry.clone() else {
-            continue;
+    with_lock(path, || {
+        let Some(mut doc) = Doc::read(path)? else {
+            return Ok(0);
         };
-        if matches!(classify(&key), UserKey::Account(_))
-            && !value.is_empty()
-            && StoredPassword::parse(&value).is_plain()
-        {
-            doc.set_line(i, &key, &hash_password(&value));
-            count += 1;
+        let mut count = 0;
+        for i in 0..doc.blocks.len() {
+            let Some((key, value)) = doc.blocks[i].entry.clone() else {
+                continue;
+            };
+            if matches!(classify(&key), UserKey::Account(_))
+                && !value.is_empty()
+                && StoredPassword::parse(&value).is_plain()
+            {
+                doc.set_line(i, &key, &hash_password(&value));
+                count += 1;
+            }
         }
-    }
-    if count > 0 {
-        write_atomically(path, doc.render().as_bytes())?;
-    }
-    Ok(count)
+        if count > 0 {
+            write_atomically(path, doc.render().as_bytes())?;
+        }
+        Ok(count)
+    })
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -316,67 +335,73 @@ fn check_new_password(password: &str) -> io::Result<()> {
 /// Adds an account with an argon2id hash of `password`. Fails with `AlreadyExists` if the address
 /// has an account, `InvalidInput` if it cannot be a mailbox; creates `user.conf` if missing.
 pub fn add_user(path: &Path, addr: &str, password: &str) -> io::Result<()> {
-    let addr = mailbox_dir_name(addr).map_err(|why| invalid(format!("{addr:?}: {why}")))?;
-    check_new_password(password)?;
-    let mut doc = Doc::read(path)?.unwrap_or_else(|| Doc::parse(""));
-    if !doc.account_blocks(&addr).is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{addr} already has an account in {}", path.display()),
-        ));
-    }
-    doc.push_line(&format!("user.{addr}"), &hash_password(password));
-    write_atomically(path, doc.render().as_bytes())
+    with_lock(path, || {
+        let addr = mailbox_dir_name(addr).map_err(|why| invalid(format!("{addr:?}: {why}")))?;
+        check_new_password(password)?;
+        let mut doc = Doc::read(path)?.unwrap_or_else(|| Doc::parse(""));
+        if !doc.account_blocks(&addr).is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{addr} already has an account in {}", path.display()),
+            ));
+        }
+        doc.push_line(&format!("user.{addr}"), &hash_password(password));
+        write_atomically(path, doc.render().as_bytes())
+    })
 }
 
 /// Sets a new password (argon2id) for an existing account; `NotFound` if there is none.
 pub fn set_password(path: &Path, addr: &str, password: &str) -> io::Result<()> {
-    check_new_password(password)?;
-    let addr = canonical(addr);
-    let not_found = || {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{addr} has no account in {}", path.display()),
-        )
-    };
-    let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
-    let blocks = doc.account_blocks(&addr);
-    if blocks.is_empty() {
-        return Err(not_found());
-    }
-    let hash = hash_password(password);
-    for i in blocks {
-        if let Some((key, _)) = doc.blocks[i].entry.clone() {
-            doc.set_line(i, &key, &hash);
+    with_lock(path, || {
+        check_new_password(password)?;
+        let addr = canonical(addr);
+        let not_found = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{addr} has no account in {}", path.display()),
+            )
+        };
+        let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
+        let blocks = doc.account_blocks(&addr);
+        if blocks.is_empty() {
+            return Err(not_found());
         }
-    }
-    write_atomically(path, doc.render().as_bytes())
+        let hash = hash_password(password);
+        for i in blocks {
+            if let Some((key, _)) = doc.blocks[i].entry.clone() {
+                doc.set_line(i, &key, &hash);
+            }
+        }
+        write_atomically(path, doc.render().as_bytes())
+    })
 }
 
 /// Removes an account and its `userprop.` lines; `NotFound` if there is no account. The mailbox
 /// folder is left for the caller to deal with.
 pub fn delete_user(path: &Path, addr: &str) -> io::Result<()> {
-    let addr = canonical(addr);
-    let not_found = || {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{addr} has no account in {}", path.display()),
-        )
-    };
-    let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
-    if doc.account_blocks(&addr).is_empty() {
-        return Err(not_found());
-    }
-    doc.blocks.retain(|b| match &b.entry {
-        Some((k, _)) => match classify(k) {
-            UserKey::Account(a) => canonical(a) != addr,
-            UserKey::Forwards(rest) => canonical(rest) != addr,
-            UserKey::OtherProp(rest) => !canonical(rest).starts_with(&format!("{addr}.")),
-            UserKey::Unknown => true,
-        },
-        None => true,
-    });
-    write_atomically(path, doc.render().as_bytes())
+    with_lock(path, || {
+        let addr = canonical(addr);
+        let not_found = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{addr} has no account in {}", path.display()),
+            )
+        };
+        let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
+        if doc.account_blocks(&addr).is_empty() {
+            return Err(not_found());
+        }
+        doc.blocks.retain(|b| match &b.entry {
+            Some((k, _)) => match classify(k) {
+                UserKey::Account(a) => canonical(a) != addr,
+                UserKey::Forwards(rest) => canonical(rest) != addr,
+                UserKey::OtherProp(rest) => !canonical(rest).starts_with(&format!("{addr}.")),
+                UserKey::Unknown => true,
+            },
+            None => true,
+        });
+        write_atomically(path, doc.render().as_bytes())
+    })
 }
 
 /// The accounts in file order (canonical, each once); a missing file has none.
@@ -402,6 +427,7 @@ pub fn list_users(path: &Path) -> io::Result<Vec<String>> {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+    use std::sync::Arc;
 
     const FIXTURE: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -417,6 +443,35 @@ mod tests {
         let path = dir.path().join("user.conf");
         fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn concurrent_changes_and_upgrades_lose_no_account() {
+        let (_dir, path) = temp_with("# accounts\nuser.plain@x=secret\n");
+        let path = Arc::new(path);
+        let workers: Vec<_> = (0..6)
+            .map(|n| {
+                let path = Arc::clone(&path);
+                std::thread::spawn(move || {
+                    if n % 2 == 0 {
+                        add_user(&path, &format!("u{n}@x"), "pw").unwrap();
+                    } else {
+                        upgrade_plaintext(&path).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let (users, _) = Users::load(&path).unwrap();
+        for n in [0, 2, 4] {
+            assert!(users.exists(&format!("u{n}@x")), "u{n}@x kept");
+        }
+        assert!(users.exists("plain@x"));
+        assert!(!users.password("plain@x").unwrap().is_plain(), "upgraded");
+        let text = fs::read_to_string(&*path).unwrap();
+        assert!(text.starts_with("# accounts\n"), "comment kept: {text}");
     }
 
     #[test]
