@@ -326,3 +326,79 @@ fn local_recipients_and_forwards_from_the_queue() {
         server.queue_files().is_empty()
     });
 }
+
+#[test]
+fn a_message_stuck_for_hours_warns_its_sender_once() {
+    let up = Upstream::start(&[]);
+    up.set_mode("defer");
+    let mut server = Server::prepare(
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1\nsmtpdelivery.delaywarning=4",
+            up.port
+        ),
+        DEFAULT_USERS,
+    );
+    // Queued five hours ago by a local user, two attempts behind it, due now.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let received = now_ms - 5 * 3600 * 1000;
+    let smtp = server.etc.join("smtp");
+    std::fs::create_dir_all(&smtp).unwrap();
+    let file = smtp.join("smtp1795000000000000001.ser");
+    std::fs::write(
+        &file,
+        format!(
+            "jes-queue 1\r\nFrom: <analyst@localhost>\r\nReceived: {received}\r\nAttempts: 2\r\n\
+             Next-Attempt: {received}\r\nTo: <boss@remote.test> pending 421 4.4.2 timeout\r\n\r\n{BODY}"
+        ),
+    )
+    .unwrap();
+    server.spawn();
+    let warnings = |server: &Server| -> Vec<String> {
+        server
+            .mailbox_files("analyst@localhost")
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect()
+    };
+    server.wait_until("the delay warning", Duration::from_secs(20), || {
+        !warnings(&server).is_empty()
+    });
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("Delay-Warned: yes"), "flag saved: {text}");
+    assert!(text.contains("Attempts: 3"), "{text}");
+    let warning = &warnings(&server)[0];
+    assert!(warning.contains("Return-Path: <>"), "{warning}");
+    assert!(
+        warning.contains("Subject: Delayed Mail (still being retried)"),
+        "{warning}"
+    );
+    assert!(warning.contains("Action: delayed"), "{warning}");
+    assert!(
+        warning.contains("Status: 4.3.0"),
+        "the upstream's code: {warning}"
+    );
+    assert!(
+        warning.contains("Final-Recipient: rfc822; boss@remote.test"),
+        "{warning}"
+    );
+
+    // Another failed attempt, and a restart: still one warning.
+    let (ok, out) = server.jes(&["queue", "retry", "--all"]);
+    assert!(ok, "{out}");
+    server.wait_until("a fourth attempt", Duration::from_secs(15), || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("Attempts: 4"))
+    });
+    server.kill9();
+    let (ok, out) = server.jes(&["queue", "retry", "--all"]);
+    assert!(ok, "{out}");
+    up.set_mode("");
+    server.spawn();
+    up.wait_for(1, Duration::from_secs(15));
+    server.wait_until("queue empty", Duration::from_secs(10), || {
+        server.queue_files().is_empty()
+    });
+    assert_eq!(warnings(&server).len(), 1, "warned once");
+}

@@ -190,6 +190,7 @@ fn finish(
         .iter()
         .any(|r| r.state == RecipientState::Pending);
     if pending {
+        warn_of_delay(config, queue, msg);
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
         if let Err(e) = guard.save(queue, msg) {
             tracing::error!(queue_id = %msg.id, "cannot save the queue file's new state: {e}");
@@ -302,6 +303,73 @@ fn send_bounce(
     msg: &QueuedMessage,
     failed: &[FailedRecipient],
 ) -> bool {
+    send_notice(config, queue, msg, failed, Notice::Failure)
+}
+
+/// Tells the sender, once per message, that it is still not delivered after
+/// `smtpdelivery.delaywarning` (RFC 3464 `Action: delayed`), as Postfix's `delay_warning_time`
+/// does: a notification that sits for hours behind a dead smart host should not go unnoticed.
+/// The flag is saved with the queue file, so a restart does not warn again.
+fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) {
+    let Some(after) = config.mail.delay_warning else {
+        return;
+    };
+    let waited = now_ms().saturating_sub(msg.received_ms);
+    if msg.delay_warned || waited < after.as_millis() as u64 {
+        return;
+    }
+    let delayed: Vec<FailedRecipient> = msg
+        .recipients
+        .iter()
+        .filter(|r| r.state == RecipientState::Pending)
+        .map(|r| {
+            let diagnostic = r
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not delivered yet".into());
+            FailedRecipient {
+                address: r.address.clone(),
+                status: transient_status(&diagnostic),
+                diagnostic,
+                remote_host: None,
+            }
+        })
+        .collect();
+    if delayed.is_empty() {
+        return;
+    }
+    // A null sender cannot be told; mark it anyway so the check is not repeated every attempt.
+    if !bounce::is_null_sender(&msg.sender) {
+        send_notice(config, queue, msg, &delayed, Notice::Delay);
+    }
+    msg.delay_warned = true;
+}
+
+/// The enhanced status code of a temporary reply such as `451 4.3.0 try later`, or `4.0.0`.
+fn transient_status(reply: &str) -> String {
+    reply
+        .split_whitespace()
+        .nth(1)
+        .filter(|code| {
+            let parts: Vec<&str> = code.split('.').collect();
+            parts.len() == 3
+                && parts[0] == "4"
+                && parts[1..]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .unwrap_or("4.0.0")
+        .to_string()
+}
+
+/// Queues a DSN of kind `notice` to the sender about `failed`; false when none was queued.
+fn send_notice(
+    config: &Config,
+    queue: &QueueStore,
+    msg: &QueuedMessage,
+    failed: &[FailedRecipient],
+    notice: Notice,
+) -> bool {
     if failed.is_empty() || bounce::is_null_sender(&msg.sender) {
         return false;
     }
@@ -318,14 +386,18 @@ fn send_bounce(
         &msg.message,
         msg.received_ms,
         failed,
-        Notice::Failure,
+        notice,
         now,
         &message_id,
     );
+    let what = match notice {
+        Notice::Failure => "bounce queued",
+        Notice::Delay => "delay warning queued",
+    };
     match queue.enqueue("", std::slice::from_ref(&msg.sender), &dsn) {
         Ok(dsn_id) => {
             let to: Vec<&str> = failed.iter().map(|f| f.address.as_str()).collect();
-            tracing::info!(queue_id = %msg.id, bounce_id = %dsn_id, sender = %msg.sender, failed = %to.join(","), "bounce queued");
+            tracing::info!(queue_id = %msg.id, bounce_id = %dsn_id, sender = %msg.sender, recipients = %to.join(","), "{what}");
             true
         }
         Err(e) => {
@@ -348,5 +420,21 @@ fn keep_in_failed(config: &Config, msg: &QueuedMessage) {
         Err(e) => {
             tracing::error!(queue_id = %msg.id, "cannot keep the undeliverable message in {}: {e}", dir.display())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_status;
+
+    #[test]
+    fn delay_status_comes_from_the_last_temporary_reply() {
+        assert_eq!(transient_status("451 4.3.0 try later"), "4.3.0");
+        assert_eq!(transient_status("421 4.4.2 timeout"), "4.4.2");
+        // Not a temporary enhanced code: the generic one.
+        assert_eq!(transient_status("550 5.1.1 no"), "4.0.0");
+        assert_eq!(transient_status("connection refused"), "4.0.0");
+        assert_eq!(transient_status("451 4.x.0 odd"), "4.0.0");
+        assert_eq!(transient_status(""), "4.0.0");
     }
 }

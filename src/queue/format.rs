@@ -93,6 +93,9 @@ pub fn format(msg: &QueuedMessage) -> Vec<u8> {
         "Next-Attempt: {}\r\n",
         time_field(msg.next_attempt_ms)
     ));
+    if msg.delay_warned {
+        head.push_str("Delay-Warned: yes\r\n");
+    }
     for r in &msg.recipients {
         head.push_str(&format!("To: <{}> {}", r.address, r.state.as_str()));
         if let Some(e) = r.last_error.as_deref().map(one_line) {
@@ -195,6 +198,7 @@ fn parse_jes_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, ParseEr
         received_ms,
         next_attempt_ms,
         attempts,
+        delay_warned: false,
         message: lines.rest(),
     })
 }
@@ -234,6 +238,7 @@ fn parse_jes_queue_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, P
     let mut received = None;
     let mut attempts = None;
     let mut next_attempt = None;
+    let mut delay_warned = None;
     let mut recipients = Vec::new();
     loop {
         let text = lines.next("header or empty")?;
@@ -273,6 +278,14 @@ fn parse_jes_queue_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, P
                 dup(next_attempt.is_some())?;
                 next_attempt = Some(number(value, n, "Next-Attempt")?);
             }
+            "delay-warned" => {
+                dup(delay_warned.is_some())?;
+                delay_warned = Some(match value.to_ascii_lowercase().as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(err(n, format!("Delay-Warned must be yes or no: {value:?}"))),
+                });
+            }
             "to" => recipients.push(parse_recipient(value, n)?),
             _ => return Err(err(n, format!("unknown field {key:?}"))),
         }
@@ -289,6 +302,7 @@ fn parse_jes_queue_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, P
         received_ms: received.ok_or_else(|| missing("Received"))?,
         next_attempt_ms: next_attempt.ok_or_else(|| missing("Next-Attempt"))?,
         attempts: attempts.ok_or_else(|| missing("Attempts"))?,
+        delay_warned: delay_warned.unwrap_or(false),
         message: lines.rest(),
     })
 }

@@ -50,6 +50,9 @@ pub struct QueuedMessage {
     pub received_ms: u64,
     pub next_attempt_ms: u64,
     pub attempts: u32,
+    /// Whether the sender was already told the message is delayed (`smtpdelivery.delaywarning`),
+    /// so that a restart does not tell them again.
+    pub delay_warned: bool,
     /// Wire form: CRLF, dot-stuffed, no terminating dot.
     pub message: Vec<u8>,
 }
@@ -166,6 +169,7 @@ impl QueueStore {
             received_ms: now,
             next_attempt_ms: now,
             attempts: 0,
+            delay_warned: false,
             message: message.to_vec(),
         };
         self.check(&msg, &self.dir)?;

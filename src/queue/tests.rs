@@ -47,6 +47,7 @@ fn sample() -> QueuedMessage {
         received_ms: 1795605697556,
         next_attempt_ms: 1795605758567,
         attempts: 3,
+        delay_warned: false,
         message: b"Subject: x\r\n\r\n..dot\r\nlast\r\n".to_vec(),
     }
 }
@@ -108,6 +109,12 @@ fn format_is_readable_and_round_trips() {
     let text = format(&null);
     assert!(String::from_utf8_lossy(&text).contains("From: <>\r\n"));
     assert_eq!(parse(&null.id, &text).unwrap(), null);
+
+    let mut warned = sample();
+    warned.delay_warned = true;
+    let text = format(&warned);
+    assert!(String::from_utf8_lossy(&text).contains("\r\nDelay-Warned: yes\r\nTo: "));
+    assert_eq!(parse(&warned.id, &text).unwrap(), warned);
 }
 
 #[test]
@@ -124,7 +131,8 @@ fn multi_line_errors_stay_on_one_line() {
 
 #[test]
 fn bad_files_name_the_line() {
-    let cases: [(&[u8], usize); 8] = [
+    let cases: [(&[u8], usize); 9] = [
+        (b"jes-queue 1\r\nFrom: <a@b>\r\nDelay-Warned: maybe\r\n\r\n", 3),
         (b"2.0\r\n", 1),
         (b"1.0\r\ns@x\r\n", 3),
         (b"1.0\r\ns@x\r\nr@y\r\nsoon\r\n1\r\n0\r\n", 4),

@@ -28,6 +28,7 @@ fn msg(id: &str, sender: &str) -> QueuedMessage {
         received_ms: 1_000_000,
         next_attempt_ms: 1_000_000 + 3_600_000,
         attempts: 2,
+        delay_warned: false,
         message: b"Subject: hi\x1b[2J\r\n\r\nbody\r\n".to_vec(),
     }
 }
