@@ -247,7 +247,9 @@ pub struct MailConf {
     pub smtp_port: u16,
     /// `pop3port` (110).
     pub pop3_port: u16,
-    /// `threads` (5): a concurrency hint (outbound delivery concurrency), not a connection limit.
+    /// `threads` (5): JES's fixed worker pool. Read and validated so JES files stay valid, but
+    /// unused: sessions are tasks bounded by the connection limits, and outbound concurrency has
+    /// its own key (`smtpdelivery.concurrency`).
     pub threads: usize,
     /// `smtp.messagesize` (5, in MB; 0 means no limit) as bytes.
     pub max_message_size: u64,
