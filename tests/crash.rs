@@ -319,6 +319,12 @@ fn kill9_under_load_loses_nothing_acknowledged() {
         deleted_uids.insert(uid.clone());
         deleted_tokens.insert(tokens[&n].clone());
     }
+    // QUIT unlinks some 10,000 files and fsyncs the folder: on a busy shared disk that can take
+    // longer than the harness's usual 10 s read timeout, and slowness is not what this checks.
+    pop.raw
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("set timeout");
     pop.ok("QUIT");
     server.kill9();
     server.spawn();
