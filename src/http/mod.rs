@@ -16,6 +16,7 @@
 mod api_mail;
 mod api_queue;
 mod api_stats;
+mod limits;
 mod message;
 mod metrics;
 mod session;
@@ -29,6 +30,7 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::sync::watch;
 
@@ -242,6 +244,11 @@ pub async fn run(
             }
         }
     };
+    // Tapping the stream does nothing; it only lets axum hand the peer address to handlers
+    // (`ConnectInfo<SocketAddr>`) for a listener type of ours.
+    let listener =
+        limits::LimitedListener::new(listener, limits::MAX_CONNECTIONS, limits::IDLE_TIMEOUT)
+            .tap_io(|_| {});
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
