@@ -287,13 +287,20 @@ function confirmDialog({ title, body, ok, choices }) {
   bodyEl.replaceChildren(...parts);
   $('#confirm-ok').textContent = ok;
   const opener = document.activeElement;
+  const openerKey = opener && opener.dataset ? opener.dataset.key : null;
+  // Back to the button that opened the dialog, or to its fresh copy when a refresh replaced it.
+  const refocus = () => {
+    const again = document.contains(opener) ? opener
+      : openerKey && document.querySelector(`[data-key="${CSS.escape(openerKey)}"]`);
+    if (again) again.focus();
+  };
   return new Promise((resolve) => {
     const done = () => {
       dialog.removeEventListener('close', done);
+      refocus();
       if (dialog.returnValue !== 'ok') return resolve(null);
       const picked = choices ? $('input[name="confirm-choice"]:checked', dialog) : null;
-      resolve(picked ? picked.value : 'ok');
-      if (opener && document.contains(opener)) opener.focus();
+      return resolve(picked ? picked.value : 'ok');
     };
     dialog.returnValue = '';
     dialog.addEventListener('close', done);
