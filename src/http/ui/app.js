@@ -906,7 +906,7 @@ async function showQueued(view, id) {
 
 function showMailboxes(view) {
   setActiveNav('mailboxes');
-  const box = h('div', { id: 'mailbox-list' }, loadingBlock('mailboxes'));
+  const box = h('div', { id: 'mailbox-list', class: 'card table-card' }, loadingBlock('mailboxes'));
   const count = h('span');
   render(main(), pageHeader('Mailboxes', { sub: count }), box);
   const load = async () => {
@@ -940,7 +940,7 @@ function showMailboxes(view) {
 
 function showMailbox(view, addr) {
   setActiveNav('mailboxes');
-  const box = h('div', { id: 'message-list' }, loadingBlock('messages'));
+  const box = h('div', { id: 'message-list', class: 'card table-card' }, loadingBlock('messages'));
   const count = h('span');
   render(main(), pageHeader(addr, {
     crumbs: [{ label: 'Mailboxes', href: '#/mailboxes' }, { label: addr }],
