@@ -3,12 +3,14 @@
 //! Data flows one way: `server` (listeners, tokio) drives the sans-IO protocol sessions in `smtp` and
 //! `pop3`; accepted mail goes to `store` (local mailboxes) and `queue` (the spool for remote
 //! recipients); `delivery` decides where a recipient's mail goes. `config` turns the JES files into
-//! typed settings and is the only module that reads configuration files. See ARCHITECTURE.md.
+//! typed settings and is the only module that reads configuration files. `http` is the optional
+//! web console, JSON API and /metrics, on the same runtime. See ARCHITECTURE.md.
 
 pub mod address;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod http;
 pub mod logging;
 pub mod pop3;
 pub mod queue;

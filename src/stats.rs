@@ -4,8 +4,11 @@
 //! starts the series afresh (the queue and mailboxes on disk are the lasting record).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Minutes kept in the per-minute series.
 pub const MINUTES: usize = 60;
@@ -137,12 +140,29 @@ pub fn deferred(queue_id: &str, recipient: &str, reason: &str) {
     event(EventKind::Deferred, queue_id, recipient, reason);
 }
 
+/// Sessions open now, by protocol, and the queue as the runner last saw it: kept here as well as
+/// in the gauges because the `metrics` facade cannot be read back, and the console wants them.
+static SMTP_OPEN: AtomicI64 = AtomicI64::new(0);
+static POP3_OPEN: AtomicI64 = AtomicI64::new(0);
+static QUEUE_DEPTH: AtomicU64 = AtomicU64::new(0);
+static QUEUE_OLDEST_SECS: AtomicU64 = AtomicU64::new(0);
+
+fn open_counter(protocol: &str) -> &'static AtomicI64 {
+    if protocol == "pop3" {
+        &POP3_OPEN
+    } else {
+        &SMTP_OPEN
+    }
+}
+
 /// A session opened or closed (`protocol`: "smtp" or "pop3").
 pub fn session_opened(protocol: &'static str) {
+    open_counter(protocol).fetch_add(1, Ordering::Relaxed);
     metrics::gauge!("jes_sessions_open", "protocol" => protocol).increment(1.0);
 }
 
 pub fn session_closed(protocol: &'static str) {
+    open_counter(protocol).fetch_sub(1, Ordering::Relaxed);
     metrics::gauge!("jes_sessions_open", "protocol" => protocol).decrement(1.0);
 }
 
@@ -159,6 +179,8 @@ pub fn auth_failure() {
 
 /// Queue depth and the age of the oldest message, set by the queue runner.
 pub fn queue_state(depth: usize, oldest_age_secs: f64) {
+    QUEUE_DEPTH.store(depth as u64, Ordering::Relaxed);
+    QUEUE_OLDEST_SECS.store(oldest_age_secs as u64, Ordering::Relaxed);
     metrics::gauge!("jes_queue_depth").set(depth as f64);
     metrics::gauge!("jes_queue_oldest_age_seconds").set(oldest_age_secs);
 }
@@ -172,6 +194,86 @@ pub fn snapshot() -> (Vec<Minute>, Vec<Event>, Minute) {
         r.events.iter().rev().cloned().collect(),
         r.totals,
     )
+}
+
+/// Gauges the console shows beside the series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub smtp_sessions: u64,
+    pub pop3_sessions: u64,
+    pub queue_depth: u64,
+    pub queue_oldest_age_secs: u64,
+    /// Seconds since `install_recorder` (server start).
+    pub uptime_secs: u64,
+}
+
+static STARTED: OnceLock<u64> = OnceLock::new();
+
+pub fn gauges() -> Gauges {
+    let open = |a: &AtomicI64| u64::try_from(a.load(Ordering::Relaxed)).unwrap_or(0);
+    let started = STARTED.get().copied().unwrap_or_else(now_secs);
+    Gauges {
+        smtp_sessions: open(&SMTP_OPEN),
+        pop3_sessions: open(&POP3_OPEN),
+        queue_depth: QUEUE_DEPTH.load(Ordering::Relaxed),
+        queue_oldest_age_secs: QUEUE_OLDEST_SECS.load(Ordering::Relaxed),
+        uptime_secs: now_secs().saturating_sub(started),
+    }
+}
+
+/// Latency buckets (seconds): a local relay takes milliseconds, a deferred message hours.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+];
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process; later calls do nothing) and registers every
+/// series at zero, so that a scrape right after start already shows each name: dashboards and
+/// alerts should not have to tell "no such metric" from "nothing happened yet".
+pub fn install_recorder() {
+    let _ = STARTED.set(now_secs());
+    if PROMETHEUS.get().is_some() {
+        return;
+    }
+    let builder = PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Full("jes_delivery_latency_seconds".into()),
+        LATENCY_BUCKETS,
+    );
+    let handle = match builder.and_then(|b| b.install_recorder()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!("metrics are off: cannot install the Prometheus recorder: {e}");
+            return;
+        }
+    };
+    let _ = PROMETHEUS.set(handle);
+    for name in [
+        "jes_messages_accepted_total",
+        "jes_recipients_delivered_total",
+        "jes_recipients_bounced_total",
+        "jes_recipients_deferred_total",
+        "jes_auth_failures_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for outcome in ["ok", "failed"] {
+        metrics::counter!("jes_tls_handshakes_total", "outcome" => outcome).increment(0);
+    }
+    for protocol in ["smtp", "pop3"] {
+        metrics::gauge!("jes_sessions_open", "protocol" => protocol).increment(0.0);
+    }
+    metrics::gauge!("jes_queue_depth").set(0.0);
+    metrics::gauge!("jes_queue_oldest_age_seconds").set(0.0);
+    let _ = metrics::histogram!("jes_delivery_latency_seconds");
+}
+
+/// The Prometheus text exposition of every metric, `None` when no recorder is installed.
+pub fn render_prometheus() -> Option<String> {
+    let handle = PROMETHEUS.get()?;
+    // Histograms are drained into their buckets on upkeep; a scrape is a fine time for it.
+    handle.run_upkeep();
+    Some(handle.render())
 }
 
 #[cfg(test)]

@@ -325,6 +325,8 @@ pub struct MailConf {
     /// `smtpdelivery.mxport` (new; 25): the port connected to on MX and A targets. Only tests
     /// change it, so that a fake remote server can listen on an unprivileged port.
     pub mx_port: u16,
+    /// `http.*`: the web console and metrics listener (see `super::http`).
+    pub http: super::http::HttpConf,
 }
 
 const MB: u64 = 1024 * 1024;
@@ -698,6 +700,7 @@ impl MailConf {
             delivery_ca_file: r.path("smtpdelivery.cafile"),
             dns_servers,
             mx_port: r.port("smtpdelivery.mxport", 25)?,
+            http: super::http::HttpConf::parse(path, &props)?,
         };
 
         // Ports that must not collide, and TLS settings that need each other.
@@ -707,6 +710,7 @@ impl MailConf {
             ("submissionport", conf.submission_port),
             ("securesmtpport", conf.secure_smtp_port),
             ("securepop3port", conf.secure_pop3_port),
+            ("http.port", conf.http.port),
         ] {
             if let Some(p) = p {
                 ports.push((k, p));
@@ -847,6 +851,7 @@ impl MailConf {
             self.delivery_interval.as_secs(),
             self.delivery_tls
         );
+        let _ = writeln!(s, "{}", self.http.summary());
         s
     }
 }

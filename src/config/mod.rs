@@ -7,8 +7,9 @@
 //!
 //! Sub-modules: `properties` (Java .properties syntax with line numbers), `mail` (mail.conf),
 //! `users` (user.conf: accounts, forwards, in-place rewriting that keeps comments and order),
-//! `log` (log.conf: level, file, rotation), `sample` (what `jes init` writes).
+//! `log` (log.conf: level, file, rotation), `http` (the `http.*` keys of mail.conf), `sample` (what `jes init` writes).
 
+pub mod http;
 pub mod log;
 pub mod mail;
 pub mod properties;
@@ -17,6 +18,7 @@ pub mod users;
 
 use std::path::{Path, PathBuf};
 
+pub use http::HttpConf;
 pub use log::{Level, LogConf};
 pub use mail::{ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
 pub use users::Users;
@@ -91,6 +93,10 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("relay.emailaddresses", "", "Comma list of sender addresses (or @domain) that may relay.", true),
     key("relay.popbeforesmtp", "false", "Let a client relay for a while after a POP3 login from its address.", true),
     key("relay.popbeforesmtp.timeout", "10", "Minutes a POP3 login allows relaying.", true),
+    key("http.port", "0", "Port of the web console, JSON API, /metrics and /healthz; 0 = off.", false),
+    key("http.address", "127.0.0.1", "IP address the web console listens on (plain HTTP: keep it on loopback or behind a TLS proxy).", false),
+    key("http.admins", "", "Comma list of accounts from user.conf that may log in to the web console.", false),
+    key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
 ];
 
 /// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).

@@ -100,7 +100,7 @@ fn id_of(name: &str) -> Option<&str> {
 }
 
 /// Ids are digits only, so an id can never name a file outside the queue.
-fn valid_id(id: &str) -> bool {
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
 }
 

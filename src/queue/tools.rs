@@ -7,6 +7,9 @@
 //! (`lock`), and wake a running server through a retry request rather than a signal. Everything
 //! shown comes from files a stranger may have written (a sender's headers), so control characters
 //! are escaped before they reach the terminal.
+//!
+//! Each command is split in two: a function that does the work and returns data (`load_all`,
+//! `retry_entry`, `delete_entry`), which the HTTP API calls too, and the text the CLI prints.
 
 use std::io::Write;
 use std::path::Path;
@@ -88,7 +91,7 @@ fn sender_text(sender: &str) -> String {
 }
 
 /// The error to show for a message: the first pending recipient's, else any recipient's.
-fn last_error(m: &QueuedMessage) -> &str {
+pub fn last_error(m: &QueuedMessage) -> &str {
     let pending = m
         .recipients
         .iter()
@@ -169,20 +172,7 @@ pub fn render_list(msgs: &[QueuedMessage], now: u64) -> String {
 /// (and make the command fail) without hiding the others.
 pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
     let store = store_of(dir);
-    let ids = store
-        .list_ids()
-        .map_err(|e| format!("cannot read {}: {e}", store.dir().display()))?;
-    let mut msgs = Vec::new();
-    let mut errors = Vec::new();
-    for id in ids {
-        match store.load(&id) {
-            Ok(m) => msgs.push(m),
-            // Delivered and removed since the directory was read.
-            Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
+    let (msgs, errors) = load_all(&store)?;
     if msgs.is_empty() && errors.is_empty() {
         writeln!(out, "queue is empty ({})", store.dir().display()).map_err(out_err)?;
         return Ok(());
@@ -200,8 +190,26 @@ pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
     Err(format!("{} queue file(s) could not be read", errors.len()))
 }
 
-/// The message's header section, un-stuffed, as text lines.
-fn header_lines(wire: &[u8]) -> Vec<String> {
+/// Every readable queue entry, by id, and the errors of the unreadable ones (an entry delivered
+/// and removed since the directory was read is neither).
+pub fn load_all(store: &QueueStore) -> Result<(Vec<QueuedMessage>, Vec<String>), String> {
+    let ids = store
+        .list_ids()
+        .map_err(|e| format!("cannot read {}: {e}", store.dir().display()))?;
+    let mut msgs = Vec::new();
+    let mut errors = Vec::new();
+    for id in ids {
+        match store.load(&id) {
+            Ok(m) => msgs.push(m),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Ok((msgs, errors))
+}
+
+/// The message's header section, un-stuffed, as text lines (not escaped).
+pub fn header_lines_raw(wire: &[u8]) -> Vec<String> {
     let mut lines = Vec::new();
     for line in wire.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -209,9 +217,17 @@ fn header_lines(wire: &[u8]) -> Vec<String> {
         if line.is_empty() {
             break;
         }
-        lines.push(printable(&String::from_utf8_lossy(line)));
+        lines.push(String::from_utf8_lossy(line).into_owned());
     }
     lines
+}
+
+/// `header_lines_raw` made safe for a terminal.
+fn header_lines(wire: &[u8]) -> Vec<String> {
+    header_lines_raw(wire)
+        .iter()
+        .map(|l| printable(l))
+        .collect()
 }
 
 /// `jes queue show ID`: the queue file's fields, each recipient, then the message's headers.
@@ -289,7 +305,8 @@ fn not_in_queue(path: &Path) -> String {
     )
 }
 
-fn is_not_found(e: &QueueError) -> bool {
+/// Whether `e` means the entry does not exist (never did, or delivered or deleted meanwhile).
+pub fn is_not_found(e: &QueueError) -> bool {
     matches!(e, QueueError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
@@ -300,18 +317,9 @@ pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), Str
     let mut done = 0;
     let mut errors = Vec::new();
     for id in ids_of(&store, target)? {
-        let result = (|| {
-            let mut l = lock(&store, &id)?;
-            let mut m = l.load(&store)?;
-            m.next_attempt_ms = now_ms();
-            l.save(&store, &m)
-        })();
-        match result {
+        match retry_entry(&store, &id, *target != Target::All) {
             Ok(()) => {
                 done += 1;
-                if *target != Target::All {
-                    request_retry(&store, Some(&id)).map_err(|e| e.to_string())?;
-                }
                 writeln!(out, "{}: due now", store.path_of(&id).display()).map_err(out_err)?;
             }
             Err(e) if is_not_found(&e) && *target == Target::All => {}
@@ -334,6 +342,23 @@ pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), Str
         .map_err(out_err)?;
     }
     finish(errors)
+}
+
+/// Makes entry `id` due now, under its lock; with `wake`, also asks a running server to look at
+/// it at once (for many entries, make one `request_retry(store, None)` afterwards instead).
+pub fn retry_entry(store: &QueueStore, id: &str, wake: bool) -> Result<(), QueueError> {
+    let mut l = lock(store, id)?;
+    let mut m = l.load(store)?;
+    m.next_attempt_ms = now_ms();
+    l.save(store, &m)?;
+    drop(l);
+    if wake {
+        request_retry(store, Some(id)).map_err(|source| QueueError::Io {
+            path: store.path_of(id),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn finish(errors: Vec<String>) -> Result<(), String> {
@@ -390,6 +415,47 @@ pub fn deletion_bounce(
     ))
 }
 
+/// What `delete_entry` did besides removing the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// No bounce was asked for.
+    Silently,
+    /// A DSN to `sender` was queued as `bounce_id`.
+    Bounced { sender: String, bounce_id: String },
+    /// A bounce was asked for, but the sender is the null sender (given as stored).
+    NullSender(String),
+    /// A bounce was asked for, but every recipient was already delivered or failed.
+    NonePending,
+}
+
+/// Removes entry `id` under its lock; with `bounce_hostname`, first queues a DSN (signed with that
+/// name, from the null sender) to the sender for the recipients not yet delivered.
+pub fn delete_entry(
+    store: &QueueStore,
+    id: &str,
+    bounce_hostname: Option<&str>,
+) -> Result<Deleted, QueueError> {
+    let l = lock(store, id)?;
+    let m = l.load(store)?;
+    let mut outcome = Deleted::Silently;
+    if let Some(hostname) = bounce_hostname {
+        outcome = match deletion_bounce(&m, hostname, chrono::Utc::now()) {
+            Some(dsn) => {
+                let bounce_id = store.enqueue("", std::slice::from_ref(&m.sender), &dsn)?;
+                Deleted::Bounced {
+                    sender: m.sender.clone(),
+                    bounce_id,
+                }
+            }
+            None if is_null_sender(&m.sender) => Deleted::NullSender(m.sender.clone()),
+            None => Deleted::NonePending,
+        };
+    }
+    // The bounce is on disk before the original goes: a crash between leaves both.
+    l.remove(store)?;
+    Ok(outcome)
+}
+
 /// `jes queue delete ID|--all [--bounce]`: removes entries under their lock; with `bounce`, first
 /// queues a DSN to the sender for the recipients not yet delivered (from the null sender).
 pub fn delete(
@@ -408,30 +474,19 @@ pub fn delete(
     let mut errors = Vec::new();
     for id in ids_of(&store, target)? {
         let path = store.path_of(&id);
-        let result = (|| -> Result<String, QueueError> {
-            let l = lock(&store, &id)?;
-            let m = l.load(&store)?;
-            let mut note = String::new();
-            if bounce {
-                match deletion_bounce(&m, &hostname, chrono::Utc::now()) {
-                    Some(dsn) => {
-                        let new = store.enqueue("", std::slice::from_ref(&m.sender), &dsn)?;
-                        note = format!(
-                            " (bounce to <{}> queued as {})",
-                            printable(&m.sender),
-                            store.path_of(&new).display()
-                        );
-                    }
-                    None if is_null_sender(&m.sender) => {
-                        note = format!(" (no bounce: null sender {})", sender_text(&m.sender));
-                    }
-                    None => note = " (no bounce: no recipient pending)".into(),
+        let result =
+            delete_entry(&store, &id, bounce.then_some(hostname.as_str())).map(|d| match d {
+                Deleted::Silently => String::new(),
+                Deleted::Bounced { sender, bounce_id } => format!(
+                    " (bounce to <{}> queued as {})",
+                    printable(&sender),
+                    store.path_of(&bounce_id).display()
+                ),
+                Deleted::NullSender(sender) => {
+                    format!(" (no bounce: null sender {})", sender_text(&sender))
                 }
-            }
-            // The bounce is on disk before the original goes: a crash between leaves both.
-            l.remove(&store)?;
-            Ok(note)
-        })();
+                Deleted::NonePending => " (no bounce: no recipient pending)".into(),
+            });
         match result {
             Ok(note) => {
                 done += 1;

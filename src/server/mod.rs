@@ -4,7 +4,8 @@
 //! `shared` holds what every connection can reach; `listen` binds the services and accepts;
 //! `smtp_conn` and `pop3_conn` drive one session each over a `conn::Conn` (plain or TLS);
 //! `limits` and `throttle` keep floods of connections and of bad passwords in check; `reload`
-//! watches the configuration and the certificate.
+//! watches the configuration and the certificate. The optional HTTP console (`crate::http`) is
+//! started here too, on the same runtime, with the same `Shared`.
 
 mod conn;
 mod limits;
@@ -142,11 +143,16 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         Err(e) => tracing::warn!("cannot clean temporary files from the queue: {e}"),
     }
 
+    crate::stats::install_recorder();
+
     let tls = crate::tls::load_or_create(&config).map_err(StartError::Tls)?;
     let listeners = listen::bind_services(&config)?;
     let (runner_handle, new_ids) = runner::channel();
     let shared = Arc::new(Shared::new(config, runner_handle));
     shared.set_tls(tls.config.clone());
+    // The console's port is bound with the others, so a port in use stops the start. Its key is
+    // read at start only: turning the console on or off, or moving it, needs a restart.
+    let http_listener = crate::http::bind(&shared)?;
     listen::announce(&shared.config(), &listeners);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -168,6 +174,9 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         store: shared.store.clone(),
     };
     sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
+    if let Some(listener) = http_listener {
+        sessions.spawn(crate::http::run(listener, shared.clone(), stop_rx.clone()));
+    }
     sessions.spawn(reload::watch(
         shared.clone(),
         log,

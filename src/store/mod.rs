@@ -246,8 +246,17 @@ impl MailStore {
             key,
             shared: Arc::clone(&self.shared),
         };
-        mb.messages = mb.list()?;
+        mb.messages = list_dir(&mb.dir, &mb.key, &self.shared)?;
         Ok(mb)
+    }
+
+    /// Lists a mailbox without locking it, oldest first: for looking (the web console), never for
+    /// deleting, so a POP3 session holding the mailbox does not stop an administrator from reading.
+    /// A mailbox that does not exist yet is empty.
+    pub fn peek(&self, mailbox: &str) -> Result<Vec<MessageInfo>, OpenError> {
+        let key = crate::address::mailbox_dir_name(mailbox)?;
+        let dir = self.users_dir.join(&key);
+        Ok(list_dir(&dir, &key, &self.shared)?)
     }
 }
 
@@ -328,66 +337,65 @@ fn size_by_reading(path: &Path) -> io::Result<u64> {
     }
 }
 
-impl Mailbox {
-    /// Lists `pop*.jmsg` regular files, oldest first (mtime, then name). Symbolic links are skipped:
-    /// a link could make RETR read any file the server can.
-    fn list(&self) -> io::Result<Vec<MessageInfo>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(with_path(e, "cannot list", &self.dir)),
+/// Lists the `pop*.jmsg` regular files of mailbox directory `dir` (named `key`), oldest first
+/// (mtime, then name). Symbolic links are skipped: a link could make RETR read any file the
+/// server can.
+fn list_dir(dir: &Path, key: &str, shared: &Shared) -> io::Result<Vec<MessageInfo>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(with_path(e, "cannot list", dir)),
+    };
+    let old_cache = lock(&shared.sizes).remove(key).unwrap_or_default();
+    let mut new_cache = HashMap::new();
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| with_path(e, "cannot list", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(uid) = uid_of(name) else { continue };
+        let path = entry.path();
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(with_path(e, "cannot stat", &path)),
         };
-        let old_cache = lock(&self.shared.sizes)
-            .remove(&self.key)
-            .unwrap_or_default();
-        let mut new_cache = HashMap::new();
-        let mut found = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| with_path(e, "cannot list", &self.dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(uid) = uid_of(name) else { continue };
-            let path = entry.path();
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(with_path(e, "cannot stat", &path)),
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            let mtime = meta.modified().ok();
-            let size = match size_in_uid(uid) {
-                Some(s) => s,
-                None => {
-                    let cached = old_cache
-                        .get(name)
-                        .filter(|c| c.len == meta.len() && c.mtime == mtime);
-                    let size = match cached {
-                        Some(c) => c.size,
-                        None => match size_by_reading(&path) {
-                            Ok(s) => s,
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                            Err(e) => return Err(with_path(e, "cannot read", &path)),
-                        },
-                    };
-                    let len = meta.len();
-                    new_cache.insert(name.to_string(), CachedSize { len, mtime, size });
-                    size
-                }
-            };
-            let info = MessageInfo {
-                uid: uid.to_string(),
-                size,
-                path,
-            };
-            found.push((mtime, name.to_string(), info));
+        if !meta.is_file() {
+            continue;
         }
-        lock(&self.shared.sizes).insert(self.key.clone(), new_cache);
-        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        Ok(found.into_iter().map(|(_, _, info)| info).collect())
+        let mtime = meta.modified().ok();
+        let size = match size_in_uid(uid) {
+            Some(s) => s,
+            None => {
+                let cached = old_cache
+                    .get(name)
+                    .filter(|c| c.len == meta.len() && c.mtime == mtime);
+                let size = match cached {
+                    Some(c) => c.size,
+                    None => match size_by_reading(&path) {
+                        Ok(s) => s,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(with_path(e, "cannot read", &path)),
+                    },
+                };
+                let len = meta.len();
+                new_cache.insert(name.to_string(), CachedSize { len, mtime, size });
+                size
+            }
+        };
+        let info = MessageInfo {
+            uid: uid.to_string(),
+            size,
+            path,
+        };
+        found.push((mtime, name.to_string(), info));
     }
+    lock(&shared.sizes).insert(key.to_string(), new_cache);
+    found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(found.into_iter().map(|(_, _, info)| info).collect())
+}
 
+impl Mailbox {
     fn info(&self, index: usize) -> io::Result<&MessageInfo> {
         self.messages.get(index).ok_or_else(|| {
             io::Error::new(

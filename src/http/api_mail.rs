@@ -1,0 +1,287 @@
+//! Mailboxes in the console: the accounts, their messages, one message (parsed, raw, its HTML,
+//! its attachments), and deletion.
+//!
+//! Reading never locks a mailbox (`MailStore::peek`), so an administrator can look while the
+//! tracker is polling. Deleting takes the same in-process lock as a POP3 session
+//! (`MailStore::open`): while a session holds the mailbox the answer is 409, because the session's
+//! message numbers must not change under it. Only accounts in `user.conf` are served, and every
+//! address goes through `address::mailbox_dir_name`, the one gate from an address to a directory.
+//! A message is found by its UIDL among the listed files, never by building a path from the id.
+//!
+//! The message's HTML is served by its own endpoint for a sandboxed frame: a CSP without scripts,
+//! remote images or forms, so mail from strangers can be looked at without running it.
+
+use std::io::Read;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::message::{self, Detail, Summary};
+use super::session::Admin;
+use super::{blocking, ApiError, ApiResult, AppState};
+use crate::store::{MessageInfo, OpenError};
+
+/// The policy for a message's HTML: no scripts, no remote anything, its own origin (`sandbox`).
+pub const MESSAGE_HTML_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
+
+/// Bytes read from each message to list it: the header section is what is shown.
+const SUMMARY_PREFIX: u64 = 64 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct MailboxJson {
+    address: String,
+    messages: usize,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessageJson {
+    id: String,
+    size: u64,
+    #[serde(flatten)]
+    summary: Summary,
+    received: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessageDetailJson {
+    id: String,
+    size: u64,
+    #[serde(flatten)]
+    detail: Detail,
+}
+
+fn open_error(e: OpenError) -> ApiError {
+    match e {
+        OpenError::InUse => ApiError::new(
+            StatusCode::CONFLICT,
+            "mailbox is in use by a POP3 session; try again when it has logged out",
+        ),
+        OpenError::Unsafe(e) => ApiError::not_found(format!("no such mailbox: {e}")),
+        OpenError::Io(e) => ApiError::internal(e),
+    }
+}
+
+/// The canonical address of an account in user.conf, or 404.
+fn account(state: &AppState, address: &str) -> ApiResult<String> {
+    let config = state.shared.config();
+    let canon = crate::address::canonical(address);
+    if !config.users.exists(&canon) || crate::address::mailbox_dir_name(&canon).is_err() {
+        return Err(ApiError::not_found(format!("no such mailbox: {address}")));
+    }
+    Ok(canon)
+}
+
+/// `GET /api/mailboxes`: every account, sorted, with its message count and POP3 octets.
+pub async fn mailboxes(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> ApiResult<Json<Vec<MailboxJson>>> {
+    let mut accounts: Vec<String> = state
+        .shared
+        .config()
+        .users
+        .accounts
+        .keys()
+        .cloned()
+        .collect();
+    accounts.sort();
+    let store = state.shared.store.clone();
+    blocking(move || {
+        let mut out = Vec::with_capacity(accounts.len());
+        for address in accounts {
+            let listed = match store.peek(&address) {
+                Ok(l) => l,
+                // An account whose name cannot be a directory has no mailbox to show.
+                Err(OpenError::Unsafe(_)) => Vec::new(),
+                Err(e) => return Err(open_error(e)),
+            };
+            out.push(MailboxJson {
+                address,
+                messages: listed.len(),
+                bytes: listed.iter().map(|m| m.size).sum(),
+            });
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+fn read_prefix(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// `GET /api/mailboxes/{address}/messages`: newest first.
+pub async fn messages(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(address): Path<String>,
+) -> ApiResult<Json<Vec<MessageJson>>> {
+    let address = account(&state, &address)?;
+    let store = state.shared.store.clone();
+    blocking(move || {
+        let listed = store.peek(&address).map_err(open_error)?;
+        let mut out = Vec::with_capacity(listed.len());
+        for info in listed.iter().rev() {
+            let head = match read_prefix(&info.path, SUMMARY_PREFIX) {
+                Ok(h) => h,
+                // Deleted by a POP3 client since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ApiError::internal(e)),
+            };
+            let mtime = std::fs::metadata(&info.path)
+                .and_then(|m| m.modified())
+                .ok();
+            out.push(MessageJson {
+                id: info.uid.clone(),
+                size: info.size,
+                summary: message::summarize(&message::unstuff(&head)),
+                received: message::received_secs(&info.uid, mtime),
+            });
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+/// Finds message `id` of `address` and reads it, un-stuffed.
+async fn load(state: &AppState, address: &str, id: &str) -> ApiResult<(MessageInfo, Vec<u8>)> {
+    let address = account(state, address)?;
+    let store = state.shared.store.clone();
+    let id = id.to_string();
+    blocking(move || {
+        let listed = store.peek(&address).map_err(open_error)?;
+        let not_found = || ApiError::not_found(format!("no message {id:?} in {address}"));
+        let info = listed
+            .into_iter()
+            .find(|m| m.uid == id)
+            .ok_or_else(not_found)?;
+        match std::fs::read(&info.path) {
+            Ok(bytes) => Ok((info, message::unstuff(&bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    })
+    .await
+}
+
+/// `GET /api/mailboxes/{address}/messages/{id}`: parsed.
+pub async fn message(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((address, id)): Path<(String, String)>,
+) -> ApiResult<Json<MessageDetailJson>> {
+    let (info, bytes) = load(&state, &address, &id).await?;
+    let detail = blocking(move || Ok(message::detail(&bytes))).await?;
+    Ok(Json(MessageDetailJson {
+        id: info.uid,
+        size: info.size,
+        detail,
+    }))
+}
+
+fn disposition(filename: &str) -> String {
+    format!(
+        "attachment; filename=\"{}\"",
+        message::safe_filename(filename)
+    )
+}
+
+/// `GET .../{id}/raw`: the whole stored message, un-stuffed, with jes's `X-DeliveredTo:` and
+/// `Return-Path:` lines: exactly what POP3 RETR gives.
+pub async fn raw(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((address, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (info, bytes) = load(&state, &address, &id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "message/rfc822".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                disposition(&format!("{}.eml", info.uid)),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET .../{id}/html`: the first HTML part, for a sandboxed frame in the console.
+pub async fn html(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((address, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, bytes) = load(&state, &address, &id).await?;
+    let html = blocking(move || Ok(message::html_body(&bytes))).await?;
+    let html = html.ok_or_else(|| ApiError::not_found("the message has no HTML part"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, MESSAGE_HTML_CSP),
+            (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+        ],
+        html,
+    )
+        .into_response())
+}
+
+/// `GET .../{id}/attachments/{index}`: the decoded bytes, always as a download.
+pub async fn attachment(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((address, id, index)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no attachment {index:?}")))?;
+    let (_, bytes) = load(&state, &address, &id).await?;
+    let found = blocking(move || Ok(message::attachment(&bytes, index))).await?;
+    let (name, contents) =
+        found.ok_or_else(|| ApiError::not_found(format!("no attachment {index}")))?;
+    let name = name.unwrap_or_else(|| format!("attachment-{index}"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, disposition(&name)),
+        ],
+        contents,
+    )
+        .into_response())
+}
+
+/// `DELETE /api/mailboxes/{address}/messages/{id}`: 204, or 409 while a POP3 session holds the
+/// mailbox.
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((address, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let address = account(&state, &address)?;
+    let store = state.shared.store.clone();
+    blocking(move || {
+        let mailbox = store.open(&address).map_err(open_error)?;
+        let index = mailbox
+            .messages
+            .iter()
+            .position(|m| m.uid == id)
+            .ok_or_else(|| ApiError::not_found(format!("no message {id:?} in {address}")))?;
+        mailbox.delete(&[index]).map_err(ApiError::internal)?;
+        tracing::info!(
+            user = admin.user,
+            "console: deleted message {id} from {address}"
+        );
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}

@@ -1,0 +1,215 @@
+//! The queue in the console: list, show, retry, delete (with or without a bounce).
+//!
+//! Every action goes through `queue::tools`, the code behind `jes queue`, so the console and the
+//! command line cannot disagree: changes are made under the queue file's lock (the runner may be
+//! delivering that very message) and the running scheduler is woken by a retry request. Ids are
+//! checked to be digits before anything touches the disk, so no id can name a path outside `smtp/`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+
+use super::session::Admin;
+use super::{blocking, ApiError, ApiResult, AppState};
+use crate::queue::tools::{self, Deleted};
+use crate::queue::{valid_id, QueueError, QueuedMessage, RecipientState};
+
+#[derive(Debug, Serialize)]
+pub struct RecipientJson {
+    address: String,
+    state: &'static str,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntryJson {
+    id: String,
+    sender: String,
+    recipients: Vec<RecipientJson>,
+    attempts: u32,
+    /// Seconds since the epoch; null when nothing is pending.
+    next_attempt: Option<u64>,
+    created: u64,
+    last_error: Option<String>,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<String>,
+}
+
+fn entry_json(m: &QueuedMessage, with_headers: bool) -> EntryJson {
+    let pending = m
+        .recipients
+        .iter()
+        .any(|r| r.state == RecipientState::Pending);
+    let last_error = tools::last_error(m);
+    EntryJson {
+        id: m.id.clone(),
+        sender: m.sender.clone(),
+        recipients: m
+            .recipients
+            .iter()
+            .map(|r| RecipientJson {
+                address: r.address.clone(),
+                state: r.state.as_str(),
+                last_error: r.last_error.clone(),
+            })
+            .collect(),
+        attempts: m.attempts,
+        next_attempt: pending.then_some(m.next_attempt_ms / 1000),
+        created: m.received_ms / 1000,
+        last_error: (!last_error.is_empty()).then(|| last_error.to_string()),
+        size: m.message.len() as u64,
+        headers: with_headers.then(|| {
+            let mut text = tools::header_lines_raw(&m.message).join("\n");
+            text.push('\n');
+            text
+        }),
+    }
+}
+
+/// The error answer for a failed queue operation on `id`.
+fn queue_error(id: &str, e: QueueError) -> ApiError {
+    match &e {
+        _ if tools::is_not_found(&e) => {
+            ApiError::not_found(format!("{id}: not in the queue (delivered or deleted?)"))
+        }
+        QueueError::Io { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{id} is busy (being delivered); try again"),
+            )
+        }
+        _ => ApiError::internal(e),
+    }
+}
+
+fn check_id(id: &str) -> ApiResult<()> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "{id:?} is not a queue id (digits)"
+        )))
+    }
+}
+
+/// `GET /api/queue`: every entry, oldest id first. Unreadable files are logged, not fatal.
+pub async fn list(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<Vec<EntryJson>>> {
+    let queue = state.shared.queue.clone();
+    blocking(move || {
+        let (msgs, errors) = tools::load_all(&queue).map_err(ApiError::internal)?;
+        for e in errors {
+            tracing::warn!("HTTP API: cannot read a queue file: {e}");
+        }
+        Ok(Json(msgs.iter().map(|m| entry_json(m, false)).collect()))
+    })
+    .await
+}
+
+/// `GET /api/queue/{id}`: the entry and its message headers.
+pub async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EntryJson>> {
+    check_id(&id)?;
+    let queue = state.shared.queue.clone();
+    blocking(move || {
+        let m = queue.load(&id).map_err(|e| queue_error(&id, e))?;
+        Ok(Json(entry_json(&m, true)))
+    })
+    .await
+}
+
+/// `POST /api/queue/{id}/retry`: due now, and the runner is woken.
+pub async fn retry(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check_id(&id)?;
+    let queue = state.shared.queue.clone();
+    blocking(move || {
+        tools::retry_entry(&queue, &id, true).map_err(|e| queue_error(&id, e))?;
+        tracing::info!(user = admin.user, "console: queue entry {id} due now");
+        Ok(Json(serde_json::json!({ "id": id })))
+    })
+    .await
+}
+
+/// `POST /api/queue/retry-all`: every entry due now; entries that vanish meanwhile are skipped.
+pub async fn retry_all(
+    State(state): State<AppState>,
+    admin: Admin,
+) -> ApiResult<Json<serde_json::Value>> {
+    let queue = state.shared.queue.clone();
+    blocking(move || {
+        let ids = queue.list_ids().map_err(ApiError::internal)?;
+        let mut retried = 0u64;
+        for id in ids {
+            match tools::retry_entry(&queue, &id, false) {
+                Ok(()) => retried += 1,
+                Err(e) if tools::is_not_found(&e) => {}
+                Err(e) => tracing::warn!("HTTP API: cannot retry {id}: {e}"),
+            }
+        }
+        crate::queue::request_retry(&queue, None).map_err(ApiError::internal)?;
+        tracing::info!(
+            user = admin.user,
+            "console: {retried} queue entries due now"
+        );
+        Ok(Json(serde_json::json!({ "retried": retried })))
+    })
+    .await
+}
+
+/// `?bounce=true|false` (default false); anything else is a 400.
+fn bounce_param(query: Option<&str>) -> ApiResult<bool> {
+    let mut bounce = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "bounce" {
+            bounce = match v {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bounce must be true or false",
+                    ))
+                }
+            };
+        }
+    }
+    Ok(bounce)
+}
+
+/// `DELETE /api/queue/{id}?bounce=true|false`.
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<serde_json::Value>> {
+    check_id(&id)?;
+    let bounce = bounce_param(query.as_deref())?;
+    let queue = state.shared.queue.clone();
+    let hostname = state.shared.config().mail.hostname.clone();
+    blocking(move || {
+        let outcome = tools::delete_entry(&queue, &id, bounce.then_some(hostname.as_str()))
+            .map_err(|e| queue_error(&id, e))?;
+        tracing::info!(
+            user = admin.user,
+            "console: queue entry {id} deleted ({outcome:?})"
+        );
+        let bounce_id = match outcome {
+            Deleted::Bounced { bounce_id, .. } => Some(bounce_id),
+            _ => None,
+        };
+        Ok(Json(
+            serde_json::json!({ "id": id, "bounce_id": bounce_id }),
+        ))
+    })
+    .await
+}
