@@ -47,6 +47,7 @@ fn console_in_a_browser() {
         ("JES_ADMIN", ADMIN.to_string()),
         ("JES_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
         ("JES_LOCAL_RCPT", "trackstudio@127.0.0.1".to_string()),
+        ("JES_LOCAL_PASSWORD", "secret".to_string()),
     ];
     if let Some(dir) = std::env::var_os("JES_SCREENSHOTS").filter(|d| !d.is_empty()) {
         let dir = std::path::PathBuf::from(dir);

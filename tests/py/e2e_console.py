@@ -5,7 +5,7 @@ smart host that refuses connections (so relayed mail stays queued). Environment:
 
   JES_HTTP_PORT, JES_SMTP_PORT    the console and SMTP ports
   JES_ADMIN, JES_ADMIN_PASSWORD   the console account
-  JES_LOCAL_RCPT                  a local account to send mail to
+  JES_LOCAL_RCPT, JES_LOCAL_PASSWORD   a local account to send mail to, and its POP3 password
   JES_SCREENSHOTS                 if set, a folder to save screenshots of the main pages into
 
 Every step checks what a person would see and fails loudly (with the page's text and the browser
@@ -19,7 +19,7 @@ import traceback
 from email.message import EmailMessage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from jestest import check, smtp  # noqa: E402
+from jestest import check, pop3, smtp  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
@@ -33,6 +33,7 @@ BASE = "http://127.0.0.1:%s" % os.environ["JES_HTTP_PORT"]
 ADMIN = os.environ.get("JES_ADMIN", "admin@localhost")
 PASSWORD = os.environ["JES_ADMIN_PASSWORD"]
 LOCAL = os.environ.get("JES_LOCAL_RCPT", "trackstudio@127.0.0.1")
+LOCAL_PASSWORD = os.environ.get("JES_LOCAL_PASSWORD", "secret")
 REMOTE = "boss@remote.test"
 SHOTS = os.environ.get("JES_SCREENSHOTS")
 CHROMIUM = os.environ.get("JES_CHROMIUM", "/usr/bin/chromium")
@@ -420,10 +421,22 @@ def run(c):
     # -- delete the local message with confirmation ------------------------------------------
     d.get(msg_url)
     c.heading(SUBJECT)
+    # while a POP3 client has the mailbox open, the console says so and keeps the message
+    pop = pop3(LOCAL, LOCAL_PASSWORD)
+    try:
+        c.find("#message-delete").click()
+        c.find("#confirm-dialog")
+        check(not c.d.find_elements(By.CSS_SELECTOR, "#confirm-dialog input[type=radio]"),
+              "a mail message's delete asks only to confirm")
+        c.find("#confirm-ok").click()
+        c.wait(lambda: "POP3" in d.find_element(By.ID, "alert").text,
+               "an error saying a POP3 client has the mailbox open")
+        check(True, "deleting while POP3 has the mailbox open is refused with a message")
+        c.heading(SUBJECT)
+    finally:
+        pop.quit()
     c.find("#message-delete").click()
     c.find("#confirm-dialog")
-    check(not c.d.find_elements(By.CSS_SELECTOR, "#confirm-dialog input[type=radio]"),
-          "a mail message's delete asks only to confirm")
     c.find("#confirm-ok").click()
     c.heading(LOCAL)
     c.wait(lambda: not any(a.text == SUBJECT for a in d.find_elements(By.CSS_SELECTOR, "#message-list a")),

@@ -803,11 +803,13 @@ function showQueue(view) {
   return load();
 }
 
-function recipientList(recipients) {
+/** The recipients with their state; a recipient's error only when it differs from the
+ *  message's last error (shown once below). */
+function recipientList(recipients, shown) {
   return h('ul', { class: 'recipients' }, (recipients || []).map((r) => h('li', { class: 'recipient' },
     h('span', { class: `badge r-${String(r.state).replace(/[^a-z]/g, '')}`, text: r.state }),
     h('span', { class: 'break addr', text: r.address }),
-    r.last_error ? h('span', { class: 'recipient-error break', text: r.last_error }) : null)));
+    r.last_error && r.last_error !== shown ? h('span', { class: 'recipient-error break', text: r.last_error }) : null)));
 }
 
 function queueCard(m, reload) {
@@ -845,7 +847,7 @@ function queueCard(m, reload) {
       fact('Next try', m.next_attempt ? h('span', { class: 'next-attempt' }, timeEl(m.next_attempt))
         : h('span', { class: 'next-attempt muted', text: pending ? 'now / in progress' : '—' })),
       fact('Size', bytes(m.size))),
-    recipientList(m.recipients),
+    recipientList(m.recipients, m.last_error),
     m.last_error ? h('p', { class: 'last-error' }, h('span', { class: 'label', text: 'Last error: ' }),
       h('span', { class: 'break', text: m.last_error })) : null);
 }
