@@ -685,7 +685,12 @@ function drawChart(box, minutes) {
     const d = new Date(data[i].start * 1000);
     if (d.getMinutes() % step === 0) {
       grid.push(s('line', { class: 'tick', x1: x(i), x2: x(i), y1: pad.t + ih, y2: pad.t + ih + 4 }));
-      grid.push(s('text', { class: 'axis', x: x(i), y: height - 6, 'text-anchor': 'middle', text: hmFmt.format(d) }));
+      // labels near either end are anchored inside the chart so they are not cut off
+      let anchor = 'middle';
+      if (x(i) > width - pad.r - 20) anchor = 'end';
+      else if (x(i) < pad.l + 20) anchor = 'start';
+      const tx = anchor === 'end' ? width - 2 : x(i);
+      grid.push(s('text', { class: 'axis', x: tx, y: height - 6, 'text-anchor': anchor, text: hmFmt.format(d) }));
     }
   }
   const lines = SERIES.map((sr) => {
@@ -746,7 +751,11 @@ function renderEvents(box, events) {
       h('td', { 'data-label': 'Time' }, timeEl(e.time)),
       h('td', { 'data-label': 'Event' }, kindBadge(e.kind)),
       h('td', { 'data-label': 'Recipient', class: 'break', text: e.recipient || '—' }),
-      h('td', { 'data-label': 'Queue id', class: 'mono break', text: e.queue_id || '—' }),
+      h('td', { 'data-label': 'Queue id', class: 'mono break' },
+        // a deferred message is still in the queue: link to it
+        e.kind === 'deferred' && e.queue_id
+          ? h('a', { href: `#/queue/${seg(e.queue_id)}`, text: e.queue_id })
+          : e.queue_id || '—'),
       h('td', { 'data-label': 'Detail', class: 'break detail', text: e.detail || '' }))))));
 }
 
