@@ -28,8 +28,9 @@ use crate::store::{MessageInfo, OpenError};
 pub const MESSAGE_HTML_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
 
-/// Bytes read from each message to list it: the header section is what is shown.
-const SUMMARY_PREFIX: u64 = 64 * 1024;
+/// Most bytes read from each message to list it: the header section is what is shown, and a
+/// mailbox of thousands of messages must not mean reading all of them whole.
+const SUMMARY_PREFIX: usize = 64 * 1024;
 
 #[derive(Debug, Serialize)]
 pub struct MailboxJson {
@@ -111,11 +112,24 @@ pub async fn mailboxes(
     .await
 }
 
-fn read_prefix(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+/// The start of a file up to the end of its header section (the first empty line), at most
+/// `limit` bytes, read in small steps since headers are usually a few kilobytes.
+fn read_head(path: &std::path::Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
     let mut buf = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit)
-        .read_to_end(&mut buf)?;
+    let mut chunk = [0u8; 4096];
+    while buf.len() < limit {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        if buf[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    buf.truncate(limit);
     Ok(buf)
 }
 
@@ -131,7 +145,7 @@ pub async fn messages(
         let listed = store.peek(&address).map_err(open_error)?;
         let mut out = Vec::with_capacity(listed.len());
         for info in listed.iter().rev() {
-            let head = match read_prefix(&info.path, SUMMARY_PREFIX) {
+            let head = match read_head(&info.path, SUMMARY_PREFIX) {
                 Ok(h) => h,
                 // Deleted by a POP3 client since the listing.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -284,4 +298,23 @@ pub async fn delete(
         Ok(StatusCode::NO_CONTENT)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_head_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let mut text = String::from("Subject: x\r\n\r\n");
+        text.push_str(&"body line\r\n".repeat(10_000));
+        std::fs::write(&path, &text).unwrap();
+        let head = read_head(&path, SUMMARY_PREFIX).unwrap();
+        assert!(head.len() <= 4096 && head.starts_with(b"Subject: x\r\n\r\n"));
+        // No empty line: stops at the limit.
+        std::fs::write(&path, "X: y\r\n".repeat(100_000)).unwrap();
+        assert_eq!(read_head(&path, 10_000).unwrap().len(), 10_000);
+    }
 }

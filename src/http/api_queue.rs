@@ -213,3 +213,29 @@ pub async fn delete(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounce_parameter() {
+        assert!(!bounce_param(None).unwrap());
+        assert!(bounce_param(Some("bounce=true")).unwrap());
+        assert!(!bounce_param(Some("x=1&bounce=false")).unwrap());
+        for bad in ["bounce=yes", "bounce=", "bounce"] {
+            assert_eq!(
+                bounce_param(Some(bad)).unwrap_err().0,
+                StatusCode::BAD_REQUEST
+            );
+        }
+    }
+
+    #[test]
+    fn only_digits_are_queue_ids() {
+        assert!(check_id("123").is_ok());
+        for bad in ["", "../1", "1/2", "abc", "1.ser", "%2e%2e"] {
+            assert_eq!(check_id(bad).unwrap_err().0, StatusCode::NOT_FOUND, "{bad}");
+        }
+    }
+}

@@ -140,6 +140,13 @@ impl Admin {
         let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "not logged in");
         let token = cookie_token(&parts.headers).ok_or_else(unauthorized)?;
         let session = state.sessions.get(&token).ok_or_else(unauthorized)?;
+        // Taken off http.admins (or out of user.conf) since logging in: the session ends now,
+        // not at its expiry, since the configuration is re-read without a restart.
+        let config = state.shared.config();
+        if !config.mail.http.is_admin(&session.user) || !config.users.exists(&session.user) {
+            state.sessions.remove(&token);
+            return Err(unauthorized());
+        }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             let sent = parts
                 .headers
