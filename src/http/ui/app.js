@@ -75,6 +75,23 @@ function render(container, ...nodes) {
   }
 }
 
+/** Whether a poll brought anything new for `box`: unchanged data is not rendered again (so a
+ *  screen reader's place and the keyboard focus stay put), except every 30 s for relative times. */
+function changed(box, data) {
+  const json = JSON.stringify(data);
+  const now = Date.now();
+  if (box.jesJson === json && now - (box.jesRenderedAt || 0) < 30000) return false;
+  box.jesJson = json;
+  box.jesRenderedAt = now;
+  return true;
+}
+
+/** Renders `nodes` into `box` and forgets what `changed` saw, so the next poll renders again. */
+function renderFresh(box, ...nodes) {
+  box.jesJson = null;
+  render(box, ...nodes);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
@@ -603,7 +620,7 @@ function showDashboard(view) {
     } catch (e) {
       if (!current(view) || e.status === 401) return;
       updated.textContent = `Not updated: ${e.message}`;
-      if (!lastStats) render(eventsBox, errorBlock(e, load));
+      if (!lastStats) renderFresh(eventsBox, errorBlock(e, load));
     }
   };
   poll(load);
@@ -740,6 +757,7 @@ function kindBadge(kind) {
 }
 
 function renderEvents(box, events) {
+  if (!changed(box, events)) return;
   if (!events.length) {
     render(box, h('p', { class: 'empty', text: 'No deliveries or bounces yet.' }));
     return;
@@ -782,6 +800,7 @@ function showQueue(view) {
         ? `${plural(items.length, 'message', 'messages')} waiting for remote delivery`
         : 'Nothing is waiting';
       retryAll.disabled = items.length === 0;
+      if (!changed(list, items)) return;
       if (!items.length) {
         render(list, h('div', { class: 'empty-state' },
           h('p', { class: 'empty', text: 'The queue is empty: every relayed message has been delivered or bounced.' })));
@@ -789,7 +808,7 @@ function showQueue(view) {
       }
       render(list, h('ul', { class: 'cards' }, items.map((m) => h('li', {}, queueCard(m, load)))));
     } catch (e) {
-      if (current(view) && e.status !== 401) render(list, errorBlock(e, load));
+      if (current(view) && e.status !== 401) renderFresh(list, errorBlock(e, load));
     }
   };
   refresh.addEventListener('click', async () => {
@@ -927,6 +946,7 @@ function showMailboxes(view) {
       const boxes = Array.isArray(list) ? list : [];
       const total = boxes.reduce((a, b) => a + (b.messages || 0), 0);
       count.textContent = `${plural(boxes.length, 'account', 'accounts')}, ${plural(total, 'message', 'messages')} waiting to be fetched`;
+      if (!changed(box, boxes)) return;
       if (!boxes.length) {
         render(box, h('p', { class: 'empty', text: 'No accounts are configured in user.conf.' }));
         return;
@@ -942,7 +962,7 @@ function showMailboxes(view) {
           h('td', { class: 'num', 'data-label': 'Messages', text: num(b.messages) }),
           h('td', { class: 'num', 'data-label': 'Size', text: bytes(b.bytes) }))))));
     } catch (e) {
-      if (current(view) && e.status !== 401) render(box, errorBlock(e, load));
+      if (current(view) && e.status !== 401) renderFresh(box, errorBlock(e, load));
     }
   };
   poll(load);
@@ -963,6 +983,7 @@ function showMailbox(view, addr) {
       if (!current(view)) return;
       const msgs = Array.isArray(list) ? list : [];
       count.textContent = msgs.length ? `${plural(msgs.length, 'message', 'messages')}, newest first` : '';
+      if (!changed(box, msgs)) return;
       if (!msgs.length) {
         render(box, h('p', { class: 'empty', text: 'This mailbox is empty.' }));
         return;
@@ -984,7 +1005,7 @@ function showMailbox(view, addr) {
           h('td', { class: 'num', 'data-label': 'Size', text: bytes(m.size) }))))));
     } catch (e) {
       if (!current(view) || e.status === 401) return;
-      render(box, e.status === 404
+      renderFresh(box, e.status === 404
         ? h('p', { class: 'notice', text: 'There is no such mailbox.' })
         : errorBlock(e, load));
     }
