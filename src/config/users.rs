@@ -164,7 +164,7 @@ impl Users {
 }
 
 /// `user.conf` held as blocks, with the line end style it had.
-struct Doc {
+pub(super) struct Doc {
     blocks: Vec<Block>,
     eol: &'static str,
     final_eol: bool,
@@ -179,7 +179,7 @@ impl Doc {
         }
     }
 
-    fn parse(text: &str) -> Doc {
+    pub(super) fn parse(text: &str) -> Doc {
         let eol = if text.contains("\r\n") {
             "\r\n"
         } else if text.contains('\n') || !text.contains('\r') {
@@ -194,7 +194,7 @@ impl Doc {
         }
     }
 
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let lines: Vec<&str> = self
             .blocks
             .iter()
@@ -319,14 +319,20 @@ pub fn add_user(path: &Path, addr: &str, password: &str) -> io::Result<()> {
     let addr = mailbox_dir_name(addr).map_err(|why| invalid(format!("{addr:?}: {why}")))?;
     check_new_password(password)?;
     let mut doc = Doc::read(path)?.unwrap_or_else(|| Doc::parse(""));
-    if !doc.account_blocks(&addr).is_empty() {
+    add_account(&mut doc, path, &addr, &hash_password(password))?;
+    write_atomically(path, doc.render().as_bytes())
+}
+
+/// The edit behind `add_user`, on the text alone: `addr` must already be a checked mailbox name.
+pub(super) fn add_account(doc: &mut Doc, path: &Path, addr: &str, stored: &str) -> io::Result<()> {
+    if !doc.account_blocks(addr).is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!("{addr} already has an account in {}", path.display()),
         ));
     }
-    doc.push_line(&format!("user.{addr}"), &hash_password(password));
-    write_atomically(path, doc.render().as_bytes())
+    doc.push_line(&format!("user.{addr}"), stored);
+    Ok(())
 }
 
 /// Sets a new password (argon2id) for an existing account; `NotFound` if there is none.
@@ -340,17 +346,23 @@ pub fn set_password(path: &Path, addr: &str, password: &str) -> io::Result<()> {
         )
     };
     let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
-    let blocks = doc.account_blocks(&addr);
-    if blocks.is_empty() {
+    if doc.account_blocks(&addr).is_empty() {
         return Err(not_found());
     }
-    let hash = hash_password(password);
-    for i in blocks {
+    set_account(&mut doc, &addr, &hash_password(password));
+    write_atomically(path, doc.render().as_bytes())
+}
+
+/// The edit behind `set_password`: every `user.` line of `addr` (canonical) gets `stored`.
+/// Returns how many lines were changed.
+pub(super) fn set_account(doc: &mut Doc, addr: &str, stored: &str) -> usize {
+    let blocks = doc.account_blocks(addr);
+    for &i in &blocks {
         if let Some((key, _)) = doc.blocks[i].entry.clone() {
-            doc.set_line(i, &key, &hash);
+            doc.set_line(i, &key, stored);
         }
     }
-    write_atomically(path, doc.render().as_bytes())
+    blocks.len()
 }
 
 /// Removes an account and its `userprop.` lines; `NotFound` if there is no account. The mailbox
@@ -367,6 +379,12 @@ pub fn delete_user(path: &Path, addr: &str) -> io::Result<()> {
     if doc.account_blocks(&addr).is_empty() {
         return Err(not_found());
     }
+    remove_account(&mut doc, &addr);
+    write_atomically(path, doc.render().as_bytes())
+}
+
+/// The edit behind `delete_user`: drops the `user.` and `userprop.` lines of `addr` (canonical).
+pub(super) fn remove_account(doc: &mut Doc, addr: &str) {
     doc.blocks.retain(|b| match &b.entry {
         Some((k, _)) => match classify(k) {
             UserKey::Account(a) => canonical(a) != addr,
@@ -376,7 +394,6 @@ pub fn delete_user(path: &Path, addr: &str) -> io::Result<()> {
         },
         None => true,
     });
-    write_atomically(path, doc.render().as_bytes())
 }
 
 /// The accounts in file order (canonical, each once); a missing file has none.
