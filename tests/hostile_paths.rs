@@ -320,6 +320,21 @@ fn hostile_addresses_never_become_paths() {
             assert!(rc.starts_with('5'), "relayed RCPT {}: {rc:?}", show(&a));
         }
     }
+    // A quoted local part holding `> pending ` is one address (SMTP skips a `>` inside quotes);
+    // its queue file must keep it whole (the queue property tests found it cut at that `>`).
+    let quoted = "\"a> pending x\"@remote.test";
+    let (_, rc, done) = transaction(&server, b"probe@example.org", quoted.as_bytes(), &token());
+    assert!(rc.starts_with("250"), "RCPT {quoted}: {rc:?}");
+    assert!(
+        done.is_some_and(|d| d.starts_with("250")),
+        "DATA for {quoted}"
+    );
+    let (ok, out) = server.jes(&["queue", "list"]);
+    assert!(
+        ok && out.contains(&format!("{quoted} (pending)")),
+        "jes queue list: {out}"
+    );
+
     // MAIL FROM: refused, or the mail lands in the account it was sent to.
     for a in hostile_addresses("example.org")
         .into_iter()

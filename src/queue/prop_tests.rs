@@ -245,11 +245,26 @@ proptest! {
     }
 }
 
-/// The shrunk case `written_files_read_back` found: a quoted local part holding `> pending ` was
-/// cut at that `>` when read back, so the message would have gone to `"a`. (SMTP accepts such an
-/// address: `>` inside quotes does not end the path.)
+/// The shrunk case `written_files_read_back` found (recipient `"> pending "@-`, read back as `"`
+/// with the error `"@-> pending`): a quoted local part holding `> pending ` was cut at that `>`,
+/// so the message would have gone to the wrong address. SMTP accepts such an address: `>` inside
+/// quotes does not end the path.
 #[test]
 fn regression_quoted_address_with_state_word_reads_back() {
+    let shrunk = QueuedMessage {
+        id: "0".into(),
+        sender: String::new(),
+        recipients: vec![QueueRecipient {
+            address: "\"> pending \"@-".into(),
+            state: RecipientState::Pending,
+            last_error: None,
+        }],
+        received_ms: 0,
+        next_attempt_ms: 0,
+        attempts: 0,
+        message: Vec::new(),
+    };
+    assert_eq!(parse("0", &format(&shrunk)), Ok(shrunk));
     let m = QueuedMessage {
         id: "1".into(),
         sender: String::new(),
