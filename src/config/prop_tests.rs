@@ -120,7 +120,7 @@ fn long_line() -> impl Strategy<Value = String> {
 /// A whole file: lines of the above, mostly well-formed, some not; rarely (about 1 in 500, so
 /// that 10,000 cases stay within seconds) with a line up to a megabyte long among them.
 fn conf_text() -> impl Strategy<Value = String> {
-    let lines = || prop::collection::vec(line(), 0..24).prop_map(|l| l.concat());
+    let lines = || prop::collection::vec(line(), 0..16).prop_map(|l| l.concat());
     prop_oneof![
         800 => lines(),
         200 => raw_text(),
