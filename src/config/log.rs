@@ -91,7 +91,7 @@ impl LogConf {
         }
     }
 
-    fn from_properties(
+    pub(super) fn from_properties(
         path: &Path,
         config_dir: &Path,
         props: &Properties,

@@ -95,11 +95,16 @@ impl Properties {
 /// Reads a file as UTF-8, or, if it is not valid UTF-8, as ISO-8859-1 (what Java's
 /// `Properties.load(InputStream)` assumed, so JES-era files with Latin-1 bytes still read).
 pub fn read_text(path: &Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(path)?;
-    Ok(match String::from_utf8(bytes) {
+    Ok(decode_text(std::fs::read(path)?))
+}
+
+/// A file's bytes as text: UTF-8 if they are, else ISO-8859-1 (every byte is a character, so this
+/// cannot fail).
+pub fn decode_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
-    })
+    }
 }
 
 /// Splits text into physical lines without their ends (`\r\n`, `\n` or a lone `\r`). A final line
@@ -275,12 +280,17 @@ pub fn escape_key(key: &str) -> String {
 }
 
 /// Escapes a value for writing (backslashes, control characters, leading and trailing blanks).
+/// Reading trims every trailing blank `str::trim_end` knows, Unicode ones included, so a last
+/// character that is one is written as `\uXXXX` (all of them are in the BMP).
 pub fn escape_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let n = value.chars().count();
     for (i, c) in value.chars().enumerate() {
-        if is_ws(c) && (i == 0 || i + 1 == n) && c == ' ' {
+        let last = i + 1 == n;
+        if c == ' ' && (i == 0 || last) {
             out.push_str("\\ ");
+        } else if last && c.is_whitespace() && !c.is_control() {
+            out.push_str(&format!("\\u{:04X}", u32::from(c)));
         } else {
             push_escaped(&mut out, c);
         }

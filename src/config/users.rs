@@ -164,7 +164,7 @@ impl Users {
 }
 
 /// `user.conf` held as blocks, with the line end style it had.
-struct Doc {
+pub(super) struct Doc {
     blocks: Vec<Block>,
     eol: &'static str,
     final_eol: bool,
@@ -179,7 +179,7 @@ impl Doc {
         }
     }
 
-    fn parse(text: &str) -> Doc {
+    pub(super) fn parse(text: &str) -> Doc {
         let eol = if text.contains("\r\n") {
             "\r\n"
         } else if text.contains('\n') || !text.contains('\r') {
@@ -194,7 +194,7 @@ impl Doc {
         }
     }
 
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let lines: Vec<&str> = self
             .blocks
             .iter()
@@ -339,15 +339,21 @@ pub fn add_user(path: &Path, addr: &str, password: &str) -> io::Result<()> {
         let addr = mailbox_dir_name(addr).map_err(|why| invalid(format!("{addr:?}: {why}")))?;
         check_new_password(password)?;
         let mut doc = Doc::read(path)?.unwrap_or_else(|| Doc::parse(""));
-        if !doc.account_blocks(&addr).is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{addr} already has an account in {}", path.display()),
-            ));
-        }
-        doc.push_line(&format!("user.{addr}"), &hash_password(password));
+        add_account(&mut doc, path, &addr, &hash_password(password))?;
         write_atomically(path, doc.render().as_bytes())
     })
+}
+
+/// The edit behind `add_user`, on the text alone: `addr` must already be a checked mailbox name.
+pub(super) fn add_account(doc: &mut Doc, path: &Path, addr: &str, stored: &str) -> io::Result<()> {
+    if !doc.account_blocks(addr).is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{addr} already has an account in {}", path.display()),
+        ));
+    }
+    doc.push_line(&format!("user.{addr}"), stored);
+    Ok(())
 }
 
 /// Sets a new password (argon2id) for an existing account; `NotFound` if there is none.
@@ -362,18 +368,24 @@ pub fn set_password(path: &Path, addr: &str, password: &str) -> io::Result<()> {
             )
         };
         let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
-        let blocks = doc.account_blocks(&addr);
-        if blocks.is_empty() {
+        if doc.account_blocks(&addr).is_empty() {
             return Err(not_found());
         }
-        let hash = hash_password(password);
-        for i in blocks {
-            if let Some((key, _)) = doc.blocks[i].entry.clone() {
-                doc.set_line(i, &key, &hash);
-            }
-        }
+        set_account(&mut doc, &addr, &hash_password(password));
         write_atomically(path, doc.render().as_bytes())
     })
+}
+
+/// The edit behind `set_password`: every `user.` line of `addr` (canonical) gets `stored`.
+/// Returns how many lines were changed.
+pub(super) fn set_account(doc: &mut Doc, addr: &str, stored: &str) -> usize {
+    let blocks = doc.account_blocks(addr);
+    for &i in &blocks {
+        if let Some((key, _)) = doc.blocks[i].entry.clone() {
+            doc.set_line(i, &key, stored);
+        }
+    }
+    blocks.len()
 }
 
 /// Removes an account and its `userprop.` lines; `NotFound` if there is no account. The mailbox
@@ -391,17 +403,22 @@ pub fn delete_user(path: &Path, addr: &str) -> io::Result<()> {
         if doc.account_blocks(&addr).is_empty() {
             return Err(not_found());
         }
-        doc.blocks.retain(|b| match &b.entry {
-            Some((k, _)) => match classify(k) {
-                UserKey::Account(a) => canonical(a) != addr,
-                UserKey::Forwards(rest) => canonical(rest) != addr,
-                UserKey::OtherProp(rest) => !canonical(rest).starts_with(&format!("{addr}.")),
-                UserKey::Unknown => true,
-            },
-            None => true,
-        });
+        remove_account(&mut doc, &addr);
         write_atomically(path, doc.render().as_bytes())
     })
+}
+
+/// The edit behind `delete_user`: drops the `user.` and `userprop.` lines of `addr` (canonical).
+pub(super) fn remove_account(doc: &mut Doc, addr: &str) {
+    doc.blocks.retain(|b| match &b.entry {
+        Some((k, _)) => match classify(k) {
+            UserKey::Account(a) => canonical(a) != addr,
+            UserKey::Forwards(rest) => canonical(rest) != addr,
+            UserKey::OtherProp(rest) => !canonical(rest).starts_with(&format!("{addr}.")),
+            UserKey::Unknown => true,
+        },
+        None => true,
+    });
 }
 
 /// The accounts in file order (canonical, each once); a missing file has none.
@@ -424,247 +441,5 @@ pub fn list_users(path: &Path) -> io::Result<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-    use std::sync::Arc;
-
-    const FIXTURE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/jes-1.6.1/etc/user.conf"
-    );
-
-    fn parse(text: &str) -> Result<(Users, Vec<Warning>), ConfigError> {
-        Users::parse(Path::new("/x/user.conf"), text)
-    }
-
-    fn temp_with(text: &str) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("user.conf");
-        fs::write(&path, text).unwrap();
-        (dir, path)
-    }
-
-    #[test]
-    fn concurrent_changes_and_upgrades_lose_no_account() {
-        let (_dir, path) = temp_with("# accounts\nuser.plain@x=secret\n");
-        let path = Arc::new(path);
-        let workers: Vec<_> = (0..6)
-            .map(|n| {
-                let path = Arc::clone(&path);
-                std::thread::spawn(move || {
-                    if n % 2 == 0 {
-                        add_user(&path, &format!("u{n}@x"), "pw").unwrap();
-                    } else {
-                        upgrade_plaintext(&path).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
-        let (users, _) = Users::load(&path).unwrap();
-        for n in [0, 2, 4] {
-            assert!(users.exists(&format!("u{n}@x")), "u{n}@x kept");
-        }
-        assert!(users.exists("plain@x"));
-        assert!(!users.password("plain@x").unwrap().is_plain(), "upgraded");
-        let text = fs::read_to_string(&*path).unwrap();
-        assert!(text.starts_with("# accounts\n"), "comment kept: {text}");
-    }
-
-    #[test]
-    fn fixture() {
-        let (u, w) = Users::load(Path::new(FIXTURE)).unwrap();
-        assert!(w.is_empty(), "{w:?}");
-        assert_eq!(u.accounts.len(), 2);
-        assert!(u
-            .password("TRACKSTUDIO@127.0.0.1")
-            .is_some_and(|p| p.verify("secret")));
-        assert!(u
-            .password("analyst@localhost")
-            .is_some_and(|p| p.verify("password")));
-        assert!(u
-            .password("analyst@localhost")
-            .is_some_and(|p| !p.verify("Password")));
-        assert_eq!(
-            u.forwards("Analyst@Localhost"),
-            Some(
-                &[
-                    "analyst@localhost".to_string(),
-                    "boss@remote.test".to_string()
-                ][..]
-            )
-        );
-        assert_eq!(
-            list_users(Path::new(FIXTURE)).unwrap(),
-            vec!["trackstudio@127.0.0.1", "analyst@localhost"]
-        );
-    }
-
-    #[test]
-    fn missing_file_is_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let (u, w) = Users::load(&dir.path().join("user.conf")).unwrap();
-        assert!(u.accounts.is_empty() && w.is_empty());
-        assert!(list_users(&dir.path().join("user.conf"))
-            .unwrap()
-            .is_empty());
-    }
-
-    #[test]
-    fn warnings_and_errors() {
-        let (u, w) = parse("user.A@x=1\nuser.a@x=2\nuserprop.a@x.color=red\nfoo=bar\nuserprop.b@x.forwardAddresses=c@y\n").unwrap();
-        assert_eq!(u.password("a@x"), Some(&StoredPassword::Plain("2".into())));
-        let lines: Vec<usize> = w.iter().map(|w| w.line).collect();
-        assert_eq!(lines, vec![2, 3, 4, 5], "{w:?}");
-        let e = parse("# c\nuser.../evil@x=1\n")
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            e.as_deref(),
-            Some(
-                r#"/x/user.conf:2: key 'user.../evil@x': "../evil@x" cannot be an account: address contains a character that cannot appear in a mailbox directory name: '/'"#
-            )
-        );
-        let e = parse("user.a@x=1\nuserprop.a@x.forwardAddresses=b@y, nonsense\n")
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            e.as_deref(),
-            Some(
-                r#"/x/user.conf:2: key 'userprop.a@x.forwardAddresses': "nonsense" is not a mail address"#
-            )
-        );
-        assert!(matches!(
-            parse("user.nodomain=1\n"),
-            Err(ConfigError::Value { line: 1, .. })
-        ));
-    }
-
-    #[test]
-    fn upgrade_keeps_comments_order_and_crlf() {
-        let text = "# accounts\r\n\r\nuser.b@x=plain1\r\n! keep me\r\nuserprop.b@x.forwardAddresses=c@y\r\nuser.trackstudio@127.0.0.1=101105122155035158077154104207245074042199207186230191133116\r\nuser.empty@x=\r\nuser.a@x = two \\\r\n  words\r\n";
-        let (_dir, path) = temp_with(text);
-        assert_eq!(upgrade_plaintext(&path).unwrap(), 2);
-        let out = fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = out.split("\r\n").collect();
-        assert_eq!(lines.len(), 9, "{out:?}");
-        assert_eq!(lines[0], "# accounts");
-        assert_eq!(lines[1], "");
-        assert!(lines[2].starts_with("user.b@x=$argon2id$"));
-        assert_eq!(lines[3], "! keep me");
-        assert_eq!(lines[4], "userprop.b@x.forwardAddresses=c@y");
-        assert_eq!(lines[5], "user.trackstudio@127.0.0.1=101105122155035158077154104207245074042199207186230191133116");
-        assert_eq!(lines[6], "user.empty@x=");
-        assert!(lines[7].starts_with("user.a@x=$argon2id$"));
-        assert_eq!(lines[8], "");
-        assert!(!out.replace("\r\n", "").contains('\n'));
-        let (u, _) = Users::load(&path).unwrap();
-        assert!(u.password("b@x").is_some_and(|p| p.verify("plain1")));
-        assert!(u.password("a@x").is_some_and(|p| p.verify("two words")));
-        assert!(u
-            .password("trackstudio@127.0.0.1")
-            .is_some_and(|p| p.verify("secret")));
-        // Nothing left to do: the file is not rewritten.
-        let before = fs::read(&path).unwrap();
-        assert_eq!(upgrade_plaintext(&path).unwrap(), 0);
-        assert_eq!(fs::read(&path).unwrap(), before);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn upgrade_keeps_permissions() {
-        use std::os::unix::fs::PermissionsExt;
-        let (dir, path) = temp_with("user.a@x=pw");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        assert_eq!(upgrade_plaintext(&path).unwrap(), 1);
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
-        let out = fs::read_to_string(&path).unwrap();
-        assert!(!out.ends_with('\n'), "no final line end was added: {out:?}");
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-    }
-
-    #[test]
-    fn add_passwd_del_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("user.conf");
-        add_user(&path, "First@Example.com", "one").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
-        }
-        let mut text = fs::read_to_string(&path).unwrap();
-        text.insert_str(0, "# my accounts\n");
-        text.push_str("userprop.first@example.com.forwardAddresses=x@y\n# trailing comment\n");
-        fs::write(&path, text).unwrap();
-        add_user(&path, "second@example.com", "two").unwrap();
-        assert_eq!(
-            add_user(&path, "FIRST@example.com", "x")
-                .unwrap_err()
-                .kind(),
-            io::ErrorKind::AlreadyExists
-        );
-        assert_eq!(
-            add_user(&path, "../x@y", "x").unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            add_user(&path, "n@y", "").unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            list_users(&path).unwrap(),
-            vec!["first@example.com", "second@example.com"]
-        );
-
-        set_password(&path, "first@EXAMPLE.com", "uno").unwrap();
-        assert_eq!(
-            set_password(&path, "nobody@x", "p").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        let (u, _) = Users::load(&path).unwrap();
-        assert!(u
-            .password("first@example.com")
-            .is_some_and(|p| p.verify("uno") && !p.verify("one")));
-        assert!(u
-            .password("second@example.com")
-            .is_some_and(|p| p.verify("two")));
-
-        delete_user(&path, "First@example.com").unwrap();
-        assert_eq!(
-            delete_user(&path, "first@example.com").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        let text = fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "# my accounts");
-        assert_eq!(lines[1], "# trailing comment");
-        assert!(lines[2].starts_with("user.second@example.com=$argon2id$"));
-        assert_eq!(lines.len(), 3);
-        assert_eq!(list_users(&path).unwrap(), vec!["second@example.com"]);
-    }
-
-    #[test]
-    fn add_keeps_crlf_and_terminates_last_line() {
-        let (_dir, path) = temp_with("# c\r\nuser.a@x=pw");
-        add_user(&path, "b@x", "pw2").unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.split("\r\n").collect();
-        assert_eq!(lines[..2], ["# c", "user.a@x=pw"]);
-        assert!(lines[2].starts_with("user.b@x=$argon2id$"));
-        assert_eq!(lines[3], "");
-    }
-}
+#[path = "users_tests.rs"]
+mod tests;

@@ -69,13 +69,21 @@ fn one_line(text: &str) -> String {
     s.trim().to_string()
 }
 
-/// Why an address cannot be written into a queue file, if it cannot.
+/// Why an address cannot be written into a queue file, if it cannot. A recipient must also read
+/// back as itself from its `To:` line: the line is `<addr> state error`, and an address such as
+/// `a> pending b@c` (not one SMTP accepts unquoted) would be read as `a`.
 pub(crate) fn check_address(addr: &str, null_ok: bool) -> Result<(), String> {
     if addr.is_empty() && !null_ok {
         return Err("empty recipient address".into());
     }
     if addr.chars().any(|c| c.is_control()) {
         return Err(format!("address contains a control character: {addr:?}"));
+    }
+    if !null_ok {
+        let line = format!("<{addr}> {}", RecipientState::Pending.as_str());
+        if !parse_recipient(&line, 0).is_ok_and(|r| r.address == addr) {
+            return Err(format!("address cannot be written unambiguously: {addr:?}"));
+        }
     }
     Ok(())
 }
@@ -203,12 +211,39 @@ fn parse_jes_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, ParseEr
     })
 }
 
-/// `<addr> state[ error]`; the address ends at the first `> ` followed by a state word.
+/// The index of the `>` that closes `<addr>` when `>` inside quoted strings is skipped, as SMTP
+/// reads a path (`"a> pending b"@c` is one address); `None` if there is none.
+fn closing_bracket(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        } else if b == b'>' && !quoted {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// `<addr> state[ error]`. The address ends at the `>` that closes it the way SMTP reads a path
+/// (quoted strings may hold `> pending`); failing that, at the first `> ` followed by a state word
+/// (addresses from JES files with unbalanced quotes).
 fn parse_recipient(value: &str, line: usize) -> Result<QueueRecipient, ParseError> {
     let inner = value
         .strip_prefix('<')
         .ok_or_else(|| err(line, "recipient must be written <address> state"))?;
-    for (i, _) in inner.match_indices("> ") {
+    let ends = closing_bracket(inner)
+        .into_iter()
+        .chain(inner.match_indices("> ").map(|(i, _)| i));
+    for i in ends {
+        if !inner[i..].starts_with("> ") {
+            continue;
+        }
         let tail = &inner[i + 2..];
         let (word, error) = match tail.split_once(' ') {
             Some((w, e)) => (w, Some(e)),

@@ -9,6 +9,8 @@
 pub mod bounce;
 mod format;
 pub mod lock;
+#[cfg(test)]
+mod prop_tests;
 pub mod schedule;
 #[cfg(test)]
 mod tests;

@@ -173,6 +173,10 @@ pub async fn run(
                             }
                             None => Ok(()),
                         };
+                        // Commit is QUIT's UPDATE state: the lock goes before the +OK is written,
+                        // or a client that reconnects at once (a poller) can find its own mailbox
+                        // still locked, `[IN-USE]`, by the session it has just ended.
+                        mailbox = None;
                         session.committed(result, &mut out);
                     }
                     Output::Close => {
