@@ -315,8 +315,13 @@ impl Upstream {
 
     /// Every transaction the upstream accepted so far.
     pub fn received(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // The upstream may be writing a line right now: only lines with their newline count.
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end + 1],
+            None => "",
+        };
+        complete
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).expect("upstream log line is JSON"))
