@@ -9,13 +9,17 @@
 //! `users` (user.conf: accounts, forwards, in-place rewriting that keeps comments and order),
 //! `log` (log.conf: level, file, rotation), `http` (the `http.*` keys of mail.conf), `sample` (what `jes init` writes).
 
+pub mod hostname;
 pub mod http;
+pub mod ip_pattern;
 pub mod log;
 pub mod mail;
 #[cfg(test)]
 mod prop_tests;
 pub mod properties;
+mod reader;
 pub mod sample;
+pub mod smart_host;
 pub mod users;
 
 use std::path::{Path, PathBuf};
