@@ -2,6 +2,27 @@
 //! and turned into directory names only through `mailbox_dir_name`, which refuses anything that
 //! could escape or confuse the mail root (`..`, `/`, `\`, NUL, control characters, non-ASCII).
 
+/// The index of the `>` that closes a path `<...>` (given without its `<`), skipping `>` inside
+/// quoted strings as SMTP reads a path: `"a> pending b"@c>` ends at the last `>`. `None` if none.
+/// Shared by the SMTP command parser and the queue-file reader, which must agree on where an
+/// address ends.
+pub fn closing_bracket(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        } else if b == b'>' && !quoted {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// Canonical form of an address used as a key (accounts, mailboxes): the local part as written,
 /// lower-cased (JES and its users treat `Trackstudio@` and `trackstudio@` as one account), and the
 /// domain lower-cased.

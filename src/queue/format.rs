@@ -8,6 +8,7 @@
 //! sender `unknown@example.com`: what that means is for the outbound code to decide.
 
 use super::{QueueRecipient, QueuedMessage, RecipientState};
+use crate::address::closing_bracket;
 
 /// First line of a JES 1.0 queue file.
 pub const JES_V1: &str = "1.0";
@@ -209,25 +210,6 @@ fn parse_jes_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, ParseEr
         delay_warned: false,
         message: lines.rest(),
     })
-}
-
-/// The index of the `>` that closes `<addr>` when `>` inside quoted strings is skipped, as SMTP
-/// reads a path (`"a> pending b"@c` is one address); `None` if there is none.
-fn closing_bracket(s: &str) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, b) in s.bytes().enumerate() {
-        if escaped {
-            escaped = false;
-        } else if quoted && b == b'\\' {
-            escaped = true;
-        } else if b == b'"' {
-            quoted = !quoted;
-        } else if b == b'>' && !quoted {
-            return Some(i);
-        }
-    }
-    None
 }
 
 /// `<addr> state[ error]`. The address ends at the `>` that closes it the way SMTP reads a path

@@ -3,6 +3,8 @@
 //! printable ASCII reaches an address, since addresses end up in headers, logs and file names) and
 //! leniently where real clients differ from the RFC (a space after `FROM:`, a path without `<>`).
 
+use crate::address::closing_bracket;
+
 /// Splits a command line into its verb and the rest, both trimmed.
 pub(super) fn split_verb(line: &str) -> (&str, &str) {
     let line = line.trim_matches(|c| c == ' ' || c == '\t');
@@ -82,24 +84,6 @@ pub(super) fn parse_path_arg<'a>(args: &'a str, prefix: &str) -> Result<PathArg<
     let mailbox = parse_mailbox(path).ok_or(ArgError::Path)?;
     let params = parse_params(after).ok_or(ArgError::Params)?;
     Ok(PathArg { mailbox, params })
-}
-
-/// Index of the `>` closing a path, skipping quoted strings (`"a>b"@c`).
-fn closing_bracket(s: &str) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, b) in s.bytes().enumerate() {
-        if escaped {
-            escaped = false;
-        } else if quoted && b == b'\\' {
-            escaped = true;
-        } else if b == b'"' {
-            quoted = !quoted;
-        } else if b == b'>' && !quoted {
-            return Some(i);
-        }
-    }
-    None
 }
 
 /// Parses the inside of `<...>`: empty, `local@domain`, `@route,@route:local@domain`, or a bare
