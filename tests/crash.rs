@@ -169,6 +169,57 @@ fn client(
     }
 }
 
+/// Runs `clients` SMTP clients with `load` against `server`, kills it with `kill -9` `kills`
+/// times at random moments (restarting it each time), stops the clients, and kills and restarts
+/// it once more with nothing in flight, so that what follows sees what a restart finds. Returns
+/// the tokens answered 250 and how many messages were tried.
+#[allow(clippy::too_many_arguments)]
+fn load_with_kills(
+    server: &mut Server,
+    load: Load,
+    clients: u64,
+    kills: u64,
+    max_gap: u64,
+    rng: &mut Rng,
+    seed: u64,
+) -> (Vec<String>, u64) {
+    let port = server.smtp_port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let attempted = Arc::new(Mutex::new(0u64));
+    let threads: Vec<_> = (0..clients)
+        .map(|id| {
+            let (stop, acked, attempted) = (stop.clone(), acked.clone(), attempted.clone());
+            std::thread::spawn(move || client(id, load, port, seed, stop, acked, attempted))
+        })
+        .collect();
+    let started = Instant::now();
+    for k in 0..kills {
+        std::thread::sleep(Duration::from_millis(300 + rng.below(max_gap)));
+        let before = acked.lock().unwrap().len();
+        server.kill9();
+        eprintln!(
+            "kill {} at {:?}: {before} messages acknowledged so far, {} queue files",
+            k + 1,
+            started.elapsed(),
+            server.queue_files().len()
+        );
+        // Sometimes restart at once, sometimes after a pause in which clients fail to connect.
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        server.spawn();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    server.kill9();
+    server.spawn();
+    let acked = acked.lock().unwrap().clone();
+    let attempted = *attempted.lock().unwrap();
+    (acked, attempted)
+}
+
 /// A minimal POP3 client over the harness's raw connection.
 struct Pop3 {
     raw: Raw,
@@ -262,43 +313,15 @@ fn kill9_under_load_loses_nothing_acknowledged() {
     );
     let mut rng = Rng(seed);
     let mut server = Server::start("", DEFAULT_USERS);
-    let port = server.smtp_port;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let attempted = Arc::new(Mutex::new(0u64));
-    let threads: Vec<_> = (0..clients)
-        .map(|id| {
-            let (stop, acked, attempted) = (stop.clone(), acked.clone(), attempted.clone());
-            std::thread::spawn(move || client(id, LOCAL_LOAD, port, seed, stop, acked, attempted))
-        })
-        .collect();
-
-    let started = Instant::now();
-    for k in 0..kills {
-        std::thread::sleep(Duration::from_millis(300 + rng.below(max_gap)));
-        let before = acked.lock().unwrap().len();
-        server.kill9();
-        eprintln!(
-            "kill {} at {:?}: {before} messages acknowledged so far",
-            k + 1,
-            started.elapsed()
-        );
-        // Sometimes restart at once, sometimes after a pause in which clients fail to connect.
-        std::thread::sleep(Duration::from_millis(rng.below(300)));
-        server.spawn();
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().expect("client thread");
-    }
-    // One more kill with nothing in flight, so the final state is what a restart finds.
-    server.kill9();
-    server.spawn();
-
-    let acked: Vec<String> = acked.lock().unwrap().clone();
-    let attempted = *attempted.lock().unwrap();
+    let (acked, attempted) = load_with_kills(
+        &mut server,
+        LOCAL_LOAD,
+        clients,
+        kills,
+        max_gap,
+        &mut rng,
+        seed,
+    );
     eprintln!(
         "{} of {attempted} messages acknowledged, {} files in the mailbox",
         acked.len(),
@@ -403,43 +426,18 @@ fn kill9_with_smart_host_down_loses_no_relayed_mail() {
         &format!("defaultsmtpservers=127.0.0.1:{upstream_port}\nsmtpdelivery.interval=1\n"),
         DEFAULT_USERS,
     );
-    let port = server.smtp_port;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let attempted = Arc::new(Mutex::new(0u64));
-    let threads: Vec<_> = (0..clients)
-        .map(|id| {
-            let (stop, acked, attempted) = (stop.clone(), acked.clone(), attempted.clone());
-            std::thread::spawn(move || client(id, RELAY_LOAD, port, seed, stop, acked, attempted))
-        })
-        .collect();
-    let started = Instant::now();
-    for k in 0..kills {
-        std::thread::sleep(Duration::from_millis(300 + rng.below(max_gap)));
-        let before = acked.lock().unwrap().len();
-        server.kill9();
-        eprintln!(
-            "kill {} at {:?}: {before} relayed messages acknowledged so far, {} queue files",
-            k + 1,
-            started.elapsed(),
-            server.queue_files().len()
-        );
-        std::thread::sleep(Duration::from_millis(rng.below(300)));
-        server.spawn();
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().expect("client thread");
-    }
-    server.kill9();
-    server.spawn();
-    let acked: Vec<String> = acked.lock().unwrap().clone();
+    let (acked, attempted) = load_with_kills(
+        &mut server,
+        RELAY_LOAD,
+        clients,
+        kills,
+        max_gap,
+        &mut rng,
+        seed,
+    );
     eprintln!(
-        "{} of {} relayed messages acknowledged, {} queue files",
+        "{} of {attempted} relayed messages acknowledged, {} queue files",
         acked.len(),
-        *attempted.lock().unwrap(),
         server.queue_files().len()
     );
     assert!(
