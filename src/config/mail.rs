@@ -368,6 +368,13 @@ impl MailConf {
 
     /// Whether `domain` (any case) is one of `domains`. An address literal `[127.0.0.1]` matches `127.0.0.1`.
     pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.local_domain(domain).is_some()
+    }
+
+    /// The `domains` entry that `domain` names, however it is written: any case, an address
+    /// literal (`[127.0.0.1]`, `[IPv6:::1]`) or a trailing dot (`example.com.`). Mail to any of
+    /// these forms belongs to the account written with the configured name.
+    pub fn local_domain(&self, domain: &str) -> Option<&str> {
         let d = domain.trim();
         let d = d
             .strip_prefix('[')
@@ -379,7 +386,10 @@ impl MailConf {
             })
             .unwrap_or(d);
         let d = d.strip_suffix('.').unwrap_or(d);
-        self.domains.iter().any(|x| x.eq_ignore_ascii_case(d))
+        self.domains
+            .iter()
+            .find(|x| x.eq_ignore_ascii_case(d))
+            .map(String::as_str)
     }
 
     /// Whether a client at `ip` may relay (`relay.ipaddresses`).

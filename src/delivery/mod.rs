@@ -106,6 +106,12 @@ fn resolve_one(config: &Config, addr: &str, next: &mut Vec<String>) -> Vec<Route
     if !is_local(config, addr) {
         return vec![Route::Remote(addr.to_string())];
     }
+    // `trackstudio@[127.0.0.1]` and `trackstudio@127.0.0.1.` are the account
+    // `trackstudio@127.0.0.1`: look them up under the domain as configured.
+    let written_as_configured = domain_of(addr)
+        .and_then(|d| config.mail.local_domain(&d))
+        .map(|d| canonical(&format!("{}@{d}", local_part(addr))));
+    let addr = written_as_configured.as_deref().unwrap_or(addr);
     if let Some(targets) = config.users.forwards(addr) {
         let mut keep_here = false;
         for target in targets {
@@ -155,4 +161,94 @@ pub fn split(config: &Config, recipients: &[String]) -> (Vec<String>, Vec<String
         }
     }
     (local, remote)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mail: &str, users: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mail.conf"), mail).unwrap();
+        std::fs::write(dir.path().join("user.conf"), users).unwrap();
+        let (config, _) = Config::load(dir.path()).unwrap();
+        (dir, config)
+    }
+
+    const MAIL: &str = "domains=localhost,127.0.0.1,Example.COM\nhostname=jes.test\n";
+    const USERS: &str = "user.trackstudio@127.0.0.1=x\nuser.ann@example.com=x\n\
+                         userprop.fwd@example.com.forwardAddresses=ann@example.com,boss@remote.test\n";
+
+    fn local(a: &str) -> Route {
+        Route::Local(a.to_string())
+    }
+
+    #[test]
+    fn any_spelling_of_a_local_domain_reaches_the_account() {
+        let (_d, c) = config(MAIL, USERS);
+        for rcpt in [
+            "trackstudio@127.0.0.1",
+            "TrackStudio@127.0.0.1",
+            "trackstudio@[127.0.0.1]",
+            "trackstudio@127.0.0.1.",
+            " trackstudio@127.0.0.1 ",
+        ] {
+            assert_eq!(
+                expand(&c, rcpt),
+                vec![local("trackstudio@127.0.0.1")],
+                "{rcpt}"
+            );
+        }
+        // The account is written with the configured name, in whatever case it was given.
+        assert_eq!(
+            expand(&c, "ANN@example.com."),
+            vec![local("ann@example.com")]
+        );
+        assert_eq!(expand(&c, "nobody@[127.0.0.1]"), Vec::<Route>::new());
+        assert_eq!(
+            expand(&c, "x@[127.0.0.2]"),
+            vec![Route::Remote("x@[127.0.0.2]".into())]
+        );
+    }
+
+    #[test]
+    fn forwards_catch_all_postmaster_and_relay_rights() {
+        let (_d, c) = config(MAIL, USERS);
+        assert_eq!(
+            expand(&c, "fwd@example.com"),
+            vec![
+                local("ann@example.com"),
+                Route::Remote("boss@remote.test".into())
+            ]
+        );
+        assert_eq!(
+            expand(&c, "postmaster@localhost"),
+            vec![local("postmaster@localhost")]
+        );
+        let none = ClientRights { may_relay: false };
+        let relay = ClientRights { may_relay: true };
+        assert_eq!(
+            decide(&c, none, "a@b.test", "x@remote.test"),
+            RcptDecision::RelayDenied
+        );
+        assert_eq!(
+            decide(&c, relay, "a@b.test", "x@remote.test"),
+            RcptDecision::Accept
+        );
+        assert_eq!(
+            decide(&c, none, "a@b.test", "nobody@localhost"),
+            RcptDecision::UnknownUser
+        );
+        // A local forward to a remote address is not relaying by the client.
+        assert_eq!(
+            decide(&c, none, "a@b.test", "fwd@example.com"),
+            RcptDecision::Accept
+        );
+
+        let (_d, catch_all) = config(&format!("{MAIL}defaultuser=ann@example.com\n"), USERS);
+        assert_eq!(
+            expand(&catch_all, "nobody@localhost"),
+            vec![local("ann@example.com")]
+        );
+    }
 }
