@@ -356,21 +356,28 @@ pub(super) fn add_account(doc: &mut Doc, path: &Path, addr: &str, stored: &str) 
     Ok(())
 }
 
+/// `user.conf` read for a change to the account `addr` (canonical): `NotFound` when the file or
+/// the account is missing.
+fn read_with_account(path: &Path, addr: &str) -> io::Result<Doc> {
+    let not_found = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{addr} has no account in {}", path.display()),
+        )
+    };
+    let doc = Doc::read(path)?.ok_or_else(not_found)?;
+    if doc.account_blocks(addr).is_empty() {
+        return Err(not_found());
+    }
+    Ok(doc)
+}
+
 /// Sets a new password (argon2id) for an existing account; `NotFound` if there is none.
 pub fn set_password(path: &Path, addr: &str, password: &str) -> io::Result<()> {
     with_lock(path, || {
         check_new_password(password)?;
         let addr = canonical(addr);
-        let not_found = || {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{addr} has no account in {}", path.display()),
-            )
-        };
-        let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
-        if doc.account_blocks(&addr).is_empty() {
-            return Err(not_found());
-        }
+        let mut doc = read_with_account(path, &addr)?;
         set_account(&mut doc, &addr, &hash_password(password));
         write_atomically(path, doc.render().as_bytes())
     })
@@ -393,16 +400,7 @@ pub(super) fn set_account(doc: &mut Doc, addr: &str, stored: &str) -> usize {
 pub fn delete_user(path: &Path, addr: &str) -> io::Result<()> {
     with_lock(path, || {
         let addr = canonical(addr);
-        let not_found = || {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{addr} has no account in {}", path.display()),
-            )
-        };
-        let mut doc = Doc::read(path)?.ok_or_else(not_found)?;
-        if doc.account_blocks(&addr).is_empty() {
-            return Err(not_found());
-        }
+        let mut doc = read_with_account(path, &addr)?;
         remove_account(&mut doc, &addr);
         write_atomically(path, doc.render().as_bytes())
     })
