@@ -150,15 +150,36 @@ fn demo(dir: PathBuf) -> Result<(), String> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         config::sample::write_sample(&dir, 2525, 1100).map_err(|e| e.to_string())?;
+        // The demo also opens the web console, so a first look needs no editing.
+        let mail_conf = dir.join("mail.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&mail_conf)
+            .map_err(|e| format!("cannot open {}: {e}", mail_conf.display()))?;
+        f.write_all(
+            b"\n# The demo's web console (`jes demo` added these lines).\n\
+              http.port=8025\nhttp.admins=analyst@localhost\n",
+        )
+        .map_err(|e| format!("cannot write {}: {e}", mail_conf.display()))?;
     }
     let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+    let console = Config::load(&dir)
+        .ok()
+        .and_then(|(c, _)| {
+            let admin = c.mail.http.admins.first()?.clone();
+            Some((c.mail.http.address, c.mail.http.port?, admin))
+        })
+        .map(|(ip, port, admin)| {
+            format!("\n  console: http://{ip}:{port}/ (user {admin}; the sample gives it the password `password`)")
+        })
+        .unwrap_or_default();
     eprintln!(
         "jes demo: configuration and mail in {dir}\n\
          \x20 send:  printf 'Subject: hello\\r\\n\\r\\nFirst task.\\r\\n' > msg.txt\n\
          \x20        curl smtp://127.0.0.1:2525 --mail-from you@example.org --mail-rcpt trackstudio@127.0.0.1 -T msg.txt\n\
          \x20 read:  curl pop3://127.0.0.1:1100/1 -u 'trackstudio@127.0.0.1:secret'\n\
          \x20 files: {dir}/users/trackstudio@127.0.0.1/ (mailbox), {dir}/smtp/ (queue), {log} (log)\n\
-         \x20 stop:  Ctrl-C",
+         \x20 stop:  Ctrl-C{console}",
         dir = abs.display(),
         log = abs.parent().map(|p| p.join("log/jes.log")).unwrap_or_default().display()
     );

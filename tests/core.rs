@@ -289,6 +289,47 @@ fn init_then_check_describes_the_server() {
     assert!(!again.status.success(), "init refuses to overwrite");
 }
 
+/// The README's one command: `jes demo` writes the sample and serves SMTP, POP3 and the console
+/// on its fixed ports (2525, 1100, 8025; the suite's own servers use 20000 and up).
+#[test]
+fn demo_serves_mail_and_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("jes-demo/etc");
+    let mut child = Command::new(common::jes_bin())
+        .arg("demo")
+        .arg(&etc)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut health = String::new();
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect("127.0.0.1:8025") {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            s.read_to_string(&mut health).unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let smtp = std::net::TcpStream::connect("127.0.0.1:2525").is_ok();
+    let pop3 = std::net::TcpStream::connect("127.0.0.1:1100").is_ok();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        health.contains("\"status\":\"ok\""),
+        "console health: {health}\n{said}"
+    );
+    assert!(smtp && pop3, "SMTP and POP3 listen: {said}");
+    assert!(said.contains("console: http://127.0.0.1:8025/"), "{said}");
+    let conf = std::fs::read_to_string(etc.join("mail.conf")).unwrap();
+    assert!(conf.contains("\nhttp.admins=analyst@localhost\n"), "{conf}");
+}
+
 #[test]
 fn sigterm_stops_cleanly() {
     let mut server = Server::start("", DEFAULT_USERS);
