@@ -196,10 +196,10 @@ pub fn request_retry(store: &QueueStore, id: Option<&str>) -> io::Result<()> {
 /// while taking changes the stamp after the one remembered.
 pub fn take_retry_requests(store: &QueueStore) -> io::Result<Vec<RetryRequest>> {
     let dir = retry_dir(store);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+    let Some(entries) = crate::store::read_dir_if_exists(&dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+    else {
+        return Ok(Vec::new());
     };
     let mut requests = Vec::new();
     for entry in entries {

@@ -273,10 +273,8 @@ impl QueueStore {
     /// The ids of all queue files, sorted; temporary and unknown files are skipped. A missing
     /// directory is an empty queue.
     pub fn list_ids(&self) -> io::Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(entries) = crate::store::read_dir_if_exists(&self.dir)? else {
+            return Ok(Vec::new());
         };
         let mut ids = Vec::new();
         for entry in entries {

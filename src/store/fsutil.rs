@@ -91,13 +91,21 @@ pub(crate) fn create_temp(dir: &Path) -> io::Result<(PathBuf, File)> {
     }
 }
 
+/// The entries of `dir`, or `None` when it does not exist: a mailbox, queue or request folder that
+/// was never created is simply empty.
+pub(crate) fn read_dir_if_exists(dir: &Path) -> io::Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes the temporary files a crash left in `dir` (not below it); a missing `dir` has none.
 /// Only safe while nothing writes there, i.e. at start-up: a write in progress has one too.
 pub(crate) fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+    let Some(entries) = read_dir_if_exists(dir)? else {
+        return Ok(0);
     };
     let mut n = 0;
     for entry in entries {

@@ -16,7 +16,8 @@ mod tests;
 
 pub use fsutil::is_full;
 pub(crate) use fsutil::{
-    create_temp, ensure_dir, fsync_dir, now_ms, remove_if_exists, remove_stale_temps, unique_stem,
+    create_temp, ensure_dir, fsync_dir, now_ms, read_dir_if_exists, remove_if_exists,
+    remove_stale_temps, unique_stem,
 };
 pub use size::{pop3_size, SizeCounter};
 
@@ -128,10 +129,8 @@ impl MailStore {
     /// Removes the temporary files a crash left in any mailbox (they are never listed, but would
     /// pile up). Call at start-up only, before any delivery. Returns how many were removed.
     pub fn remove_stale_temp_files(&self) -> io::Result<usize> {
-        let entries = match std::fs::read_dir(&self.users_dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
+        let Some(entries) = read_dir_if_exists(&self.users_dir)? else {
+            return Ok(0);
         };
         let mut n = 0;
         for entry in entries {
@@ -359,10 +358,9 @@ fn size_by_reading(path: &Path) -> io::Result<u64> {
 /// (mtime, then name). Symbolic links are skipped: a link could make RETR read any file the
 /// server can.
 fn list_dir(dir: &Path, key: &str, shared: &Shared) -> io::Result<Vec<MessageInfo>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(with_path(e, "cannot list", dir)),
+    let Some(entries) = read_dir_if_exists(dir).map_err(|e| with_path(e, "cannot list", dir))?
+    else {
+        return Ok(Vec::new());
     };
     let old_cache = lock(&shared.sizes).remove(key).unwrap_or_default();
     let mut new_cache = HashMap::new();
