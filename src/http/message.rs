@@ -8,20 +8,8 @@
 use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
 use serde::Serialize;
 
-/// The message as a POP3 client would receive it: one leading dot removed per stuffed line.
-pub fn unstuff(wire: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(wire.len());
-    let mut line_start = true;
-    for &b in wire {
-        if line_start && b == b'.' {
-            line_start = false;
-            continue;
-        }
-        line_start = b == b'\n';
-        out.push(b);
-    }
-    out
-}
+/// The message as a POP3 client receives it after RETR (the rule lives with POP3's encoder).
+pub use crate::pop3::wire::unstuff;
 
 /// When the message arrived, seconds since the epoch: jes's names start with the delivery time in
 /// milliseconds (`pop<ms:13><counter:6>,S=<size>`); JES's random names do not, so the file's

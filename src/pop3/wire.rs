@@ -83,6 +83,22 @@ pub fn unstuffed_size(stored: &[u8]) -> u64 {
         .sum()
 }
 
+/// The message a client holds after RETR of `stored`, byte-stuffing removed: what the web console
+/// shows and offers as `.eml`. The same rule as `encode` and `unstuffed_size`, so its length is
+/// always the size LIST announced.
+pub fn unstuff(stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stored.len());
+    for line in lines(stored) {
+        let content = match line.strip_prefix(b".") {
+            Some(rest) if line != b"." => rest,
+            _ => line,
+        };
+        out.extend_from_slice(content);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +179,7 @@ mod tests {
             prop_assert!(rest.is_empty(), "terminator came early");
             if top.is_none() {
                 prop_assert_eq!(unstuffed_size(&stored), msg.len() as u64);
+                prop_assert_eq!(&unstuff(&stored), &msg);
                 prop_assert_eq!(msg.split(|&b| b == b'\n').count() - 1, lines(&stored).count());
             }
         }
