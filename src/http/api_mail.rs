@@ -151,14 +151,15 @@ pub async fn messages(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(ApiError::internal(e)),
             };
-            let mtime = std::fs::metadata(&info.path)
-                .and_then(|m| m.modified())
-                .ok();
             out.push(MessageJson {
                 id: info.uid.clone(),
                 size: info.size,
                 summary: message::summarize(&message::unstuff(&head)),
-                received: message::received_secs(&info.uid, mtime),
+                received: message::received_secs(&info.uid, || {
+                    std::fs::metadata(&info.path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                }),
             });
         }
         Ok(Json(out))
