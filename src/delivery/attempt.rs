@@ -348,16 +348,9 @@ fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) {
 /// The enhanced status code of a temporary reply such as `451 4.3.0 try later`, or `4.0.0`.
 fn transient_status(reply: &str) -> String {
     reply
-        .split_whitespace()
-        .nth(1)
-        .filter(|code| {
-            let parts: Vec<&str> = code.split('.').collect();
-            parts.len() == 3
-                && parts[0] == "4"
-                && parts[1..]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-        })
+        .split_once(' ')
+        .and_then(|(_, text)| super::client::enhanced_code(text))
+        .filter(|code| code.starts_with("4."))
         .unwrap_or("4.0.0")
         .to_string()
 }

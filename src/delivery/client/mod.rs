@@ -19,7 +19,7 @@ mod tls;
 mod tls_tests;
 
 pub use conn::{Connection, TlsState};
-pub use protocol::Extensions;
+pub use protocol::{enhanced_code, Extensions};
 pub use tls::{insecure_config, verifying_config};
 
 use std::net::SocketAddr;
