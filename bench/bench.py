@@ -565,7 +565,7 @@ def relay_available():
         with open(os.path.join(root, "log", "jes.log"), errors="replace") as f:
             log = f.read()
         # a server with a queue runner tries the smart host (and fails: port 9 is closed)
-        return re.search(r"deliver|attempt|connect", log.split("message accepted", 1)[-1], re.I) is not None
+        return re.search(r"deliver|attempt|connect", log.split('outcome="accepted"', 1)[-1], re.I) is not None
     except Exception:  # noqa: BLE001
         return False
     finally:

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::event::{Event, Kind};
+
 /// Minutes kept in the per-minute series.
 pub const MINUTES: usize = 60;
 /// Delivery events kept for the console.
@@ -23,35 +25,6 @@ pub struct Minute {
     pub delivered: u64,
     pub bounced: u64,
     pub deferred: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventKind {
-    Delivered,
-    Deferred,
-    Bounced,
-    DeliveredLocally,
-}
-
-impl EventKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EventKind::Delivered => "delivered",
-            EventKind::Deferred => "deferred",
-            EventKind::Bounced => "bounced",
-            EventKind::DeliveredLocally => "delivered-locally",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// Seconds since the epoch.
-    pub time: u64,
-    pub kind: EventKind,
-    pub queue_id: String,
-    pub recipient: String,
-    pub detail: String,
 }
 
 #[derive(Debug, Default)]
@@ -91,53 +64,32 @@ fn bump(f: impl Fn(&mut Minute)) {
     f(&mut r.totals);
 }
 
-fn event(kind: EventKind, queue_id: &str, recipient: &str, detail: &str) {
-    let mut r = recent().lock().unwrap_or_else(|p| p.into_inner());
-    r.events.push_back(Event {
-        time: now_secs(),
-        kind,
-        queue_id: queue_id.to_string(),
-        recipient: recipient.to_string(),
-        detail: detail.to_string(),
-    });
-    while r.events.len() > EVENTS {
-        r.events.pop_front();
+/// Messages accepted over SMTP (answered 250), for the console's series: called by
+/// `outcome::emit_all`, which counts each message once.
+pub fn messages_accepted(n: u64) {
+    if n > 0 {
+        bump(|m| m.accepted += n);
     }
 }
 
-/// A message was accepted over SMTP (answered 250).
-pub fn accepted() {
-    metrics::counter!("jes_messages_accepted_total").increment(1);
-    bump(|m| m.accepted += 1);
-}
-
-/// A recipient's copy reached its destination; `latency_secs` from acceptance.
-pub fn delivered(queue_id: &str, recipient: &str, host: &str, latency_secs: f64) {
-    metrics::counter!("jes_recipients_delivered_total").increment(1);
-    metrics::histogram!("jes_delivery_latency_seconds").record(latency_secs);
-    bump(|m| m.delivered += 1);
-    event(EventKind::Delivered, queue_id, recipient, host);
-}
-
-/// A recipient's copy went into a local mailbox.
-pub fn delivered_locally(queue_id: &str, recipient: &str) {
-    metrics::counter!("jes_recipients_delivered_total").increment(1);
-    bump(|m| m.delivered += 1);
-    event(EventKind::DeliveredLocally, queue_id, recipient, "");
-}
-
-/// A recipient failed for good and was bounced to the sender.
-pub fn bounced(queue_id: &str, recipient: &str, reason: &str) {
-    metrics::counter!("jes_recipients_bounced_total").increment(1);
-    bump(|m| m.bounced += 1);
-    event(EventKind::Bounced, queue_id, recipient, reason);
-}
-
-/// A recipient's delivery failed for now and will be retried.
-pub fn deferred(queue_id: &str, recipient: &str, reason: &str) {
-    metrics::counter!("jes_recipients_deferred_total").increment(1);
-    bump(|m| m.deferred += 1);
-    event(EventKind::Deferred, queue_id, recipient, reason);
+/// Keeps reported outcome events for the console (the newest `EVENTS`) and counts them into the
+/// per-minute series: called by `outcome::emit_all` only.
+pub fn record_events(events: Vec<Event>) {
+    for e in &events {
+        match e.kind {
+            Kind::Delivered | Kind::DeliveredLocally => bump(|m| m.delivered += 1),
+            Kind::Bounced | Kind::Expired => bump(|m| m.bounced += 1),
+            Kind::Deferred => bump(|m| m.deferred += 1),
+            _ => {}
+        }
+    }
+    let mut r = recent().lock().unwrap_or_else(|p| p.into_inner());
+    for e in events {
+        r.events.push_back(e);
+    }
+    while r.events.len() > EVENTS {
+        r.events.pop_front();
+    }
 }
 
 /// Sessions open now, by protocol, and the queue as the runner last saw it: kept here as well as
@@ -248,15 +200,7 @@ pub fn install_recorder() {
         }
     };
     let _ = PROMETHEUS.set(handle);
-    for name in [
-        "jes_messages_accepted_total",
-        "jes_recipients_delivered_total",
-        "jes_recipients_bounced_total",
-        "jes_recipients_deferred_total",
-        "jes_auth_failures_total",
-    ] {
-        metrics::counter!(name).increment(0);
-    }
+    metrics::counter!("jes_auth_failures_total").increment(0);
     for outcome in ["ok", "failed"] {
         metrics::counter!("jes_tls_handshakes_total", "outcome" => outcome).increment(0);
     }
@@ -283,11 +227,13 @@ mod tests {
     #[test]
     fn counts_into_the_current_minute_and_keeps_events_bounded() {
         let (_, _, before) = snapshot();
-        accepted();
-        bounced("1", "x@y.test", "550 5.1.1 no such user");
-        for i in 0..(EVENTS + 10) {
-            deferred("2", &format!("r{i}@y.test"), "451 later");
-        }
+        let facts = crate::event::MessageFacts::default();
+        messages_accepted(1);
+        record_events(vec![Event::new(Kind::Bounced, &facts, "x@y.test")]);
+        let deferred: Vec<Event> = (0..(EVENTS + 10))
+            .map(|i| Event::new(Kind::Deferred, &facts, &format!("r{i}@y.test")))
+            .collect();
+        record_events(deferred);
         let (minutes, events, totals) = snapshot();
         assert!(totals.accepted > before.accepted);
         assert!(totals.bounced > before.bounced);
@@ -295,10 +241,15 @@ mod tests {
             .last()
             .is_some_and(|m| m.accepted >= 1 && m.deferred >= EVENTS as u64));
         assert_eq!(events.len(), EVENTS, "events are bounded");
-        assert_eq!(
-            events[0].recipient,
-            format!("r{}@y.test", EVENTS + 9),
-            "newest first"
-        );
+        // Other tests report events too: the newest of ours comes before our older ones.
+        let ours: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == Kind::Deferred && e.recipient.starts_with('r'))
+            .map(|e| e.recipient.as_str())
+            .collect();
+        let newest = format!("r{}@y.test", EVENTS + 9);
+        let older = format!("r{}@y.test", EVENTS + 8);
+        assert_eq!(ours.first().copied(), Some(newest.as_str()), "newest first");
+        assert_eq!(ours.get(1).copied(), Some(older.as_str()));
     }
 }

@@ -15,7 +15,7 @@ fn trackstudio_receive_flow_with_python_clients() {
     assert!(server.mailbox_files("trackstudio@127.0.0.1").is_empty());
     let log = server.log();
     assert!(
-        log.contains("message accepted"),
+        log.contains("outcome=\"accepted\""),
         "the log has a line per accepted message:\n{log}"
     );
     assert!(
@@ -23,7 +23,7 @@ fn trackstudio_receive_flow_with_python_clients() {
         "the log has a line per POP3 login:\n{log}"
     );
     assert!(
-        log.contains("POP3 messages deleted"),
+        log.contains("outcome=\"pop3-deleted\""),
         "the log has a line per deletion:\n{log}"
     );
 }

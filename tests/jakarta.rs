@@ -264,7 +264,7 @@ fn tracker_sends_and_polls_with_jakarta_mail() {
 
     let log = server.log();
     assert!(log.contains("POP3 login"), "{log}");
-    assert!(log.contains("POP3 messages deleted"), "{log}");
+    assert!(log.contains("outcome=\"pop3-deleted\""), "{log}");
 }
 
 #[test]

@@ -71,3 +71,8 @@ fn canonical_name(short: &str) -> Option<String> {
     };
     canon.filter(|c| c.contains('.') && c.parse::<Ipv4Addr>().is_err())
 }
+
+/// The machine's short host name, as `gethostname` gives it (for naming a lock's holder).
+pub fn machine_name() -> Option<String> {
+    gethostname()
+}

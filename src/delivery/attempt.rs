@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use super::remote::{Remote, RemoteOutcome};
 use super::{expand, Route};
 use crate::config::Config;
+use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::bounce::{self, FailedRecipient, Notice};
 use crate::queue::schedule::backoff;
 use crate::queue::{lock, QueueError, QueueRecipient, QueueStore, QueuedMessage, RecipientState};
@@ -56,6 +57,7 @@ pub fn peek_times(queue: &QueueStore, id: &str) -> Result<(u64, u64), QueueError
 }
 
 /// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
+/// Every recipient's outcome in it is reported once, after the new state is saved.
 pub async fn run(
     id: &str,
     config: &Config,
@@ -64,7 +66,7 @@ pub async fn run(
     remote: &Remote,
 ) -> Outcome {
     // File work (locks, reads, fsyncs) blocks: keep it off the threads that serve sessions.
-    let (guard, mut msg, mut newly_failed) =
+    let (guard, mut msg, mut work) =
         match tokio::task::block_in_place(|| prepare(id, config, queue, store)) {
             Ok(p) => p,
             Err(outcome) => return outcome,
@@ -86,50 +88,98 @@ pub async fn run(
         let outcomes = remote
             .deliver(config, id, sender, &addrs, &msg.message)
             .await;
-        for (i, outcome) in remote_idx.iter().zip(outcomes) {
-            let r = &mut msg.recipients[*i];
-            match outcome {
-                RemoteOutcome::Delivered { reply, .. } => {
-                    r.state = RecipientState::Delivered;
-                    r.last_error = Some(reply);
-                }
-                RemoteOutcome::Failed {
-                    host,
-                    status,
-                    reply,
-                } => {
-                    r.state = RecipientState::Failed;
-                    r.last_error = Some(reply.clone());
-                    newly_failed.push(FailedRecipient {
-                        address: r.address.clone(),
-                        status,
-                        diagnostic: reply,
-                        remote_host: host,
-                    });
-                }
-                RemoteOutcome::Deferred { reply } => {
-                    crate::stats::deferred(id, &r.address, &reply);
-                    r.last_error = Some(reply);
-                    deferred = true;
-                }
-            }
-        }
         msg.attempts += 1;
+        for (i, outcome) in remote_idx.iter().zip(outcomes) {
+            deferred |= work.record_remote(&mut msg.recipients[*i], outcome, msg.attempts);
+        }
     }
     if deferred && msg.attempts >= config.mail.delivery_threshold {
+        work.expire(&mut msg);
+    }
+    let (outcome, events) =
+        tokio::task::block_in_place(|| finish(config, queue, guard, &mut msg, work));
+    crate::outcome::emit_all(events);
+    outcome
+}
+
+/// What one attempt found out: the recipients to bounce now, and the outcome events to report.
+struct Work {
+    facts: MessageFacts,
+    newly_failed: Vec<FailedRecipient>,
+    events: Vec<Event>,
+}
+
+impl Work {
+    fn new(msg: &QueuedMessage) -> Work {
+        Work {
+            facts: MessageFacts::of(&msg.id, &msg.sender, &msg.message, msg.received_ms),
+            newly_failed: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn event(&mut self, kind: Kind, recipient: &str, reply: &str, attempt: u32) -> &mut Event {
+        let e = Event::new(kind, &self.facts, recipient)
+            .with_reply(reply)
+            .with_attempt(attempt);
+        self.events.push(e);
+        let last = self.events.len() - 1;
+        &mut self.events[last]
+    }
+
+    /// Applies one remote outcome to its recipient; true when it is deferred.
+    fn record_remote(
+        &mut self,
+        r: &mut QueueRecipient,
+        outcome: RemoteOutcome,
+        attempt: u32,
+    ) -> bool {
+        let via = outcome.via().clone();
+        let (kind, reply, deferred) = match outcome {
+            RemoteOutcome::Delivered { reply, .. } => {
+                r.state = RecipientState::Delivered;
+                (Kind::Delivered, reply, false)
+            }
+            RemoteOutcome::Failed {
+                host,
+                status,
+                reply,
+                ..
+            } => {
+                r.state = RecipientState::Failed;
+                self.newly_failed.push(FailedRecipient {
+                    address: r.address.clone(),
+                    status,
+                    diagnostic: reply.clone(),
+                    remote_host: host,
+                });
+                (Kind::Bounced, reply, false)
+            }
+            RemoteOutcome::Deferred { reply, .. } => (Kind::Deferred, reply, true),
+        };
+        let e = self.event(kind, &r.address, &reply, attempt);
+        e.remote_host = via.host;
+        e.remote_ip = via.ip;
+        e.tls = via.tls;
+        r.last_error = Some(reply);
+        deferred
+    }
+
+    /// Gives up on every recipient still pending after `smtpdelivery.threshold` attempts.
+    fn expire(&mut self, msg: &mut QueuedMessage) {
+        let attempts = msg.attempts;
         for r in msg
             .recipients
             .iter_mut()
             .filter(|r| r.state == RecipientState::Pending)
         {
             let last = r.last_error.clone().unwrap_or_default();
-            crate::stats::bounced(id, &r.address, &format!("gave up: {last}"));
             r.state = RecipientState::Failed;
             r.last_error = Some(format!(
-                "gave up after {} attempts; last error: {last}",
-                msg.attempts
+                "gave up after {attempts} attempts; last error: {last}"
             ));
-            newly_failed.push(FailedRecipient {
+            self.event(Kind::Expired, &r.address, &last, attempts);
+            self.newly_failed.push(FailedRecipient {
                 address: r.address.clone(),
                 status: "4.4.7".into(),
                 diagnostic: last,
@@ -137,7 +187,6 @@ pub async fn run(
             });
         }
     }
-    tokio::task::block_in_place(|| finish(config, queue, guard, &mut msg, &newly_failed))
 }
 
 /// Locks and reads the file and does the local part of the delivery.
@@ -146,7 +195,7 @@ fn prepare(
     config: &Config,
     queue: &QueueStore,
     store: &MailStore,
-) -> Result<(lock::QueueLock, QueuedMessage, Vec<FailedRecipient>), Outcome> {
+) -> Result<(lock::QueueLock, QueuedMessage, Work), Outcome> {
     let guard = match lock::try_lock(queue, id) {
         Ok(Some(guard)) => guard,
         Ok(None) => return Err(Outcome::Busy),
@@ -171,33 +220,34 @@ fn prepare(
             return Err(Outcome::RetryAt(now_ms() + 3_600_000));
         }
     };
-    let mut newly_failed = Vec::new();
-    deliver_local(config, store, &mut msg, &mut newly_failed);
-    Ok((guard, msg, newly_failed))
+    let mut work = Work::new(&msg);
+    deliver_local(config, store, &mut msg, &mut work);
+    Ok((guard, msg, work))
 }
 
-/// Bounces what failed now, then saves the new state or removes the finished file.
+/// Bounces what failed now, then saves the new state or removes the finished file. Gives the
+/// runner's next step and the events to report.
 fn finish(
     config: &Config,
     queue: &QueueStore,
     mut guard: lock::QueueLock,
     msg: &mut QueuedMessage,
-    newly_failed: &[FailedRecipient],
-) -> Outcome {
-    let bounced = send_bounce(config, queue, msg, newly_failed);
+    mut work: Work,
+) -> (Outcome, Vec<Event>) {
+    let bounced = send_bounce(config, queue, msg, &work.newly_failed);
     let pending = msg
         .recipients
         .iter()
         .any(|r| r.state == RecipientState::Pending);
     if pending {
-        warn_of_delay(config, queue, msg);
+        warn_of_delay(config, queue, msg, &mut work);
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
         if let Err(e) = guard.save(queue, msg) {
             tracing::error!(queue_id = %msg.id, "cannot save the queue file's new state: {e}");
         }
-        return Outcome::RetryAt(msg.next_attempt_ms);
+        return (Outcome::RetryAt(msg.next_attempt_ms), work.events);
     }
-    if !newly_failed.is_empty() && !bounced {
+    if !work.newly_failed.is_empty() && !bounced {
         keep_in_failed(config, msg);
     }
     match guard.remove(queue) {
@@ -206,17 +256,12 @@ fn finish(
         }
         Err(e) => tracing::error!(queue_id = %msg.id, "cannot remove the finished queue file: {e}"),
     }
-    Outcome::Finished
+    (Outcome::Finished, work.events)
 }
 
 /// Expands pending recipients: local routes are delivered now; remote forward targets become new
 /// pending recipients; the original recipient is then done.
-fn deliver_local(
-    config: &Config,
-    store: &MailStore,
-    msg: &mut QueuedMessage,
-    failed: &mut Vec<FailedRecipient>,
-) {
+fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, work: &mut Work) {
     let mut mailboxes: Vec<String> = Vec::new();
     let mut expanded: Vec<usize> = Vec::new();
     let mut new_remote: Vec<String> = Vec::new();
@@ -226,10 +271,11 @@ fn deliver_local(
         }
         let routes = expand(config, &r.address);
         if routes.is_empty() {
-            crate::stats::bounced(&msg.id, &r.address, "550 5.1.1 no such user here");
+            let reply = "550 5.1.1 no such user here";
+            work.event(Kind::Bounced, &r.address, reply, msg.attempts);
             r.state = RecipientState::Failed;
-            r.last_error = Some("550 5.1.1 no such user here".into());
-            failed.push(FailedRecipient {
+            r.last_error = Some(reply.into());
+            work.newly_failed.push(FailedRecipient {
                 address: r.address.clone(),
                 status: "5.1.1".into(),
                 diagnostic: "550 5.1.1 no such user here".into(),
@@ -258,17 +304,22 @@ fn deliver_local(
         } else {
             msg.sender.as_str()
         };
-        if let Err(e) = store.deliver(&mailboxes, return_path, &msg.message) {
-            tracing::error!(queue_id = %msg.id, "local delivery to {} failed, will retry: {e}", mailboxes.join(", "));
+        if let Err(e) = store.deliver_as(&msg.id, &mailboxes, return_path, &msg.message) {
+            let reply = format!("451 4.3.0 local delivery failed: {e}");
             for i in expanded {
-                msg.recipients[i].last_error =
-                    Some(format!("451 4.3.0 local delivery failed: {e}"));
+                let r = &mut msg.recipients[i];
+                work.event(Kind::Deferred, &r.address, &reply, msg.attempts);
+                r.last_error = Some(reply.clone());
             }
             return;
         }
-        tracing::info!(queue_id = %msg.id, to = %mailboxes.join(","), outcome = "delivered", "local delivery");
         for m in &mailboxes {
-            crate::stats::delivered_locally(&msg.id, m);
+            work.event(
+                Kind::DeliveredLocally,
+                m,
+                "250 2.0.0 delivered locally",
+                msg.attempts,
+            );
         }
     }
     for i in expanded {
@@ -310,7 +361,7 @@ fn send_bounce(
 /// `smtpdelivery.delaywarning` (RFC 3464 `Action: delayed`), as Postfix's `delay_warning_time`
 /// does: a notification that sits for hours behind a dead smart host should not go unnoticed.
 /// The flag is saved with the queue file, so a restart does not warn again.
-fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) {
+fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage, work: &mut Work) {
     let Some(after) = config.mail.delay_warning else {
         return;
     };
@@ -339,8 +390,12 @@ fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) {
         return;
     }
     // A null sender cannot be told; mark it anyway so the check is not repeated every attempt.
-    if !bounce::is_null_sender(&msg.sender) {
-        send_notice(config, queue, msg, &delayed, Notice::Delay);
+    if !bounce::is_null_sender(&msg.sender)
+        && send_notice(config, queue, msg, &delayed, Notice::Delay)
+    {
+        for d in &delayed {
+            work.event(Kind::DelayNotice, &d.address, &d.diagnostic, msg.attempts);
+        }
     }
     msg.delay_warned = true;
 }
@@ -349,7 +404,7 @@ fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) {
 fn transient_status(reply: &str) -> String {
     reply
         .split_once(' ')
-        .and_then(|(_, text)| super::client::enhanced_code(text))
+        .and_then(|(_, text)| crate::event::enhanced_code(text))
         .filter(|code| code.starts_with("4."))
         .unwrap_or("4.0.0")
         .to_string()

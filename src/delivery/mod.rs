@@ -6,6 +6,7 @@
 //! or the queue for remote delivery. Forwards expand breadth-first with de-duplication and a
 //! depth limit; an address in its own `forwardAddresses` keeps a copy in its own mailbox.
 
+pub mod accept;
 pub mod attempt;
 pub mod client;
 pub mod mx;

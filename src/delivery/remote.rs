@@ -27,15 +27,45 @@ pub enum RemoteOutcome {
     Delivered {
         host: String,
         reply: String,
+        via: Via,
     },
     Failed {
         host: Option<String>,
         status: String,
         reply: String,
+        via: Via,
     },
     Deferred {
         reply: String,
+        via: Via,
     },
+}
+
+/// The server an outcome came from, when one answered: for the outcome event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Via {
+    pub host: Option<String>,
+    pub ip: Option<IpAddr>,
+    /// The TLS version of the connection (`TLSv1.3`), if it was encrypted.
+    pub tls: Option<String>,
+}
+
+impl RemoteOutcome {
+    /// A temporary failure that no server answered (DNS, setup, no host reachable).
+    fn deferred(reply: String) -> RemoteOutcome {
+        RemoteOutcome::Deferred {
+            reply,
+            via: Via::default(),
+        }
+    }
+
+    pub fn via(&self) -> &Via {
+        match self {
+            RemoteOutcome::Delivered { via, .. }
+            | RemoteOutcome::Failed { via, .. }
+            | RemoteOutcome::Deferred { via, .. } => via,
+        }
+    }
 }
 
 struct Pooled {
@@ -110,9 +140,7 @@ impl Remote {
             );
             return recipients
                 .iter()
-                .map(|_| RemoteOutcome::Deferred {
-                    reply: reply.clone(),
-                })
+                .map(|_| RemoteOutcome::deferred(reply.clone()))
                 .collect();
         };
         if !config.mail.smart_hosts.is_empty() {
@@ -162,11 +190,7 @@ impl Remote {
         }
         outcomes
             .into_iter()
-            .map(|o| {
-                o.unwrap_or(RemoteOutcome::Deferred {
-                    reply: "451 4.3.0 not attempted".into(),
-                })
-            })
+            .map(|o| o.unwrap_or(RemoteOutcome::deferred("451 4.3.0 not attempted".into())))
             .collect()
     }
 
@@ -185,9 +209,9 @@ impl Remote {
         let resolver = match &self.resolver {
             Ok(r) => r,
             Err(e) => {
-                return all(RemoteOutcome::Deferred {
-                    reply: format!("451 4.4.3 no DNS resolver: {e}"),
-                })
+                return all(RemoteOutcome::deferred(format!(
+                    "451 4.4.3 no DNS resolver: {e}"
+                )))
             }
         };
         let mx = match resolver.resolve(domain, &self.our_names).await {
@@ -202,6 +226,7 @@ impl Remote {
                     host: None,
                     status: e.status().to_string(),
                     reply: format!("{code} {} {e}", e.status()),
+                    via: Via::default(),
                 });
             }
             Err(e) => {
@@ -212,9 +237,7 @@ impl Remote {
                         "{e}: the best MX host for {domain} is this server"
                     );
                 }
-                return all(RemoteOutcome::Deferred {
-                    reply: format!("451 {} {e}", e.status()),
-                });
+                return all(RemoteOutcome::deferred(format!("451 {} {e}", e.status())));
             }
         };
         let targets = mx
@@ -304,35 +327,36 @@ impl Remote {
                 };
                 match conn.send(out).await {
                     Ok(results) => {
+                        let via = Via {
+                            host: Some(target.host.clone()),
+                            ip: Some(target.addr.ip()),
+                            tls: conn.tls_version(),
+                        };
                         let outcomes: Vec<RemoteOutcome> = results
                             .into_iter()
                             .map(|r| match r {
                                 RecipientOutcome::Delivered(reply) => RemoteOutcome::Delivered {
                                     host: target.host.clone(),
                                     reply: reply.to_string(),
+                                    via: via.clone(),
                                 },
                                 RecipientOutcome::Failed(reply) => RemoteOutcome::Failed {
                                     host: Some(target.host.clone()),
                                     status: status_of(&reply, "5.0.0"),
                                     reply: reply.to_string(),
+                                    via: via.clone(),
                                 },
                                 RecipientOutcome::Deferred(reply) => RemoteOutcome::Deferred {
                                     reply: reply.to_string(),
+                                    via: via.clone(),
                                 },
                             })
                             .collect();
-                        for (rcpt, outcome) in recipients.iter().zip(&outcomes) {
-                            let (what, reply) = match outcome {
-                                RemoteOutcome::Delivered { reply, .. } => ("delivered", reply),
-                                RemoteOutcome::Failed { reply, .. } => ("failed", reply),
-                                RemoteOutcome::Deferred { reply } => ("deferred", reply),
-                            };
-                            tracing::info!(
-                                queue_id = id, to = %rcpt, host = %target.host, addr = %target.addr,
-                                reply = %reply, outcome = what, delay_ms = started.elapsed().as_millis() as u64,
-                                "delivery attempt"
-                            );
-                        }
+                        // Each recipient's outcome is logged by the attempt's outcome event.
+                        tracing::debug!(
+                            queue_id = id, host = %target.host, addr = %target.addr,
+                            delay_ms = started.elapsed().as_millis() as u64, "delivery transaction done"
+                        );
                         if conn.reset().await {
                             self.put_pooled(key, conn);
                         } else {
@@ -354,9 +378,7 @@ impl Remote {
         }
         recipients
             .iter()
-            .map(|_| RemoteOutcome::Deferred {
-                reply: last_error.clone(),
-            })
+            .map(|_| RemoteOutcome::deferred(last_error.clone()))
             .collect()
     }
 }
@@ -389,15 +411,5 @@ fn attempt_error_reply(e: &AttemptError) -> String {
 
 /// The enhanced status code at the start of a reply's text, or `default`.
 fn status_of(reply: &Reply, default: &str) -> String {
-    let first = reply.text.split_whitespace().next().unwrap_or("");
-    let parts: Vec<&str> = first.split('.').collect();
-    if parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        first.to_string()
-    } else {
-        default.to_string()
-    }
+    reply.enhanced_code().unwrap_or(default).to_string()
 }

@@ -11,8 +11,6 @@
 //! The message's HTML is served by its own endpoint for a sandboxed frame: a CSP without scripts,
 //! remote images or forms, so mail from strangers can be looked at without running it.
 
-use std::io::Read;
-
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +20,8 @@ use serde::Serialize;
 use super::message::{self, Detail, Summary};
 use super::session::Admin;
 use super::{blocking, ApiError, ApiResult, AppState};
+use crate::event::{Event, Kind, MessageFacts};
+use crate::store::read_head;
 use crate::store::{MessageInfo, OpenError};
 
 /// The policy for a message's HTML: no scripts, no remote anything, its own origin (`sandbox`).
@@ -110,27 +110,6 @@ pub async fn mailboxes(
         Ok(Json(out))
     })
     .await
-}
-
-/// The start of a file up to the end of its header section (the first empty line), at most
-/// `limit` bytes, read in small steps since headers are usually a few kilobytes.
-fn read_head(path: &std::path::Path, limit: usize) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while buf.len() < limit {
-        let n = file.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        let from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        if buf[from..].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    buf.truncate(limit);
-    Ok(buf)
 }
 
 /// `GET /api/mailboxes/{address}/messages`: newest first.
@@ -291,11 +270,13 @@ pub async fn delete(
             .iter()
             .position(|m| m.uid == id)
             .ok_or_else(|| ApiError::not_found(format!("no message {id:?} in {address}")))?;
+        // For the outcome event: what the message was, read before it goes.
+        let head = mailbox.head(index, 16 * 1024).unwrap_or_default();
+        let size = mailbox.messages[index].size;
         mailbox.delete(&[index]).map_err(ApiError::internal)?;
-        tracing::info!(
-            user = admin.user,
-            "console: deleted message {id} from {address}"
-        );
+        let facts = MessageFacts::of_stored(&id, &head, size);
+        let reply = format!("deleted from the mailbox by {} (console)", admin.user);
+        crate::outcome::emit(Event::new(Kind::DeletedAdmin, &facts, &address).with_reply(&reply));
         Ok(StatusCode::NO_CONTENT)
     })
     .await

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::session::Admin;
 use super::{blocking, ApiError, ApiResult, AppState};
+use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::tools::{self, Deleted};
 use crate::queue::{valid_id, QueueError, QueuedMessage, RecipientState};
 
@@ -197,8 +198,21 @@ pub async fn delete(
     let queue = state.shared.queue.clone();
     let hostname = state.shared.config().mail.hostname.clone();
     blocking(move || {
-        let outcome = tools::delete_entry(&queue, &id, bounce.then_some(hostname.as_str()))
+        let (outcome, msg) = tools::delete_entry(&queue, &id, bounce.then_some(hostname.as_str()))
             .map_err(|e| queue_error(&id, e))?;
+        let facts = MessageFacts::of(&msg.id, &msg.sender, &msg.message, msg.received_ms);
+        let reply = format!("deleted from the queue by {} (console)", admin.user);
+        let events = msg
+            .recipients
+            .iter()
+            .filter(|r| r.state == RecipientState::Pending)
+            .map(|r| {
+                Event::new(Kind::DeletedAdmin, &facts, &r.address)
+                    .with_reply(&reply)
+                    .with_attempt(msg.attempts)
+            })
+            .collect();
+        crate::outcome::emit_all(events);
         tracing::info!(
             user = admin.user,
             "console: queue entry {id} deleted ({outcome:?})"

@@ -45,13 +45,54 @@ pub struct StatsJson {
     uptime_secs: u64,
 }
 
+/// One outcome event (`event::Event`) as the console lists it.
 #[derive(Debug, Serialize)]
 pub struct EventJson {
+    /// Seconds since the epoch.
     time: u64,
     kind: &'static str,
+    /// The message's one id (queue file and mailbox file names carry it).
     queue_id: String,
     recipient: String,
+    /// The reply, or the remote host when there is none: what the console shows in one column.
     detail: String,
+    sender: String,
+    message_id: Option<String>,
+    subject: Option<String>,
+    size: u64,
+    remote_host: Option<String>,
+    remote_ip: Option<String>,
+    tls: Option<String>,
+    reply: String,
+    status: Option<String>,
+    attempt: u32,
+}
+
+impl From<crate::event::Event> for EventJson {
+    fn from(e: crate::event::Event) -> Self {
+        let detail = if e.reply.is_empty() {
+            e.remote_host.clone().unwrap_or_default()
+        } else {
+            e.reply.clone()
+        };
+        EventJson {
+            time: e.time_ms / 1000,
+            kind: e.kind.as_str(),
+            queue_id: e.message.id,
+            recipient: e.recipient,
+            detail,
+            sender: e.message.sender,
+            message_id: e.message.message_id,
+            subject: e.message.subject,
+            size: e.message.size,
+            remote_host: e.remote_host,
+            remote_ip: e.remote_ip.map(|ip| ip.to_string()),
+            tls: e.tls,
+            reply: e.reply,
+            status: e.status,
+            attempt: e.attempt,
+        }
+    }
 }
 
 pub async fn stats(_admin: Admin) -> Json<StatsJson> {
@@ -89,16 +130,5 @@ pub async fn stats(_admin: Admin) -> Json<StatsJson> {
 /// Newest first.
 pub async fn events(_admin: Admin) -> Json<Vec<EventJson>> {
     let (_, events, _) = crate::stats::snapshot();
-    Json(
-        events
-            .into_iter()
-            .map(|e| EventJson {
-                time: e.time,
-                kind: e.kind.as_str(),
-                queue_id: e.queue_id,
-                recipient: e.recipient,
-                detail: e.detail,
-            })
-            .collect(),
-    )
+    Json(events.into_iter().map(EventJson::from).collect())
 }

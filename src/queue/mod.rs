@@ -138,11 +138,25 @@ impl QueueStore {
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, QueueError> {
-        self.enqueue_with(sender, recipients, message, |f, b| f.write_all(b))
+        self.enqueue_as(&unique_stem(), sender, recipients, message)
+    }
+
+    /// `enqueue` under the message's id (`new_id`), so that its queue file and its mailbox files
+    /// share one id. Returns the id used: another one only if a file of that id exists already
+    /// (a clock set back since an earlier run).
+    pub fn enqueue_as(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<String, QueueError> {
+        self.enqueue_with(id, sender, recipients, message, |f, b| f.write_all(b))
     }
 
     fn enqueue_with<W>(
         &self,
+        id: &str,
         sender: &str,
         recipients: &[String],
         message: &[u8],
@@ -179,13 +193,18 @@ impl QueueStore {
         self.write_atomic(&bytes, true, write, || {
             // A fresh name that does not exist yet (the stem is unique in this process; the check
             // guards against a clock set back since an earlier run).
+            let mut id = if valid_id(id) {
+                id.to_string()
+            } else {
+                unique_stem()
+            };
             loop {
-                let id = unique_stem();
                 let path = self.path_of(&id);
                 if std::fs::symlink_metadata(&path).is_err() {
                     msg.id = id;
                     return path;
                 }
+                id = unique_stem();
             }
         })?;
         Ok(msg.id)

@@ -256,13 +256,13 @@ fn full_disk_leaves_no_file() {
     let tmp = tempfile::tempdir().unwrap();
     let q = QueueStore::new(tmp.path().join("smtp"));
     let rcpts = vec!["r@y".to_string()];
-    let r = q.enqueue_with("s@x", &rcpts, b"m\r\n", |f, b| {
+    let r = q.enqueue_with("1", "s@x", &rcpts, b"m\r\n", |f, b| {
         f.write_all(&b[..3])?;
         Err(io::Error::from_raw_os_error(28))
     });
     assert!(matches!(r, Err(QueueError::Full(_))), "{r:?}");
     assert!(names_in(q.dir()).is_empty());
-    let r = q.enqueue_with("s@x", &rcpts, b"m\r\n", |_, _| {
+    let r = q.enqueue_with("1", "s@x", &rcpts, b"m\r\n", |_, _| {
         Err(io::Error::from_raw_os_error(5))
     });
     assert!(matches!(r, Err(QueueError::Io { .. })), "{r:?}");

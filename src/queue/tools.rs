@@ -434,7 +434,7 @@ pub fn delete_entry(
     store: &QueueStore,
     id: &str,
     bounce_hostname: Option<&str>,
-) -> Result<Deleted, QueueError> {
+) -> Result<(Deleted, QueuedMessage), QueueError> {
     let l = lock(store, id)?;
     let m = l.load(store)?;
     let mut outcome = Deleted::Silently;
@@ -453,7 +453,7 @@ pub fn delete_entry(
     }
     // The bounce is on disk before the original goes: a crash between leaves both.
     l.remove(store)?;
-    Ok(outcome)
+    Ok((outcome, m))
 }
 
 /// `jes queue delete ID|--all [--bounce]`: removes entries under their lock; with `bounce`, first
@@ -475,7 +475,7 @@ pub fn delete(
     for id in ids_of(&store, target)? {
         let path = store.path_of(&id);
         let result =
-            delete_entry(&store, &id, bounce.then_some(hostname.as_str())).map(|d| match d {
+            delete_entry(&store, &id, bounce.then_some(hostname.as_str())).map(|(d, _)| match d {
                 Deleted::Silently => String::new(),
                 Deleted::Bounced { sender, bounce_id } => format!(
                     " (bounce to <{}> queued as {})",

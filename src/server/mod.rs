@@ -65,6 +65,8 @@ pub enum StartError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    RootLock(#[from] crate::store::root_lock::RootLockError),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -135,6 +137,8 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         tracing::warn!("{w}");
     }
     raise_nofile_limit();
+    // Before anything touches the folder: a second server on it would deliver every message twice.
+    let _root_lock = crate::store::root_lock::lock_root(&config.dir)?;
     ensure_dir(&config.users_dir())?;
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);
@@ -150,6 +154,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     }
 
     crate::stats::install_recorder();
+    crate::outcome::register_metrics();
 
     let tls = crate::tls::load_or_create(&config).map_err(StartError::Tls)?;
     let listeners = listen::bind_services(&config)?;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::conn::Conn;
 use super::{clear_text_allowed, normalize_ip, Shared};
+use crate::event::{Event, Kind, MessageFacts};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
 use crate::store::{Mailbox, OpenError};
 
@@ -130,7 +131,7 @@ pub async fn run(
                         };
                         session.mailbox_opened(reply, &mut out);
                     }
-                    Output::Retrieve { index, top: _ } => {
+                    Output::Retrieve { index, top } => {
                         // A message file is read whole and at once (it is in the page cache right
                         // after delivery): blocking in place is cheaper than a hand-off to the
                         // blocking pool for every RETR, and the runtime moves other sessions away.
@@ -138,8 +139,23 @@ pub async fn run(
                             Some(m) => tokio::task::block_in_place(|| m.read(index)),
                             None => Err(std::io::Error::other("no mailbox open")),
                         };
-                        if let Err(e) = &read {
-                            tracing::error!(session = %session_id, user = %user, "cannot read message {}: {e}", index + 1);
+                        match (&read, mailbox.as_ref()) {
+                            (Err(e), _) => {
+                                tracing::error!(session = %session_id, user = %user, "cannot read message {}: {e}", index + 1)
+                            }
+                            // TOP only looks: RETR is what a reader calls retrieving.
+                            (Ok(bytes), Some(m)) if top.is_none() => {
+                                if let Some(info) = m.messages.get(index) {
+                                    let facts =
+                                        MessageFacts::of_stored(&info.uid, bytes, info.size);
+                                    crate::outcome::emit(
+                                        Event::new(Kind::Pop3Retrieved, &facts, &user)
+                                            .in_session(&session_id, ip)
+                                            .with_tls(conn.tls_version().as_deref()),
+                                    );
+                                }
+                            }
+                            _ => {}
                         }
                         session.retrieved(read, &mut out);
                     }
@@ -152,17 +168,35 @@ pub async fn run(
                                     .map(|i| i.uid.clone())
                                     .collect();
                                 let indices = deleted.clone();
-                                let done = tokio::task::spawn_blocking(move || m.delete(&indices))
-                                    .await
-                                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                                let done = tokio::task::spawn_blocking(move || {
+                                    // What each message was, for its outcome event, read before it goes.
+                                    let facts: Vec<MessageFacts> = indices
+                                        .iter()
+                                        .filter_map(|&i| {
+                                            let info = m.messages.get(i)?;
+                                            let head = m.head(i, 16 * 1024).unwrap_or_default();
+                                            Some(MessageFacts::of_stored(
+                                                &info.uid, &head, info.size,
+                                            ))
+                                        })
+                                        .collect();
+                                    m.delete(&indices).map(|()| facts)
+                                })
+                                .await
+                                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
                                 match done {
-                                    Ok(()) => {
-                                        if !uids.is_empty() {
-                                            tracing::info!(
-                                                session = %session_id, client = %ip, user = %user,
-                                                deleted = uids.len(), uids = %uids.join(","), "POP3 messages deleted"
-                                            );
-                                        }
+                                    Ok(facts) => {
+                                        debug_assert_eq!(facts.len(), uids.len());
+                                        let tls = conn.tls_version();
+                                        let events = facts
+                                            .iter()
+                                            .map(|f| {
+                                                Event::new(Kind::Pop3Deleted, f, &user)
+                                                    .in_session(&session_id, ip)
+                                                    .with_tls(tls.as_deref())
+                                            })
+                                            .collect();
+                                        crate::outcome::emit_all(events);
                                         Ok(())
                                     }
                                     Err(e) => {

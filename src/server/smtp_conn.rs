@@ -12,28 +12,20 @@ use tokio::sync::watch;
 use super::conn::Conn;
 use super::{clear_text_allowed, normalize_ip, Service, Shared};
 use crate::config::Config;
+use crate::delivery::accept::{accept, AcceptError, Incoming, Stores};
 use crate::delivery::{self, ClientRights};
-use crate::queue::QueueError;
+use crate::event::{Event, Kind, MessageFacts};
 use crate::smtp::{Env, Envelope, Output, RcptDecision, Session, SessionParams, StoreError};
-use crate::store::DeliverError;
 
 struct ConnEnv<'a> {
     config: &'a Config,
     rights: ClientRights,
-    session_id: &'a str,
-    client: std::net::IpAddr,
 }
 
 impl Env for ConnEnv<'_> {
     fn check_recipient(&self, sender: &str, recipient: &str) -> RcptDecision {
-        let decision = delivery::decide(self.config, self.rights, sender, recipient);
-        if decision != RcptDecision::Accept {
-            tracing::info!(
-                session = %self.session_id, client = %self.client, from = %format!("<{sender}>"),
-                to = %recipient, decision = ?decision, "recipient refused"
-            );
-        }
-        decision
+        // A refusal is reported by the session's `Output::Refused`, with the reply it sends.
+        delivery::decide(self.config, self.rights, sender, recipient)
     }
 
     fn storage_available(&self) -> bool {
@@ -128,8 +120,6 @@ pub async fn run(
                 rights: ClientRights {
                     may_relay: trusted_ip || session.authenticated_user().is_some(),
                 },
-                session_id: &session_id,
-                client: ip,
             };
             let consumed = session.receive(&buf, &env, &mut out);
             drop(config);
@@ -138,9 +128,27 @@ pub async fn run(
             for output in std::mem::take(&mut out) {
                 match output {
                     Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
+                    Output::Refused {
+                        sender,
+                        recipients,
+                        reply,
+                    } => report_refused(&session_id, ip, &sender, &recipients, &reply),
                     Output::Store(envelope) => {
-                        let result = store(&shared, &session_id, ip, envelope).await;
-                        wbuf.extend_from_slice(&session.store_result(result));
+                        let tls = conn.tls_version();
+                        let result = store(&shared, &session_id, ip, tls, envelope).await;
+                        let mut after = Vec::new();
+                        session.stored(result, &mut after);
+                        for output in after {
+                            match output {
+                                Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
+                                Output::Refused {
+                                    sender,
+                                    recipients,
+                                    reply,
+                                } => report_refused(&session_id, ip, &sender, &recipients, &reply),
+                                _ => {}
+                            }
+                        }
                         acted = true;
                     }
                     Output::CheckAuth { user, password } => {
@@ -245,75 +253,60 @@ async fn read_more(conn: &mut Conn, buf: &mut Vec<u8>) -> std::io::Result<usize>
     conn.read_buf(buf).await
 }
 
-/// Stores an accepted message: remote recipients into the queue first (one file), then a copy in
-/// each local mailbox; if the mailboxes fail, the queue file is taken back so that the client's
-/// retry does not duplicate the remote copy.
+/// Runs the accept step on the blocking pool (it fsyncs).
 async fn store(
     shared: &Arc<Shared>,
     session_id: &str,
     ip: std::net::IpAddr,
+    tls: Option<String>,
     envelope: Envelope,
 ) -> Result<String, StoreError> {
     let shared = shared.clone();
-    let session_id = session_id.to_string();
+    let mut message = envelope.header_prefix;
+    message.extend_from_slice(&envelope.data);
+    let incoming = Incoming {
+        sender: envelope.sender,
+        recipients: envelope.recipients,
+        message,
+        session: session_id.to_string(),
+        client: ip,
+        tls,
+    };
     tokio::task::spawn_blocking(move || {
         let config = shared.config();
-        let (local, remote) = delivery::split(&config, &envelope.recipients);
-        let size = envelope.header_prefix.len() + envelope.data.len();
-        let mut message = envelope.header_prefix;
-        message.extend_from_slice(&envelope.data);
-        let queue_id = if remote.is_empty() {
-            None
-        } else {
-            Some(shared.queue.enqueue(&envelope.sender, &remote, &message).map_err(|e| {
-                tracing::error!(session = %session_id, "cannot queue a message: {e}");
-                match e {
-                    QueueError::Full(_) => StoreError::Full,
-                    _ => StoreError::Temporary("cannot queue the message".into()),
-                }
-            })?)
+        let stores = Stores {
+            queue: &shared.queue,
+            mailboxes: &shared.store,
+            runner: &shared.runner,
         };
-        let uids = if local.is_empty() {
-            Vec::new()
-        } else {
-            match shared.store.deliver(&local, &envelope.sender, &message) {
-                Ok(uids) => uids,
-                Err(e) => {
-                    tracing::error!(session = %session_id, "cannot deliver to {}: {e}", local.join(", "));
-                    if let Some(id) = &queue_id {
-                        if let Err(e) = shared.queue.remove(id) {
-                            tracing::error!(session = %session_id, "cannot take back queue file {id}: {e}");
-                        }
-                    }
-                    return Err(match e {
-                        DeliverError::Full(_) => StoreError::Full,
-                        _ => StoreError::Temporary("cannot deliver the message".into()),
-                    });
-                }
-            }
-        };
-        if let Some(id) = &queue_id {
-            shared.runner.queued(id.clone());
-        }
-        crate::stats::accepted();
-        // A mailbox uid carries its size after a comma (`,S=`): the id shown is the part before.
-        let id = queue_id
-            .clone()
-            .or_else(|| uids.first().map(|u| u.split(',').next().unwrap_or(u).to_string()))
-            .unwrap_or_default();
-        tracing::info!(
-            session = %session_id,
-            client = %ip,
-            from = %format!("<{}>", envelope.sender),
-            to = %envelope.recipients.join(","),
-            size,
-            local = %local.join(","),
-            queued = %remote.join(","),
-            id = %id,
-            "message accepted"
-        );
-        Ok(id)
+        accept(&config, &stores, incoming).map_err(|e| match e {
+            AcceptError::Full => StoreError::Full,
+            AcceptError::Temporary(text) => StoreError::Temporary(text),
+        })
     })
     .await
     .unwrap_or_else(|e| Err(StoreError::Temporary(format!("storage task failed: {e}"))))
+}
+
+/// Reports recipients the session refused (one `refused` event each, with our reply).
+fn report_refused(
+    session_id: &str,
+    ip: std::net::IpAddr,
+    sender: &str,
+    recipients: &[String],
+    reply: &str,
+) {
+    let facts = MessageFacts {
+        sender: sender.to_string(),
+        ..MessageFacts::default()
+    };
+    let events = recipients
+        .iter()
+        .map(|r| {
+            Event::new(Kind::Refused, &facts, r)
+                .in_session(session_id, ip)
+                .with_reply(reply)
+        })
+        .collect();
+    crate::outcome::emit_all(events);
 }

@@ -176,6 +176,13 @@ pub enum Output {
     StartTls,
     /// Check this login (SMTP AUTH), then call `Session::auth_result`. No input is consumed until then.
     CheckAuth { user: String, password: String },
+    /// For the outcome report only (nothing to do for the client): these recipients were refused
+    /// with `reply` (at RCPT, or the whole message after DATA). The reply itself is in a `Reply`.
+    Refused {
+        sender: String,
+        recipients: Vec<String>,
+        reply: String,
+    },
 }
 
 /// The `BODY=` parameter of MAIL (RFC 6152), kept with the transaction.
@@ -276,20 +283,48 @@ impl Session {
         self.run(input, env, out)
     }
 
-    /// Result of an `Output::Store`: `Ok(queue id)` or an error. Returns the reply to send.
+    /// Result of an `Output::Store`: `Ok(message id)` or an error. Returns the reply to send
+    /// (what `stored` pushes as `Output::Reply`, without the `Refused` report).
     pub fn store_result(&mut self, result: Result<String, StoreError>) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.stored(result, &mut out);
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Reply(bytes) => Some(bytes),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Result of an `Output::Store`: `Ok(message id)` or an error. Pushes the reply, and on an
+    /// error an `Output::Refused` for every recipient of the message.
+    pub fn stored(&mut self, result: Result<String, StoreError>, out: &mut Vec<Output>) {
         if matches!(self.state, State::StorePending) {
             self.state = State::Command;
         }
-        self.transaction = None;
-        match result {
-            Ok(id) => reply::reply(250, "2.0.0", &format!("OK queued as {}", reply::clean(&id))),
-            Err(StoreError::Full) => reply::reply(452, "4.3.1", "Insufficient system storage"),
-            Err(StoreError::Temporary(text)) if text.trim().is_empty() => {
-                reply::reply(451, "4.3.0", "Temporary failure, try again later")
+        let tx = self.transaction.take();
+        let (code, enhanced, text) = match result {
+            Ok(id) => (250, "2.0.0", format!("OK queued as {}", reply::clean(&id))),
+            Err(StoreError::Full) => (452, "4.3.1", "Insufficient system storage".to_string()),
+            Err(StoreError::Temporary(text)) if text.trim().is_empty() => (
+                451,
+                "4.3.0",
+                "Temporary failure, try again later".to_string(),
+            ),
+            Err(StoreError::Temporary(text)) => (451, "4.3.0", reply::clean(&text)),
+        };
+        let bytes = reply::reply(code, enhanced, &text);
+        if code != 250 {
+            if let Some(tx) = tx {
+                out.push(Output::Refused {
+                    sender: tx.sender,
+                    recipients: tx.recipients,
+                    reply: String::from_utf8_lossy(&bytes).trim_end().to_string(),
+                });
             }
-            Err(StoreError::Temporary(text)) => reply::reply(451, "4.3.0", &reply::clean(&text)),
         }
+        out.push(Output::Reply(bytes));
     }
 
     /// The reply to send when the server's read timeout expires (`421 4.4.2 ...`).

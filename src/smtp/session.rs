@@ -140,6 +140,27 @@ impl Session {
         out.push(Output::Reply(reply(code, enhanced, text)));
     }
 
+    /// Refuses `recipients` with this reply and reports it (`Output::Refused`).
+    fn refuse(
+        &self,
+        out: &mut Vec<Output>,
+        recipients: Vec<String>,
+        (code, enhanced, text): (u16, &str, &str),
+    ) {
+        let bytes = reply(code, enhanced, text);
+        let sender = self
+            .transaction
+            .as_ref()
+            .map(|tx| tx.sender.clone())
+            .unwrap_or_default();
+        out.push(Output::Refused {
+            sender,
+            recipients,
+            reply: String::from_utf8_lossy(&bytes).trim_end().to_string(),
+        });
+        out.push(Output::Reply(bytes));
+    }
+
     /// Answers a bad command and counts it; too many end the session.
     fn bad(&mut self, out: &mut Vec<Output>, code: u16, enhanced: &str, text: &str) {
         self.say(out, code, enhanced, text);
@@ -349,7 +370,7 @@ impl Session {
             return self.say(out, 250, "2.1.5", "OK");
         }
         if tx.recipients.len() >= self.max_recipients {
-            return self.say(out, 452, "4.5.3", "Too many recipients");
+            return self.refuse(out, vec![rcpt], (452, "4.5.3", "Too many recipients"));
         }
         match env.check_recipient(&tx.sender, &rcpt) {
             super::RcptDecision::Accept => {
@@ -359,13 +380,15 @@ impl Session {
                 self.say(out, 250, "2.1.5", "OK")
             }
             super::RcptDecision::UnknownUser => {
-                self.say(out, 550, "5.1.1", &format!("<{rcpt}>: no such user here"))
+                let text = format!("<{rcpt}>: no such user here");
+                self.refuse(out, vec![rcpt], (550, "5.1.1", &text))
             }
             super::RcptDecision::RelayDenied => {
-                self.say(out, 550, "5.7.1", &format!("<{rcpt}>: relaying denied"))
+                let text = format!("<{rcpt}>: relaying denied");
+                self.refuse(out, vec![rcpt], (550, "5.7.1", &text))
             }
             super::RcptDecision::BadAddress(text) => {
-                self.say(out, 553, "5.1.3", &reply::clean(&text))
+                self.refuse(out, vec![rcpt], (553, "5.1.3", &reply::clean(&text)))
             }
         }
     }
@@ -396,27 +419,36 @@ impl Session {
             self.state = state;
             return;
         };
-        let data = match rx.finish() {
-            DataOutcome::TooBig => {
-                self.transaction = None;
-                return self.say(out, 552, "5.3.4", "Message size exceeds fixed limit");
+        let refusal = match rx.finish() {
+            DataOutcome::TooBig => Err((552, "5.3.4", "Message size exceeds fixed limit")),
+            DataOutcome::HeaderTooBig => Err((552, "5.3.4", "Message header exceeds fixed limit")),
+            DataOutcome::BareLineEnd => Err((
+                550,
+                "5.6.11",
+                "Message contains bare LF or CR; lines must end with CRLF",
+            )),
+            DataOutcome::Message(data) => {
+                let facts = headers::scan(&data);
+                if facts.received >= MAX_RECEIVED_HEADERS {
+                    Err((554, "5.4.6", "Too many Received headers: mail loop"))
+                } else {
+                    Ok((data, facts))
+                }
             }
-            DataOutcome::HeaderTooBig => {
-                self.transaction = None;
-                return self.say(out, 552, "5.3.4", "Message header exceeds fixed limit");
-            }
-            DataOutcome::BareLineEnd => {
-                self.transaction = None;
-                let text = "Message contains bare LF or CR; lines must end with CRLF";
-                return self.say(out, 550, "5.6.11", text);
-            }
-            DataOutcome::Message(data) => data,
         };
-        let facts = headers::scan(&data);
-        if facts.received >= MAX_RECEIVED_HEADERS {
-            self.transaction = None;
-            return self.say(out, 554, "5.4.6", "Too many Received headers: mail loop");
-        }
+        let (data, facts) = match refusal {
+            Ok(accepted) => accepted,
+            Err(why) => {
+                let recipients = self
+                    .transaction
+                    .as_ref()
+                    .map(|tx| tx.recipients.clone())
+                    .unwrap_or_default();
+                self.refuse(out, recipients, why);
+                self.transaction = None;
+                return;
+            }
+        };
         let (Some(tx), Some(helo)) = (&self.transaction, &self.helo) else {
             return; // unreachable: DATA needs both
         };

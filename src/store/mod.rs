@@ -7,9 +7,10 @@
 //! own files (`pop<digits>.jmsg`) are read once and their size cached by path, length and mtime.
 //! Delivery writes under a temporary name no reader lists and renames, so a POP3 client never sees
 //! half a message, and a full disk leaves nothing behind. One POP3 session per mailbox is enforced
-//! in-process: jes is the only server of its mail root.
+//! by an flock on the mailbox folder, which holds across processes (see `MailStore::open`).
 
 mod fsutil;
+pub mod root_lock;
 mod size;
 #[cfg(test)]
 mod tests;
@@ -21,7 +22,7 @@ pub(crate) use fsutil::{
 };
 pub use size::{pop3_size, SizeCounter};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -84,8 +85,6 @@ struct CachedSize {
 /// State shared by the store and every open mailbox.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Directory names of the mailboxes that have a session open.
-    locks: Mutex<HashSet<String>>,
     /// Per mailbox directory name, per file name: sizes of files whose name does not carry one.
     sizes: Mutex<HashMap<String, HashMap<String, CachedSize>>>,
 }
@@ -156,7 +155,20 @@ impl MailStore {
         return_path: &str,
         message: &[u8],
     ) -> Result<Vec<String>, DeliverError> {
-        self.deliver_with(mailboxes, return_path, message, |f, bytes| {
+        self.deliver_as(&unique_stem(), mailboxes, return_path, message)
+    }
+
+    /// `deliver` under the message's id: each file is named `pop<id>,S=<size>.jmsg` (its UIDL is
+    /// `<id>,S=<size>`), so the mailbox copies of a message carry the id of its log lines and queue
+    /// file. A mailbox that already holds a file of that name gets a fresh stem instead.
+    pub fn deliver_as(
+        &self,
+        id: &str,
+        mailboxes: &[String],
+        return_path: &str,
+        message: &[u8],
+    ) -> Result<Vec<String>, DeliverError> {
+        self.deliver_with(id, mailboxes, return_path, message, |f, bytes| {
             f.write_all(bytes)
         })
     }
@@ -164,6 +176,7 @@ impl MailStore {
     /// `deliver` with the writing of the message body injectable, so tests can simulate a full disk.
     fn deliver_with<W>(
         &self,
+        id: &str,
         mailboxes: &[String],
         return_path: &str,
         message: &[u8],
@@ -223,7 +236,7 @@ impl MailStore {
                 }
             }
             for p in &mut pending {
-                let (uid, path) = free_name(&p.dir, p.size);
+                let (uid, path) = free_name(&p.dir, id, p.size);
                 std::fs::rename(&p.temp, &path)
                     .map_err(|e| DeliverError::from_io(e, "cannot rename", &p.temp))?;
                 p.uid = uid;
@@ -250,21 +263,35 @@ impl MailStore {
     }
 
     /// Locks and lists a mailbox for a POP3 session; the lock is released when `Mailbox` drops.
-    /// A mailbox that does not exist yet is empty (and is not created).
+    /// A mailbox that does not exist yet is empty (and is not created: with nothing in it there is
+    /// nothing to guard, and a delivery that creates it meanwhile is not in this listing).
+    ///
+    /// The lock is an exclusive `flock` on the mailbox's folder, so it holds across processes (a
+    /// second server, `jes` tools, a test) and between two sessions of one process alike: flock
+    /// belongs to the open file description, unlike fcntl record locks, which a process shares
+    /// with itself. The kernel drops it when the holder dies, so a crash leaves nothing stale.
     pub fn open(&self, mailbox: &str) -> Result<Mailbox, OpenError> {
         let key = crate::address::mailbox_dir_name(mailbox)?;
-        if !lock(&self.shared.locks).insert(key.clone()) {
-            return Err(OpenError::InUse);
-        }
-        // From here on the Mailbox's Drop releases the lock, also when listing fails.
-        let mut mb = Mailbox {
-            messages: Vec::new(),
-            dir: self.users_dir.join(&key),
+        let dir = self.users_dir.join(&key);
+        let lock = match File::open(&dir) {
+            Ok(folder) => match folder.try_lock() {
+                Ok(()) => Some(folder),
+                Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::InUse),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(OpenError::Io(with_path(e, "cannot lock", &dir)))
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(OpenError::Io(with_path(e, "cannot open", &dir))),
+        };
+        let messages = list_dir(&dir, &key, &self.shared)?;
+        Ok(Mailbox {
+            messages,
+            dir,
             key,
             shared: Arc::clone(&self.shared),
-        };
-        mb.messages = list_dir(&mb.dir, &mb.key, &self.shared)?;
-        Ok(mb)
+            _lock: lock,
+        })
     }
 
     /// Lists a mailbox without locking it, oldest first: for looking (the web console), never for
@@ -277,15 +304,43 @@ impl MailStore {
     }
 }
 
-/// A final name `pop<stem>,S=<size>.jmsg` that does not exist yet in `dir` (the stem is unique in
-/// this process; the check guards against a clock set back since an earlier run).
-fn free_name(dir: &Path, size: u64) -> (String, PathBuf) {
+/// The first bytes of a message file, up to the blank line that ends its header section (at most
+/// `limit`): enough for a listing or an outcome event without reading a large message whole.
+pub fn read_head(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while buf.len() < limit {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        if buf[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    buf.truncate(limit);
+    Ok(buf)
+}
+
+/// A final name `pop<id>,S=<size>.jmsg` that does not exist yet in `dir`: the message's id when
+/// it is a plain stem of digits and free, else a fresh stem (unique in this process; the check
+/// guards against a clock set back since an earlier run).
+fn free_name(dir: &Path, id: &str, size: u64) -> (String, PathBuf) {
+    let mut stem = if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        id.to_string()
+    } else {
+        unique_stem()
+    };
     loop {
-        let uid = format!("{},S={size}", unique_stem());
+        let uid = format!("{stem},S={size}");
         let path = dir.join(format!("pop{uid}.jmsg"));
         if std::fs::symlink_metadata(&path).is_err() {
             return (uid, path);
         }
+        stem = unique_stem();
     }
 }
 
@@ -308,19 +363,16 @@ fn roll_back(pending: Vec<Pending>) {
     }
 }
 
-/// A locked mailbox with its messages, oldest first.
+/// A locked mailbox with its messages, oldest first. Dropping it closes the locked folder, which
+/// releases the lock.
 #[derive(Debug)]
 pub struct Mailbox {
     pub messages: Vec<MessageInfo>,
     dir: PathBuf,
     key: String,
     shared: Arc<Shared>,
-}
-
-impl Drop for Mailbox {
-    fn drop(&mut self) {
-        lock(&self.shared.locks).remove(&self.key);
-    }
+    /// The mailbox folder, flock'ed; `None` for a mailbox that does not exist yet.
+    _lock: Option<File>,
 }
 
 /// The UID of a listed file name, if the name is one of ours to list: `pop<uid>.jmsg`, with a UID
@@ -425,6 +477,12 @@ impl Mailbox {
     pub fn read(&self, index: usize) -> std::io::Result<Vec<u8>> {
         let info = self.info(index)?;
         std::fs::read(&info.path).map_err(|e| with_path(e, "cannot read", &info.path))
+    }
+
+    /// The first bytes of message `index`: its header section, at most `limit` bytes.
+    pub fn head(&self, index: usize, limit: usize) -> io::Result<Vec<u8>> {
+        let info = self.info(index)?;
+        read_head(&info.path, limit).map_err(|e| with_path(e, "cannot read", &info.path))
     }
 
     /// Message `index` opened for streaming (RETR and TOP of large messages).

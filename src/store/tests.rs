@@ -98,7 +98,8 @@ fn deliver_writes_headers_and_size_in_name() {
     let boxes = vec!["a@x.test".to_string(), "B@x.test".to_string()];
     let uids = store.deliver(&boxes, "sender@y.test", msg).unwrap();
     assert_eq!(uids.len(), 2);
-    assert_ne!(uids[0], uids[1]);
+    // One message, one id: both copies carry it (UIDLs are per mailbox).
+    assert_eq!(uids[0], uids[1]);
     for (mb, uid) in ["a@x.test", "b@x.test"].iter().zip(&uids) {
         let dir = tmp.path().join("users").join(mb);
         assert_eq!(names_in(&dir), vec![format!("pop{uid}.jmsg")]);
@@ -199,6 +200,14 @@ fn listing_is_oldest_first_and_skips_others() {
 fn second_open_is_in_use_until_drop() {
     let tmp = tempfile::tempdir().unwrap();
     let store = MailStore::new(tmp.path().join("users"));
+    // The lock is on the mailbox folder: a mailbox that does not exist yet is empty and unlocked.
+    let empty = store.open("a@x.test").unwrap();
+    let empty_too = store.open("a@x.test").unwrap();
+    assert!(empty.messages.is_empty() && empty_too.messages.is_empty());
+    drop((empty, empty_too));
+    store
+        .deliver(&["a@x.test".into(), "b@x.test".into()], "s@y", b"x\r\n")
+        .unwrap();
     let first = store.open("a@x.test").unwrap();
     assert!(matches!(store.open("A@X.test"), Err(OpenError::InUse)));
     let other = store.open("b@x.test").unwrap();
@@ -241,7 +250,7 @@ fn a_failed_write_leaves_no_file() {
     let store = MailStore::new(users.clone());
     let boxes = vec!["a@x.test".to_string(), "b@x.test".to_string()];
     let mut calls = 0;
-    let result = store.deliver_with(&boxes, "s@y", b"x\r\n", |f, bytes| {
+    let result = store.deliver_with("1", &boxes, "s@y", b"x\r\n", |f, bytes| {
         calls += 1;
         if calls == 2 {
             Err(io::Error::from_raw_os_error(28))
@@ -253,12 +262,12 @@ fn a_failed_write_leaves_no_file() {
     assert!(names_in(&users.join("a@x.test")).is_empty());
     assert!(names_in(&users.join("b@x.test")).is_empty());
 
-    let result = store.deliver_with(&boxes, "s@y", b"x\r\n", |_, _| {
+    let result = store.deliver_with("1", &boxes, "s@y", b"x\r\n", |_, _| {
         Err(io::Error::from_raw_os_error(5))
     });
     assert!(matches!(result, Err(DeliverError::Io(_))), "{result:?}");
     assert!(names_in(&users.join("a@x.test")).is_empty());
-    let quota = store.deliver_with(&boxes, "s@y", b"x\r\n", |_, _| {
+    let quota = store.deliver_with("1", &boxes, "s@y", b"x\r\n", |_, _| {
         Err(io::Error::from_raw_os_error(122))
     });
     assert!(matches!(quota, Err(DeliverError::Full(_))));

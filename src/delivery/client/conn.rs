@@ -147,6 +147,19 @@ impl Connection {
         &self.tls
     }
 
+    /// The negotiated TLS version (`TLSv1.3`), or `None` in plain text.
+    pub fn tls_version(&self) -> Option<String> {
+        let Stream::Tls(tls) = &self.stream else {
+            return None;
+        };
+        let version = tls.get_ref().1.protocol_version()?;
+        Some(match version {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+            other => format!("{other:?}"),
+        })
+    }
+
     async fn open_once(
         target: &Target,
         settings: &ClientSettings,

@@ -132,22 +132,7 @@ pub fn clean(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The enhanced status code (RFC 3463) at the start of a reply text, e.g. `5.1.1`.
-pub fn enhanced_code(text: &str) -> Option<&str> {
-    let word = text.split(' ').next()?;
-    let mut parts = word.split('.');
-    let class = parts.next()?;
-    let subject = parts.next()?;
-    let detail = parts.next()?;
-    let digits = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
-    };
-    let ok = parts.next().is_none()
-        && matches!(class, "2" | "4" | "5")
-        && digits(subject, 3)
-        && digits(detail, 3);
-    ok.then_some(word)
-}
+pub use crate::event::enhanced_code;
 
 /// What the server said it can do in its EHLO reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
