@@ -65,6 +65,9 @@ pub enum StartError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    /// What `crate::preflight` found (also what `jes check` reports), one problem per line.
+    #[error("{}", .0.join("\n"))]
+    Preflight(Vec<String>),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -133,6 +136,11 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     })?;
     for w in &warnings {
         tracing::warn!("{w}");
+    }
+    // The same checks `jes check` makes, so that it cannot call OK what stops a start.
+    let problems = crate::preflight::problems(&config);
+    if !problems.is_empty() {
+        return Err(StartError::Preflight(problems));
     }
     raise_nofile_limit();
     ensure_dir(&config.users_dir())?;
