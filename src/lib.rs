@@ -4,7 +4,8 @@
 //! `pop3`; accepted mail goes to `store` (local mailboxes) and `queue` (the spool for remote
 //! recipients); `delivery` decides where a recipient's mail goes. `config` turns the JES files into
 //! typed settings and is the only module that reads configuration files. `http` is the optional
-//! web console, JSON API and /metrics, on the same runtime. See ARCHITECTURE.md.
+//! web console, JSON API and /metrics, on the same runtime. `preflight` is what must hold for a
+//! start, shared by `jes check` and `jes serve`. See ARCHITECTURE.md.
 
 pub mod address;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod outcome;
 pub mod pop3;
+pub mod preflight;
 pub mod queue;
 pub mod server;
 pub mod smtp;

@@ -211,6 +211,17 @@ fn check(dir: &Path) -> Result<(), String> {
         config.log.file.display(),
         config.log.level
     );
+    // What `jes serve` would stop on besides the files' contents (the same function it runs).
+    let problems = jes::preflight::problems(&config);
+    for p in &problems {
+        println!("error: {p}");
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{} problem(s) would stop `jes serve` (listed above)",
+            problems.len()
+        ));
+    }
     println!("configuration OK");
     Ok(())
 }

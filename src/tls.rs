@@ -107,21 +107,32 @@ fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-fn create_self_signed(config: &Config, files: &TlsFiles) -> Result<(), String> {
-    let mut names = vec![config
-        .mail
-        .hostname
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string()];
+/// Checks, without writing anything, that `load_or_create` would succeed on the certificate:
+/// the configured (or already made) files are readable, parse, and the key matches; or, on a
+/// first start, that a self-signed certificate can be made for `hostname` and the domains.
+/// Whether `tls/` can be written is the folder check's business (`crate::preflight`).
+pub fn check(config: &Config) -> Result<(), String> {
+    let files = TlsFiles::for_config(config);
+    if files.generated && !(files.certificate.exists() && files.key.exists()) {
+        make_self_signed(config).map(|_| ())
+    } else {
+        load(&files).map(|_| ())
+    }
+}
+
+/// A self-signed certificate for `hostname` and the local domains, in memory.
+fn make_self_signed(config: &Config) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, String> {
+    let unbracket = crate::config::hostname::unbracket;
+    let mut names = vec![unbracket(&config.mail.hostname).to_string()];
     for d in &config.mail.domains {
-        if !names.contains(d) {
-            names.push(d.clone());
+        let d = unbracket(d).to_string();
+        if !names.contains(&d) {
+            names.push(d);
         }
     }
     // The subject names the host (rcgen's default subject is a fixed placeholder), so that a
     // client showing the certificate tells an administrator whose it is.
-    let made = (|| {
+    (|| {
         let mut params = rcgen::CertificateParams::new(names.clone())?;
         let mut subject = rcgen::DistinguishedName::new();
         subject.push(rcgen::DnType::CommonName, names[0].clone());
@@ -131,7 +142,16 @@ fn create_self_signed(config: &Config, files: &TlsFiles) -> Result<(), String> {
         let cert = params.self_signed(&signing_key)?;
         Ok::<_, rcgen::Error>(rcgen::CertifiedKey { cert, signing_key })
     })()
-    .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+    .map_err(|e| {
+        format!(
+            "cannot make a self-signed certificate for {}: {e}",
+            names.join(", ")
+        )
+    })
+}
+
+fn create_self_signed(config: &Config, files: &TlsFiles) -> Result<(), String> {
+    let made = make_self_signed(config)?;
     if let Some(dir) = files.certificate.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

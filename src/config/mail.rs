@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use super::hostname::{bracket_if_ip, default_hostname};
+pub use super::hostname::{bracket_if_ip, check_name, default_hostname};
 pub use super::ip_pattern::IpPattern;
 use super::properties::Properties;
 use super::reader::{parse_dns_server, Reader, MB};
@@ -178,11 +178,8 @@ impl MailConf {
             }
         };
         if let Some((e, items)) = r.list("domains") {
-            if let Some(bad) = items.iter().find(|d| {
-                d.chars()
-                    .any(|c| c.is_whitespace() || matches!(c, '@' | '/' | '\\'))
-            }) {
-                return Err(r.err(e, format!("{bad:?} is not a domain name")));
+            for d in items {
+                check_name(d).map_err(|why| r.err(e, why))?;
             }
         }
 
@@ -242,10 +239,8 @@ impl MailConf {
 
         let hostname = match r.value("hostname") {
             Some((e, v)) => {
-                if v.chars().any(|c| c.is_whitespace() || c == '@' || c == '/') {
-                    return Err(r.err(e, format!("{v:?} is not a host name")));
-                }
-                bracket_if_ip(v)
+                check_name(v).map_err(|why| r.err(e, why))?;
+                bracket_if_ip(v.strip_suffix('.').unwrap_or(v))
             }
             None => default_hostname(&domains[0]),
         };

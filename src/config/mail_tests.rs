@@ -202,6 +202,55 @@ fn bad_values_name_file_line_and_key() {
 }
 
 #[test]
+fn hostname_and_domains_must_be_names_or_addresses() {
+    let cases = [
+        (
+            "domains=localhost\n# c\nhostname=h\u{e9}llo\n",
+            r#"/x/mail.conf:3: key 'hostname': "héllo" is not ASCII; write its IDNA form "xn--hllo-bpa""#,
+        ),
+        (
+            "domains=localhost, b\u{fc}ro.example\n",
+            r#"/x/mail.conf:1: key 'domains': "büro.example" is not ASCII; write its IDNA form "xn--bro-hoa.example""#,
+        ),
+        (
+            "domains=localhost\nhostname=mail_1.example\n",
+            r#"/x/mail.conf:2: key 'hostname': "mail_1.example" is not a host name: '_' is not"#,
+        ),
+        (
+            "domains=a..b\n",
+            r#"/x/mail.conf:1: key 'domains': "a..b" is not a host name: it has an empty label"#,
+        ),
+        (
+            "domains=x@y\n",
+            r#"/x/mail.conf:1: key 'domains': "x@y" is not a host name: '@' is not"#,
+        ),
+    ];
+    for (text, want) in cases {
+        let got = err(text);
+        assert!(got.starts_with(want), "for {text:?}: {got}");
+    }
+    // What JES's sample and existing folders hold keeps working, with the names as written.
+    let c = ok("domains=localhost,127.0.0.1,Example.com.,[10.0.0.1],::1\nhostname=127.0.0.1\n");
+    assert_eq!(
+        c.domains,
+        vec!["localhost", "127.0.0.1", "example.com", "[10.0.0.1]", "::1"]
+    );
+    assert_eq!(c.hostname, "[127.0.0.1]");
+    assert_eq!(
+        ok("domains=a\nhostname=mx.a.example.\n").hostname,
+        "mx.a.example"
+    );
+    assert_eq!(
+        ok("domains=a\nhostname=[IPv6:::1]\n").hostname,
+        "[IPv6:::1]"
+    );
+    assert_eq!(ok("domains=a\nhostname=::1\n").hostname, "[IPv6:::1]");
+    // Unset: the machine's name if it is valid, else the first domain; never an invalid name.
+    let c = ok("domains=localhost\n");
+    assert_eq!(check_name(&c.hostname), Ok(()), "{}", c.hostname);
+}
+
+#[test]
 fn error_fields() {
     match parse("domains=a\nsmtpport=abc\n") {
         Err(ConfigError::Value {

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub use http::HttpConf;
 pub use log::{Level, LogConf};
 pub use mail::{ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
-pub use users::Users;
+pub use users::{Users, UsersFile};
 
 /// One configuration key: its name, its default as written in the file (empty: unset), and what
 /// it means. The unknown-key check and the sample `jes init` writes both read these tables, so
@@ -213,8 +213,21 @@ pub struct Warning {
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+        match self.line {
+            // About the file as a whole (missing, empty), not one of its lines.
+            0 => write!(f, "{}: {}", self.path.display(), self.message),
+            line => write!(f, "{}:{line}: {}", self.path.display(), self.message),
+        }
     }
+}
+
+/// What a reload read: the new configuration, its warnings, and, when `user.conf` could not be
+/// used and the running accounts were kept instead, why (for an ERROR line).
+#[derive(Debug)]
+pub struct Reloaded {
+    pub config: Config,
+    pub warnings: Vec<Warning>,
+    pub kept_accounts: Option<String>,
 }
 
 /// Everything the server runs on.
@@ -230,21 +243,83 @@ pub struct Config {
 impl Config {
     /// Reads `mail.conf`, `user.conf` and `log.conf` from `dir`. `user.conf` and `log.conf` may be
     /// absent (no accounts, default logging); `mail.conf` must exist and name `domains`.
+    /// A missing or blank `user.conf` is a warning naming it: the server starts, with no accounts.
     pub fn load(dir: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let r = Config::read(dir, None)?;
+        Ok((r.config, r.warnings))
+    }
+
+    /// Reads the files again for a running server whose accounts are `running`. A `user.conf`
+    /// that is missing, unreadable or blank keeps `running` (accounts and forwards) and says so
+    /// in `kept_accounts`; the other files apply as usual. Such a file is far more often a
+    /// moment of an edit, a `mv` by mistake or a full disk than a wish to refuse all local mail,
+    /// and taking it at its word bounces every message; "no accounts" is written as a file with
+    /// a comment and no account, which applies. A `user.conf` with an error keeps the running
+    /// configuration whole, as an error in any file does.
+    pub fn reload(dir: &Path, running: &Users) -> Result<Reloaded, ConfigError> {
+        Config::read(dir, Some(running))
+    }
+
+    fn read(dir: &Path, running: Option<&Users>) -> Result<Reloaded, ConfigError> {
         let (mail, mut warnings) = MailConf::load(&dir.join("mail.conf"))?;
-        let (users, user_warnings) = Users::load(&dir.join("user.conf"))?;
-        warnings.extend(user_warnings);
+        let users_path = dir.join("user.conf");
+        // An error in the file stops the load either way; only "not there" differs.
+        let found = match Users::read(&users_path) {
+            Ok(found) => Ok(found),
+            Err(ConfigError::Io { source, .. }) => Err(source),
+            Err(e) => return Err(e),
+        };
+        let (users, kept_accounts) = match (found, running) {
+            (Ok(UsersFile::Read(users, w)), _) => {
+                warnings.extend(w);
+                (users, None)
+            }
+            (Err(source), None) => {
+                return Err(ConfigError::Io {
+                    path: users_path,
+                    source,
+                })
+            }
+            (Ok(found), None) => {
+                let what = match found {
+                    UsersFile::Missing => "does not exist",
+                    _ => "is empty",
+                };
+                warnings.push(Warning {
+                    path: users_path.clone(),
+                    line: 0,
+                    message: format!("{what}: no accounts, so mail for the local domains is refused (add one with `jes user add ADDRESS`)"),
+                });
+                (Users::default(), None)
+            }
+            (found, Some(running)) => {
+                let what = match found {
+                    Ok(UsersFile::Missing) => "does not exist".to_string(),
+                    Ok(_) => {
+                        "is empty (to remove every account, leave a comment line in it)".to_string()
+                    }
+                    Err(e) => format!("cannot be read ({e})"),
+                };
+                let why = format!(
+                    "{} {what}: keeping the {} running accounts",
+                    users_path.display(),
+                    running.accounts.len()
+                );
+                (running.clone(), Some(why))
+            }
+        };
         let (log, log_warnings) = LogConf::load(&dir.join("log.conf"), dir)?;
         warnings.extend(log_warnings);
-        Ok((
-            Config {
+        Ok(Reloaded {
+            config: Config {
                 dir: dir.to_path_buf(),
                 mail,
                 users,
                 log,
             },
             warnings,
-        ))
+            kept_accounts,
+        })
     }
 
     pub fn users_dir(&self) -> PathBuf {
@@ -325,6 +400,111 @@ mod tests {
         assert!(matches!(
             Config::load(dir.path()),
             Err(ConfigError::Missing { ref key, .. }) if key == "domains"
+        ));
+    }
+
+    #[test]
+    fn byte_order_marks_are_skipped_in_all_three_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = "\u{feff}";
+        std::fs::write(
+            dir.path().join("mail.conf"),
+            format!("{bom}# mail\ndomains=localhost\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("user.conf"),
+            format!("{bom}# users\nuser.a@localhost=pw\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("log.conf"),
+            format!("{bom}# log\nlevel=debug\n"),
+        )
+        .unwrap();
+        let (config, warnings) = Config::load(dir.path()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(config.users.exists("a@localhost"));
+        assert_eq!(config.log.level, Level::Debug);
+        // The mark before a key: the key is read without it.
+        std::fs::write(
+            dir.path().join("mail.conf"),
+            format!("{bom}domains=x.test\n"),
+        )
+        .unwrap();
+        let (config, warnings) = Config::load(dir.path()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.mail.domains, vec!["x.test"]);
+    }
+
+    #[test]
+    fn a_missing_user_conf_at_start_is_a_warning_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mail.conf"), "domains=localhost\n").unwrap();
+        let (config, warnings) = Config::load(dir.path()).unwrap();
+        assert!(config.users.accounts.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let shown = warnings[0].to_string();
+        let path = dir.path().join("user.conf");
+        assert!(
+            shown.starts_with(&format!("{}: does not exist", path.display())),
+            "{shown}"
+        );
+        std::fs::write(&path, "").unwrap();
+        let (_, warnings) = Config::load(dir.path()).unwrap();
+        assert!(warnings[0].to_string().contains("is empty"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_running_accounts_when_user_conf_is_missing_or_blank() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mail.conf"), "domains=localhost\n").unwrap();
+        let path = dir.path().join("user.conf");
+        std::fs::write(&path, "user.a@localhost=pw\n").unwrap();
+        let (running, _) = Config::load(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join("mail.conf"),
+            "domains=localhost,other.test\n",
+        )
+        .unwrap();
+        for (state, expect) in [
+            (None, "does not exist"),
+            (Some(&b""[..]), "is empty"),
+            (Some(b"\xEF\xBB\xBF \n"), "is empty"),
+        ] {
+            let _ = std::fs::remove_file(&path);
+            if let Some(bytes) = state {
+                std::fs::write(&path, bytes).unwrap();
+            }
+            let r = Config::reload(dir.path(), &running.users).unwrap();
+            assert!(r.config.users.exists("a@localhost"), "{expect}");
+            let why = r.kept_accounts.expect("says why");
+            assert!(
+                why.contains(expect) && why.contains("keeping the 1 running accounts"),
+                "{why}"
+            );
+            // The other files still apply.
+            assert_eq!(r.config.mail.domains, vec!["localhost", "other.test"]);
+        }
+        // A comment and no account: "no accounts", applied.
+        std::fs::write(&path, "# nobody\n").unwrap();
+        let r = Config::reload(dir.path(), &running.users).unwrap();
+        assert!(r.config.users.accounts.is_empty() && r.kept_accounts.is_none());
+        // An error in the file fails the reload: the caller keeps everything.
+        std::fs::write(&path, "user.a@localhost=\n").unwrap();
+        assert!(matches!(
+            Config::reload(dir.path(), &running.users),
+            Err(ConfigError::Value { line: 1, .. })
+        ));
+        // Unreadable (a folder in its place; permissions do not stop root): kept too.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let r = Config::reload(dir.path(), &running.users).unwrap();
+        assert!(r.config.users.exists("a@localhost"));
+        assert!(r.kept_accounts.unwrap().contains("cannot be read"));
+        assert!(matches!(
+            Config::load(dir.path()),
+            Err(ConfigError::Io { .. })
         ));
     }
 

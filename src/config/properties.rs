@@ -98,9 +98,17 @@ pub fn read_text(path: &Path) -> std::io::Result<String> {
     Ok(decode_text(std::fs::read(path)?))
 }
 
+/// The UTF-8 byte-order mark some Windows editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// A file's bytes as text: UTF-8 if they are, else ISO-8859-1 (every byte is a character, so this
-/// cannot fail).
-pub fn decode_text(bytes: Vec<u8>) -> String {
+/// cannot fail). A UTF-8 byte-order mark at the start is dropped: it is not part of the first key
+/// (Java's reader did not skip it either, so JES read `\uFEFF#` as a key), and it is dropped before
+/// decoding so that a file with a mark and Latin-1 bytes after it does not start with `ï»¿`.
+pub fn decode_text(mut bytes: Vec<u8>) -> String {
+    if bytes.starts_with(BOM) {
+        bytes.drain(..BOM.len());
+    }
     match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
@@ -407,6 +415,24 @@ mod tests {
             let (p, _) = parse(&line);
             assert_eq!(kv(&p), vec![(k, v, 1)], "{line}");
         }
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.conf");
+        std::fs::write(&path, b"\xEF\xBB\xBF# comment\na=1\n").unwrap();
+        let text = read_text(&path).unwrap();
+        assert_eq!(text, "# comment\na=1\n");
+        let (p, w) = parse(&text);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(kv(&p), vec![("a", "1", 2)]);
+        // With Latin-1 after the mark, the mark still goes and the rest reads as Latin-1.
+        std::fs::write(&path, b"\xEF\xBB\xBFa=caf\xe9\n").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "a=café\n");
+        // Only at the start: a mark inside a value is the user's business.
+        std::fs::write(&path, "a=x\u{feff}\n").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "a=x\u{feff}\n");
     }
 
     #[test]

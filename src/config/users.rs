@@ -57,16 +57,45 @@ fn classify(key: &str) -> UserKey<'_> {
     UserKey::Unknown
 }
 
+/// What reading `user.conf` found. A missing or blank file is told apart from one that says "no
+/// accounts", because a running server must not take either for a decision to refuse all local
+/// mail: `mv` by mistake, or an editor or a configuration tool truncating the file for a moment,
+/// would otherwise bounce every message and lock every mailbox (see `Config::reload`).
+#[derive(Debug)]
+pub enum UsersFile {
+    /// The file was read and holds something besides blanks: its accounts (perhaps none, when it
+    /// holds only comments, which is how a deliberate "no accounts" is written).
+    Read(Users, Vec<Warning>),
+    /// There is no file.
+    Missing,
+    /// The file is empty, or holds only blanks (a byte-order mark is dropped when reading).
+    Blank,
+}
+
+/// The comment `jes user del` leaves when it deletes the last account, so that the file says "no
+/// accounts" rather than looking emptied by accident.
+pub const NO_ACCOUNTS_COMMENT: &str =
+    "# No accounts: the last one was deleted with `jes user del`. (An empty file would be taken for an accident.)";
+
 impl Users {
-    /// Reads `user.conf`; a missing file means no accounts.
-    pub fn load(path: &Path) -> Result<(Users, Vec<Warning>), ConfigError> {
+    /// Reads `user.conf`, telling a missing and a blank file apart from one that was parsed.
+    pub fn read(path: &Path) -> Result<UsersFile, ConfigError> {
         match read_text(path) {
-            Ok(text) => Users::parse(path, &text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Users::default(), Vec::new())),
+            Ok(text) if text.trim().is_empty() => Ok(UsersFile::Blank),
+            Ok(text) => Users::parse(path, &text).map(|(u, w)| UsersFile::Read(u, w)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(UsersFile::Missing),
             Err(source) => Err(ConfigError::Io {
                 path: path.to_path_buf(),
                 source,
             }),
+        }
+    }
+
+    /// Reads `user.conf`; a missing or blank file means no accounts.
+    pub fn load(path: &Path) -> Result<(Users, Vec<Warning>), ConfigError> {
+        match Users::read(path)? {
+            UsersFile::Read(users, warnings) => Ok((users, warnings)),
+            UsersFile::Missing | UsersFile::Blank => Ok((Users::default(), Vec::new())),
         }
     }
 
@@ -96,6 +125,14 @@ impl Users {
             match classify(&e.key) {
                 UserKey::Account(addr) => {
                     let addr = check(addr)?;
+                    // JES let such a line stand as an account nobody could log in to; an
+                    // administrator who wrote it meant a password, or a half-finished edit is
+                    // being read, so it is an error (a reload keeps the running accounts).
+                    if e.value.is_empty() {
+                        return Err(value_err(format!(
+                            "the account {addr} has an empty password (write user.{addr}=PASSWORD, or set one with `jes user passwd {addr}`)"
+                        )));
+                    }
                     if let Some(line) = first_line.insert(addr.clone(), e.line) {
                         warn(
                             &mut warnings,
@@ -224,6 +261,15 @@ impl Doc {
         self.blocks[i].entry = Some((key.to_string(), value.to_string()));
     }
 
+    fn push_comment(&mut self, comment: &str) {
+        self.final_eol = true;
+        self.blocks.push(Block {
+            line: 0,
+            lines: vec![comment.to_string()],
+            entry: None,
+        });
+    }
+
     fn push_line(&mut self, key: &str, value: &str) {
         self.final_eol = true;
         self.blocks.push(Block {
@@ -295,7 +341,7 @@ fn with_lock<T>(path: &Path, change: impl FnOnce() -> io::Result<T>) -> io::Resu
 
 /// Replaces every plaintext password by an argon2id hash, keeping everything else as it was.
 /// Returns how many were replaced (the file is not rewritten when none were). Empty passwords are
-/// left alone: they lock the account, and hashing them would open it with an empty password.
+/// left alone: reading refuses them, and hashing them would open the account with an empty password.
 pub fn upgrade_plaintext(path: &Path) -> io::Result<usize> {
     with_lock(path, || {
         let Some(mut doc) = Doc::read(path)? else {
@@ -402,6 +448,9 @@ pub fn delete_user(path: &Path, addr: &str) -> io::Result<()> {
         let addr = canonical(addr);
         let mut doc = read_with_account(path, &addr)?;
         remove_account(&mut doc, &addr);
+        if doc.render().trim().is_empty() {
+            doc.push_comment(NO_ACCOUNTS_COMMENT);
+        }
         write_atomically(path, doc.render().as_bytes())
     })
 }

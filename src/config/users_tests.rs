@@ -50,6 +50,94 @@ fn fixture() {
 }
 
 #[test]
+fn an_empty_password_is_an_error_naming_the_line() {
+    for (text, line) in [
+        ("user.ok@localhost=pw\nuser.broken@localhost\n", 2),
+        ("# c\nuser.x@y=\n", 2),
+        ("user.x@y = \t\n", 1),
+        ("user.x@y:\n", 1),
+    ] {
+        match parse(text) {
+            Err(e @ ConfigError::Value { .. }) => {
+                let shown = e.to_string();
+                assert!(
+                    shown.starts_with(&format!("/x/user.conf:{line}: key 'user.")),
+                    "{text:?}: {shown}"
+                );
+                assert!(shown.contains("empty password"), "{shown}");
+            }
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+    // Java's other separators still give a password.
+    for text in [
+        "user.a@b secret\n",
+        "user.a@b:secret\n",
+        "user.a@b = secret\n",
+    ] {
+        let (u, _) = parse(text).unwrap();
+        assert!(
+            u.password("a@b").is_some_and(|p| p.verify("secret")),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn blank_and_missing_files_are_told_apart_from_no_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("user.conf");
+    assert!(matches!(Users::read(&path), Ok(UsersFile::Missing)));
+    for blank in [
+        &b""[..],
+        b"\n",
+        b"  \r\n\t\n",
+        b"\xEF\xBB\xBF",
+        b"\xEF\xBB\xBF\n \n",
+    ] {
+        fs::write(&path, blank).unwrap();
+        assert!(
+            matches!(Users::read(&path), Ok(UsersFile::Blank)),
+            "{blank:?}"
+        );
+    }
+    fs::write(&path, "# no accounts\n").unwrap();
+    match Users::read(&path) {
+        Ok(UsersFile::Read(u, w)) => assert!(u.accounts.is_empty() && w.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    fs::write(&path, "\u{feff}user.a@b=pw\n").unwrap();
+    match Users::read(&path) {
+        Ok(UsersFile::Read(u, w)) => {
+            assert!(
+                w.is_empty(),
+                "the byte-order mark is not part of the key: {w:?}"
+            );
+            assert!(u.exists("a@b"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deleting_the_last_account_leaves_a_comment() {
+    let (_dir, path) = temp_with("user.a@x=pw\nuser.b@x=pw\n");
+    delete_user(&path, "a@x").unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), "user.b@x=pw\n");
+    delete_user(&path, "b@x").unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    assert_eq!(text, format!("{NO_ACCOUNTS_COMMENT}\n"));
+    match Users::read(&path) {
+        Ok(UsersFile::Read(u, _)) => assert!(u.accounts.is_empty()),
+        other => panic!("a deliberate deletion must read as no accounts: {other:?}"),
+    }
+    // A file that keeps other comments gets no extra one.
+    let (_dir, path) = temp_with("# mine\nuser.a@x=pw\n");
+    delete_user(&path, "a@x").unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), "# mine\n");
+}
+
+#[test]
 fn missing_file_is_empty() {
     let dir = tempfile::tempdir().unwrap();
     let (u, w) = Users::load(&dir.path().join("user.conf")).unwrap();
@@ -110,7 +198,12 @@ fn upgrade_keeps_comments_order_and_crlf() {
     assert!(lines[7].starts_with("user.a@x=$argon2id$"));
     assert_eq!(lines[8], "");
     assert!(!out.replace("\r\n", "").contains('\n'));
-    let (u, _) = Users::load(&path).unwrap();
+    // The empty password is an error when read, so read the rest without it.
+    assert!(matches!(
+        Users::load(&path),
+        Err(ConfigError::Value { line: 7, .. })
+    ));
+    let (u, _) = parse(&out.replace("user.empty@x=\r\n", "")).unwrap();
     assert!(u.password("b@x").is_some_and(|p| p.verify("plain1")));
     assert!(u.password("a@x").is_some_and(|p| p.verify("two words")));
     assert!(u

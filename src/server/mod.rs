@@ -67,6 +67,9 @@ pub enum StartError {
     Tls(String),
     #[error("{0}")]
     RootLock(#[from] crate::store::root_lock::RootLockError),
+    /// What `crate::preflight` found (also what `jes check` reports), one problem per line.
+    #[error("{}", .0.join("\n"))]
+    Preflight(Vec<String>),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -135,6 +138,11 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     })?;
     for w in &warnings {
         tracing::warn!("{w}");
+    }
+    // The same checks `jes check` makes, so that it cannot call OK what stops a start.
+    let problems = crate::preflight::problems(&config);
+    if !problems.is_empty() {
+        return Err(StartError::Preflight(problems));
     }
     raise_nofile_limit();
     // Before anything touches the folder: a second server on it would deliver every message twice.

@@ -1,7 +1,10 @@
 //! Configuration reload: `mail.conf`, `user.conf` and `log.conf` are re-read when they change
 //! (checked every two seconds by modification time and size: cheaper and more robust than inotify
-//! across editors that replace files) and on SIGHUP, which also reopens the log file. A file that
-//! no longer parses leaves the running configuration in place, with an error in the log.
+//! across editors that replace files) and on SIGHUP, which also reopens the log file. A change is
+//! applied only once the files have held still for one poll, so a file caught in the middle of
+//! being written (truncated, half copied) is not read. A file that no longer parses leaves the
+//! running configuration in place, with an error in the log; a `user.conf` that is missing or
+//! blank keeps the running accounts (see `Config::reload`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use crate::auth::StoredPassword;
-use crate::config::Config;
+use crate::config::{Config, Reloaded};
 use crate::logging::LogHandle;
 use crate::tls::ServerTls;
 
@@ -55,10 +58,18 @@ pub fn upgrade_passwords(config: &Config) {
 }
 
 fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
-    match Config::load(dir) {
-        Ok((config, warnings)) => {
+    let running = shared.config();
+    match Config::reload(dir, &running.users) {
+        Ok(Reloaded {
+            config,
+            warnings,
+            kept_accounts,
+        }) => {
             for w in &warnings {
                 tracing::warn!("{w}");
+            }
+            if let Some(why) = &kept_accounts {
+                tracing::error!("{why}");
             }
             let log_changed = {
                 let old = shared.config();
@@ -75,7 +86,9 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
                     );
                 }
             }
-            upgrade_passwords(&config);
+            if kept_accounts.is_none() {
+                upgrade_passwords(&config);
+            }
             tracing::info!(
                 "configuration reloaded: {} accounts, local domains {}",
                 config.users.accounts.len(),
@@ -103,6 +116,9 @@ pub async fn watch(
         }
     };
     let mut last = stamp(&dir);
+    // A change seen at the last poll and not yet applied: applied when the next poll sees the
+    // same stamp, i.e. once the files have held still for one poll.
+    let mut settling: Option<Stamp> = None;
     let mut ticker = tokio::time::interval(POLL);
     loop {
         let hangup = async {
@@ -115,15 +131,22 @@ pub async fn watch(
             _ = stop.changed() => return,
             _ = hangup => {
                 tracing::info!("SIGHUP: reloading the configuration and reopening the log");
+                // An administrator's explicit request: applied at once, without settling.
                 last = stamp(&dir);
+                settling = None;
                 reload(&shared, &log, &dir, true);
             }
             _ = ticker.tick() => {
                 let now = stamp(&dir);
-                if now != last {
+                if now == last {
+                    settling = None;
+                } else if settling.as_ref() == Some(&now) {
+                    settling = None;
                     reload(&shared, &log, &dir, false);
                     // The password upgrade may have rewritten user.conf; don't reload for that.
                     last = stamp(&dir);
+                } else {
+                    settling = Some(now);
                 }
                 match crate::tls::reload_if_changed(&tls, &shared.config()) {
                     None => {}
