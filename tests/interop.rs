@@ -1,6 +1,6 @@
 //! Integration tests of what real mail software showed up (issue 19, part 1): a smart host with
-//! a self-signed certificate made by `openssl req -x509`. The smart host is the aiosmtpd upstream
-//! (`tests/py/upstream.py`).
+//! a self-signed certificate made by `openssl req -x509`, and how long idle connections to it are
+//! kept. The smart host is the aiosmtpd upstream (`tests/py/upstream.py`).
 
 mod common;
 
@@ -167,4 +167,43 @@ fn a_pinned_certificate_must_still_be_in_date_and_name_the_host() {
         "{text}"
     );
     assert!(up.received().is_empty(), "nothing sent to a misnamed host");
+}
+
+/// Two messages one after the other; whether the second came over the first one's connection.
+fn second_message_reuses(cache: &str, pause: Duration) -> bool {
+    let up = Upstream::start(&[]);
+    let server = Server::start(
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1\n\
+             smtpdelivery.connectioncache={cache}\n",
+            up.port
+        ),
+        DEFAULT_USERS,
+    );
+    assert!(!server.log().contains("unknown key"), "{}", server.log());
+    for n in 1..=2 {
+        assert!(server
+            .send("tracker@localhost", &["boss@remote.test"], BODY)
+            .starts_with("250"));
+        up.wait_for(n, Duration::from_secs(20));
+        std::thread::sleep(pause);
+    }
+    let got = up.received();
+    got[0]["peer_port"] == got[1]["peer_port"]
+}
+
+#[test]
+fn idle_smart_host_connections_are_kept_for_connectioncache_seconds() {
+    assert!(
+        second_message_reuses("30", Duration::ZERO),
+        "a connection is reused within the time"
+    );
+    assert!(
+        !second_message_reuses("1", Duration::from_secs(3)),
+        "and not after it"
+    );
+    assert!(
+        !second_message_reuses("0", Duration::ZERO),
+        "0: a new connection for every message"
+    );
 }
