@@ -141,6 +141,13 @@ fn a_self_signed_smart_host_in_the_ca_file_gets_the_mail() {
     server.wait_until("queue empty", Duration::from_secs(10), || {
         server.queue_files().is_empty()
     });
+    let log = server.log();
+    assert!(
+        log.lines().any(|l| l.contains("delivery attempt")
+            && l.contains("outcome=\"delivered\"")
+            && l.contains("tls=TLSv1.3")),
+        "the delivery line names the TLS version: {log}"
+    );
 }
 
 #[test]

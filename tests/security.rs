@@ -49,6 +49,25 @@ fn starttls_stls_and_implicit_tls_with_a_generated_certificate() {
         server.log().contains("made a self-signed TLS certificate"),
         "and the log says so"
     );
+    // Each "message accepted" line says how the message came: three over TLS, one in clear.
+    assert!(server
+        .send(
+            "someone@example.org",
+            &["analyst@localhost"],
+            "Subject: plain\r\n\r\nhi\r\n"
+        )
+        .starts_with("250"));
+    let log = server.log();
+    let accepted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("message accepted"))
+        .collect();
+    let with = |tls: &str| accepted.iter().filter(|l| l.contains(tls)).count();
+    assert_eq!(
+        (accepted.len(), with("tls=TLSv1.3"), with("tls=none")),
+        (4, 3, 1),
+        "{log}"
+    );
 }
 
 #[test]

@@ -344,6 +344,7 @@ impl Remote {
                                 },
                             })
                             .collect();
+                        let tls = conn.tls_version();
                         for (rcpt, outcome) in recipients.iter().zip(&outcomes) {
                             let (what, reply) = match outcome {
                                 RemoteOutcome::Delivered { reply, .. } => ("delivered", reply),
@@ -352,7 +353,7 @@ impl Remote {
                             };
                             tracing::info!(
                                 queue_id = id, to = %rcpt, host = %target.host, addr = %target.addr,
-                                reply = %reply, outcome = what, delay_ms = started.elapsed().as_millis() as u64,
+                                reply = %reply, outcome = what, tls = %tls, delay_ms = started.elapsed().as_millis() as u64,
                                 "delivery attempt"
                             );
                         }

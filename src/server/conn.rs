@@ -28,6 +28,14 @@ impl Conn {
         matches!(self, Conn::Tls(_))
     }
 
+    /// `TLSv1.3`, `TLSv1.2` or `none`, for log lines.
+    pub fn tls_version(&self) -> &'static str {
+        match self {
+            Conn::Plain(_) => crate::tls::version_name(None),
+            Conn::Tls(s) => crate::tls::version_name(s.get_ref().1.protocol_version()),
+        }
+    }
+
     /// Upgrades a plain connection (STARTTLS, STLS, or an implicit-TLS port).
     pub async fn start_tls(self, acceptor: TlsAcceptor) -> io::Result<Conn> {
         match self {

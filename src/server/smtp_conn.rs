@@ -139,7 +139,8 @@ pub async fn run(
                 match output {
                     Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
                     Output::Store(envelope) => {
-                        let result = store(&shared, &session_id, ip, envelope).await;
+                        let tls = conn.tls_version();
+                        let result = store(&shared, &session_id, ip, tls, envelope).await;
                         wbuf.extend_from_slice(&session.store_result(result));
                         acted = true;
                     }
@@ -252,6 +253,7 @@ async fn store(
     shared: &Arc<Shared>,
     session_id: &str,
     ip: std::net::IpAddr,
+    tls: &'static str,
     envelope: Envelope,
 ) -> Result<String, StoreError> {
     let shared = shared.clone();
@@ -310,6 +312,7 @@ async fn store(
             local = %local.join(","),
             queued = %remote.join(","),
             id = %id,
+            tls = %tls,
             "message accepted"
         );
         Ok(id)

@@ -147,6 +147,14 @@ impl Connection {
         &self.tls
     }
 
+    /// `TLSv1.3`, `TLSv1.2` or `none`, for log lines.
+    pub fn tls_version(&self) -> &'static str {
+        match &self.stream {
+            Stream::Tls(s) => crate::tls::version_name(s.get_ref().1.protocol_version()),
+            Stream::Plain(_) | Stream::Gone => crate::tls::version_name(None),
+        }
+    }
+
     async fn open_once(
         target: &Target,
         settings: &ClientSettings,
