@@ -181,6 +181,21 @@ impl LogHandle {
     }
 }
 
+/// Our own debug lines are worth reading; the libraries' (DNS, TLS) only from INFO up.
+///
+/// rustls's `msgs::handshake` warns about what a client put in its hello, above all
+/// `Illegal SNI extension: ignoring IP address presented as hostname`, which every client that
+/// connects by IP address sends (msmtp, `openssl s_client -servername 127.0.0.1`): once per
+/// connection, about the client, and the handshake goes on. That is debug detail, and library
+/// debug lines are not logged, so the module's warnings are dropped; its errors, and every other
+/// rustls warning (alerts, unexpected messages), still show.
+fn library_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("jes", LevelFilter::TRACE)
+        .with_target("rustls::msgs::handshake", LevelFilter::ERROR)
+}
+
 /// Installs the global subscriber: the log file, and stderr when `to_stderr` (foreground runs).
 pub fn init(conf: &LogConf, to_stderr: bool) -> io::Result<LogHandle> {
     let file = LogFile::open(conf)?;
@@ -196,13 +211,9 @@ pub fn init(conf: &LogConf, to_stderr: bool) -> io::Result<LogHandle> {
             .with_target(false)
             .with_filter(LevelFilter::INFO)
     });
-    // Our own debug lines are worth reading; the libraries' (DNS, TLS) only from INFO up.
-    let libraries = tracing_subscriber::filter::Targets::new()
-        .with_default(LevelFilter::INFO)
-        .with_target("jes", LevelFilter::TRACE);
     tracing_subscriber::registry()
         .with(level)
-        .with(libraries)
+        .with(library_filter())
         .with(file_layer)
         .with(stderr_layer)
         .try_init()
@@ -216,6 +227,19 @@ pub fn init(conf: &LogConf, to_stderr: bool) -> io::Result<LogHandle> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_hello_warnings_are_dropped_and_other_warnings_kept() {
+        use tracing::Level;
+        let f = library_filter();
+        assert!(!f.would_enable("rustls::msgs::handshake", &Level::WARN));
+        assert!(f.would_enable("rustls::msgs::handshake", &Level::ERROR));
+        assert!(f.would_enable("rustls::common_state", &Level::WARN));
+        assert!(f.would_enable("hickory_resolver", &Level::WARN));
+        assert!(!f.would_enable("hickory_resolver", &Level::DEBUG));
+        assert!(f.would_enable("jes::server::smtp_conn", &Level::WARN));
+        assert!(f.would_enable("jes::server::smtp_conn", &Level::DEBUG));
+    }
 
     #[test]
     fn rotates_by_size_and_keeps_the_live_name() {

@@ -49,6 +49,25 @@ fn starttls_stls_and_implicit_tls_with_a_generated_certificate() {
         server.log().contains("made a self-signed TLS certificate"),
         "and the log says so"
     );
+    // Each accepted line says how the message came: three over TLS, one in clear.
+    assert!(server
+        .send(
+            "someone@example.org",
+            &["analyst@localhost"],
+            "Subject: plain\r\n\r\nhi\r\n"
+        )
+        .starts_with("250"));
+    let log = server.log();
+    let accepted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("outcome=\"accepted\""))
+        .collect();
+    let with = |tls: &str| accepted.iter().filter(|l| l.contains(tls)).count();
+    assert_eq!(
+        (accepted.len(), with("tls=TLSv1.3"), with("tls=none")),
+        (4, 3, 1),
+        "{log}"
+    );
 }
 
 #[test]
@@ -136,4 +155,36 @@ fn recipient_error_and_header_limits() {
     assert_eq!(c.reply(), "", "the connection is closed");
     std::thread::sleep(Duration::from_millis(100));
     assert!(server.mailbox_files("trackstudio@127.0.0.1").is_empty());
+}
+
+/// `openssl s_client -servername 127.0.0.1` sends the IP address as SNI, as msmtp does for
+/// `host 127.0.0.1`: rustls ignores it and used to log a WARN for every such connection.
+#[test]
+fn an_ip_address_as_sni_is_no_warning() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    // An unknown key: a real warning, which must still reach the log.
+    let (server, ports) = tls_server("nosuchkey=1");
+    for _ in 0..3 {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect"])
+            .arg(format!("127.0.0.1:{}", ports.smtps))
+            .args(["-servername", "127.0.0.1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        child.stdin.take().unwrap().write_all(b"QUIT\r\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("221 "), "the TLS session worked: {text}");
+    }
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("unknown key 'nosuchkey'")),
+        "other warnings are still logged: {log}"
+    );
+    assert!(!log.contains("Illegal SNI"), "{log}");
 }

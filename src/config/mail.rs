@@ -132,6 +132,11 @@ pub struct MailConf {
     /// `smtpdelivery.mxport` (new; 25): the port connected to on MX and A targets. Only tests
     /// change it, so that a fake remote server can listen on an unprivileged port.
     pub mx_port: u16,
+    /// `smtpdelivery.connectioncache` (new; 2 seconds, Postfix's
+    /// `smtp_connection_cache_time_limit`): how long an idle connection to another server is kept
+    /// for the next message. Short, because a kept connection still talks to the server's old
+    /// process after the server reloaded its settings. Zero: every message gets a new connection.
+    pub delivery_connection_cache: Duration,
     /// `http.*`: the web console and metrics listener (see `super::http`).
     pub http: super::http::HttpConf,
 }
@@ -330,6 +335,11 @@ impl MailConf {
             delivery_ca_file: r.path("smtpdelivery.cafile"),
             dns_servers,
             mx_port: r.port("smtpdelivery.mxport", 25)?,
+            delivery_connection_cache: Duration::from_secs(u64::from(r.number_u32(
+                "smtpdelivery.connectioncache",
+                2,
+                0,
+            )?)),
             http: super::http::HttpConf::parse(path, &props)?,
         };
 

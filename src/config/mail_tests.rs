@@ -428,6 +428,20 @@ fn summary_mentions_the_essentials() {
 }
 
 #[test]
+fn connection_cache_seconds() {
+    let c = ok("domains=a\n");
+    assert_eq!(c.delivery_connection_cache, Duration::from_secs(2));
+    let c = ok("domains=a\nsmtpdelivery.connectioncache=30\n");
+    assert_eq!(c.delivery_connection_cache, Duration::from_secs(30));
+    let c = ok("domains=a\nsmtpdelivery.connectioncache=0\n");
+    assert_eq!(c.delivery_connection_cache, Duration::ZERO);
+    assert_eq!(
+        err("domains=a\nsmtpdelivery.connectioncache=2s\n"),
+        r#"/x/mail.conf:2: key 'smtpdelivery.connectioncache': "2s" is not a whole number"#
+    );
+}
+
+#[test]
 fn dns_servers_and_mx_port() {
     let c = ok("domains=a\n");
     assert!(c.dns_servers.is_empty());

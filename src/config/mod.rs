@@ -91,6 +91,7 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("smtpdelivery.delaywarning", "4", "Hours after which the sender is told a message is delayed; 0 = never.", false),
     key("smtpdelivery.tls", "opportunistic", "TLS to other servers: opportunistic, verify, required or off.", false),
     key("smtpdelivery.cafile", "", "PEM file of CA certificates for smtpdelivery.tls=verify|required (default: the system's).", false),
+    key("smtpdelivery.connectioncache", "2", "Seconds an idle connection to a smart host or MX is kept for the next message; 0 = a new connection for each.", false),
     key("smtpdelivery.mxport", "25", "Port used to connect to MX and A targets (for tests; real servers listen on 25).", false),
     key("dns.servers", "", "Comma list of DNS servers ip[:port] for MX lookups. Unset: the system's (/etc/resolv.conf).", false),
     key("defaultsmtpservers", "", "Smart hosts, comma list of host[:port][/user:password], tried in order. Unset: deliver to each domain's MX.", true),

@@ -1,12 +1,13 @@
 //! Delivery to other servers: the smart hosts of `defaultsmtpservers` in order, or each
 //! recipient domain's MX hosts. All recipients that go to the same place travel in one
 //! transaction, and connections are kept for a short while to carry the next message (the
-//! tracker sends bursts). A host that cannot be reached or refuses our setup (5xx before any
+//! tracker sends bursts): `smtpdelivery.connectioncache` seconds, after which a task closes them
+//! with QUIT, so that a smart host that reloaded its settings is not held on its old process. A host that cannot be reached or refuses our setup (5xx before any
 //! recipient) is skipped for the next one; a per-recipient answer is final for this attempt.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::client::{
@@ -16,8 +17,6 @@ use super::mx::{MxError, MxResolver};
 use crate::address::domain_of;
 use crate::config::Config;
 
-/// How long an idle connection is kept for the next message.
-const POOL_IDLE: Duration = Duration::from_secs(20);
 /// Idle connections kept per destination.
 const POOL_PER_KEY: usize = 4;
 
@@ -73,11 +72,16 @@ struct Pooled {
     since: Instant,
 }
 
+/// Idle connections by destination (`host|address`), newest last.
+type Pool = HashMap<String, Vec<Pooled>>;
+
 pub struct Remote {
     settings: Option<ClientSettings>,
     settings_error: Option<String>,
     resolver: Result<MxResolver, String>,
-    pool: Mutex<HashMap<String, Vec<Pooled>>>,
+    pool: Arc<Mutex<Pool>>,
+    /// `smtpdelivery.connectioncache`: how long an idle connection is kept; zero keeps none.
+    pool_idle: Duration,
     our_names: Vec<String>,
     our_ips: Vec<IpAddr>,
     our_port: u16,
@@ -117,7 +121,8 @@ impl Remote {
             settings,
             settings_error,
             resolver,
-            pool: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(HashMap::new())),
+            pool_idle: config.mail.delivery_connection_cache,
             our_names,
             our_ips: config.mail.listen_addresses.clone(),
             our_port: config.mail.smtp_port,
@@ -265,23 +270,41 @@ impl Remote {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let list = pool.get_mut(key)?;
         while let Some(p) = list.pop() {
-            if p.since.elapsed() < POOL_IDLE {
+            if p.since.elapsed() < self.pool_idle {
                 return Some(p.conn);
             }
-            // Too old: the server has probably closed it; dropping closes our side.
+            // Too old (its closing task has not run yet): dropping closes our side.
         }
         None
     }
 
-    fn put_pooled(&self, key: String, conn: Connection) {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let list = pool.entry(key).or_default();
-        list.retain(|p| p.since.elapsed() < POOL_IDLE);
-        if list.len() < POOL_PER_KEY {
-            list.push(Pooled {
-                conn,
-                since: Instant::now(),
-            });
+    /// Keeps `conn` for the next message to `key`, and closes it once it has been idle for
+    /// `pool_idle`; a connection that does not fit is closed now.
+    async fn put_pooled(&self, key: String, conn: Connection) {
+        let refused = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let list = pool.entry(key).or_default();
+            if list.len() < POOL_PER_KEY {
+                list.push(Pooled {
+                    conn,
+                    since: Instant::now(),
+                });
+                None
+            } else {
+                Some(conn)
+            }
+        };
+        match refused {
+            Some(conn) => conn.quit().await,
+            None => {
+                let (pool, idle) = (Arc::clone(&self.pool), self.pool_idle);
+                tokio::spawn(async move {
+                    tokio::time::sleep(idle).await;
+                    for p in take_expired(&pool, idle) {
+                        p.conn.quit().await;
+                    }
+                });
+            }
         }
     }
 
@@ -357,8 +380,8 @@ impl Remote {
                             queue_id = id, host = %target.host, addr = %target.addr,
                             delay_ms = started.elapsed().as_millis() as u64, "delivery transaction done"
                         );
-                        if conn.reset().await {
-                            self.put_pooled(key, conn);
+                        if !self.pool_idle.is_zero() && conn.reset().await {
+                            self.put_pooled(key, conn).await;
                         } else {
                             conn.quit().await;
                         }
@@ -381,6 +404,22 @@ impl Remote {
             .map(|_| RemoteOutcome::deferred(last_error.clone()))
             .collect()
     }
+}
+
+/// Removes the connections idle for `idle` or longer (reused ones were taken out, or put back
+/// with a new time and a closing task of their own).
+fn take_expired(pool: &Mutex<Pool>, idle: Duration) -> Vec<Pooled> {
+    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+    let mut expired = Vec::new();
+    for list in pool.values_mut() {
+        let (old, fresh): (Vec<Pooled>, Vec<Pooled>) = std::mem::take(list)
+            .into_iter()
+            .partition(|p| p.since.elapsed() >= idle);
+        *list = fresh;
+        expired.extend(old);
+    }
+    pool.retain(|_, list| !list.is_empty());
+    expired
 }
 
 fn log_attempt_error(id: &str, target: &Target, recipients: &[String], e: &AttemptError) {

@@ -28,17 +28,14 @@ impl Conn {
         matches!(self, Conn::Tls(_))
     }
 
-    /// The negotiated TLS version (`TLSv1.3`), or `None` on a plain connection.
+    /// The negotiated TLS version (`TLSv1.3`, `TLSv1.2`), or `None` on a plain connection.
     pub fn tls_version(&self) -> Option<String> {
-        let Conn::Tls(tls) = self else {
-            return None;
-        };
-        let version = tls.get_ref().1.protocol_version()?;
-        Some(match version {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-            other => format!("{other:?}"),
-        })
+        match self {
+            Conn::Plain(_) => None,
+            Conn::Tls(s) => {
+                Some(crate::tls::version_name(s.get_ref().1.protocol_version()).to_string())
+            }
+        }
     }
 
     /// Upgrades a plain connection (STARTTLS, STLS, or an implicit-TLS port).

@@ -45,7 +45,8 @@ pub(super) fn scan(data: &[u8]) -> HeaderFacts {
 /// What goes into the `Received:` line.
 pub(super) struct Trace<'a> {
     pub helo: &'a str,
-    pub esmtp: bool,
+    /// The `with` protocol type, from [`protocol`].
+    pub protocol: &'static str,
     pub client_ip: IpAddr,
     pub hostname: &'a str,
     pub id: &'a str,
@@ -54,7 +55,21 @@ pub(super) struct Trace<'a> {
     pub now: &'a str,
 }
 
-/// `Received: from HELO ([IP])` CRLF TAB `by HOST (jes) with ESMTP id ID` CRLF TAB
+/// The `with` type of RFC 3848 (the IANA "Mail Transmission Types"): `ESMTP` plus `S` for TLS
+/// (STARTTLS or a TLS port) and `A` for a logged-in client, so that a reader of the header can see
+/// how the message came. After HELO there is no extension and no suffix (the registry has no
+/// `SMTPS`): plain `SMTP`, which is also what a HELO client on a TLS port gets.
+pub(super) fn protocol(esmtp: bool, encrypted: bool, authenticated: bool) -> &'static str {
+    match (esmtp, encrypted, authenticated) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    }
+}
+
+/// `Received: from HELO ([IP])` CRLF TAB `by HOST (jes) with PROTOCOL id ID` CRLF TAB
 /// `for <RCPT>; DATE` CRLF, folded so that each line stays far below 998 octets (the HELO name and
 /// the address are each bounded by the 512-octet command line).
 pub(super) fn received(t: &Trace<'_>) -> String {
@@ -62,10 +77,9 @@ pub(super) fn received(t: &Trace<'_>) -> String {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("IPv6:{a}"),
     };
-    let proto = if t.esmtp { "ESMTP" } else { "SMTP" };
     let mut s = format!(
         "Received: from {} ([{}])\r\n\tby {} (jes) with {} id {}",
-        t.helo, ip, t.hostname, proto, t.id
+        t.helo, ip, t.hostname, t.protocol, t.id
     );
     match t.single_recipient {
         Some(rcpt) => s.push_str(&format!("\r\n\tfor <{}>; {}\r\n", rcpt, t.now)),

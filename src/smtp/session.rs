@@ -461,7 +461,7 @@ impl Session {
         };
         let mut prefix = headers::received(&Trace {
             helo: &helo.name,
-            esmtp: helo.esmtp,
+            protocol: headers::protocol(helo.esmtp, self.encrypted, self.auth_user.is_some()),
             client_ip: self.params.client_ip,
             hostname: &self.params.hostname,
             id: &id,

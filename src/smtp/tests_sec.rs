@@ -468,3 +468,45 @@ fn header_size_limit() {
     d.feed(b".\r\n");
     assert_eq!(d.last(), "552 5.3.4 Message header exceeds fixed limit\r\n");
 }
+
+/// The `with` word of the `Received:` line of one message sent after `setup` (EHLO/HELO, STARTTLS,
+/// AUTH as the test needs).
+fn received_with(p: SessionParams, setup: &[&[u8]]) -> String {
+    let mut d = Driver::new(p);
+    for step in setup {
+        d.feed(step);
+    }
+    d.feed(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n.\r\n");
+    let stores = d.stores();
+    assert_eq!(stores.len(), 1, "{:?}", d.replies());
+    let prefix = String::from_utf8_lossy(&stores[0].header_prefix).into_owned();
+    let after = prefix.split(" (jes) with ").nth(1).unwrap();
+    after.split(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn received_names_tls_and_auth_as_rfc_3848_says() {
+    let auth = plain(USER, PASSWORD);
+    let ehlo: &[u8] = b"EHLO client.test\r\n";
+    let starttls: &[u8] = b"STARTTLS\r\n";
+    assert_eq!(received_with(tls_params(), &[ehlo]), "ESMTP");
+    assert_eq!(
+        received_with(tls_params(), &[ehlo, starttls, ehlo]),
+        "ESMTPS"
+    );
+    assert_eq!(
+        received_with(tls_params(), &[ehlo, auth.as_bytes()]),
+        "ESMTPA"
+    );
+    assert_eq!(
+        received_with(tls_params(), &[ehlo, starttls, ehlo, auth.as_bytes()]),
+        "ESMTPSA"
+    );
+    let implicit = SessionParams {
+        encrypted: true,
+        ..params()
+    };
+    assert_eq!(received_with(implicit.clone(), &[ehlo]), "ESMTPS");
+    assert_eq!(received_with(implicit, &[b"HELO client.test\r\n"]), "SMTP");
+    assert_eq!(received_with(params(), &[b"HELO client.test\r\n"]), "SMTP");
+}

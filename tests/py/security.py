@@ -44,6 +44,12 @@ def tls():
     s.sendmail(USER, ["analyst@localhost"], MSG)
     s.quit()
 
+    s = smtplib.SMTP(HOST, SMTP_PORT, timeout=30)
+    s.starttls(context=ctx)
+    s.login(USER, PASSWORD)
+    s.sendmail(USER, ["analyst@localhost"], MSG)
+    s.quit()
+
     p = poplib.POP3(HOST, POP3_PORT, timeout=30)
     caps = p.capa()
     check("STLS" in caps, f"STLS in CAPA ({caps})")
@@ -51,7 +57,7 @@ def tls():
     p.user("analyst@localhost")
     p.pass_("password")
     count, _ = p.stat()
-    check(count == 2, f"both messages arrived ({count})")
+    check(count == 3, f"all three messages arrived ({count})")
     p.quit()
 
     p = poplib.POP3_SSL(HOST, POP3S, timeout=30, context=ctx)
@@ -59,6 +65,14 @@ def tls():
     p.pass_("password")
     resp, lines, _ = p.retr(1)
     check(b"Subject: over TLS" in lines, "POP3S RETR works")
+    # RFC 3848: the Received line says how each message came (STARTTLS; TLS port and AUTH;
+    # STARTTLS and AUTH), oldest first.
+    kinds = []
+    for n in (1, 2, 3):
+        _, lines, _ = p.retr(n)
+        by = next(l for l in lines if l.startswith(b"\tby "))
+        kinds.append(by.split(b" with ")[1].split(b" ")[0].decode())
+    check(kinds == ["ESMTPS", "ESMTPSA", "ESMTPSA"], f"Received says ESMTPS/ESMTPSA ({kinds})")
     p.quit()
 
 

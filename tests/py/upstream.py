@@ -4,8 +4,8 @@ Usage: upstream.py PORT LOGFILE [--auth USER:PASS] [--tls CERT KEY] [--reject AD
        [--mode-file PATH] [--hostname NAME]
 
 Every transaction is appended to LOGFILE as one JSON line: mail_from, rcpt_tos, data (latin-1),
-auth user, whether TLS was on. --mode-file: when the file exists and holds "defer", every RCPT gets
-451; "down" refuses at the greeting with 421. Prints "ready" when listening.
+auth user, whether TLS was on, the client's port (one per connection). --mode-file: when the file
+exists and holds "defer", every RCPT gets 451; "down" refuses at the greeting with 421. Prints "ready" when listening.
 """
 import argparse
 import json
@@ -57,6 +57,8 @@ class Handler:
             "data": envelope.original_content.decode("latin-1"),
             "auth": session.authenticated and (session.auth_data.login.decode() if session.auth_data else True),
             "tls": session.ssl is not None,
+            # The client's port tells connections apart: a reused connection keeps it.
+            "peer_port": session.peer[1],
             "time": time.time(),
         }
         with open(args.logfile, "a") as f:

@@ -147,17 +147,14 @@ impl Connection {
         &self.tls
     }
 
-    /// The negotiated TLS version (`TLSv1.3`), or `None` in plain text.
+    /// The negotiated TLS version (`TLSv1.3`, `TLSv1.2`), or `None` in plain text.
     pub fn tls_version(&self) -> Option<String> {
-        let Stream::Tls(tls) = &self.stream else {
-            return None;
-        };
-        let version = tls.get_ref().1.protocol_version()?;
-        Some(match version {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-            other => format!("{other:?}"),
-        })
+        match &self.stream {
+            Stream::Tls(s) => {
+                Some(crate::tls::version_name(s.get_ref().1.protocol_version()).to_string())
+            }
+            Stream::Plain(_) | Stream::Gone => None,
+        }
     }
 
     async fn open_once(

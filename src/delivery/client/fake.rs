@@ -38,8 +38,20 @@ pub use Step::*;
 /// A self-signed certificate for `localhost`: (certificate PEM, server acceptor).
 pub fn self_signed() -> (String, TlsAcceptor) {
     let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
-    let der = CertificateDer::from(key.cert.der().to_vec());
-    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+    acceptor(&key.cert, &key.signing_key)
+}
+
+/// A self-signed certificate made from `params` (names, CA flag, dates), as
+/// `openssl req -x509` would make it: (certificate PEM, server acceptor).
+pub fn self_signed_with(params: rcgen::CertificateParams) -> (String, TlsAcceptor) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    acceptor(&cert, &key)
+}
+
+fn acceptor(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> (String, TlsAcceptor) {
+    let der = CertificateDer::from(cert.der().to_vec());
+    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -47,7 +59,7 @@ pub fn self_signed() -> (String, TlsAcceptor) {
         .with_no_client_auth()
         .with_single_cert(vec![der], private)
         .expect("server config");
-    (key.cert.pem(), TlsAcceptor::from(Arc::new(config)))
+    (cert.pem(), TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A server on 127.0.0.1 that plays one script per connection, in order. The handle yields

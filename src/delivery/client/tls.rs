@@ -3,21 +3,27 @@
 //! Opportunistic TLS (RFC 7435, Postfix's "may") wants two answers from one handshake: encrypt
 //! whatever the certificate, and still know (and log) whether it verified. rustls offers no way
 //! to take the verifier back out of a finished `ClientConfig`, and a failed handshake kills the
-//! connection, so the configuration built here carries [`PolicyVerifier`]: it always runs the
+//! connection, so the configuration built here carries [`Verifier`]: it always runs the
 //! real webpki check, and fails the handshake on a bad certificate *unless* the handshake runs
 //! inside [`lenient`], in which case it writes the reason down for the caller and goes on. The
 //! leniency is a tokio task-local, so it belongs to exactly one handshake and can never leak
 //! into a strict one running concurrently on the same shared configuration.
+//!
+//! A certificate in `smtpdelivery.cafile` is both a trust anchor and a pin: a smart host that
+//! presents exactly that certificate is trusted even when webpki would refuse it as an end entity
+//! (the self-signed `CA:TRUE` certificates OpenSSL 3 makes), with its dates and name still checked.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 
@@ -31,7 +37,8 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A configuration that verifies server certificates against the system's roots plus the
-/// certificates of `extra_ca` (PEM; `smtpdelivery.cafile`). System roots that fail to load are
+/// certificates of `extra_ca` (PEM; `smtpdelivery.cafile`), each of which is also accepted as the
+/// server's own certificate when presented as such (pinning: see [`verify_pinned`]). System roots that fail to load are
 /// logged, not fatal; an unreadable `extra_ca` is an error.
 pub fn verifying_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
@@ -43,16 +50,18 @@ pub fn verifying_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientCon
     if ignored > 0 {
         tracing::warn!("{ignored} of the system's CA certificates could not be used");
     }
+    let mut pinned = Vec::new();
     if let Some(path) = extra_ca {
         let name = path.display();
         let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{name}: {e}"))?;
-        let mut count = 0;
         for cert in certs {
             let cert = cert.map_err(|e| format!("{name}: {e}"))?;
-            roots.add(cert).map_err(|e| format!("{name}: {e}"))?;
-            count += 1;
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("{name}: {e}"))?;
+            pinned.push(cert);
         }
-        if count == 0 {
+        if pinned.is_empty() {
             return Err(format!("{name}: no certificates in the file"));
         }
     }
@@ -71,8 +80,11 @@ pub fn verifying_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientCon
                 .map_err(|e| format!("certificate verifier: {e}"))?;
         Some(verifier)
     };
-    let verifier = PolicyVerifier {
-        inner,
+    let verifier = Verifier {
+        check: Check::Policy {
+            webpki: inner,
+            pinned,
+        },
         provider: provider.clone(),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -88,7 +100,8 @@ pub fn verifying_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientCon
 /// For tests and for callers that want encryption only.
 pub fn insecure_config() -> Arc<rustls::ClientConfig> {
     let provider = provider();
-    let verifier = AcceptAny {
+    let verifier = Verifier {
+        check: Check::Nothing,
         provider: provider.clone(),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -113,14 +126,98 @@ pub async fn lenient<F: Future>(handshake: F) -> (F::Output, Option<String>) {
         .await
 }
 
-/// The webpki check, strict unless inside [`lenient`]. `inner` is `None` with no roots at all.
+/// The one certificate verifier behind both configurations. The handshake signatures are
+/// always checked (they prove the server holds the certificate's key); `check` decides what
+/// makes the certificate itself acceptable.
 #[derive(Debug)]
-struct PolicyVerifier {
-    inner: Option<Arc<WebPkiServerVerifier>>,
+struct Verifier {
+    check: Check,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PolicyVerifier {
+#[derive(Debug)]
+enum Check {
+    /// Any certificate ([`insecure_config`]).
+    Nothing,
+    /// The webpki chain check (`webpki` is `None` with no roots at all), or a certificate pinned
+    /// in `smtpdelivery.cafile`; strict unless inside [`lenient`].
+    Policy {
+        webpki: Option<Arc<WebPkiServerVerifier>>,
+        pinned: Vec<CertificateDer<'static>>,
+    },
+}
+
+impl Check {
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let (webpki, pinned) = match self {
+            Check::Nothing => return Ok(ServerCertVerified::assertion()),
+            Check::Policy { webpki, pinned } => (webpki, pinned),
+        };
+        let chained = match webpki {
+            Some(webpki) => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        };
+        match chained {
+            Err(_) if pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+                verify_pinned(end_entity, server_name, now)
+            }
+            other => other,
+        }
+    }
+}
+
+/// A certificate the administrator put in `smtpdelivery.cafile` and the server presents as its
+/// own. webpki refuses a CA certificate as an end entity (`CaUsedAsEndEntity`), and that is
+/// exactly what `openssl req -x509` makes since OpenSSL 3 (`CA:TRUE`): the usual self-signed
+/// smart host would never verify. Byte-equal DER is a stronger tie than any chain, so such a
+/// certificate is trusted whatever its CA flag; what a chain check would still catch, dates and
+/// name, is checked here.
+fn verify_pinned(
+    cert: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<ServerCertVerified, Error> {
+    let bad = |e: CertificateError| Error::InvalidCertificate(e);
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| bad(CertificateError::BadEncoding))?;
+    let validity = parsed.validity();
+    // Before 1970 counts as 0: such a date only ever starts a validity period.
+    let unix = |t: x509_parser::time::ASN1Time| {
+        UnixTime::since_unix_epoch(Duration::from_secs(t.timestamp().max(0).unsigned_abs()))
+    };
+    let (not_before, not_after) = (unix(validity.not_before), unix(validity.not_after));
+    if now < not_before {
+        let e = CertificateError::NotValidYetContext {
+            time: now,
+            not_before,
+        };
+        return Err(bad(e));
+    }
+    if now > not_after {
+        return Err(bad(CertificateError::ExpiredContext {
+            time: now,
+            not_after,
+        }));
+    }
+    let parsed = ParsedCertificate::try_from(cert)?;
+    rustls::client::verify_server_name(&parsed, server_name)?;
+    Ok(ServerCertVerified::assertion())
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -129,12 +226,9 @@ impl ServerCertVerifier for PolicyVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let result = match &self.inner {
-            Some(inner) => {
-                inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
-            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
-        };
+        let result = self
+            .check
+            .verify(end_entity, intermediates, server_name, ocsp_response, now);
         match result {
             Ok(verified) => Ok(verified),
             Err(e) => {
@@ -146,50 +240,6 @@ impl ServerCertVerifier for PolicyVerifier {
                 }
             }
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-#[derive(Debug)]
-struct AcceptAny {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

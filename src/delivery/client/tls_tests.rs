@@ -135,6 +135,109 @@ async fn the_host_name_must_match_the_certificate() {
     assert!(matches!(e, AttemptError::Tls(_)), "{e:?}");
 }
 
+/// What `openssl req -x509 -subj /CN=localhost -addext subjectAltName=DNS:localhost` makes
+/// since OpenSSL 3: a self-signed certificate marked `CA:TRUE`, valid from now on.
+fn openssl_style(name: &str) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+}
+
+/// Connects to a server presenting `presented` with `cafile` trusted, under `policy`.
+async fn open_with_ca(
+    presented: tokio_rustls::TlsAcceptor,
+    cafile: &str,
+    policy: DeliveryTls,
+    host: &str,
+) -> Result<Connection, AttemptError> {
+    let (addr, _server) = serve(vec![starttls_script("220 go ahead\r\n")], Some(presented)).await;
+    let ca = ca_file(cafile);
+    let settings = settings(policy, verifying_config(Some(ca.path())).unwrap());
+    let mut t = target(addr);
+    t.host = host.to_string();
+    Connection::open(&t, &settings).await
+}
+
+#[tokio::test]
+async fn a_ca_certificate_pinned_in_the_ca_file_verifies() {
+    for policy in [
+        DeliveryTls::Verify,
+        DeliveryTls::Required,
+        DeliveryTls::Opportunistic,
+    ] {
+        let (pem, acceptor) = self_signed_with(openssl_style("localhost"));
+        let (addr, server) = serve(vec![starttls_script("220 go ahead\r\n")], Some(acceptor)).await;
+        let ca = ca_file(&pem);
+        let settings = settings(policy, verifying_config(Some(ca.path())).unwrap());
+        let mut conn = Connection::open(&target(addr), &settings).await.unwrap();
+        assert_eq!(conn.tls_state(), &TlsState::Verified, "{policy:?}");
+        assert!(delivered(&deliver(&mut conn).await));
+        conn.quit().await;
+        assert!(server.await.unwrap()[0].ends_with(AFTER_TLS));
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_certificate_is_still_checked_for_dates_and_name() {
+    let mut expired = openssl_style("localhost");
+    expired.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    expired.not_after = rcgen::date_time_ymd(2025, 2, 1);
+    let mut future = openssl_style("localhost");
+    future.not_before = rcgen::date_time_ymd(2090, 1, 1);
+    future.not_after = rcgen::date_time_ymd(2091, 1, 1);
+    for (params, host, why) in [
+        (expired, "localhost", "certificate expired"),
+        (future, "localhost", "certificate not valid yet"),
+        (
+            openssl_style("localhost"),
+            "mx.elsewhere.test",
+            "not valid for name",
+        ),
+    ] {
+        let (pem, acceptor) = self_signed_with(params);
+        for policy in [DeliveryTls::Verify, DeliveryTls::Required] {
+            let e = open_with_ca(acceptor.clone(), &pem, policy, host)
+                .await
+                .err()
+                .unwrap();
+            assert!(
+                matches!(&e, AttemptError::Tls(m) if m.contains(why)),
+                "{e:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_the_pinned_certificate_itself_is_trusted() {
+    // Same name, same kind, another key: the pin is the certificate's bytes, not its name.
+    let (pinned, _) = self_signed_with(openssl_style("localhost"));
+    let (_, impostor) = self_signed_with(openssl_style("localhost"));
+    let e = open_with_ca(impostor, &pinned, DeliveryTls::Required, "localhost")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, AttemptError::Tls(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn opportunistic_still_goes_on_with_an_expired_pinned_certificate() {
+    let mut expired = openssl_style("localhost");
+    expired.not_after = rcgen::date_time_ymd(2025, 2, 1);
+    expired.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    let (pem, acceptor) = self_signed_with(expired);
+    let mut conn = open_with_ca(acceptor, &pem, DeliveryTls::Opportunistic, "localhost")
+        .await
+        .unwrap();
+    assert!(
+        matches!(conn.tls_state(), TlsState::Unverified(why) if why.contains("certificate expired")),
+        "{:?}",
+        conn.tls_state()
+    );
+    assert!(delivered(&deliver(&mut conn).await));
+    conn.quit().await;
+}
+
 #[tokio::test]
 async fn bytes_ahead_of_the_handshake_are_discarded() {
     let (pem, acceptor) = self_signed();
