@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use limits::{ConnGuard, ConnLimits, LimitHit};
 pub use listen::Service;
 pub use shared::{clear_text_allowed, normalize_ip, LoginResult, Shared};
 
