@@ -276,3 +276,113 @@ async fn a_failed_login_flood_does_not_keep_memory() {
         "resident memory: {before} KiB at start, peak {peak} KiB, {after} KiB after the flood"
     );
 }
+
+/// A connection from `source` and the first line the server sends.
+async fn greeting(source: &str, port: u16) -> (TcpStream, String) {
+    let mut s = connect_from(source, port).await.expect("connect");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut byte)).await {
+            Ok(Ok(1)) => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&line).into_owned())
+}
+
+/// Opens `n` connections from `source` and returns them with their greetings.
+async fn open_many(source: &str, port: u16, n: usize) -> (Vec<TcpStream>, Vec<String>) {
+    let mut held = Vec::new();
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        let (s, line) = greeting(source, port).await;
+        held.push(s);
+        lines.push(line);
+    }
+    (held, lines)
+}
+
+/// Issue 9, item 5: the application server's address (`limits.exempt`, by default
+/// `relay.ipaddresses`, which the harness sets to 127.0.0.1) is free of the per-address
+/// connection limits and of the failed-login delay; everyone else is not, and the totals
+/// apply to all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_servers_address_is_not_limited_like_an_attacker() {
+    let server = Server::start(
+        "smtp.maxconnectionsperip=3\npop3.maxconnectionsperip=3\nsmtp.maxconnections=8\n\
+         max.pass.attempts=2",
+        DEFAULT_USERS,
+    );
+    let (smtp, pop3) = (server.smtp_port, server.pop3_port);
+
+    // More than the per-address limit from 127.0.0.1: all served, up to the total.
+    let (held, lines) = open_many("127.0.0.1", smtp, 8).await;
+    assert!(lines.iter().all(|l| l.starts_with("220")), "{lines:?}");
+    let (_, over) = greeting("127.0.0.1", smtp).await;
+    assert!(
+        over.starts_with("421") && !over.contains("your address"),
+        "the total still applies to an exempt address: {over}"
+    );
+    drop(held);
+    let (_held_pop3, lines) = open_many("127.0.0.1", pop3, 6).await;
+    assert!(lines.iter().all(|l| l.starts_with("+OK")), "{lines:?}");
+
+    // Another address is limited as before.
+    let (_held_other, lines) = open_many("127.0.0.2", pop3, 4).await;
+    assert!(lines[..3].iter().all(|l| l.starts_with("+OK")), "{lines:?}");
+    assert!(
+        lines[3].starts_with("-ERR") && lines[3].contains("your address"),
+        "{lines:?}"
+    );
+
+    // Failed logins from 127.0.0.1 do not delay its right password.
+    for n in 0..3 {
+        let (answer, _) =
+            pop3_login("127.0.0.1", pop3, "trackstudio@127.0.0.1", &format!("x{n}")).await;
+        assert!(answer.starts_with("-ERR"), "{answer}");
+    }
+    let (answer, took) = pop3_login("127.0.0.1", pop3, "trackstudio@127.0.0.1", "secret").await;
+    assert!(answer.starts_with("+OK"), "{answer}");
+    assert!(
+        took < Duration::from_millis(900),
+        "the right password from the exempt address is not delayed: {took:?}"
+    );
+}
+
+/// `limits.exempt=none`: 127.0.0.1 is limited and slowed like any other address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_exempt_none_exempts_nobody() {
+    let server = Server::start(
+        "limits.exempt=none\nsmtp.maxconnectionsperip=3\nmax.pass.attempts=2",
+        DEFAULT_USERS,
+    );
+    let (_held, lines) = open_many("127.0.0.1", server.smtp_port, 4).await;
+    assert!(lines[..3].iter().all(|l| l.starts_with("220")), "{lines:?}");
+    assert!(
+        lines[3].starts_with("421") && lines[3].contains("your address"),
+        "{lines:?}"
+    );
+    for n in 0..3 {
+        let (answer, _) = pop3_login(
+            "127.0.0.1",
+            server.pop3_port,
+            "trackstudio@127.0.0.1",
+            &format!("x{n}"),
+        )
+        .await;
+        assert!(answer.starts_with("-ERR"), "{answer}");
+    }
+    let (answer, took) = pop3_login(
+        "127.0.0.1",
+        server.pop3_port,
+        "trackstudio@127.0.0.1",
+        "secret",
+    )
+    .await;
+    assert!(answer.starts_with("+OK"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "after 3 failures (max.pass.attempts=2) the next attempt waits 2 s: {took:?}"
+    );
+}
