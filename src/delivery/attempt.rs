@@ -56,18 +56,21 @@ pub fn peek_times(queue: &QueueStore, id: &str) -> Result<(u64, u64), QueueError
 }
 
 /// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
+/// Returns what to do with the message next, and the ids of the notices (bounces, delay
+/// warnings) it queued, for the runner to take up at once as it does SMTP's new files: the
+/// sender, often a local account, should not wait for the next scan of `smtp/`.
 pub async fn run(
     id: &str,
     config: &Config,
     queue: &QueueStore,
     store: &MailStore,
     remote: &Remote,
-) -> Outcome {
+) -> (Outcome, Vec<String>) {
     // File work (locks, reads, fsyncs) blocks: keep it off the threads that serve sessions.
     let (guard, mut msg, mut newly_failed) =
         match tokio::task::block_in_place(|| prepare(id, config, queue, store)) {
             Ok(p) => p,
-            Err(outcome) => return outcome,
+            Err(outcome) => return (outcome, Vec::new()),
         };
     let remote_idx: Vec<usize> = (0..msg.recipients.len())
         .filter(|i| msg.recipients[*i].state == RecipientState::Pending)
@@ -176,26 +179,29 @@ fn prepare(
     Ok((guard, msg, newly_failed))
 }
 
-/// Bounces what failed now, then saves the new state or removes the finished file.
+/// Bounces what failed now, then saves the new state or removes the finished file. Returns the
+/// next step and the ids of the notices queued.
 fn finish(
     config: &Config,
     queue: &QueueStore,
     mut guard: lock::QueueLock,
     msg: &mut QueuedMessage,
     newly_failed: &[FailedRecipient],
-) -> Outcome {
-    let bounced = send_bounce(config, queue, msg, newly_failed);
+) -> (Outcome, Vec<String>) {
+    let bounce = send_bounce(config, queue, msg, newly_failed);
+    let bounced = bounce.is_some();
+    let mut notices: Vec<String> = bounce.into_iter().collect();
     let pending = msg
         .recipients
         .iter()
         .any(|r| r.state == RecipientState::Pending);
     if pending {
-        warn_of_delay(config, queue, msg);
+        notices.extend(warn_of_delay(config, queue, msg));
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
         if let Err(e) = guard.save(queue, msg) {
             tracing::error!(queue_id = %msg.id, "cannot save the queue file's new state: {e}");
         }
-        return Outcome::RetryAt(msg.next_attempt_ms);
+        return (Outcome::RetryAt(msg.next_attempt_ms), notices);
     }
     if !newly_failed.is_empty() && !bounced {
         keep_in_failed(config, msg);
@@ -206,7 +212,7 @@ fn finish(
         }
         Err(e) => tracing::error!(queue_id = %msg.id, "cannot remove the finished queue file: {e}"),
     }
-    Outcome::Finished
+    (Outcome::Finished, notices)
 }
 
 /// Expands pending recipients: local routes are delivered now; remote forward targets become new
@@ -295,28 +301,27 @@ fn deliver_local(
     }
 }
 
-/// Queues a DSN to the sender for recipients that failed in this attempt. Returns whether one was
-/// queued (false for a null sender: a bounce is never bounced).
+/// Queues a DSN to the sender for recipients that failed in this attempt. Returns its queue id
+/// if one was queued (none for a null sender: a bounce is never bounced).
 fn send_bounce(
     config: &Config,
     queue: &QueueStore,
     msg: &QueuedMessage,
     failed: &[FailedRecipient],
-) -> bool {
+) -> Option<String> {
     send_notice(config, queue, msg, failed, Notice::Failure)
 }
 
 /// Tells the sender, once per message, that it is still not delivered after
 /// `smtpdelivery.delaywarning` (RFC 3464 `Action: delayed`), as Postfix's `delay_warning_time`
 /// does: a notification that sits for hours behind a dead smart host should not go unnoticed.
-/// The flag is saved with the queue file, so a restart does not warn again.
-fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) {
-    let Some(after) = config.mail.delay_warning else {
-        return;
-    };
+/// The flag is saved with the queue file, so a restart does not warn again. Returns the
+/// notice's queue id if one was queued.
+fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) -> Option<String> {
+    let after = config.mail.delay_warning?;
     let waited = now_ms().saturating_sub(msg.received_ms);
     if msg.delay_warned || waited < after.as_millis() as u64 {
-        return;
+        return None;
     }
     let delayed: Vec<FailedRecipient> = msg
         .recipients
@@ -336,13 +341,13 @@ fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage) {
         })
         .collect();
     if delayed.is_empty() {
-        return;
+        return None;
     }
-    // A null sender cannot be told; mark it anyway so the check is not repeated every attempt.
-    if !bounce::is_null_sender(&msg.sender) {
-        send_notice(config, queue, msg, &delayed, Notice::Delay);
-    }
+    // A null sender cannot be told (`send_notice` queues nothing for it); mark it anyway so the
+    // check is not repeated every attempt.
+    let queued = send_notice(config, queue, msg, &delayed, Notice::Delay);
     msg.delay_warned = true;
+    queued
 }
 
 /// The enhanced status code of a temporary reply such as `451 4.3.0 try later`, or `4.0.0`.
@@ -355,16 +360,17 @@ fn transient_status(reply: &str) -> String {
         .to_string()
 }
 
-/// Queues a DSN of kind `notice` to the sender about `failed`; false when none was queued.
+/// Queues a DSN of kind `notice` to the sender about `failed`; its queue id, or none when none
+/// was queued.
 fn send_notice(
     config: &Config,
     queue: &QueueStore,
     msg: &QueuedMessage,
     failed: &[FailedRecipient],
     notice: Notice,
-) -> bool {
+) -> Option<String> {
     if failed.is_empty() || bounce::is_null_sender(&msg.sender) {
-        return false;
+        return None;
     }
     let now = chrono::Utc::now();
     let hostname = config
@@ -391,11 +397,11 @@ fn send_notice(
         Ok(dsn_id) => {
             let to: Vec<&str> = failed.iter().map(|f| f.address.as_str()).collect();
             tracing::info!(queue_id = %msg.id, bounce_id = %dsn_id, sender = %msg.sender, recipients = %to.join(","), "{what}");
-            true
+            Some(dsn_id)
         }
         Err(e) => {
             tracing::error!(queue_id = %msg.id, "cannot queue the bounce to {}: {e}", msg.sender);
-            false
+            None
         }
     }
 }
