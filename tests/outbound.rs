@@ -178,6 +178,43 @@ fn permanent_failure_bounces_at_once_while_the_other_is_delivered() {
     });
 }
 
+/// Issue 9, item 6: a bounce for a local sender is delivered at once, not at the next scan of
+/// `smtp/` (here a minute away): the attempt hands the bounce's queue id to the runner.
+#[test]
+fn a_bounce_for_a_local_sender_is_delivered_at_once() {
+    let up = Upstream::start(&["--reject", "typo@remote.test=550"]);
+    let server = Server::start(
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=60",
+            up.port
+        ),
+        DEFAULT_USERS,
+    );
+    // Let the start-up scan pass, so that only a new scan (60 s away) would find a file.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    assert!(server
+        .send("trackstudio@127.0.0.1", &["typo@remote.test"], BODY)
+        .starts_with("250"));
+    server.wait_until(
+        "the bounce in the sender's mailbox",
+        Duration::from_secs(30),
+        || !server.mailbox_files("trackstudio@127.0.0.1").is_empty(),
+    );
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the bounce waited {took:?} (the queue is scanned every 60 s)"
+    );
+    let files = server.mailbox_files("trackstudio@127.0.0.1");
+    let dsn = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; typo@remote.test") && dsn.contains("550"),
+        "{dsn}"
+    );
+    assert!(up.received().is_empty(), "nothing reached the upstream");
+}
+
 #[test]
 fn temporary_failure_is_kept_listed_and_delivered_after_retry() {
     let up = Upstream::start(&[]);

@@ -76,6 +76,10 @@ pub struct MailConf {
     pub relay_ips: Vec<IpPattern>,
     /// `relay.emailaddresses`, lower-cased: full addresses or `@domain`.
     pub relay_senders: Vec<String>,
+    /// `limits.exempt` (default: `relay.ipaddresses`; `none`: nobody): clients free of the
+    /// per-address connection limits and of the failed-login delay, as Postfix exempts
+    /// `$mynetworks`. Totals still apply.
+    pub limits_exempt: Vec<IpPattern>,
     /// `hostname` (new; default: the machine's fully qualified name).
     pub hostname: String,
     /// `submissionport` (0/unset: off).
@@ -223,6 +227,20 @@ impl MailConf {
             }
         }
 
+        let limits_exempt = match r.list("limits.exempt") {
+            Some((_, items)) if items.len() == 1 && items[0].eq_ignore_ascii_case("none") => {
+                Vec::new()
+            }
+            Some((e, items)) if !items.is_empty() => {
+                let mut exempt = Vec::new();
+                for item in items {
+                    exempt.push(IpPattern::parse(item).map_err(|why| r.err(e, why))?);
+                }
+                exempt
+            }
+            _ => relay_ips.clone(),
+        };
+
         let mut relay_senders = Vec::new();
         if let Some((e, items)) = r.list("relay.emailaddresses") {
             for item in items {
@@ -290,6 +308,7 @@ impl MailConf {
             )?),
             relay_ips,
             relay_senders,
+            limits_exempt,
             hostname,
             submission_port: r.optional_port("submissionport")?,
             secure_smtp_port: r.optional_port("securesmtpport")?,
@@ -402,6 +421,11 @@ impl MailConf {
         self.relay_ips.iter().any(|p| p.matches(ip))
     }
 
+    /// Whether a client at `ip` is free of the per-address limits (`limits.exempt`).
+    pub fn limits_exempt(&self, ip: IpAddr) -> bool {
+        self.limits_exempt.iter().any(|p| p.matches(ip))
+    }
+
     /// Whether envelope sender `sender` may relay (`relay.emailaddresses`, `@domain` form too).
     pub fn relay_sender_allowed(&self, sender: &str) -> bool {
         let sender = sender.trim().to_ascii_lowercase();
@@ -474,6 +498,18 @@ impl MailConf {
                 "none".to_string()
             } else {
                 self.relay_senders.join(", ")
+            }
+        );
+        let _ = writeln!(
+            s,
+            "limits exempt:   {}",
+            if self.limits_exempt.is_empty() {
+                "none".to_string()
+            } else {
+                format!(
+                    "{} (no per-address connection limit or login delay)",
+                    join(&self.limits_exempt)
+                )
             }
         );
         if self.pop_before_smtp {

@@ -339,6 +339,46 @@ fn relay_rules() {
 }
 
 #[test]
+fn limits_exempt_defaults_to_the_relay_addresses_and_none_exempts_nobody() {
+    let c = ok("domains=a\nrelay.ipaddresses=127.0.0.1,192.168.*.*\n");
+    assert!(c.limits_exempt(ip("127.0.0.1")));
+    assert!(c.limits_exempt(ip("::ffff:127.0.0.1")));
+    assert!(c.limits_exempt(ip("192.168.7.8")));
+    assert!(!c.limits_exempt(ip("10.0.0.1")));
+    assert!(
+        !ok("domains=a\n").limits_exempt(ip("127.0.0.1")),
+        "no relay list, nobody exempt"
+    );
+
+    let none = ok("domains=a\nrelay.ipaddresses=127.0.0.1\nlimits.exempt=None\n");
+    assert!(none.limits_exempt.is_empty());
+    assert!(!none.limits_exempt(ip("127.0.0.1")));
+    assert!(
+        none.relay_ip_allowed(ip("127.0.0.1")),
+        "relaying is not touched"
+    );
+
+    let own = ok("domains=a\nrelay.ipaddresses=127.0.0.1\nlimits.exempt=10.0.0.0/8, ::1\n");
+    assert!(own.limits_exempt(ip("10.1.2.3")));
+    assert!(own.limits_exempt(ip("::1")));
+    assert!(
+        !own.limits_exempt(ip("127.0.0.1")),
+        "an own list replaces the default"
+    );
+    let (_, warnings) = parse("domains=a\nlimits.exempt=none\n").unwrap();
+    assert!(warnings.is_empty(), "a known key: {warnings:?}");
+
+    assert_eq!(
+        err("domains=a\nlimits.exempt=127.0.0.1,nobody\n"),
+        r#"/x/mail.conf:2: key 'limits.exempt': "nobody" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#
+    );
+    let s = ok("domains=a\nrelay.ipaddresses=127.0.0.1\n").summary();
+    assert!(s.contains("limits exempt:   127.0.0.1"), "{s}");
+    let s = ok("domains=a\nrelay.ipaddresses=127.0.0.1\nlimits.exempt=none\n").summary();
+    assert!(s.contains("limits exempt:   none"), "{s}");
+}
+
+#[test]
 fn smart_hosts() {
     let c = ok("domains=a\ndefaultsmtpservers=smtp.example.com:587/user:pa:ss, relay.example.org ,[::1]:2525,h2/u@x:p/w\n");
     assert_eq!(

@@ -98,6 +98,7 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("defaultuser", "", "Account that receives mail for unknown local addresses. Unset: such mail is refused.", true),
     key("relay.ipaddresses", "", "Comma list of client addresses that may relay: 127.0.0.1, 192.168.*.*, 10.0.0.0/8, ::1, fd00::/8.", true),
     key("relay.emailaddresses", "", "Comma list of sender addresses (or @domain) that may relay.", true),
+    key("limits.exempt", "", "Comma list of client addresses (as relay.ipaddresses) free of the per-address connection limits and the failed-login delay; none = nobody. Unset: the relay.ipaddresses list.", false),
     key("relay.popbeforesmtp", "false", "Let a client relay for a while after a POP3 login from its address.", true),
     key("relay.popbeforesmtp.timeout", "10", "Minutes a POP3 login allows relaying.", true),
     key("http.port", "0", "Port of the web console, JSON API, /metrics and /healthz; 0 = off.", false),

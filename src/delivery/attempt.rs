@@ -57,19 +57,22 @@ pub fn peek_times(queue: &QueueStore, id: &str) -> Result<(u64, u64), QueueError
 }
 
 /// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
-/// Every recipient's outcome in it is reported once, after the new state is saved.
+/// Every recipient's outcome in it is reported once, after the new state is saved. Returns what
+/// to do with the message next, and the ids of the notices (bounces, delay warnings) it queued,
+/// for the runner to take up at once as it does SMTP's new files: the sender, often a local
+/// account, should not wait for the next scan of `smtp/`.
 pub async fn run(
     id: &str,
     config: &Config,
     queue: &QueueStore,
     store: &MailStore,
     remote: &Remote,
-) -> Outcome {
+) -> (Outcome, Vec<String>) {
     // File work (locks, reads, fsyncs) blocks: keep it off the threads that serve sessions.
     let (guard, mut msg, mut work) =
         match tokio::task::block_in_place(|| prepare(id, config, queue, store)) {
             Ok(p) => p,
-            Err(outcome) => return outcome,
+            Err(outcome) => return (outcome, Vec::new()),
         };
     let remote_idx: Vec<usize> = (0..msg.recipients.len())
         .filter(|i| msg.recipients[*i].state == RecipientState::Pending)
@@ -96,17 +99,19 @@ pub async fn run(
     if deferred && msg.attempts >= config.mail.delivery_threshold {
         work.expire(&mut msg);
     }
-    let (outcome, events) =
+    let (outcome, work) =
         tokio::task::block_in_place(|| finish(config, queue, guard, &mut msg, work));
-    crate::outcome::emit_all(events);
-    outcome
+    crate::outcome::emit_all(work.events);
+    (outcome, work.notices)
 }
 
-/// What one attempt found out: the recipients to bounce now, and the outcome events to report.
+/// What one attempt found out: the recipients to bounce now, the outcome events to report, and
+/// the notices (bounces, delay warnings) it queued.
 struct Work {
     facts: MessageFacts,
     newly_failed: Vec<FailedRecipient>,
     events: Vec<Event>,
+    notices: Vec<String>,
 }
 
 impl Work {
@@ -115,6 +120,7 @@ impl Work {
             facts: MessageFacts::of(&msg.id, &msg.sender, &msg.message, msg.received_ms),
             newly_failed: Vec::new(),
             events: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -225,16 +231,18 @@ fn prepare(
     Ok((guard, msg, work))
 }
 
-/// Bounces what failed now, then saves the new state or removes the finished file. Gives the
-/// runner's next step and the events to report.
+/// Bounces what failed now, then saves the new state or removes the finished file. Returns the
+/// next step; the events to report and the notices queued are in `work`.
 fn finish(
     config: &Config,
     queue: &QueueStore,
     mut guard: lock::QueueLock,
     msg: &mut QueuedMessage,
     mut work: Work,
-) -> (Outcome, Vec<Event>) {
-    let bounced = send_bounce(config, queue, msg, &work.newly_failed);
+) -> (Outcome, Work) {
+    let bounce = send_bounce(config, queue, msg, &work.newly_failed);
+    let bounced = bounce.is_some();
+    work.notices.extend(bounce);
     let pending = msg
         .recipients
         .iter()
@@ -245,7 +253,7 @@ fn finish(
         if let Err(e) = guard.save(queue, msg) {
             tracing::error!(queue_id = %msg.id, "cannot save the queue file's new state: {e}");
         }
-        return (Outcome::RetryAt(msg.next_attempt_ms), work.events);
+        return (Outcome::RetryAt(msg.next_attempt_ms), work);
     }
     if !work.newly_failed.is_empty() && !bounced {
         keep_in_failed(config, msg);
@@ -256,7 +264,7 @@ fn finish(
         }
         Err(e) => tracing::error!(queue_id = %msg.id, "cannot remove the finished queue file: {e}"),
     }
-    (Outcome::Finished, work.events)
+    (Outcome::Finished, work)
 }
 
 /// Expands pending recipients: local routes are delivered now; remote forward targets become new
@@ -346,21 +354,22 @@ fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, wo
     }
 }
 
-/// Queues a DSN to the sender for recipients that failed in this attempt. Returns whether one was
-/// queued (false for a null sender: a bounce is never bounced).
+/// Queues a DSN to the sender for recipients that failed in this attempt. Returns its queue id
+/// if one was queued (none for a null sender: a bounce is never bounced).
 fn send_bounce(
     config: &Config,
     queue: &QueueStore,
     msg: &QueuedMessage,
     failed: &[FailedRecipient],
-) -> bool {
+) -> Option<String> {
     send_notice(config, queue, msg, failed, Notice::Failure)
 }
 
 /// Tells the sender, once per message, that it is still not delivered after
 /// `smtpdelivery.delaywarning` (RFC 3464 `Action: delayed`), as Postfix's `delay_warning_time`
 /// does: a notification that sits for hours behind a dead smart host should not go unnoticed.
-/// The flag is saved with the queue file, so a restart does not warn again.
+/// The flag is saved with the queue file, so a restart does not warn again. The notice's queue
+/// id and its events go into `work`.
 fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage, work: &mut Work) {
     let Some(after) = config.mail.delay_warning else {
         return;
@@ -389,13 +398,13 @@ fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage, w
     if delayed.is_empty() {
         return;
     }
-    // A null sender cannot be told; mark it anyway so the check is not repeated every attempt.
-    if !bounce::is_null_sender(&msg.sender)
-        && send_notice(config, queue, msg, &delayed, Notice::Delay)
-    {
+    // A null sender cannot be told (`send_notice` queues nothing for it); mark it anyway so the
+    // check is not repeated every attempt.
+    if let Some(notice_id) = send_notice(config, queue, msg, &delayed, Notice::Delay) {
         for d in &delayed {
             work.event(Kind::DelayNotice, &d.address, &d.diagnostic, msg.attempts);
         }
+        work.notices.push(notice_id);
     }
     msg.delay_warned = true;
 }
@@ -410,16 +419,17 @@ fn transient_status(reply: &str) -> String {
         .to_string()
 }
 
-/// Queues a DSN of kind `notice` to the sender about `failed`; false when none was queued.
+/// Queues a DSN of kind `notice` to the sender about `failed`; its queue id, or none when none
+/// was queued.
 fn send_notice(
     config: &Config,
     queue: &QueueStore,
     msg: &QueuedMessage,
     failed: &[FailedRecipient],
     notice: Notice,
-) -> bool {
+) -> Option<String> {
     if failed.is_empty() || bounce::is_null_sender(&msg.sender) {
-        return false;
+        return None;
     }
     let now = chrono::Utc::now();
     let hostname = config
@@ -446,11 +456,11 @@ fn send_notice(
         Ok(dsn_id) => {
             let to: Vec<&str> = failed.iter().map(|f| f.address.as_str()).collect();
             tracing::info!(queue_id = %msg.id, bounce_id = %dsn_id, sender = %msg.sender, recipients = %to.join(","), "{what}");
-            true
+            Some(dsn_id)
         }
         Err(e) => {
             tracing::error!(queue_id = %msg.id, "cannot queue the bounce to {}: {e}", msg.sender);
-            false
+            None
         }
     }
 }

@@ -171,7 +171,7 @@ pub async fn run(
         apply_retry(&mut runner, request);
     }
 
-    let mut attempts: JoinSet<(String, Outcome)> = JoinSet::new();
+    let mut attempts: JoinSet<(String, Outcome, Vec<String>)> = JoinSet::new();
     let mut retry_tick = tokio::time::interval(RETRY_POLL);
     let scan_every = (runner.ctx.config)()
         .mail
@@ -191,8 +191,8 @@ pub async fn run(
             let store = runner.ctx.store.clone();
             let remote = runner.remote.clone();
             attempts.spawn(async move {
-                let outcome = attempt::run(&id, &config, &queue, &store, &remote).await;
-                (id, outcome)
+                let (outcome, notices) = attempt::run(&id, &config, &queue, &store, &remote).await;
+                (id, outcome, notices)
             });
         }
         let next_due = runner.schedule.next_due();
@@ -211,8 +211,13 @@ pub async fn run(
                 runner.schedule.insert(id, Instant::now());
             }
             Some(done) = attempts.join_next(), if !attempts.is_empty() => {
-                let Ok((id, outcome)) = done else { continue };
+                let Ok((id, outcome, notices)) = done else { continue };
                 runner.in_flight.remove(&id);
+                // Bounces and delay warnings this attempt queued: due now, like SMTP's new files.
+                for notice in notices {
+                    runner.received.insert(notice.clone(), now_ms());
+                    runner.schedule.insert(notice, Instant::now());
+                }
                 let again = runner.retry_after_flight.remove(&id);
                 match outcome {
                     Outcome::Finished => {

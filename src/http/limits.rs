@@ -1,12 +1,14 @@
-//! Connection limits for the HTTP listener, which axum's `serve` does not have: a cap on open
-//! connections and an idle timeout on each.
+//! Connection limits for the HTTP listener, which hyper does not have on its own: a cap on open
+//! connections in all and from one client address, and a byte-silence timeout on each.
 //!
-//! Both live below HTTP, in the listener and the stream, so that no request handler can forget
-//! them. A client that opens connections and never sends a request (slow-loris) holds one permit
-//! until its idle time runs out; when every permit is taken, new connections wait in the kernel's
-//! accept queue instead of costing memory here. The idle clock restarts on every byte read, so a
-//! browser keeping a connection alive between polls is cut only after a silence, and simply
-//! reconnects.
+//! They live below HTTP, in the accept loop and the stream, so that no request handler can forget
+//! them. Every connection is accepted at once: one over a limit is closed straight away instead of
+//! waiting in the kernel's accept queue, where it would sit in front of the administrator's own
+//! request. The third guard, a deadline for the whole request head (`HEAD_TIMEOUT`), is hyper's
+//! (`http1::Builder::header_read_timeout`, set in `mod.rs`): the silence timeout here restarts on
+//! every byte, so a client trickling one header line every few seconds would pass it forever.
+//! The console's limits exempt nobody (`limits.exempt` is for the mail ports): the console is
+//! for people, and 32 connections are far more than a browser opens.
 
 use std::future::Future;
 use std::io;
@@ -18,75 +20,68 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// Open HTTP connections at once: an administrator's browser uses a handful.
-pub const MAX_CONNECTIONS: usize = 256;
-/// Silence after which a connection is closed (no request, or between requests).
+use crate::server::{normalize_ip, ConnGuard, ConnLimits, LimitHit};
+
+/// Open HTTP connections at once, from everywhere: each idle one costs a few kilobytes.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Open HTTP connections from one client address: a browser uses a handful.
+pub const MAX_PER_ADDRESS: usize = 32;
+/// Time for a whole request head to arrive, from the connection's start or the previous response.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which a connection is closed (a request body that stalls).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A listener that hands out at most `permits` connections at a time.
-pub struct LimitedListener {
-    inner: TcpListener,
-    permits: Arc<Semaphore>,
+/// Accepts the next connection within the limits; connections over them are closed at once.
+pub async fn accept(
+    listener: &TcpListener,
+    limits: &Arc<ConnLimits>,
     idle: Duration,
-}
-
-impl LimitedListener {
-    pub fn new(inner: TcpListener, max_connections: usize, idle: Duration) -> Self {
-        LimitedListener {
-            inner,
-            permits: Arc::new(Semaphore::new(max_connections.max(1))),
-            idle,
-        }
-    }
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // The semaphore is never closed; if it were, accepting without a permit is the
-            // lesser harm than a listener that stops for good.
-            let permit = Arc::clone(&self.permits).acquire_owned().await.ok();
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (LimitedStream::new(stream, permit, self.idle), addr);
-                }
-                // Out of descriptors and the like: wait instead of spinning, as axum does.
-                Err(e) => {
-                    tracing::warn!("HTTP console: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+) -> (LimitedStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let ip = normalize_ip(addr.ip());
+                match limits.try_acquire(ip, MAX_CONNECTIONS, MAX_PER_ADDRESS) {
+                    Ok(guard) => {
+                        let _ = stream.set_nodelay(true);
+                        return (LimitedStream::new(stream, guard, idle), addr);
+                    }
+                    // Dropping the stream closes it; a flood must not flood the log too.
+                    Err(LimitHit::PerAddress) => {
+                        tracing::debug!(client = %ip, "HTTP console: too many connections from one address; closed")
+                    }
+                    Err(LimitHit::Total) => {
+                        tracing::debug!(client = %ip, "HTTP console: too many connections; closed")
+                    }
                 }
             }
+            // Out of descriptors and the like: wait instead of spinning, as axum does.
+            Err(e) => {
+                tracing::warn!("HTTP console: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
     }
 }
 
 /// A TCP stream that fails its reads with `TimedOut` after `idle` without a byte, and gives its
-/// connection permit back when dropped.
+/// place in the limits back when dropped.
 pub struct LimitedStream {
     stream: TcpStream,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
-    _permit: Option<OwnedSemaphorePermit>,
+    _guard: ConnGuard,
 }
 
 impl LimitedStream {
-    fn new(stream: TcpStream, permit: Option<OwnedSemaphorePermit>, idle: Duration) -> Self {
+    fn new(stream: TcpStream, guard: ConnGuard, idle: Duration) -> Self {
         LimitedStream {
             stream,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
-            _permit: permit,
+            _guard: guard,
         }
     }
 }
@@ -150,20 +145,19 @@ impl AsyncWrite for LimitedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::serve::Listener;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn listener(max: usize, idle: Duration) -> (LimitedListener, SocketAddr) {
+    async fn listener() -> (TcpListener, SocketAddr, Arc<ConnLimits>) {
         let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = inner.local_addr().unwrap();
-        (LimitedListener::new(inner, max, idle), addr)
+        (inner, addr, Arc::new(ConnLimits::default()))
     }
 
     #[tokio::test]
     async fn a_silent_connection_times_out_and_a_talking_one_does_not() {
-        let (mut l, addr) = listener(4, Duration::from_millis(200)).await;
+        let (l, addr, limits) = listener().await;
         let mut client = TcpStream::connect(addr).await.unwrap();
-        let (mut server, _) = l.accept().await;
+        let (mut server, _) = accept(&l, &limits, Duration::from_millis(200)).await;
         // Bytes keep arriving more often than the idle time: no timeout.
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -177,18 +171,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_beyond_the_cap_wait_for_a_permit() {
-        let (mut l, addr) = listener(1, Duration::from_secs(30)).await;
-        let _c1 = TcpStream::connect(addr).await.unwrap();
-        let (first, _) = l.accept().await;
-        let _c2 = TcpStream::connect(addr).await.unwrap();
-        let waited = tokio::time::timeout(Duration::from_millis(200), l.accept()).await;
-        assert!(
-            waited.is_err(),
-            "a second connection must wait while the first is open"
-        );
-        drop(first);
-        let second = tokio::time::timeout(Duration::from_secs(2), l.accept()).await;
-        assert!(second.is_ok(), "the permit came back when the first closed");
+    async fn connections_beyond_the_per_address_cap_are_closed_at_once() {
+        let (l, addr, limits) = listener().await;
+        let mut held = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..MAX_PER_ADDRESS {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            held.push(accept(&l, &limits, IDLE_TIMEOUT).await.0);
+        }
+        assert_eq!(limits.open(), MAX_PER_ADDRESS);
+        // One more from the same address: accepted and closed, and `accept` goes on waiting.
+        let mut over = TcpStream::connect(addr).await.unwrap();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(300),
+            accept(&l, &limits, IDLE_TIMEOUT),
+        )
+        .await;
+        assert!(waited.is_err(), "no connection over the cap is handed out");
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), over.read(&mut buf))
+            .await
+            .expect("the extra connection is closed, not left waiting");
+        assert!(matches!(n, Ok(0) | Err(_)), "closed: {n:?}");
+        // A place comes back when a connection ends.
+        held.pop();
+        let _again = TcpStream::connect(addr).await.unwrap();
+        let next =
+            tokio::time::timeout(Duration::from_secs(2), accept(&l, &limits, IDLE_TIMEOUT)).await;
+        assert!(next.is_ok(), "a freed place is used again");
     }
 }

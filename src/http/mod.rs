@@ -25,16 +25,17 @@ pub mod ui;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Request};
+use axum::extract::{ConnectInfo, Path, Request};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::server::Shared;
+use crate::server::{ConnLimits, Shared};
 pub use session::SESSION_COOKIE;
 
 /// The console's policy: only its own scripts and styles; message HTML is shown in a frame from
@@ -217,10 +218,13 @@ pub fn bind(shared: &Shared) -> Result<Option<std::net::TcpListener>, crate::ser
 }
 
 /// Serves HTTP on `listener` until `stop` turns true.
+///
+/// Connections are driven with hyper's HTTP/1 builder rather than `axum::serve`, which offers
+/// no way to set the request-head deadline (`limits::HEAD_TIMEOUT`).
 pub async fn run(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -232,27 +236,58 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("HTTP console listening on http://{addr}/");
     }
-    let state = AppState {
+    let app = router(AppState {
         shared,
         sessions: Arc::new(session::Sessions::default()),
-    };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let shutdown = async move {
-        while !*stop.borrow() {
-            if stop.changed().await.is_err() {
-                break;
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits::HEAD_TIMEOUT);
+    let conn_limits = Arc::new(ConnLimits::default());
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = limits::accept(&listener, &conn_limits, limits::IDLE_TIMEOUT) => accepted,
+            _ = stopped(stop.clone()) => break,
+        };
+        // Finished connections are reaped here, so the set holds only open ones.
+        while conns.try_join_next().is_some() {}
+        let app = app.clone();
+        // Handlers see the client's address as `ConnectInfo`, as `axum::serve` would give it.
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { tower_service::Service::call(&mut app, req).await }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => log_conn_end(peer, result),
+                _ = stopped(stop) => {
+                    // Answer the request in progress, if any, then close.
+                    conn.as_mut().graceful_shutdown();
+                    log_conn_end(peer, conn.await);
+                }
             }
+        });
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
         }
-    };
-    // Tapping the stream does nothing; it only lets axum hand the peer address to handlers
-    // (`ConnectInfo<SocketAddr>`) for a listener type of ours.
-    let listener =
-        limits::LimitedListener::new(listener, limits::MAX_CONNECTIONS, limits::IDLE_TIMEOUT)
-            .tap_io(|_| {});
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!("HTTP console stopped: {e}");
+    }
+}
+
+/// A connection ended: timeouts and resets are the client's business, not an error of ours.
+fn log_conn_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        tracing::debug!(client = %peer, "HTTP console connection closed: {e}");
     }
 }

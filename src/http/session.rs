@@ -213,7 +213,7 @@ pub async fn login(
     // The password is checked even for a non-admin, so that timing does not tell who is one.
     let result = state
         .shared
-        .check_login(peer.ip(), &user, &body.password)
+        .check_console_login(peer.ip(), &user, &body.password)
         .await;
     if !result.ok || !config.mail.http.is_admin(&user) {
         if result.ok {

@@ -167,11 +167,17 @@ pub async fn accept_loop(
         tasks.spawn(async move {
             let ip = normalize_ip(peer.ip());
             let config = shared.config();
-            let (limits, max_total, max_per_ip) = if service.is_pop3() {
+            let (limits, max_total, mut max_per_ip) = if service.is_pop3() {
                 (&shared.pop3_limits, config.mail.pop3_max_connections, config.mail.pop3_max_connections_per_ip)
             } else {
                 (&shared.smtp_limits, config.mail.smtp_max_connections, config.mail.smtp_max_connections_per_ip)
             };
+            // The application server's own address (`limits.exempt`) is never limited per
+            // address: its polling must not be refused because it, or a burst of its own
+            // notifications, holds many connections. The total still applies to everyone.
+            if config.mail.limits_exempt(ip) {
+                max_per_ip = usize::MAX;
+            }
             let guard = match limits.try_acquire(ip, max_total, max_per_ip) {
                 Ok(g) => g,
                 Err(hit) => {

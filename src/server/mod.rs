@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use limits::{ConnGuard, ConnLimits, LimitHit};
 pub use listen::Service;
 pub use shared::{clear_text_allowed, normalize_ip, LoginResult, Shared};
 
@@ -106,6 +107,24 @@ fn raise_nofile_limit() {
     }
 }
 
+/// Makes freed large blocks go back to the system at once. Each password check allocates a
+/// 19 MiB argon2 block (`auth::ARGON2_M_KIB`). glibc maps the first one and unmaps it when freed,
+/// but then raises its mmap threshold above that size, so later blocks come from the per-thread
+/// arenas of the blocking pool, which are never trimmed: a flood of failed logins left the
+/// process at 600 MB. Setting the threshold explicitly also turns that adjustment off, so every
+/// argon2 block is a mapping of its own, unmapped when the check ends.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // Allocations from this size up get a mapping of their own (glibc's initial default).
+        const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+        // SAFETY: mallopt only changes the allocator's tuning; it is safe to call at any time.
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } != 1 {
+            tracing::warn!("could not set the allocator's mmap threshold; memory may stay high after a login flood");
+        }
+    }
+}
+
 fn ensure_dir(path: &Path) -> Result<(), StartError> {
     std::fs::create_dir_all(path).map_err(|source| StartError::Dir {
         path: path.to_path_buf(),
@@ -145,6 +164,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         return Err(StartError::Preflight(problems));
     }
     raise_nofile_limit();
+    return_large_blocks_to_the_system();
     // Before anything touches the folder: a second server on it would deliver every message twice.
     let _root_lock = crate::store::root_lock::lock_root(&config.dir)?;
     ensure_dir(&config.users_dir())?;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -115,11 +115,34 @@ impl Shared {
     }
 
     /// Checks a password: waits first if `ip` has failed too often, then verifies on the bounded
-    /// pool, then records the result against `ip` (never against the account).
+    /// pool, then records the result against `ip` (never against the account). For a mail
+    /// client, so `limits.exempt` applies: the application server is never slowed or cut,
+    /// since its failures are a wrong password in its own settings, not guessing).
     pub async fn check_login(&self, ip: IpAddr, user: &str, password: &str) -> LoginResult {
+        let exempt = self.config().mail.limits_exempt(normalize_ip(ip));
+        self.check_password(ip, user, password, exempt).await
+    }
+
+    /// A console login: people log in there, so no address is exempt from the delay.
+    pub async fn check_console_login(&self, ip: IpAddr, user: &str, password: &str) -> LoginResult {
+        self.check_password(ip, user, password, false).await
+    }
+
+    /// `check_login` without the exemption lookup; `exempt` skips the delay and the count.
+    async fn check_password(
+        &self,
+        ip: IpAddr,
+        user: &str,
+        password: &str,
+        exempt: bool,
+    ) -> LoginResult {
         let ip = normalize_ip(ip);
         let max_attempts = self.config().mail.max_pass_attempts;
-        let delay = self.lock_throttle().delay(ip, max_attempts, Instant::now());
+        let delay = if exempt {
+            Duration::ZERO
+        } else {
+            self.lock_throttle().delay(ip, max_attempts, Instant::now())
+        };
         if !delay.is_zero() {
             tracing::info!(client = %ip, "login from an address with repeated failures: waiting {}s", delay.as_secs());
             tokio::time::sleep(delay).await;
@@ -141,9 +164,10 @@ impl Shared {
             }
             Err(_) => false,
         };
-        let disconnect = self
-            .lock_throttle()
-            .record(ip, ok, max_attempts, Instant::now());
+        let disconnect = !exempt
+            && self
+                .lock_throttle()
+                .record(ip, ok, max_attempts, Instant::now());
         if !ok {
             tracing::warn!(client = %ip, user, "login failed");
             crate::stats::auth_failure();
