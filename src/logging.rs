@@ -241,6 +241,42 @@ mod tests {
         assert!(f.would_enable("jes::server::smtp_conn", &Level::DEBUG));
     }
 
+    /// `log.maxfilesize=0`: jes never rotates, so that logrotate (the Debian package's) can do it
+    /// alone and SIGHUP makes jes reopen the file.
+    #[test]
+    fn size_zero_never_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jes.log");
+        let conf = crate::config::LogConf::from_properties(
+            &dir.path().join("log.conf"),
+            dir.path(),
+            &crate::config::properties::Properties::parse(
+                Path::new("log.conf"),
+                "log.maxfilesize=0\nlog.maxbackups=2\n",
+            )
+            .0,
+            Vec::new(),
+        )
+        .unwrap()
+        .0;
+        assert_eq!(conf.max_file_size, 0);
+        let mut state = RotatingState {
+            path: path.clone(),
+            file: None,
+            written: 0,
+            max_file_size: conf.max_file_size,
+            max_backups: conf.max_backups,
+        };
+        for i in 0..50 {
+            state
+                .write_record(format!("record {i:02} {}\n", "x".repeat(300)).as_bytes())
+                .unwrap();
+        }
+        assert!(!backup_path(&path, 1).exists());
+        let live = std::fs::read_to_string(&path).unwrap();
+        assert!(live.contains("record 00") && live.contains("record 49"));
+    }
+
     #[test]
     fn rotates_by_size_and_keeps_the_live_name() {
         let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //! `jes check` reports and `jes serve` refuses to start on, so the two cannot drift apart (a
 //! configuration that `jes check` called OK used to stop at start on a certificate or a folder).
 //!
-//! Checked: the folders jes writes (`users/`, `smtp/`, the log file's folder, and `tls/` while
+//! Checked: the folders jes writes (the mail root `store.dir` with its lock file, `users/`,
+//! `smtp/`, the log file's folder, and `tls/` while
 //! the self-signed certificate is still to be made) are folders the current user can write, or
 //! can be created; the log file, if it exists, can be written; the certificate and key are
 //! readable, parse and match, or a self-signed certificate can be made for `hostname`. Not
@@ -22,6 +23,7 @@ use crate::tls::TlsFiles;
 pub fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut folders: Vec<(PathBuf, &str)> = vec![
+        (config.store_dir(), "the mail root and its lock file"),
         (config.users_dir(), "mailboxes"),
         (config.queue_dir(), "the queue"),
     ];
@@ -187,6 +189,31 @@ mod tests {
                 && found[0].ends_with("logfile is not a folder"),
             "{found:?}"
         );
+    }
+
+    /// With `store.dir`, the configuration folder may be read-only (the Debian package's
+    /// /etc/jes): nothing is checked there; the mail root is, lock file and all.
+    #[test]
+    fn store_dir_is_checked_and_the_configuration_folder_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        let data = root.path().join("data");
+        let extra = format!("store.dir={}\n", data.display());
+        let config = config_in(&etc, &extra);
+        std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o500)).unwrap();
+        assert_eq!(problems(&config), Vec::<String>::new());
+        std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(&data, "a file").unwrap();
+        let found = problems(&config);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.ends_with("data (for the mail root and its lock file) is not a folder")),
+            "{found:?}"
+        );
+        assert!(!etc.join("users").exists() && !etc.join("smtp").exists());
     }
 
     #[test]

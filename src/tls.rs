@@ -34,8 +34,8 @@ impl TlsFiles {
                 generated: false,
             },
             _ => TlsFiles {
-                certificate: config.dir.join("tls/selfsigned-cert.pem"),
-                key: config.dir.join("tls/selfsigned-key.pem"),
+                certificate: config.generated_tls_dir().join("selfsigned-cert.pem"),
+                key: config.generated_tls_dir().join("selfsigned-key.pem"),
                 generated: true,
             },
         }

@@ -91,7 +91,7 @@ impl LogConf {
         }
     }
 
-    pub(super) fn from_properties(
+    pub fn from_properties(
         path: &Path,
         config_dir: &Path,
         props: &Properties,

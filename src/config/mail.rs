@@ -143,6 +143,10 @@ pub struct MailConf {
     pub delivery_connection_cache: Duration,
     /// `http.*`: the web console and metrics listener (see `super::http`).
     pub http: super::http::HttpConf,
+    /// `store.dir` (new): where the data lives (`users/`, `smtp/`, `failed/`, the generated
+    /// certificate in `tls/`); relative to mail.conf's folder. Unset: mail.conf's folder, the JES
+    /// layout. Packages set it so that the configuration can stay read-only under /etc.
+    pub store_dir: Option<PathBuf>,
 }
 
 impl MailConf {
@@ -315,6 +319,7 @@ impl MailConf {
             secure_pop3_port: r.optional_port("securepop3port")?,
             tls_certificate: r.path("tls.certificate"),
             tls_key: r.path("tls.key"),
+            store_dir: r.path("store.dir"),
             allow_clear_text: r.choice(
                 "allowClearText",
                 ClearText::Always,

@@ -104,6 +104,7 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("http.port", "0", "Port of the web console, JSON API, /metrics and /healthz; 0 = off.", false),
     key("http.address", "127.0.0.1", "IP address the web console listens on (plain HTTP: keep it on loopback or behind a TLS proxy).", false),
     key("http.admins", "", "Comma list of accounts from user.conf that may log in to the web console.", false),
+    key("store.dir", "", "Folder for the mail and the server's own files (users/, smtp/, failed/, tls/), relative to this folder. Unset: this folder, as JES.", false),
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
 ];
 
@@ -119,7 +120,7 @@ pub const LOG_KEYS: &[KeyInfo] = &[
     key(
         "log.maxfilesize",
         "10MB",
-        "Size at which the log is rotated (KB, MB or GB).",
+        "Size at which the log is rotated (KB, MB or GB); 0 = never (leave rotation to logrotate, which sends SIGHUP).",
         false,
     ),
     key("log.maxbackups", "5", "Rotated logs kept.", false),
@@ -235,7 +236,8 @@ pub struct Reloaded {
 /// Everything the server runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The configuration directory, which is also the mail root (JES's `Mail DIR`).
+    /// The configuration directory; also the mail root (JES's `Mail DIR`) unless `store.dir`
+    /// says otherwise (see `store_dir`).
     pub dir: PathBuf,
     pub mail: MailConf,
     pub users: Users,
@@ -324,16 +326,30 @@ impl Config {
         })
     }
 
+    /// The mail root: `store.dir`, or the configuration directory (the JES layout). Everything
+    /// the server writes but its log lives here, so that the configuration may be read-only.
+    pub fn store_dir(&self) -> PathBuf {
+        self.mail
+            .store_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.clone())
+    }
+
     pub fn users_dir(&self) -> PathBuf {
-        self.dir.join("users")
+        self.store_dir().join("users")
     }
 
     pub fn queue_dir(&self) -> PathBuf {
-        self.dir.join("smtp")
+        self.store_dir().join("smtp")
     }
 
     pub fn failed_dir(&self) -> PathBuf {
-        self.dir.join("failed")
+        self.store_dir().join("failed")
+    }
+
+    /// Where the generated self-signed certificate and key go (`tls/` in the store).
+    pub fn generated_tls_dir(&self) -> PathBuf {
+        self.store_dir().join("tls")
     }
 }
 
@@ -343,6 +359,39 @@ mod tests {
 
     fn fixture_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jes-1.6.1/etc")
+    }
+
+    /// `store.dir` moves every data folder, the generated certificate included; unset, they stay
+    /// in the configuration folder (the JES layout); relative, it is relative to that folder.
+    #[test]
+    fn store_dir_moves_the_data_folders() {
+        let etc = tempfile::tempdir().unwrap();
+        let dir = etc.path();
+        let load = |extra: &str| {
+            std::fs::write(dir.join("mail.conf"), format!("domains=d.test\n{extra}")).unwrap();
+            std::fs::write(dir.join("user.conf"), "# none\n").unwrap();
+            Config::load(dir).unwrap().0
+        };
+        let c = load("");
+        assert_eq!(c.store_dir(), dir);
+        assert_eq!(c.users_dir(), dir.join("users"));
+        let c = load("store.dir=/var/lib/jes\n");
+        assert_eq!(c.store_dir(), Path::new("/var/lib/jes"));
+        assert_eq!(c.users_dir(), Path::new("/var/lib/jes/users"));
+        assert_eq!(c.queue_dir(), Path::new("/var/lib/jes/smtp"));
+        assert_eq!(c.failed_dir(), Path::new("/var/lib/jes/failed"));
+        let tls = crate::tls::TlsFiles::for_config(&c);
+        assert_eq!(tls.key, Path::new("/var/lib/jes/tls/selfsigned-key.pem"));
+        assert_eq!(
+            tls.certificate,
+            Path::new("/var/lib/jes/tls/selfsigned-cert.pem")
+        );
+        let c = load("store.dir=data\n");
+        assert_eq!(c.queue_dir(), dir.join("data/smtp"));
+        assert_eq!(
+            crate::queue::tools::store_of(dir).dir(),
+            dir.join("data/smtp")
+        );
     }
 
     #[test]

@@ -281,7 +281,8 @@ impl Doc {
 }
 
 /// Writes `contents` to `path` atomically: a temporary file in the same folder (created
-/// exclusively, with the old file's permissions, or 0600 for a new file), fsync, rename, fsync of
+/// exclusively, with the old file's permissions, owner and group, or 0600 for a new file), fsync,
+/// rename, fsync of
 /// the folder.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
@@ -296,7 +297,8 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let old_perms = fs::metadata(path).ok().map(|m| m.permissions());
+    let old = fs::metadata(path).ok();
+    let old_perms = old.as_ref().map(|m| m.permissions());
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -309,6 +311,15 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         let mut f = opts.open(&tmp)?;
         if let Some(perms) = old_perms {
             f.set_permissions(perms)?;
+        }
+        // Keep the owner and group too: root running `jes user add` on a `root:jes 0640` file
+        // (the Debian package's) must not leave one the server's group cannot read. Best effort:
+        // a user who is not root can only give a file to itself and its own groups, and a file it
+        // could rewrite is normally its own already.
+        #[cfg(unix)]
+        if let Some(m) = &old {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
         }
         f.write_all(contents)?;
         f.sync_all()?;

@@ -235,6 +235,23 @@ fn upgrade_keeps_permissions() {
     );
 }
 
+/// Root editing a `root:jes 0640` user.conf (the Debian package's) keeps its group, or the
+/// server could no longer read it. Only root can give a file away, so only root can check this.
+#[test]
+fn root_rewriting_keeps_owner_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot give a file to another user, not tested");
+        return;
+    }
+    let (_dir, path) = temp_with("# none\n");
+    std::os::unix::fs::chown(&path, Some(0), Some(4242)).unwrap();
+    add_user(&path, "a@x.test", "pw").unwrap();
+    let m = fs::metadata(&path).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 4242));
+}
+
 #[test]
 fn add_passwd_del_list() {
     let dir = tempfile::tempdir().unwrap();

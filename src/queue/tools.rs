@@ -27,9 +27,15 @@ pub enum Target {
     All,
 }
 
-/// The queue of configuration directory `dir` (its `smtp/`, as the server uses it).
+/// The queue of configuration directory `dir`: `smtp/` in its mail root (`store.dir`, or `dir`
+/// itself), as the server uses it. A mail.conf that does not read leaves `dir`: the tools also
+/// serve to look at a queue whose server cannot start.
 pub fn store_of(dir: &Path) -> QueueStore {
-    QueueStore::new(dir.join("smtp"))
+    let root = crate::config::MailConf::load(&dir.join("mail.conf"))
+        .ok()
+        .and_then(|(conf, _)| conf.store_dir)
+        .unwrap_or_else(|| dir.to_path_buf());
+    QueueStore::new(root.join("smtp"))
 }
 
 fn out_err(e: std::io::Error) -> String {

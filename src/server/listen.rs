@@ -261,7 +261,7 @@ pub fn announce(config: &Config, listeners: &[Listener]) {
         config.mail.hostname,
         parts.join(", "),
         config.mail.domains.join(", "),
-        config.dir.display(),
+        config.store_dir().display(),
         config.log.file.display()
     );
 }

@@ -166,7 +166,10 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     raise_nofile_limit();
     return_large_blocks_to_the_system();
     // Before anything touches the folder: a second server on it would deliver every message twice.
-    let _root_lock = crate::store::root_lock::lock_root(&config.dir)?;
+    // The lock is in the mail root (`store.dir`), not the configuration folder: that one may be
+    // read-only (/etc/jes in the Debian package).
+    ensure_dir(&config.store_dir())?;
+    let _root_lock = crate::store::root_lock::lock_root(&config.store_dir())?;
     ensure_dir(&config.users_dir())?;
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);

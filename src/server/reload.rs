@@ -61,10 +61,11 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
     let running = shared.config();
     match Config::reload(dir, &running.users) {
         Ok(Reloaded {
-            config,
+            mut config,
             warnings,
             kept_accounts,
         }) => {
+            keep_store_dir(&mut config, &running);
             for w in &warnings {
                 tracing::warn!("{w}");
             }
@@ -97,6 +98,20 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
             shared.set_config(config);
         }
         Err(e) => tracing::error!("configuration not reloaded, the running one stays: {e}"),
+    }
+}
+
+/// `store.dir` is read at start only: the mailboxes, the queue and the lock were opened there,
+/// and moving half of them (the failed folder, the generated certificate) would split the mail
+/// root in two.
+fn keep_store_dir(config: &mut Config, running: &Config) {
+    if config.mail.store_dir != running.mail.store_dir {
+        tracing::warn!(
+            "store.dir changed to {}: it applies at the next start; the mail root stays {}",
+            config.store_dir().display(),
+            running.store_dir().display()
+        );
+        config.mail.store_dir = running.mail.store_dir.clone();
     }
 }
 
@@ -163,5 +178,28 @@ pub async fn watch(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_dir_waits_for_the_next_start() {
+        let etc = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            std::fs::write(etc.path().join("mail.conf"), text).unwrap();
+            std::fs::write(etc.path().join("user.conf"), "# none\n").unwrap();
+            Config::load(etc.path()).unwrap().0
+        };
+        let running = load("domains=a.test\nstore.dir=/srv/one\n");
+        let mut new = load("domains=b.test\nstore.dir=/srv/two\n");
+        keep_store_dir(&mut new, &running);
+        assert_eq!(new.store_dir(), Path::new("/srv/one"));
+        assert_eq!(new.mail.domains, vec!["b.test"]);
+        let mut same = load("domains=c.test\nstore.dir=/srv/one\n");
+        keep_store_dir(&mut same, &running);
+        assert_eq!(same.queue_dir(), Path::new("/srv/one/smtp"));
     }
 }

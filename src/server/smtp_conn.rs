@@ -29,7 +29,8 @@ impl Env for ConnEnv<'_> {
     }
 
     fn storage_available(&self) -> bool {
-        free_disk_bytes(&self.config.dir).is_none_or(|free| free >= self.config.mail.min_disk_free)
+        free_disk_bytes(&self.config.store_dir())
+            .is_none_or(|free| free >= self.config.mail.min_disk_free)
     }
 
     fn now_rfc5322(&self) -> String {
