@@ -73,7 +73,7 @@ fn one_line(text: &str) -> String {
 /// Why an address cannot be written into a queue file, if it cannot. A recipient must also read
 /// back as itself from its `To:` line: the line is `<addr> state error`, and an address such as
 /// `a> pending b@c` (not one SMTP accepts unquoted) would be read as `a`.
-pub(crate) fn check_address(addr: &str, null_ok: bool) -> Result<(), String> {
+pub fn check_address(addr: &str, null_ok: bool) -> Result<(), String> {
     if addr.is_empty() && !null_ok {
         return Err("empty recipient address".into());
     }
@@ -82,7 +82,10 @@ pub(crate) fn check_address(addr: &str, null_ok: bool) -> Result<(), String> {
     }
     if !null_ok {
         let line = format!("<{addr}> {}", RecipientState::Pending.as_str());
-        if !parse_recipient(&line, 0).is_ok_and(|r| r.address == addr) {
+        // The address must end by itself: with an unclosed quote (`"a`) the reader would look
+        // for its `>` in the error text written after it, which a remote server chose.
+        let closes = closing_bracket(&format!("{addr}>")).is_some();
+        if !closes || !parse_recipient(&line, 0).is_ok_and(|r| r.address == addr) {
             return Err(format!("address cannot be written unambiguously: {addr:?}"));
         }
     }

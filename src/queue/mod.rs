@@ -16,7 +16,7 @@ pub mod schedule;
 mod tests;
 pub mod tools;
 
-pub use format::{format, parse, ParseError, JES_QUEUE_V1, JES_V1};
+pub use format::{check_address, format, parse, ParseError, JES_QUEUE_V1, JES_V1};
 pub use lock::{
     lock, lock_timeout, request_retry, retry_dir_stamp, take_retry_requests, try_lock, QueueLock,
     RetryRequest,
