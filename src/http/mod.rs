@@ -17,7 +17,7 @@ mod api_mail;
 mod api_queue;
 mod api_stats;
 mod limits;
-mod message;
+pub mod message;
 mod metrics;
 mod session;
 pub mod ui;
