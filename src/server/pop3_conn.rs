@@ -17,6 +17,9 @@ use crate::event::{Event, Kind, MessageFacts};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
 use crate::store::{Mailbox, OpenError};
 
+/// Facts of retrieved messages a session keeps for their deletion events.
+const RETRIEVED_FACTS_KEPT: usize = 1000;
+
 pub async fn run(
     mut conn: Conn,
     peer: SocketAddr,
@@ -156,8 +159,11 @@ pub async fn run(
                                             .with_tls(conn.tls_version().as_deref()),
                                     );
                                     // A reader deletes what it read: its pop3-deleted event
-                                    // then needs no second look at the file.
-                                    retrieved.insert(index, facts);
+                                    // then needs no second look at the file (bounded: past
+                                    // that, deletion reads the head again).
+                                    if retrieved.len() < RETRIEVED_FACTS_KEPT {
+                                        retrieved.insert(index, facts);
+                                    }
                                 }
                             }
                             _ => {}
