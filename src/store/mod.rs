@@ -38,7 +38,28 @@ pub struct MessageInfo {
     pub uid: String,
     /// Octets RETR sends before byte-stuffing (i.e. the unstuffed message with CRLF line ends).
     pub size: u64,
-    pub path: PathBuf,
+    path: PathBuf,
+}
+
+/// Reading a listed message without the mailbox lock (the console looks while POP3 may hold the
+/// mailbox). A message deleted since the listing gives `NotFound`.
+impl MessageInfo {
+    /// The stored bytes (wire form, still dot-stuffed).
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        std::fs::read(&self.path)
+    }
+
+    /// The header section, at most `limit` bytes.
+    pub fn head(&self, limit: usize) -> io::Result<Vec<u8>> {
+        read_head(&self.path, limit)
+    }
+
+    /// When the message was stored (its file's modification time).
+    pub fn stored_at(&self) -> Option<SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
