@@ -43,6 +43,15 @@ pub enum ClearText {
     Always,
 }
 
+/// `smtp.barelf`: what a bare LF in DATA means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLf {
+    /// A line end, stored as CRLF (Postfix 3.9's default); only `CRLF . CRLF` ends DATA.
+    Normalize,
+    /// The message is refused with `550 5.6.11` after its end.
+    Reject,
+}
+
 /// Typed `mail.conf`. Field comments give the key and JES's default.
 #[derive(Debug, Clone)]
 pub struct MailConf {
@@ -118,6 +127,8 @@ pub struct MailConf {
     pub pop3_max_session_time: Duration,
     /// `smtp.maxheadersize` (1024 KB): the largest header section accepted.
     pub max_header_size: u64,
+    /// `smtp.barelf` (normalize): a bare LF in DATA ends a line, or refuses the message.
+    pub bare_lf: BareLf,
     /// `submission.sendermatch` (true): on the submission ports an authenticated client's envelope
     /// sender must be its login address.
     pub submission_sender_match: bool,
@@ -336,6 +347,11 @@ impl MailConf {
             pop3_timeout: Duration::from_secs(r.number("pop3.timeout", 600, 1)?),
             pop3_max_session_time: Duration::from_secs(r.number("pop3.maxsessiontime", 3600, 1)?),
             max_header_size: r.scaled("smtp.maxheadersize", 1024, 1024)?,
+            bare_lf: r.choice(
+                "smtp.barelf",
+                BareLf::Normalize,
+                &[("normalize", BareLf::Normalize), ("reject", BareLf::Reject)],
+            )?,
             submission_sender_match: r.boolean("submission.sendermatch", true)?,
             min_disk_free: r.scaled("mindiskfree", 100, MB)?,
             delivery_concurrency: r.count("smtpdelivery.concurrency", 10, 1)?,
@@ -482,6 +498,11 @@ impl MailConf {
             format!("{} MB", self.max_message_size / MB)
         };
         let _ = writeln!(s, "message size:    {size}");
+        let bare_lf = match self.bare_lf {
+            BareLf::Normalize => "normalize (a line end, stored as CRLF)",
+            BareLf::Reject => "reject (550 5.6.11)",
+        };
+        let _ = writeln!(s, "bare LF in data: {bare_lf}");
         let _ = writeln!(
             s,
             "relay from IPs:  {}",

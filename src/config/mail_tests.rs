@@ -42,6 +42,7 @@ fn defaults() {
     assert!(!c.hostname.is_empty());
     assert_eq!(c.allow_clear_text, ClearText::Always);
     assert_eq!(c.delivery_tls, DeliveryTls::Opportunistic);
+    assert_eq!(c.bare_lf, BareLf::Normalize);
     assert_eq!(c.max_recipients, 1000);
     assert_eq!((c.max_error_count, c.max_pass_attempts), (20, 3));
     assert_eq!(
@@ -528,4 +529,27 @@ fn dns_servers_and_mx_port() {
     for (text, want) in cases {
         assert_eq!(err(text), want, "for {text:?}");
     }
+}
+
+#[test]
+fn bare_lf_setting() {
+    assert_eq!(
+        ok("domains=a\nsmtp.barelf=reject\n").bare_lf,
+        BareLf::Reject
+    );
+    assert_eq!(
+        ok("domains=a\nsmtp.barelf=Normalize\n").bare_lf,
+        BareLf::Normalize
+    );
+    let e = err("domains=a\nsmtp.barelf=strip\n");
+    assert!(
+        e.contains(":2:") && e.contains("smtp.barelf") && e.contains("normalize, reject"),
+        "{e}"
+    );
+    assert!(ok("domains=a\nsmtp.barelf=reject\n")
+        .summary()
+        .contains("bare LF in data: reject"));
+    assert!(ok("domains=a\n")
+        .summary()
+        .contains("bare LF in data: normalize"));
 }

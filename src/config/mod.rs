@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use http::HttpConf;
 pub use log::{Level, LogConf};
-pub use mail::{ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
+pub use mail::{BareLf, ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
 pub use users::{Users, UsersFile};
 
 /// One configuration key: its name, its default as written in the file (empty: unset), and what
@@ -83,6 +83,7 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("pop3.timeout", "600", "Idle seconds before a POP3 client is logged out (RFC 1939: at least 600).", false),
     key("pop3.maxsessiontime", "3600", "Seconds a POP3 session may last in all.", false),
     key("smtp.maxheadersize", "1024", "Largest message header section, in KB.", false),
+    key("smtp.barelf", "normalize", "A bare LF in message data: normalize (taken as a line end, as Postfix 3.9 does) or reject (550 5.6.11). Only CRLF.CRLF ends data; a bare CR is always refused.", false),
     key("submission.sendermatch", "true", "On the submission ports, the envelope sender must be the logged-in address.", false),
     key("mindiskfree", "100", "Free disk space (MB) below which new mail is refused with 452.", false),
     key("smtpdelivery.interval", "10", "Seconds between scans of the smtp/ queue folder.", true),
