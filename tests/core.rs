@@ -285,6 +285,22 @@ fn init_then_check_describes_the_server() {
         "listeners named: {text}"
     );
     assert!(text.contains("accounts: 2"), "{text}");
+    // As the README says: the accounts themselves; values in mail.conf's spelling; TLS as it
+    // will be (the sample has no tls.certificate, so jes makes one and offers it).
+    assert!(
+        text.contains("accounts: 2\n  analyst@localhost\n  trackstudio@127.0.0.1\n"),
+        "{text}"
+    );
+    assert!(text.contains("(level info)"), "{text}");
+    assert!(text.contains("allowClearText:  encryptedOnly"), "{text}");
+    assert!(
+        text.contains("TLS:             STARTTLS (SMTP), STLS (POP3)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("EncryptedOnly") && !text.contains("level Info"),
+        "{text}"
+    );
     let again = Command::new(common::jes_bin())
         .arg("init")
         .arg(&etc)

@@ -141,12 +141,22 @@ fn sh_jes_in_the_trackers_folder_serves_jes_files() {
         .current_dir(&t.jes)
         .output()
         .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
     assert!(
         check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
+        "{text}{}",
         String::from_utf8_lossy(&check.stderr)
     );
+    // JES's accounts, each by name, with the forward JES's user.conf has.
+    assert!(
+        text.contains(
+            "accounts: 2\n  analyst@localhost -> analyst@localhost, boss@remote.test\n  \
+             trackstudio@127.0.0.1\n"
+        ),
+        "{text}"
+    );
+    // JES's file has no allowClearText: JES 1.x's `always`, so the tracker's logins keep working.
+    assert!(text.contains("allowClearText:  always"), "{text}");
     // A PATH without jes on it: the binary in jes/bin/ is the one that runs.
     let child = start(&t, "/usr/bin:/bin", false);
 

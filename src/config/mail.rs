@@ -33,6 +33,18 @@ pub enum DeliveryTls {
     Off,
 }
 
+impl DeliveryTls {
+    /// The value as `mail.conf` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryTls::Opportunistic => "opportunistic",
+            DeliveryTls::Verify => "verify",
+            DeliveryTls::Required => "required",
+            DeliveryTls::Off => "off",
+        }
+    }
+}
+
 /// `allowClearText`: whether AUTH/USER/PASS may be used without TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClearText {
@@ -475,15 +487,37 @@ impl MailConf {
                 let _ = writeln!(s, "  {name:<14} port {p}");
             }
         }
-        match (&self.tls_certificate, &self.tls_key) {
-            (Some(c), Some(k)) => {
-                let _ = writeln!(s, "TLS:             {} (key {})", c.display(), k.display());
-            }
-            _ => {
-                let _ = writeln!(s, "TLS:             off (no tls.certificate)");
+        // TLS is always on: without tls.certificate jes makes its own (see `tls`).
+        let mut offered = vec!["STARTTLS (SMTP)".to_string(), "STLS (POP3)".to_string()];
+        for (name, port) in [
+            ("SMTP", self.secure_smtp_port),
+            ("POP3", self.secure_pop3_port),
+        ] {
+            if let Some(p) = port {
+                offered.push(format!("implicit TLS on port {p} ({name})"));
             }
         }
-        let _ = writeln!(s, "clear-text auth: {:?}", self.allow_clear_text);
+        let _ = writeln!(s, "TLS:             {}", offered.join(", "));
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                let _ = writeln!(s, "  certificate    {} (key {})", c.display(), k.display());
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "  certificate    self-signed for {} in tls/ (made when missing, as tls.certificate is unset)",
+                    self.hostname
+                );
+            }
+        }
+        let clear_text = match self.allow_clear_text {
+            ClearText::Never => "never (passwords only inside TLS)",
+            ClearText::EncryptedOnly => {
+                "encryptedOnly (passwords only inside TLS or from loopback addresses)"
+            }
+            ClearText::Always => "always (passwords also over unencrypted connections)",
+        };
+        let _ = writeln!(s, "allowClearText:  {clear_text}");
         let _ = writeln!(s, "local domains:   {}", self.domains.join(", "));
         let _ = writeln!(
             s,
@@ -553,10 +587,10 @@ impl MailConf {
         );
         let _ = writeln!(
             s,
-            "  retries        {} attempts, queue scan every {} s, TLS {:?}",
+            "  retries        {} attempts, queue scan every {} s, smtpdelivery.tls {}",
             self.delivery_threshold,
             self.delivery_interval.as_secs(),
-            self.delivery_tls
+            self.delivery_tls.name()
         );
         let _ = writeln!(s, "{}", self.http.summary());
         s

@@ -553,3 +553,33 @@ fn bare_lf_setting() {
         .summary()
         .contains("bare LF in data: normalize"));
 }
+
+/// `jes check` speaks the configuration's language: TLS as it will be (a certificate always, made
+/// when none is configured), values as mail.conf spells them, never Rust's Debug names.
+#[test]
+fn summary_tells_the_truth_about_tls_in_config_spelling() {
+    let s = ok("domains=a\nhostname=mx.a.test\nallowClearText=encryptedOnly\n").summary();
+    assert!(
+        s.contains("TLS:             STARTTLS (SMTP), STLS (POP3)\n"),
+        "{s}"
+    );
+    assert!(s.contains("self-signed for mx.a.test"), "{s}");
+    assert!(!s.contains("off (no tls.certificate)"), "{s}");
+    assert!(s.contains("allowClearText:  encryptedOnly ("), "{s}");
+    assert!(s.contains("smtpdelivery.tls opportunistic"), "{s}");
+    for debug in ["EncryptedOnly", "Opportunistic", "Normalize"] {
+        assert!(!s.contains(debug), "{debug} in {s}");
+    }
+    let s = ok(
+        "domains=a\nsecuresmtpport=465\nsecurepop3port=995\ntls.certificate=c.pem\n\
+                tls.key=k.pem\nallowClearText=never\nsmtpdelivery.tls=required\n",
+    )
+    .summary();
+    assert!(
+        s.contains("implicit TLS on port 465 (SMTP), implicit TLS on port 995 (POP3)"),
+        "{s}"
+    );
+    assert!(s.contains("certificate    /x/c.pem (key /x/k.pem)"), "{s}");
+    assert!(s.contains("allowClearText:  never"), "{s}");
+    assert!(s.contains("smtpdelivery.tls required"), "{s}");
+}
