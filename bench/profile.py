@@ -3,7 +3,8 @@
 
 perf cannot read hardware counters on these virtual machines, so the profiles in BENCHMARKS.md come
 from callgrind (instruction counts, inclusive of callees). Usage: bench/profile.py pop3|inject [N]
-(run as root after bench/run has built jes; JES_BIN as for bench.py). The raw output is kept in
+(run as root). It builds jes with `cargo build --profile profiling` (release code with line tables,
+which the release profile strips) unless JES_BIN names a binary. The raw output is kept in
 /tmp/jes-callgrind.out for callgrind_annotate or kcachegrind."""
 import os
 import signal
@@ -13,6 +14,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
+
+if "JES_BIN" not in os.environ:
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(repo, "target"))
+    subprocess.run(["cargo", "build", "--profile", "profiling", "--quiet"], cwd=repo, check=True)
+    bench.JES = os.path.join(target, "profiling", "jes")
 
 what = sys.argv[1] if len(sys.argv) > 1 else "pop3"
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 2000

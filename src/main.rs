@@ -203,13 +203,12 @@ fn check(dir: &Path) -> Result<(), String> {
         println!("warning: {w}");
     }
     println!("configuration directory: {}", dir.display());
-    println!("{}", config.mail.summary());
-    println!("accounts: {}", config.users.accounts.len());
-    println!("forwards: {}", config.users.forwards.len());
+    print!("{}", config.mail.summary());
+    print!("{}", accounts_summary(&config.users));
     println!(
-        "log: {} (level {:?})",
+        "log: {} (level {})",
         config.log.file.display(),
-        config.log.level
+        config.log.level.name()
     );
     // What `jes serve` would stop on besides the files' contents (the same function it runs).
     let problems = jes::preflight::problems(&config);
@@ -224,6 +223,36 @@ fn check(dir: &Path) -> Result<(), String> {
     }
     println!("configuration OK");
     Ok(())
+}
+
+/// The accounts by address, each with where its mail goes when `user.conf` forwards it.
+fn accounts_summary(users: &config::Users) -> String {
+    let mut addresses: Vec<&String> = users.accounts.keys().collect();
+    addresses.sort();
+    let mut s = format!("accounts: {}\n", addresses.len());
+    for address in addresses {
+        s.push_str("  ");
+        s.push_str(address);
+        if let Some(to) = users.forwards.get(address) {
+            s.push_str(" -> ");
+            s.push_str(&to.join(", "));
+        }
+        s.push('\n');
+    }
+    // Forwards for an address that has no account of its own are listed too.
+    let mut orphans: Vec<(&String, &Vec<String>)> = users
+        .forwards
+        .iter()
+        .filter(|(a, _)| !users.accounts.contains_key(*a))
+        .collect();
+    orphans.sort();
+    for (address, to) in orphans {
+        s.push_str(&format!(
+            "  {address} (forward only) -> {}\n",
+            to.join(", ")
+        ));
+    }
+    s
 }
 
 fn user(action: UserAction, dir: &Path) -> Result<(), String> {

@@ -87,7 +87,8 @@ pub fn register_metrics() {
 }
 
 /// The log line: the kind, then who and what, then the cause. Failures are warnings, so that an
-/// administrator who reads only warnings sees every bounce and its reason.
+/// administrator who reads only warnings sees every bounce and its reason; a POP3 read is a debug
+/// line (a poller reads every message it deletes, and the deletion is what matters).
 fn log(e: &Event) {
     let m = &e.message;
     let from = format!("<{}>", m.sender);
@@ -112,6 +113,7 @@ fn log(e: &Event) {
     }
     match e.kind {
         Kind::Bounced | Kind::Expired => line!(warn),
+        Kind::Pop3Retrieved => line!(debug),
         _ => line!(info),
     }
 }

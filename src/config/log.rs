@@ -32,6 +32,17 @@ impl Level {
             _ => return None,
         })
     }
+
+    /// The level as `log.conf` spells it (`jes check` prints it so).
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+            Level::Trace => "trace",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +202,20 @@ mod tests {
         let path = Path::new("/jes/etc/log.conf");
         let (props, w) = Properties::parse(path, text);
         LogConf::from_properties(path, Path::new("/jes/etc"), &props, w)
+    }
+
+    #[test]
+    fn level_names_are_log_conf_spelling() {
+        for level in [
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ] {
+            assert_eq!(Level::parse(level.name()), Some(level));
+            assert_eq!(level.name(), level.name().to_ascii_lowercase());
+        }
     }
 
     #[test]

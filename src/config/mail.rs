@@ -33,6 +33,18 @@ pub enum DeliveryTls {
     Off,
 }
 
+impl DeliveryTls {
+    /// The value as `mail.conf` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryTls::Opportunistic => "opportunistic",
+            DeliveryTls::Verify => "verify",
+            DeliveryTls::Required => "required",
+            DeliveryTls::Off => "off",
+        }
+    }
+}
+
 /// `allowClearText`: whether AUTH/USER/PASS may be used without TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClearText {
@@ -41,6 +53,15 @@ pub enum ClearText {
     EncryptedOnly,
     /// JES 1.x behaviour (the default, so old configurations keep working).
     Always,
+}
+
+/// `smtp.barelf`: what a bare LF in DATA means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLf {
+    /// A line end, stored as CRLF (Postfix 3.9's default); only `CRLF . CRLF` ends DATA.
+    Normalize,
+    /// The message is refused with `550 5.6.11` after its end.
+    Reject,
 }
 
 /// Typed `mail.conf`. Field comments give the key and JES's default.
@@ -118,6 +139,8 @@ pub struct MailConf {
     pub pop3_max_session_time: Duration,
     /// `smtp.maxheadersize` (1024 KB): the largest header section accepted.
     pub max_header_size: u64,
+    /// `smtp.barelf` (normalize): a bare LF in DATA ends a line, or refuses the message.
+    pub bare_lf: BareLf,
     /// `submission.sendermatch` (true): on the submission ports an authenticated client's envelope
     /// sender must be its login address.
     pub submission_sender_match: bool,
@@ -341,6 +364,11 @@ impl MailConf {
             pop3_timeout: Duration::from_secs(r.number("pop3.timeout", 600, 1)?),
             pop3_max_session_time: Duration::from_secs(r.number("pop3.maxsessiontime", 3600, 1)?),
             max_header_size: r.scaled("smtp.maxheadersize", 1024, 1024)?,
+            bare_lf: r.choice(
+                "smtp.barelf",
+                BareLf::Normalize,
+                &[("normalize", BareLf::Normalize), ("reject", BareLf::Reject)],
+            )?,
             submission_sender_match: r.boolean("submission.sendermatch", true)?,
             min_disk_free: r.scaled("mindiskfree", 100, MB)?,
             delivery_concurrency: r.count("smtpdelivery.concurrency", 10, 1)?,
@@ -464,15 +492,37 @@ impl MailConf {
                 let _ = writeln!(s, "  {name:<14} port {p}");
             }
         }
-        match (&self.tls_certificate, &self.tls_key) {
-            (Some(c), Some(k)) => {
-                let _ = writeln!(s, "TLS:             {} (key {})", c.display(), k.display());
-            }
-            _ => {
-                let _ = writeln!(s, "TLS:             off (no tls.certificate)");
+        // TLS is always on: without tls.certificate jes makes its own (see `tls`).
+        let mut offered = vec!["STARTTLS (SMTP)".to_string(), "STLS (POP3)".to_string()];
+        for (name, port) in [
+            ("SMTP", self.secure_smtp_port),
+            ("POP3", self.secure_pop3_port),
+        ] {
+            if let Some(p) = port {
+                offered.push(format!("implicit TLS on port {p} ({name})"));
             }
         }
-        let _ = writeln!(s, "clear-text auth: {:?}", self.allow_clear_text);
+        let _ = writeln!(s, "TLS:             {}", offered.join(", "));
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                let _ = writeln!(s, "  certificate    {} (key {})", c.display(), k.display());
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "  certificate    self-signed for {} in tls/ (made when missing, as tls.certificate is unset)",
+                    self.hostname
+                );
+            }
+        }
+        let clear_text = match self.allow_clear_text {
+            ClearText::Never => "never (passwords only inside TLS)",
+            ClearText::EncryptedOnly => {
+                "encryptedOnly (passwords only inside TLS or from loopback addresses)"
+            }
+            ClearText::Always => "always (passwords also over unencrypted connections)",
+        };
+        let _ = writeln!(s, "allowClearText:  {clear_text}");
         let _ = writeln!(s, "local domains:   {}", self.domains.join(", "));
         let _ = writeln!(
             s,
@@ -487,6 +537,11 @@ impl MailConf {
             format!("{} MB", self.max_message_size / MB)
         };
         let _ = writeln!(s, "message size:    {size}");
+        let bare_lf = match self.bare_lf {
+            BareLf::Normalize => "normalize (a line end, stored as CRLF)",
+            BareLf::Reject => "reject (550 5.6.11)",
+        };
+        let _ = writeln!(s, "bare LF in data: {bare_lf}");
         let _ = writeln!(
             s,
             "relay from IPs:  {}",
@@ -537,10 +592,10 @@ impl MailConf {
         );
         let _ = writeln!(
             s,
-            "  retries        {} attempts, queue scan every {} s, TLS {:?}",
+            "  retries        {} attempts, queue scan every {} s, smtpdelivery.tls {}",
             self.delivery_threshold,
             self.delivery_interval.as_secs(),
-            self.delivery_tls
+            self.delivery_tls.name()
         );
         let _ = writeln!(s, "{}", self.http.summary());
         s

@@ -42,6 +42,7 @@ fn defaults() {
     assert!(!c.hostname.is_empty());
     assert_eq!(c.allow_clear_text, ClearText::Always);
     assert_eq!(c.delivery_tls, DeliveryTls::Opportunistic);
+    assert_eq!(c.bare_lf, BareLf::Normalize);
     assert_eq!(c.max_recipients, 1000);
     assert_eq!((c.max_error_count, c.max_pass_attempts), (20, 3));
     assert_eq!(
@@ -528,4 +529,57 @@ fn dns_servers_and_mx_port() {
     for (text, want) in cases {
         assert_eq!(err(text), want, "for {text:?}");
     }
+}
+
+#[test]
+fn bare_lf_setting() {
+    assert_eq!(
+        ok("domains=a\nsmtp.barelf=reject\n").bare_lf,
+        BareLf::Reject
+    );
+    assert_eq!(
+        ok("domains=a\nsmtp.barelf=Normalize\n").bare_lf,
+        BareLf::Normalize
+    );
+    let e = err("domains=a\nsmtp.barelf=strip\n");
+    assert!(
+        e.contains(":2:") && e.contains("smtp.barelf") && e.contains("normalize, reject"),
+        "{e}"
+    );
+    assert!(ok("domains=a\nsmtp.barelf=reject\n")
+        .summary()
+        .contains("bare LF in data: reject"));
+    assert!(ok("domains=a\n")
+        .summary()
+        .contains("bare LF in data: normalize"));
+}
+
+/// `jes check` speaks the configuration's language: TLS as it will be (a certificate always, made
+/// when none is configured), values as mail.conf spells them, never Rust's Debug names.
+#[test]
+fn summary_tells_the_truth_about_tls_in_config_spelling() {
+    let s = ok("domains=a\nhostname=mx.a.test\nallowClearText=encryptedOnly\n").summary();
+    assert!(
+        s.contains("TLS:             STARTTLS (SMTP), STLS (POP3)\n"),
+        "{s}"
+    );
+    assert!(s.contains("self-signed for mx.a.test"), "{s}");
+    assert!(!s.contains("off (no tls.certificate)"), "{s}");
+    assert!(s.contains("allowClearText:  encryptedOnly ("), "{s}");
+    assert!(s.contains("smtpdelivery.tls opportunistic"), "{s}");
+    for debug in ["EncryptedOnly", "Opportunistic", "Normalize"] {
+        assert!(!s.contains(debug), "{debug} in {s}");
+    }
+    let s = ok(
+        "domains=a\nsecuresmtpport=465\nsecurepop3port=995\ntls.certificate=c.pem\n\
+                tls.key=k.pem\nallowClearText=never\nsmtpdelivery.tls=required\n",
+    )
+    .summary();
+    assert!(
+        s.contains("implicit TLS on port 465 (SMTP), implicit TLS on port 995 (POP3)"),
+        "{s}"
+    );
+    assert!(s.contains("certificate    /x/c.pem (key /x/k.pem)"), "{s}");
+    assert!(s.contains("allowClearText:  never"), "{s}");
+    assert!(s.contains("smtpdelivery.tls required"), "{s}");
 }

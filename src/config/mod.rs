@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use http::HttpConf;
 pub use log::{Level, LogConf};
-pub use mail::{ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
+pub use mail::{BareLf, ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
 pub use users::{Users, UsersFile};
 
 /// One configuration key: its name, its default as written in the file (empty: unset), and what
@@ -59,13 +59,13 @@ const fn key(
 pub const MAIL_KEYS: &[KeyInfo] = &[
     key("domains", "", "REQUIRED. Comma list of the local domains (mail for them is kept here).", true),
     key("hostname", "", "The server's name in greetings, EHLO, Received: lines and bounces. Default: the machine's fully qualified name.", false),
-    key("listen.address", "", "Comma list of IP addresses to listen on. Unset: every IPv4 and IPv6 address.", true),
-    key("smtpport", "25", "SMTP port.", true),
-    key("pop3port", "110", "POP3 port.", true),
-    key("submissionport", "0", "Message submission port (STARTTLS, then AUTH); 0 = off.", false),
-    key("securesmtpport", "0", "SMTP over TLS port (implicit TLS, e.g. 465); 0 = off. Needs tls.certificate.", false),
-    key("securepop3port", "0", "POP3 over TLS port (e.g. 995); 0 = off. Needs tls.certificate.", false),
-    key("tls.certificate", "", "PEM certificate chain for STARTTLS and the TLS ports (relative to this folder).", false),
+    key("listen.address", "", "Comma list of IP addresses to listen on. Unset: every IPv4 and IPv6 address. Read at start: a change needs a restart.", true),
+    key("smtpport", "25", "SMTP port. Read at start: a change needs a restart.", true),
+    key("pop3port", "110", "POP3 port. Read at start: a change needs a restart.", true),
+    key("submissionport", "0", "Message submission port (STARTTLS, then AUTH); 0 = off. Read at start: a change needs a restart.", false),
+    key("securesmtpport", "0", "SMTP over TLS port (implicit TLS, e.g. 465; AUTH required); 0 = off. Uses tls.certificate, or the self-signed certificate jes makes without it. Read at start: a change needs a restart.", false),
+    key("securepop3port", "0", "POP3 over TLS port (implicit TLS, e.g. 995); 0 = off. Uses tls.certificate, or the self-signed certificate jes makes without it. Read at start: a change needs a restart.", false),
+    key("tls.certificate", "", "PEM certificate chain for STARTTLS, STLS and the TLS ports (relative to this folder). Unset: jes makes a self-signed certificate for hostname in tls/ on first start.", false),
     key("tls.key", "", "PEM private key for tls.certificate.", false),
     key("allowClearText", "always", "Passwords over unencrypted connections: never, encryptedOnly or always.", false),
     key("threads", "5", "Concurrency hint (outbound deliveries at once), not a connection limit.", true),
@@ -83,6 +83,7 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("pop3.timeout", "600", "Idle seconds before a POP3 client is logged out (RFC 1939: at least 600).", false),
     key("pop3.maxsessiontime", "3600", "Seconds a POP3 session may last in all.", false),
     key("smtp.maxheadersize", "1024", "Largest message header section, in KB.", false),
+    key("smtp.barelf", "normalize", "A bare LF in message data: normalize (taken as a line end, as Postfix 3.9 does) or reject (550 5.6.11). Only CRLF.CRLF ends data; a bare CR is always refused.", false),
     key("submission.sendermatch", "true", "On the submission ports, the envelope sender must be the logged-in address.", false),
     key("mindiskfree", "100", "Free disk space (MB) below which new mail is refused with 452.", false),
     key("smtpdelivery.interval", "10", "Seconds between scans of the smtp/ queue folder.", true),
@@ -101,8 +102,8 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("limits.exempt", "", "Comma list of client addresses (as relay.ipaddresses) free of the per-address connection limits and the failed-login delay; none = nobody. Unset: the relay.ipaddresses list.", false),
     key("relay.popbeforesmtp", "false", "Let a client relay for a while after a POP3 login from its address.", true),
     key("relay.popbeforesmtp.timeout", "10", "Minutes a POP3 login allows relaying.", true),
-    key("http.port", "0", "Port of the web console, JSON API, /metrics and /healthz; 0 = off.", false),
-    key("http.address", "127.0.0.1", "IP address the web console listens on (plain HTTP: keep it on loopback or behind a TLS proxy).", false),
+    key("http.port", "0", "Port of the web console, JSON API, /metrics and /healthz; 0 = off. Read at start: a change needs a restart.", false),
+    key("http.address", "127.0.0.1", "IP address the web console listens on (plain HTTP: keep it on loopback or behind a TLS proxy). Read at start: a change needs a restart.", false),
     key("http.admins", "", "Comma list of accounts from user.conf that may log in to the web console.", false),
     key("store.dir", "", "Folder for the mail and the server's own files (users/, smtp/, failed/, tls/), relative to this folder. Unset: this folder, as JES.", false),
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),

@@ -56,7 +56,9 @@ pub fn sample_mail_conf(smtp_port: u16, pop3_port: u16) -> String {
     let mut out = String::from(
         "# jes configuration (Java .properties syntax, as JES used).\n\
          # Lines starting with # are comments; a commented key shows its default.\n\
-         # Changes are picked up without a restart. `jes check` shows what jes makes of this file.\n\n",
+         # Changes are picked up within seconds, without a restart, except for the keys marked\n\
+         # \"Read at start\" (the addresses and ports jes listens on).\n\
+         # `jes check` shows what jes makes of this file.\n\n",
     );
     let smtp = smtp_port.to_string();
     let pop3 = pop3_port.to_string();
@@ -181,6 +183,42 @@ mod tests {
         // max.valid.rcpt and smtp.maxrecipients are both set: the one expected warning.
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(c.threads, 5);
+    }
+
+    /// The sample's words about TLS ports and restarts are true: the TLS ports work without
+    /// tls.certificate (jes makes one), and the listening ports are read at start only.
+    #[test]
+    fn sample_says_what_needs_a_restart_and_what_tls_needs() {
+        let text = sample_mail_conf(25, 110);
+        assert!(!text.contains("Needs tls.certificate"), "{text}");
+        let block = |key: &str| {
+            let end = text.find(&format!("#{key}=")).unwrap();
+            let start = text[..end].rfind("\n\n").map_or(0, |i| i + 2);
+            text[start..end]
+                .split_whitespace()
+                .filter(|w| *w != "#")
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for key in ["securesmtpport", "securepop3port"] {
+            assert!(
+                block(key).contains("self-signed certificate jes makes"),
+                "{key}"
+            );
+        }
+        for key in [
+            "http.port",
+            "http.address",
+            "submissionport",
+            "securesmtpport",
+        ] {
+            assert!(
+                block(key).contains("needs a restart"),
+                "{key}: {}",
+                block(key)
+            );
+        }
+        assert!(!block("smtp.messagesize").contains("restart"));
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! is removed only when no recipient is pending. A crash anywhere in between repeats work (a
 //! recipient may get a message twice) but never loses it.
 
-use std::io::Read;
 use std::time::SystemTime;
 
 use super::remote::{Remote, RemoteOutcome};
@@ -35,25 +34,6 @@ fn now_ms() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The next-attempt and received times (epoch ms) of a queue file, reading only its first few KB.
-pub fn peek_times(queue: &QueueStore, id: &str) -> Result<(u64, u64), QueueError> {
-    let path = queue.path_of(id);
-    let io_err = |source| QueueError::Io {
-        path: path.clone(),
-        source,
-    };
-    let file = std::fs::File::open(&path).map_err(io_err)?;
-    let mut head = Vec::with_capacity(8192);
-    file.take(64 * 1024)
-        .read_to_end(&mut head)
-        .map_err(io_err)?;
-    match crate::queue::parse(id, &head) {
-        Ok(msg) => Ok((msg.next_attempt_ms, msg.received_ms)),
-        // A header longer than what we read: read it all.
-        Err(_) => queue.load(id).map(|m| (m.next_attempt_ms, m.received_ms)),
-    }
 }
 
 /// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
@@ -256,7 +236,7 @@ fn finish(
         return (Outcome::RetryAt(msg.next_attempt_ms), work);
     }
     if !work.newly_failed.is_empty() && !bounced {
-        keep_in_failed(config, msg);
+        keep_in_failed(config, queue, msg);
     }
     match guard.remove(queue) {
         Ok(()) => {
@@ -466,13 +446,10 @@ fn send_notice(
 }
 
 /// A bounce that could not be delivered is kept in `failed/` (its final state), as JES did.
-fn keep_in_failed(config: &Config, msg: &QueuedMessage) {
+fn keep_in_failed(config: &Config, queue: &QueueStore, msg: &QueuedMessage) {
     let dir = config.failed_dir();
-    let to = dir.join(format!("smtp{}.ser", msg.id));
-    let result =
-        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&to, crate::queue::format(msg)));
-    match result {
-        Ok(()) => {
+    match queue.keep_failed(msg, &dir) {
+        Ok(to) => {
             tracing::warn!(queue_id = %msg.id, "undeliverable bounce kept in {}", to.display())
         }
         Err(e) => {

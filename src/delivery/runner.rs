@@ -64,12 +64,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn dir_stamp(queue: &QueueStore) -> Option<SystemTime> {
-    std::fs::metadata(queue.dir())
-        .and_then(|m| m.modified())
-        .ok()
-}
-
 struct Runner {
     ctx: RunnerContext,
     schedule: Schedule,
@@ -97,7 +91,7 @@ impl Runner {
             let now_ms = now_ms();
             fresh
                 .into_iter()
-                .filter_map(|id| match attempt::peek_times(&queue, &id) {
+                .filter_map(|id| match queue.peek_times(&id) {
                     Ok(times) => Some((id, times)),
                     Err(e) => {
                         tracing::error!("queue file {id} cannot be read, left alone: {e}");
@@ -148,7 +142,7 @@ pub async fn run(
     // Held (not just its address) so a reload can never be mistaken for the old one.
     let mut config_seen = config;
 
-    let mut last_dir_stamp = dir_stamp(&runner.ctx.queue);
+    let mut last_dir_stamp = runner.ctx.queue.changed_at();
     match runner.ctx.queue.list_ids() {
         Ok(ids) => {
             let n = ids.len();
@@ -251,7 +245,7 @@ pub async fn run(
                 }
             }
             _ = scan_tick.tick() => {
-                let stamp = dir_stamp(&runner.ctx.queue);
+                let stamp = runner.ctx.queue.changed_at();
                 if stamp != last_dir_stamp {
                     last_dir_stamp = stamp;
                     match runner.ctx.queue.list_ids() {

@@ -21,7 +21,6 @@ use super::message::{self, Detail, Summary};
 use super::session::Admin;
 use super::{blocking, ApiError, ApiResult, AppState};
 use crate::event::{Event, Kind, MessageFacts};
-use crate::store::read_head;
 use crate::store::{MessageInfo, OpenError};
 
 /// The policy for a message's HTML: no scripts, no remote anything, its own origin (`sandbox`).
@@ -124,7 +123,7 @@ pub async fn messages(
         let listed = store.peek(&address).map_err(open_error)?;
         let mut out = Vec::with_capacity(listed.len());
         for info in listed.iter().rev() {
-            let head = match read_head(&info.path, SUMMARY_PREFIX) {
+            let head = match info.head(SUMMARY_PREFIX) {
                 Ok(h) => h,
                 // Deleted by a POP3 client since the listing.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -134,11 +133,7 @@ pub async fn messages(
                 id: info.uid.clone(),
                 size: info.size,
                 summary: message::summarize(&message::unstuff(&head)),
-                received: message::received_secs(&info.uid, || {
-                    std::fs::metadata(&info.path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                }),
+                received: message::received_secs(&info.uid, || info.stored_at()),
             });
         }
         Ok(Json(out))
@@ -158,7 +153,7 @@ async fn load(state: &AppState, address: &str, id: &str) -> ApiResult<(MessageIn
             .into_iter()
             .find(|m| m.uid == id)
             .ok_or_else(not_found)?;
-        match std::fs::read(&info.path) {
+        match info.read() {
             Ok(bytes) => Ok((info, message::unstuff(&bytes))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
             Err(e) => Err(ApiError::internal(e)),
@@ -284,7 +279,8 @@ pub async fn delete(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::SUMMARY_PREFIX;
+    use crate::store::read_head;
 
     #[test]
     fn reads_the_head_only() {

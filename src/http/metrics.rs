@@ -44,18 +44,17 @@ pub async fn healthz(State(state): State<AppState>, req: Request) -> Response {
     if let Err(e) = allowed(&state, req).await {
         return e.into_response();
     }
-    let dir = state.shared.queue.dir().to_path_buf();
+    let queue = state.shared.queue.clone();
     let probe = blocking(move || {
-        crate::store::ensure_dir(&dir).map_err(ApiError::internal)?;
-        let (path, file) = crate::store::create_temp(&dir).map_err(|e| {
+        queue.probe_writable().map_err(|e| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("queue directory {} is not writable: {e}", dir.display()),
+                format!(
+                    "queue directory {} is not writable: {e}",
+                    queue.dir().display()
+                ),
             )
-        })?;
-        drop(file);
-        crate::store::remove_if_exists(&path).map_err(ApiError::internal)?;
-        Ok(())
+        })
     })
     .await;
     match probe {

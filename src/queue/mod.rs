@@ -129,6 +129,47 @@ impl QueueStore {
         self.dir.join(format!("smtp{id}.ser"))
     }
 
+    /// The next-attempt and received times (epoch ms) of entry `id`, reading only the first few
+    /// KB of its file: what the runner needs to schedule a file it found.
+    pub fn peek_times(&self, id: &str) -> Result<(u64, u64), QueueError> {
+        use std::io::Read;
+        let path = self.path_of(id);
+        let file = File::open(&path).map_err(|e| QueueError::io(e, &path))?;
+        let mut head = Vec::with_capacity(8192);
+        file.take(64 * 1024)
+            .read_to_end(&mut head)
+            .map_err(|e| QueueError::io(e, &path))?;
+        match parse(id, &head) {
+            Ok(msg) => Ok((msg.next_attempt_ms, msg.received_ms)),
+            // A header longer than what we read: read it all.
+            Err(_) => self.load(id).map(|m| (m.next_attempt_ms, m.received_ms)),
+        }
+    }
+
+    /// When the queue folder last changed (a file added or removed): the runner lists it only
+    /// when this moves. `None` when it cannot be told.
+    pub fn changed_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok()
+    }
+
+    /// Whether a file can be written into the queue now (`/healthz`): creates and removes a
+    /// temporary file, which no reader lists.
+    pub fn probe_writable(&self) -> io::Result<()> {
+        ensure_dir(&self.dir)?;
+        let (path, file) = create_temp(&self.dir)?;
+        drop(file);
+        remove_if_exists(&path)
+    }
+
+    /// Keeps a finished message that could not be delivered or bounced in `failed_dir` (its final
+    /// state), as JES did with undeliverable bounces. Returns where it went.
+    pub fn keep_failed(&self, msg: &QueuedMessage, failed_dir: &Path) -> io::Result<PathBuf> {
+        let to = failed_dir.join(format!("smtp{}.ser", msg.id));
+        std::fs::create_dir_all(failed_dir)?;
+        std::fs::write(&to, format(msg))?;
+        Ok(to)
+    }
+
     /// Writes a new queue file durably (temp name, fsync, rename, fsync dir); returns its id.
     /// `sender` may be bare or in angle brackets; empty or `<>` is the null sender. Every recipient
     /// starts `pending`; received and next attempt are now, attempts 0.

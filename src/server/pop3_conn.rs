@@ -3,7 +3,7 @@
 //! mailbox lock is the `Mailbox` value itself: it is released when this task ends, however it ends,
 //! and a dropped connection deletes nothing.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +16,9 @@ use super::{clear_text_allowed, normalize_ip, Shared};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
 use crate::store::{Mailbox, OpenError};
+
+/// Facts of retrieved messages a session keeps for their deletion events.
+const RETRIEVED_FACTS_KEPT: usize = 1000;
 
 pub async fn run(
     mut conn: Conn,
@@ -37,6 +40,8 @@ pub async fn run(
     let mut session = Session::new(params);
     let mut wbuf = session.greeting();
     let mut mailbox: Option<Arc<Mailbox>> = None;
+    // Facts of the messages RETR read in this session, by index, for their pop3-deleted events.
+    let mut retrieved: HashMap<usize, MessageFacts> = HashMap::new();
     let mut user = String::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut pending: VecDeque<Output> = VecDeque::new();
@@ -153,6 +158,12 @@ pub async fn run(
                                             .in_session(&session_id, ip)
                                             .with_tls(conn.tls_version().as_deref()),
                                     );
+                                    // A reader deletes what it read: its pop3-deleted event
+                                    // then needs no second look at the file (bounded: past
+                                    // that, deletion reads the head again).
+                                    if retrieved.len() < RETRIEVED_FACTS_KEPT {
+                                        retrieved.insert(index, facts);
+                                    }
                                 }
                             }
                             _ => {}
@@ -168,11 +179,16 @@ pub async fn run(
                                     .map(|i| i.uid.clone())
                                     .collect();
                                 let indices = deleted.clone();
+                                let mut known = std::mem::take(&mut retrieved);
                                 let done = tokio::task::spawn_blocking(move || {
-                                    // What each message was, for its outcome event, read before it goes.
+                                    // What each message was, for its outcome event: known from
+                                    // RETR, else read before it goes.
                                     let facts: Vec<MessageFacts> = indices
                                         .iter()
                                         .filter_map(|&i| {
+                                            if let Some(f) = known.remove(&i) {
+                                                return Some(f);
+                                            }
                                             let info = m.messages.get(i)?;
                                             let head = m.head(i, 16 * 1024).unwrap_or_default();
                                             Some(MessageFacts::of_stored(

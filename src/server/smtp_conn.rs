@@ -94,6 +94,7 @@ pub async fn run(
     let mut params = SessionParams::new(config.mail.hostname.clone(), session_id.clone(), ip);
     params.max_message_size = config.mail.max_message_size;
     params.max_header_size = config.mail.max_header_size;
+    params.normalize_bare_lf = config.mail.bare_lf == crate::config::BareLf::Normalize;
     params.trusted = trusted_ip;
     params.tls_available = shared.tls().is_some();
     params.encrypted = conn.is_tls();

@@ -3,17 +3,22 @@
 //! The end of data is `CRLF . CRLF` and nothing else (RFC 5321 §4.1.1.4). A small byte-level state
 //! machine carries its state across calls, so a terminator split over any number of reads is found
 //! exactly as in one piece, and every byte can be consumed at once: the driver never holds data.
-//! A bare LF or a bare CR never ends a line here, so `LF . CRLF` or `CRLF . LF` cannot end a message
-//! early ("SMTP smuggling"); the message is refused after its real end instead, which also keeps
-//! ambiguous line ends out of the spool. The content is kept in wire form (dot-stuffed, CRLF), which
-//! is what JES stored and what RETR and relaying send as is. Past the size limit, or past the
-//! header limit while still in the header section (up to and including the first empty line),
-//! the bytes are still scanned for the terminator but no longer kept.
+//!
+//! A bare LF or CR never helps to end the message, so `LF . CRLF`, `CRLF . LF` or `CR . CR` cannot
+//! end it early ("SMTP smuggling"). What happens to a bare LF depends on `smtp.barelf`: refused
+//! after the message's real end (`reject`), or, as Postfix 3.9 does by default, taken as the end of
+//! a line and stored as CRLF (`normalize`), for old scripts that end lines with LF. A bare CR is
+//! refused either way: no client means it as a line end. The content is kept in wire form
+//! (dot-stuffed, CRLF), which is what JES stored and what RETR and relaying send as is; so a lone
+//! `.` line that follows a bare LF, or ends with one, is stored stuffed as `..`: stored as a bare
+//! `.` it would end the message early at the POP3 client or the smart host. Past the size limit,
+//! or past the header limit while still in the header section (up to and including the first empty
+//! line), the bytes are still scanned for the terminator but no longer kept.
 
 /// Where the scanner stands, relative to line ends and a possible terminator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scan {
-    /// Right after a CRLF, or at the very start of the data.
+    /// Right after a line end, or at the very start of the data.
     LineStart,
     /// Inside a line.
     Mid,
@@ -21,7 +26,7 @@ enum Scan {
     Cr,
     /// After a `.` at a line start: maybe the terminator.
     Dot,
-    /// After `.` CR at a line start: an LF ends the message.
+    /// After `.` CR at a line start: an LF ends the message (unless the line began after a bare LF).
     DotCr,
 }
 
@@ -32,7 +37,7 @@ pub(super) enum DataOutcome {
     TooBig,
     /// A header section longer than `max_header_size`: `552 5.3.4`.
     HeaderTooBig,
-    /// A bare LF or CR somewhere: `550 5.6.11`.
+    /// A bare CR somewhere, or a bare LF when they are not normalised: `550 5.6.11`.
     BareLineEnd,
     /// The content in wire form, without the final `.CRLF`.
     Message(Vec<u8>),
@@ -42,12 +47,16 @@ pub(super) enum DataOutcome {
 pub(super) struct DataReceiver {
     scan: Scan,
     data: Vec<u8>,
-    /// Octets of content seen so far, kept or not.
+    /// Octets of content kept or counted so far (a normalised LF counts as CRLF).
     size: u64,
     /// 0 means unlimited.
     max: u64,
     too_big: bool,
     bare: bool,
+    /// A bare LF ends a line (stored as CRLF) instead of refusing the message.
+    normalize_lf: bool,
+    /// The current line began after a bare LF: its `.` CRLF is content, not the terminator.
+    after_bare_lf: bool,
     /// Octets of the header section so far; `None` once its empty line has passed.
     header: Option<u64>,
     /// 0 means unlimited.
@@ -58,7 +67,7 @@ pub(super) struct DataReceiver {
 }
 
 impl DataReceiver {
-    pub(super) fn new(max: u64, max_header: u64) -> Self {
+    pub(super) fn new(max: u64, max_header: u64, normalize_lf: bool) -> Self {
         DataReceiver {
             scan: Scan::LineStart,
             data: Vec::new(),
@@ -66,6 +75,8 @@ impl DataReceiver {
             max,
             too_big: false,
             bare: false,
+            normalize_lf,
+            after_bare_lf: false,
             header: Some(0),
             max_header,
             header_too_big: false,
@@ -100,16 +111,13 @@ impl DataReceiver {
                     self.scan = Scan::Dot;
                 }
                 Scan::LineStart => {
-                    self.empty_line = b == b'\r';
+                    self.empty_line = b == b'\r' || (b == b'\n' && self.normalize_lf);
                     self.in_line(b);
                 }
                 Scan::Mid => self.in_line(b),
                 Scan::Cr if b == b'\n' => {
                     self.emit(b"\n");
-                    self.scan = Scan::LineStart;
-                    if self.empty_line {
-                        self.header = None; // the header section ends with its empty line
-                    }
+                    self.line_ended(false);
                 }
                 Scan::Cr => {
                     self.empty_line = false;
@@ -117,10 +125,12 @@ impl DataReceiver {
                     self.in_line(b);
                 }
                 Scan::Dot if b == b'\r' => self.scan = Scan::DotCr,
+                Scan::Dot if b == b'\n' && self.normalize_lf => self.lone_dot_line(true),
                 Scan::Dot => {
                     self.emit(b".");
                     self.in_line(b);
                 }
+                Scan::DotCr if b == b'\n' && self.after_bare_lf => self.lone_dot_line(false),
                 Scan::DotCr if b == b'\n' => return (i, true),
                 Scan::DotCr => {
                     // `.` CR then something else: the CR was bare.
@@ -135,15 +145,42 @@ impl DataReceiver {
 
     /// One octet inside a line (or at a line start when it is not a dot).
     fn in_line(&mut self, b: u8) {
-        self.emit(&[b]);
-        self.scan = match b {
-            b'\r' => Scan::Cr,
-            b'\n' => {
-                self.bare = true;
-                Scan::Mid
+        match b {
+            b'\r' => {
+                self.emit(b"\r");
+                self.scan = Scan::Cr;
             }
-            _ => Scan::Mid,
-        };
+            b'\n' if self.normalize_lf => {
+                self.emit(b"\r\n");
+                self.line_ended(true);
+            }
+            b'\n' => {
+                self.emit(b"\n");
+                self.bare = true;
+                self.scan = Scan::Mid;
+            }
+            _ => {
+                self.emit(&[b]);
+                self.scan = Scan::Mid;
+            }
+        }
+    }
+
+    /// A line has ended (its CRLF is emitted); `bare_lf`: it ended with a normalised bare LF.
+    fn line_ended(&mut self, bare_lf: bool) {
+        self.scan = Scan::LineStart;
+        self.after_bare_lf = bare_lf;
+        if self.empty_line {
+            self.header = None; // the header section ends with its empty line
+        }
+    }
+
+    /// A line that is a lone `.` but not the terminator, because a bare LF began or ended it. It
+    /// is content (a dot), stored stuffed, so that nothing downstream takes it for the end.
+    fn lone_dot_line(&mut self, ends_with_bare_lf: bool) {
+        self.emit(b"..\r\n");
+        self.empty_line = false;
+        self.line_ended(ends_with_bare_lf);
     }
 
     fn emit(&mut self, bytes: &[u8]) {

@@ -86,11 +86,15 @@ pub struct SessionParams {
     pub require_sender_match: bool,
     /// Maximum size of a message's header section in octets; 0 means unlimited.
     pub max_header_size: u64,
+    /// `smtp.barelf=normalize`: a bare LF in DATA ends a line (stored as CRLF) instead of refusing
+    /// the message. Only `CRLF . CRLF` ends DATA either way, and a bare CR is always refused.
+    pub normalize_bare_lf: bool,
 }
 
 impl SessionParams {
     /// Safe defaults for everything but the names: no TLS, not encrypted, clear-text AUTH allowed,
-    /// not submission, no sender check, 1 MiB of header, no size limit, not trusted. Use struct
+    /// not submission, no sender check, 1 MiB of header, no size limit, not trusted, bare LF
+    /// normalised (`smtp.barelf`'s default). Use struct
     /// update syntax for the rest: `SessionParams { trusted: true, ..SessionParams::new(h, id, ip) }`.
     pub fn new(
         hostname: impl Into<String>,
@@ -109,6 +113,7 @@ impl SessionParams {
             submission: false,
             require_sender_match: false,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            normalize_bare_lf: true,
         }
     }
 }

@@ -409,6 +409,7 @@ impl Session {
         self.state = State::Data(DataReceiver::new(
             self.params.max_message_size,
             self.params.max_header_size,
+            self.params.normalize_bare_lf,
         ));
     }
 
@@ -425,7 +426,11 @@ impl Session {
             DataOutcome::BareLineEnd => Err((
                 550,
                 "5.6.11",
-                "Message contains bare LF or CR; lines must end with CRLF",
+                if self.params.normalize_bare_lf {
+                    "Message contains bare CR; lines must end with CRLF"
+                } else {
+                    "Message contains bare LF or CR; lines must end with CRLF"
+                },
             )),
             DataOutcome::Message(data) => {
                 let facts = headers::scan(&data);

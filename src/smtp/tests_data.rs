@@ -8,8 +8,29 @@ use std::net::{IpAddr, Ipv6Addr};
 
 const START: &[u8] = b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n";
 
-/// Runs `START`, then `data`, in one piece and byte by byte; both runs must agree.
+/// Runs `START`, then `data`, in one piece and byte by byte (default `smtp.barelf=normalize`);
+/// both runs must agree.
 fn send(data: &[u8]) -> Driver {
+    send_as(params(), data)
+}
+
+/// `send` with `smtp.barelf=reject`.
+fn send_rejecting(data: &[u8]) -> Driver {
+    send_as(
+        SessionParams {
+            normalize_bare_lf: false,
+            ..params()
+        },
+        data,
+    )
+}
+
+fn send_as(p: SessionParams, data: &[u8]) -> Driver {
+    let ehloed = || {
+        let mut d = Driver::new(p.clone());
+        d.feed(b"EHLO client.test\r\n");
+        d
+    };
     let mut whole = ehloed();
     whole.feed(START);
     whole.feed(data);
@@ -66,7 +87,7 @@ fn smuggling_never_makes_a_second_message() {
         input.extend_from_slice(inner);
         input.extend_from_slice(forged);
         input.extend_from_slice(b".\r\nNOOP\r\n");
-        let d = send(&input);
+        let d = send_rejecting(&input);
         assert!(d.stores().is_empty(), "{inner:?}");
         let r = d.replies();
         assert_eq!(
@@ -86,14 +107,109 @@ fn bare_cr_or_lf_anywhere_refuses_the_message() {
         b"a\r\r\n.\r\n",
         b"\n.\r\n\r\n.\r\n",
     ] {
-        let d = send(data);
+        let d = send_rejecting(data);
         assert!(d.stores().is_empty(), "{data:?}");
         assert!(d.last().starts_with("550 5.6.11"), "{data:?}");
     }
     // The transaction is gone afterwards.
-    let mut d = send(b"a\nb\r\n.\r\n");
+    let mut d = send_rejecting(b"a\nb\r\n.\r\n");
     d.feed(b"RCPT TO:<c@d.test>\r\n");
     assert!(d.last().starts_with("503 5.5.1"));
+}
+
+/// `smtp.barelf=normalize`: each smuggling sequence that has only bare LFs becomes content (a bare
+/// LF is a line end, stored as CRLF; a lone `.` line stored stuffed), the forged commands are text
+/// of the one message, and the session goes on.
+#[test]
+fn normalised_bare_lf_never_ends_the_message_early() {
+    let forged = b"MAIL FROM:<evil@x.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nforged\r\n";
+    for (inner, stored) in [
+        (&b"\n.\r\n"[..], &b"\r\n..\r\n"[..]),
+        (b"\r\n.\n", b"\r\n..\r\n"),
+        (b"\n.\n", b"\r\n..\r\n"),
+        (b"\n..\r\n", b"\r\n..\r\n"),
+        (b"\n..\n", b"\r\n..\r\n"),
+        (b"\n\n.\n\n", b"\r\n\r\n..\r\n\r\n"),
+        (b"\n.\r\n.\n", b"\r\n..\r\n..\r\n"),
+        (b"\r\n\x00.\r\n", b"\r\n\x00.\r\n"),
+        (b"\r\n.x\n", b"\r\n.x\r\n"),
+    ] {
+        let mut input = b"Subject: a\r\n\r\nfirst".to_vec();
+        input.extend_from_slice(inner);
+        input.extend_from_slice(forged);
+        input.extend_from_slice(b".\r\nNOOP\r\n");
+        let d = send(&input);
+        assert_eq!(d.stores().len(), 1, "{inner:?}");
+        let mut expected = b"Subject: a\r\n\r\nfirst".to_vec();
+        expected.extend_from_slice(stored);
+        expected.extend_from_slice(forged);
+        assert_eq!(d.stores()[0].data, expected, "{inner:?}");
+        // Stored as sent on by RETR and the relay client: no line is a lone dot, no LF is bare.
+        let data = &d.stores()[0].data;
+        assert!(!data.windows(5).any(|w| w == b"\r\n.\r\n"), "{inner:?}");
+        assert!(data
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || data[i - 1] == b'\r'));
+        let r = d.replies();
+        assert_eq!(r[r.len() - 2], "250 2.0.0 OK queued as Q1\r\n", "{inner:?}");
+        assert_eq!(r[r.len() - 1], "250 2.0.0 OK\r\n");
+    }
+}
+
+/// After a lone `.` line that a bare LF began, the next `CRLF . CRLF` still ends the message.
+#[test]
+fn normalised_lone_dot_line_then_the_real_end() {
+    let d = send(b"a\n.\r\n.\r\nNOOP\r\n");
+    assert_eq!(d.stores()[0].data, b"a\r\n..\r\n");
+    assert_eq!(d.last(), "250 2.0.0 OK\r\n");
+    // A lone `.` ended by a bare LF right after DATA is a dot, not an empty message.
+    let d = send(b".\nx\r\n.\r\n");
+    assert_eq!(d.stores()[0].data, b"..\r\nx\r\n");
+}
+
+/// A bare CR is refused under `normalize` too, with a reply that names only CR.
+#[test]
+fn bare_cr_is_refused_when_lf_is_normalised() {
+    for data in [
+        &b"a\r.\r\n\r\n.\r\n"[..],
+        b"a\r.\r\r\n.\r\n",
+        b"a\r\n.\rX\r\n.\r\n",
+        b"a\rb\r\n.\r\n",
+        b"a\n\rb\n.\r\n\r\n.\r\n",
+    ] {
+        let mut input = data.to_vec();
+        input.extend_from_slice(b"NOOP\r\n");
+        let d = send(&input);
+        assert!(d.stores().is_empty(), "{data:?}");
+        let r = d.replies();
+        assert_eq!(
+            r[r.len() - 2],
+            "550 5.6.11 Message contains bare CR; lines must end with CRLF\r\n",
+            "{data:?}"
+        );
+        assert_eq!(r[r.len() - 1], "250 2.0.0 OK\r\n");
+    }
+}
+
+/// An empty line ended by a bare LF ends the header section, so the header limit stops there.
+#[test]
+fn normalised_empty_line_ends_the_header_section() {
+    let p = SessionParams {
+        max_header_size: 30,
+        ..params()
+    };
+    let mut data = b"Subject: a\n\n".to_vec();
+    data.extend_from_slice(&[b'x'; 100]);
+    data.extend_from_slice(b"\r\n.\r\n");
+    let d = send_as(p.clone(), &data);
+    assert_eq!(d.stores().len(), 1, "{:?}", d.replies());
+    assert_eq!(&d.stores()[0].data[..14], b"Subject: a\r\n\r\n");
+    // Without the empty line it is all header, and too big.
+    let mut data = b"Subject: a\n".to_vec();
+    data.extend_from_slice(&[b'x'; 100]);
+    data.extend_from_slice(b"\r\n.\r\n");
+    assert!(send_as(p, &data).last().starts_with("552 5.3.4"));
 }
 
 #[test]

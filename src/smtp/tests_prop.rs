@@ -95,7 +95,7 @@ fn session_params() -> impl Strategy<Value = SessionParams> {
     (
         prop_oneof![Just(0u64), Just(40), Just(5000)],
         prop_oneof![Just(0u64), Just(30), Just(DEFAULT_MAX_HEADER_SIZE)],
-        any::<[bool; 6]>(),
+        any::<[bool; 7]>(),
     )
         .prop_map(|(max, max_header, flags)| SessionParams {
             max_message_size: max,
@@ -106,6 +106,7 @@ fn session_params() -> impl Strategy<Value = SessionParams> {
             clear_text_auth: flags[3],
             submission: flags[4],
             require_sender_match: flags[5],
+            normalize_bare_lf: flags[6],
             ..params()
         })
 }
@@ -258,6 +259,65 @@ proptest! {
             transcript.extend_from_slice(&wire);
             transcript.extend_from_slice(b".\r\n");
             expected.push(wire);
+        }
+        transcript.extend_from_slice(b"QUIT\r\n");
+        let whole = run(&params(), &[&transcript]);
+        let split = run(&params(), &chunks(&transcript, &sizes));
+        prop_assert_eq!(&whole.log, &split.log);
+        let stored: Vec<Vec<u8>> = whole.stores().iter().map(|e| e.data.clone()).collect();
+        prop_assert_eq!(stored, expected);
+        prop_assert!(whole.closed && whole.buf.is_empty());
+    }
+
+    /// `smtp.barelf=normalize`: lines ended by CRLF or a bare LF at random are stored with CRLF
+    /// and otherwise exactly as sent, one message per DATA. A `.` CRLF right after a bare LF is
+    /// content (stored `..`), so only the next `.` CRLF ends the message.
+    #[test]
+    fn bare_lf_lines_are_stored_with_crlf(
+        bodies in proptest::collection::vec(
+            proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just(b"".to_vec()),
+                        Just(b".".to_vec()),
+                        Just(b"..".to_vec()),
+                        Just(b"MAIL FROM:<e@x.test>".to_vec()),
+                        proptest::collection::vec(
+                            any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'),
+                            0..100,
+                        ),
+                    ],
+                    any::<bool>(),
+                ),
+                0..12,
+            ),
+            1..4,
+        ),
+        sizes in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        let mut transcript = b"EHLO c.test\r\n".to_vec();
+        let mut expected = Vec::new();
+        for lines in &bodies {
+            transcript.extend_from_slice(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n");
+            let mut stored = Vec::new();
+            let mut after_lf = false;
+            for (line, bare_lf) in lines {
+                if line.first() == Some(&b'.') {
+                    transcript.push(b'.');
+                    stored.push(b'.');
+                }
+                transcript.extend_from_slice(line);
+                stored.extend_from_slice(line);
+                transcript.extend_from_slice(if *bare_lf { b"\n" } else { b"\r\n" });
+                stored.extend_from_slice(b"\r\n");
+                after_lf = *bare_lf;
+            }
+            if after_lf {
+                transcript.extend_from_slice(b".\r\n");
+                stored.extend_from_slice(b"..\r\n");
+            }
+            transcript.extend_from_slice(b".\r\n");
+            expected.push(stored);
         }
         transcript.extend_from_slice(b"QUIT\r\n");
         let whole = run(&params(), &[&transcript]);

@@ -38,7 +38,28 @@ pub struct MessageInfo {
     pub uid: String,
     /// Octets RETR sends before byte-stuffing (i.e. the unstuffed message with CRLF line ends).
     pub size: u64,
-    pub path: PathBuf,
+    path: PathBuf,
+}
+
+/// Reading a listed message without the mailbox lock (the console looks while POP3 may hold the
+/// mailbox). A message deleted since the listing gives `NotFound`.
+impl MessageInfo {
+    /// The stored bytes (wire form, still dot-stuffed).
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        std::fs::read(&self.path)
+    }
+
+    /// The header section, at most `limit` bytes.
+    pub fn head(&self, limit: usize) -> io::Result<Vec<u8>> {
+        read_head(&self.path, limit)
+    }
+
+    /// When the message was stored (its file's modification time).
+    pub fn stored_at(&self) -> Option<SystemTime> {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,8 +284,8 @@ impl MailStore {
     }
 
     /// Locks and lists a mailbox for a POP3 session; the lock is released when `Mailbox` drops.
-    /// A mailbox that does not exist yet is empty (and is not created: with nothing in it there is
-    /// nothing to guard, and a delivery that creates it meanwhile is not in this listing).
+    /// A mailbox that does not exist yet is created empty, so that it can be locked: a second
+    /// session gets `[IN-USE]` whether or not mail has arrived yet.
     ///
     /// The lock is an exclusive `flock` on the mailbox's folder, so it holds across processes (a
     /// second server, `jes` tools, a test) and between two sessions of one process alike: flock
@@ -273,24 +294,23 @@ impl MailStore {
     pub fn open(&self, mailbox: &str) -> Result<Mailbox, OpenError> {
         let key = crate::address::mailbox_dir_name(mailbox)?;
         let dir = self.users_dir.join(&key);
-        let lock = match File::open(&dir) {
-            Ok(folder) => match folder.try_lock() {
-                Ok(()) => Some(folder),
-                Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::InUse),
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(OpenError::Io(with_path(e, "cannot lock", &dir)))
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(OpenError::Io(with_path(e, "cannot open", &dir))),
-        };
+        ensure_dir(&dir).map_err(|e| OpenError::Io(with_path(e, "cannot create", &dir)))?;
+        let folder =
+            File::open(&dir).map_err(|e| OpenError::Io(with_path(e, "cannot open", &dir)))?;
+        match folder.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::InUse),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(OpenError::Io(with_path(e, "cannot lock", &dir)))
+            }
+        }
         let messages = list_dir(&dir, &key, &self.shared)?;
         Ok(Mailbox {
             messages,
             dir,
             key,
             shared: Arc::clone(&self.shared),
-            _lock: lock,
+            _lock: folder,
         })
     }
 
@@ -371,8 +391,8 @@ pub struct Mailbox {
     dir: PathBuf,
     key: String,
     shared: Arc<Shared>,
-    /// The mailbox folder, flock'ed; `None` for a mailbox that does not exist yet.
-    _lock: Option<File>,
+    /// The mailbox folder, flock'ed.
+    _lock: File,
 }
 
 /// The UID of a listed file name, if the name is one of ours to list: `pop<uid>.jmsg`, with a UID

@@ -162,12 +162,13 @@ fn unsafe_names_are_refused_before_writing() {
 }
 
 #[test]
-fn missing_mailbox_is_empty_and_not_created() {
+fn missing_mailbox_is_created_empty_so_that_it_can_be_locked() {
     let tmp = tempfile::tempdir().unwrap();
     let store = MailStore::new(tmp.path().join("users"));
     let mb = store.open("nobody@x.test").unwrap();
     assert!(mb.messages.is_empty());
-    assert!(!tmp.path().join("users").exists());
+    assert!(tmp.path().join("users/nobody@x.test").is_dir());
+    assert!(matches!(store.open("nobody@x.test"), Err(OpenError::InUse)));
 }
 
 #[test]
@@ -200,14 +201,6 @@ fn listing_is_oldest_first_and_skips_others() {
 fn second_open_is_in_use_until_drop() {
     let tmp = tempfile::tempdir().unwrap();
     let store = MailStore::new(tmp.path().join("users"));
-    // The lock is on the mailbox folder: a mailbox that does not exist yet is empty and unlocked.
-    let empty = store.open("a@x.test").unwrap();
-    let empty_too = store.open("a@x.test").unwrap();
-    assert!(empty.messages.is_empty() && empty_too.messages.is_empty());
-    drop((empty, empty_too));
-    store
-        .deliver(&["a@x.test".into(), "b@x.test".into()], "s@y", b"x\r\n")
-        .unwrap();
     let first = store.open("a@x.test").unwrap();
     assert!(matches!(store.open("A@X.test"), Err(OpenError::InUse)));
     let other = store.open("b@x.test").unwrap();

@@ -38,6 +38,24 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// The Python every test runs its peers and clients with: the virtual environment
+/// `scripts/install-test-deps` makes in `tests/.venv`, so the packages the tests need (aiosmtpd,
+/// selenium, schemathesis) never go into the system's Python.
+pub fn python3() -> PathBuf {
+    venv_bin("python3")
+}
+
+/// A program installed into `tests/.venv` (e.g. `schemathesis`).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = repo_path("tests/.venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-test-deps (it makes the tests' Python environment)",
+        path.display()
+    );
+    path
+}
+
 /// A running jes with its folder `<tmp>/jes/etc` and log `<tmp>/jes/log/jes.log`.
 pub struct Server {
     pub root: tempfile::TempDir,
@@ -178,14 +196,14 @@ impl Server {
 
     /// Runs `tests/py/<script>` with the server's ports in the environment.
     pub fn python(&self, script: &str, args: &[&str]) -> Output {
-        let out = Command::new("python3")
+        let out = Command::new(python3())
             .arg(repo_path(&format!("tests/py/{script}")))
             .args(args)
             .env("JES_SMTP_PORT", self.smtp_port.to_string())
             .env("JES_POP3_PORT", self.pop3_port.to_string())
             .env("JES_ETC", &self.etc)
             .output()
-            .expect("run python3");
+            .expect("run tests/.venv/bin/python3");
         out
     }
 
@@ -298,7 +316,7 @@ impl Upstream {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("upstream.jsonl");
         let mode_file = dir.path().join("mode");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python3())
             .arg(repo_path("tests/py/upstream.py"))
             .arg(port.to_string())
             .arg(&log)
@@ -447,7 +465,7 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 impl Server {
     /// Like `python_ok`, with extra environment variables.
     pub fn python_env_ok(&self, script: &str, args: &[&str], env: &[(&str, String)]) -> String {
-        let mut cmd = Command::new("python3");
+        let mut cmd = Command::new(python3());
         cmd.arg(repo_path(&format!("tests/py/{script}")))
             .args(args)
             .env("JES_SMTP_PORT", self.smtp_port.to_string())
@@ -456,7 +474,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run python3");
+        let out = cmd.output().expect("run tests/.venv/bin/python3");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
