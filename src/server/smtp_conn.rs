@@ -128,28 +128,18 @@ pub async fn run(
             buf.drain(..consumed);
             let mut acted = false;
             for output in std::mem::take(&mut out) {
+                let Some(output) = reply_or_report(output, &mut wbuf, &session_id, ip) else {
+                    continue;
+                };
                 match output {
-                    Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
-                    Output::Refused {
-                        sender,
-                        recipients,
-                        reply,
-                    } => report_refused(&session_id, ip, &sender, &recipients, &reply),
+                    Output::Reply(_) | Output::Refused { .. } => {}
                     Output::Store(envelope) => {
                         let tls = conn.tls_version();
                         let result = store(&shared, &session_id, ip, tls, envelope).await;
                         let mut after = Vec::new();
                         session.stored(result, &mut after);
                         for output in after {
-                            match output {
-                                Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
-                                Output::Refused {
-                                    sender,
-                                    recipients,
-                                    reply,
-                                } => report_refused(&session_id, ip, &sender, &recipients, &reply),
-                                _ => {}
-                            }
+                            reply_or_report(output, &mut wbuf, &session_id, ip);
                         }
                         acted = true;
                     }
@@ -288,6 +278,26 @@ async fn store(
     })
     .await
     .unwrap_or_else(|e| Err(StoreError::Temporary(format!("storage task failed: {e}"))))
+}
+
+/// A reply goes into the output buffer and a refusal to the outcome report; any other output
+/// (an action for the driver) is given back.
+fn reply_or_report(
+    output: Output,
+    wbuf: &mut Vec<u8>,
+    session_id: &str,
+    ip: std::net::IpAddr,
+) -> Option<Output> {
+    match output {
+        Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
+        Output::Refused {
+            sender,
+            recipients,
+            reply,
+        } => report_refused(session_id, ip, &sender, &recipients, &reply),
+        other => return Some(other),
+    }
+    None
 }
 
 /// Reports recipients the session refused (one `refused` event each, with our reply).
