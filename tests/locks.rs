@@ -8,9 +8,19 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{jes_bin, Server, DEFAULT_USERS};
-use jes::store::{MailStore, OpenError};
+use jes::store::{FileMailboxes, Mailboxes, OpenError, OpenMailbox};
 
 const ACCOUNT: &str = "trackstudio@127.0.0.1";
+
+/// Opens `ACCOUNT` through the library's mailbox interface, as another process would.
+fn open(users: std::path::PathBuf) -> Result<Box<dyn OpenMailbox>, OpenError> {
+    let store = FileMailboxes::new(users);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(Mailboxes::open(&store, ACCOUNT))
+}
 
 fn server_with_mail() -> Server {
     let server = Server::start("", DEFAULT_USERS);
@@ -22,25 +32,24 @@ fn server_with_mail() -> Server {
 #[test]
 fn a_mailbox_the_server_holds_is_locked_for_this_process_too() {
     let server = server_with_mail();
-    let store = MailStore::new(server.etc.join("users"));
+    let users = server.etc.join("users");
     let mut pop = server.connect(server.pop3_port);
     assert!(pop.cmd(&format!("USER {ACCOUNT}")).starts_with("+OK"));
     assert!(pop.cmd("PASS secret").starts_with("+OK"));
     assert!(
-        matches!(store.open(ACCOUNT), Err(OpenError::InUse)),
+        matches!(open(users.clone()), Err(OpenError::InUse)),
         "the server's POP3 session holds the mailbox"
     );
     assert!(pop.cmd("QUIT").starts_with("+OK"));
     // QUIT's +OK comes after the lock is gone.
-    let mb = store.open(ACCOUNT).expect("free after QUIT");
-    assert_eq!(mb.messages.len(), 1);
+    let mb = open(users).expect("free after QUIT");
+    assert_eq!(mb.messages().len(), 1);
 }
 
 #[test]
 fn a_mailbox_this_process_holds_is_in_use_for_the_server() {
     let server = server_with_mail();
-    let store = MailStore::new(server.etc.join("users"));
-    let held = store.open(ACCOUNT).expect("open");
+    let held = open(server.etc.join("users")).expect("open");
     let mut pop = server.connect(server.pop3_port);
     assert!(pop.cmd(&format!("USER {ACCOUNT}")).starts_with("+OK"));
     let r = pop.cmd("PASS secret");

@@ -1,7 +1,7 @@
 //! The queue-file reader on arbitrary bytes, both formats (JES 1.0 `1.0` files and jes's
 //! `jes-queue 1`). What `src/queue/prop_tests.rs` asserts: no panic, and a refusal names a line the
 //! file has (or the one after its end) with a reason; and what the reader accepts, written back
-//! by `format` (if its addresses pass `check_address`, as `QueueStore::save` requires), reads back
+//! by `format` (if its addresses pass `check_address`, as `Spool::save` requires), reads back
 //! as the same message (error texts kept to one line), so a retry never changes whom a message
 //! goes to.
 #![no_main]
@@ -39,7 +39,7 @@ fuzz_target!(|bytes: &[u8]| {
         }
         Ok(m) => {
             assert_eq!(m.id, "123");
-            // What the writer's callers check (`QueueStore::save`): a message that passes is
+            // What the writer's callers check (`Spool::save`): a message that passes is
             // written; one that does not is refused, never mangled.
             let writable = check_address(&m.sender, true).is_ok()
                 && m.recipients

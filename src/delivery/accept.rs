@@ -6,16 +6,18 @@
 //! queue goes first: if the mailboxes then fail, the queue file is taken back, so the client's
 //! retry does not send the remote copy twice. It reports each recipient's outcome (`accepted`, and
 //! `delivered-locally` for mailbox copies) through `outcome`, and hands the queue id to the runner
-//! at once. It knows nothing of sockets: tests call it directly. It blocks (fsync): callers run it
-//! on the blocking pool.
+//! at once. It knows nothing of sockets or files: it sees the storage interfaces (`Queue`,
+//! `Mailboxes`), and tests call it directly.
 
 use std::net::IpAddr;
 
 use super::runner::RunnerHandle;
 use crate::config::Config;
 use crate::event::{Event, Kind, MessageFacts};
-use crate::queue::{QueueError, QueueStore};
-use crate::store::{DeliverError, MailStore};
+use std::sync::Arc;
+
+use crate::queue::{Queue, QueueError};
+use crate::store::{DeliverError, Mailboxes};
 
 /// A message as the SMTP session hands it over, with what the session knows about its client.
 #[derive(Debug, Clone)]
@@ -42,25 +44,27 @@ pub enum AcceptError {
 
 /// Where the accept step keeps what it takes.
 pub struct Stores<'a> {
-    pub queue: &'a QueueStore,
-    pub mailboxes: &'a MailStore,
+    pub queue: &'a dyn Queue,
+    pub mailboxes: &'a dyn Mailboxes,
     pub runner: &'a RunnerHandle,
 }
 
 /// Takes `incoming` in durably; returns the message's id. On an error nothing of it is kept.
-pub fn accept(
+pub async fn accept(
     config: &Config,
     stores: &Stores<'_>,
-    incoming: Incoming,
+    mut incoming: Incoming,
 ) -> Result<String, AcceptError> {
     let (local, remote) = super::split(config, &incoming.recipients);
     let id = crate::store::unique_stem();
+    let message = Arc::new(std::mem::take(&mut incoming.message));
     let queue_id = if remote.is_empty() {
         None
     } else {
         let queued = stores
             .queue
-            .enqueue_as(&id, &incoming.sender, &remote, &incoming.message);
+            .enqueue(&id, &incoming.sender, &remote, message.clone())
+            .await;
         Some(queued.map_err(|e| {
             tracing::error!(session = %incoming.session, "cannot queue a message: {e}");
             match e {
@@ -71,14 +75,14 @@ pub fn accept(
     };
     let id = queue_id.clone().unwrap_or(id);
     if !local.is_empty() {
-        let delivered =
-            stores
-                .mailboxes
-                .deliver_as(&id, &local, &incoming.sender, &incoming.message);
+        let delivered = stores
+            .mailboxes
+            .deliver(&id, &local, &incoming.sender, message.clone())
+            .await;
         if let Err(e) = delivered {
             tracing::error!(session = %incoming.session, "cannot deliver to {}: {e}", local.join(", "));
             if let Some(qid) = &queue_id {
-                if let Err(e) = stores.queue.remove(qid) {
+                if let Err(e) = stores.queue.delete(qid, None).await {
                     tracing::error!(session = %incoming.session, "cannot take back queue file {qid}: {e}");
                 }
             }
@@ -91,18 +95,13 @@ pub fn accept(
     if let Some(qid) = &queue_id {
         stores.runner.queued(qid.clone());
     }
-    report(&incoming, &id, &local);
+    report(&incoming, &message, &id, &local);
     Ok(id)
 }
 
 /// One `accepted` event per recipient, then one `delivered-locally` per mailbox written.
-fn report(incoming: &Incoming, id: &str, local: &[String]) {
-    let facts = MessageFacts::of(
-        id,
-        &incoming.sender,
-        &incoming.message,
-        crate::event::now_ms(),
-    );
+fn report(incoming: &Incoming, message: &[u8], id: &str, local: &[String]) {
+    let facts = MessageFacts::of(id, &incoming.sender, message, crate::event::now_ms());
     // The same words the SMTP session answers with (`Session::stored`).
     let reply = format!("250 2.0.0 OK queued as {id}");
     let in_session = |e: Event| {
@@ -148,12 +147,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_id_for_the_queue_file_and_the_mailbox_copies() {
+    use crate::queue::FileQueue;
+    use crate::store::FileMailboxes;
+
+    #[tokio::test]
+    async fn one_id_for_the_queue_file_and_the_mailbox_copies() {
         let tmp = tempfile::tempdir().unwrap();
         let config = config(tmp.path());
-        let queue = QueueStore::new(config.queue_dir());
-        let mailboxes = MailStore::new(config.users_dir());
+        let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
+        let mailboxes = FileMailboxes::new(config.users_dir());
         let (runner, mut new_ids) = super::super::runner::channel();
         let stores = Stores {
             queue: &queue,
@@ -165,37 +167,43 @@ mod tests {
             &stores,
             incoming(&["bob@local.test", "far@remote.test"]),
         )
+        .await
         .unwrap();
-        assert!(queue.path_of(&id).is_file(), "queue file smtp{id}.ser");
-        let mb = mailboxes.open("bob@local.test").unwrap();
-        assert_eq!(mb.messages.len(), 1);
         assert!(
-            mb.messages[0].uid.starts_with(&format!("{id},S=")),
+            queue.spool().path_of(&id).is_file(),
+            "queue file smtp{id}.ser"
+        );
+        let mb = mailboxes.open("bob@local.test").unwrap();
+        assert_eq!(mb.messages().len(), 1);
+        assert!(
+            mb.messages()[0].uid.starts_with(&format!("{id},S=")),
             "{} carries {id}",
-            mb.messages[0].uid
+            mb.messages()[0].uid
         );
         assert_eq!(new_ids.try_recv().ok(), Some(id.clone()), "runner told");
         // Local only: still an id, the stem of the mailbox file; nothing queued.
         drop(mb);
-        let id2 = accept(&config, &stores, incoming(&["bob@local.test"])).unwrap();
+        let id2 = accept(&config, &stores, incoming(&["bob@local.test"]))
+            .await
+            .unwrap();
         assert_ne!(id2, id);
-        assert!(!queue.path_of(&id2).exists());
+        assert!(!queue.spool().path_of(&id2).exists());
         assert!(new_ids.try_recv().is_err());
         let mb = mailboxes.open("bob@local.test").unwrap();
         assert!(mb
-            .messages
+            .messages()
             .iter()
             .any(|m| m.uid.starts_with(&format!("{id2},S="))));
     }
 
-    #[test]
-    fn a_failed_mailbox_takes_the_queue_file_back() {
+    #[tokio::test]
+    async fn a_failed_mailbox_takes_the_queue_file_back() {
         let tmp = tempfile::tempdir().unwrap();
         let config = config(tmp.path());
-        let queue = QueueStore::new(config.queue_dir());
+        let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
         // The mailbox folder cannot be made: a file stands where `users/` should be.
         std::fs::write(config.users_dir(), b"not a folder").unwrap();
-        let mailboxes = MailStore::new(config.users_dir());
+        let mailboxes = FileMailboxes::new(config.users_dir());
         let (runner, mut new_ids) = super::super::runner::channel();
         let stores = Stores {
             queue: &queue,
@@ -207,6 +215,7 @@ mod tests {
             &stores,
             incoming(&["bob@local.test", "far@remote.test"]),
         )
+        .await
         .unwrap_err();
         assert!(matches!(err, AcceptError::Temporary(_)), "{err:?}");
         let left: Vec<_> = std::fs::read_dir(config.queue_dir())

@@ -1,22 +1,31 @@
-//! One delivery attempt of one queued message, from lock to saved state.
+//! One delivery attempt of one queued message, from lease to saved state.
 //!
-//! Order of work: lock the file (a `jes queue` tool holding it makes us come back shortly), read
-//! it, expand its pending recipients against the current configuration (local mailboxes are
+//! Order of work: take the message with a lease (someone else holding it, a `jes queue` tool or
+//! another server, makes us come back shortly), expand its pending recipients against the current configuration (local mailboxes are
 //! delivered at once; forwards become new remote recipients), send the remote ones, then write the
 //! new state back. Recipients that failed for good in this attempt are bounced right away; a file
 //! is removed only when no recipient is pending. A crash anywhere in between repeats work (a
 //! recipient may get a message twice) but never loses it.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::remote::{Remote, RemoteOutcome};
 use super::{expand, Route};
 use crate::config::Config;
+use crate::event::now_ms;
 use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::bounce::{self, FailedRecipient, Notice};
 use crate::queue::schedule::backoff;
-use crate::queue::{lock, QueueError, QueueRecipient, QueueStore, QueuedMessage, RecipientState};
-use crate::store::MailStore;
+use crate::queue::{
+    Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState, Taken,
+};
+use crate::store::Mailboxes;
+
+/// How long an attempt may hold its message. Longer than any attempt takes (every MX host's
+/// timeouts together stay well under it); an attempt that overruns it loses its write to whoever
+/// took the message next, rather than overwriting their result.
+pub const LEASE_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// What the runner does with the message next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +38,6 @@ pub enum Outcome {
     Busy,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
 /// Every recipient's outcome in it is reported once, after the new state is saved. Returns what
 /// to do with the message next, and the ids of the notices (bounces, delay warnings) it queued,
@@ -44,16 +46,15 @@ fn now_ms() -> u64 {
 pub async fn run(
     id: &str,
     config: &Config,
-    queue: &QueueStore,
-    store: &MailStore,
+    queue: &dyn Queue,
+    mailboxes: &dyn Mailboxes,
     remote: &Remote,
+    owner: &str,
 ) -> (Outcome, Vec<String>) {
-    // File work (locks, reads, fsyncs) blocks: keep it off the threads that serve sessions.
-    let (guard, mut msg, mut work) =
-        match tokio::task::block_in_place(|| prepare(id, config, queue, store)) {
-            Ok(p) => p,
-            Err(outcome) => return (outcome, Vec::new()),
-        };
+    let (lease, mut msg, mut work) = match prepare(id, config, queue, mailboxes, owner).await {
+        Ok(p) => p,
+        Err(outcome) => return (outcome, Vec::new()),
+    };
     let remote_idx: Vec<usize> = (0..msg.recipients.len())
         .filter(|i| msg.recipients[*i].state == RecipientState::Pending)
         .collect();
@@ -79,8 +80,7 @@ pub async fn run(
     if deferred && msg.attempts >= config.mail.delivery_threshold {
         work.expire(&mut msg);
     }
-    let (outcome, work) =
-        tokio::task::block_in_place(|| finish(config, queue, guard, &mut msg, work));
+    let (outcome, work) = finish(config, queue, lease, &mut msg, work).await;
     crate::outcome::emit_all(work.events);
     (outcome, work.notices)
 }
@@ -175,52 +175,45 @@ impl Work {
     }
 }
 
-/// Locks and reads the file and does the local part of the delivery.
-fn prepare(
+/// Takes the message and does the local part of the delivery.
+async fn prepare(
     id: &str,
     config: &Config,
-    queue: &QueueStore,
-    store: &MailStore,
-) -> Result<(lock::QueueLock, QueuedMessage, Work), Outcome> {
-    let guard = match lock::try_lock(queue, id) {
-        Ok(Some(guard)) => guard,
-        Ok(None) => return Err(Outcome::Busy),
-        Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Outcome::Finished)
-        }
-        Err(e) => {
-            tracing::error!(queue_id = id, "cannot lock the queue file: {e}");
-            return Err(Outcome::RetryAt(now_ms() + 60_000));
-        }
-    };
-    let mut msg = match guard.load(queue) {
-        Ok(m) => m,
-        Err(QueueError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Outcome::Finished)
-        }
-        Err(e) => {
+    queue: &dyn Queue,
+    mailboxes: &dyn Mailboxes,
+    owner: &str,
+) -> Result<(Lease, QueuedMessage, Work), Outcome> {
+    let (lease, mut msg) = match queue.take(id, owner, LEASE_TTL).await {
+        Ok(Taken::Leased(lease, msg)) => (lease, msg),
+        Ok(Taken::Busy) => return Err(Outcome::Busy),
+        Ok(Taken::Gone) => return Err(Outcome::Finished),
+        Err(e @ QueueError::Format { .. }) => {
             tracing::error!(
                 queue_id = id,
                 "queue file cannot be read; it stays where it is: {e}"
             );
             return Err(Outcome::RetryAt(now_ms() + 3_600_000));
         }
+        Err(e) => {
+            tracing::error!(queue_id = id, "cannot take the queued message: {e}");
+            return Err(Outcome::RetryAt(now_ms() + 60_000));
+        }
     };
     let mut work = Work::new(&msg);
-    deliver_local(config, store, &mut msg, &mut work);
-    Ok((guard, msg, work))
+    deliver_local(config, mailboxes, &mut msg, &mut work).await;
+    Ok((lease, msg, work))
 }
 
-/// Bounces what failed now, then saves the new state or removes the finished file. Returns the
-/// next step; the events to report and the notices queued are in `work`.
-fn finish(
+/// Bounces what failed now, then saves the new state or removes the finished message. Returns
+/// the next step; the events to report and the notices queued are in `work`.
+async fn finish(
     config: &Config,
-    queue: &QueueStore,
-    mut guard: lock::QueueLock,
+    queue: &dyn Queue,
+    lease: Lease,
     msg: &mut QueuedMessage,
     mut work: Work,
 ) -> (Outcome, Work) {
-    let bounce = send_bounce(config, queue, msg, &work.newly_failed);
+    let bounce = send_bounce(config, queue, msg, &work.newly_failed).await;
     let bounced = bounce.is_some();
     work.notices.extend(bounce);
     let pending = msg
@@ -228,28 +221,36 @@ fn finish(
         .iter()
         .any(|r| r.state == RecipientState::Pending);
     if pending {
-        warn_of_delay(config, queue, msg, &mut work);
+        warn_of_delay(config, queue, msg, &mut work).await;
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
-        if let Err(e) = guard.save(queue, msg) {
-            tracing::error!(queue_id = %msg.id, "cannot save the queue file's new state: {e}");
+        if let Err(e) = queue.record(&lease, msg).await {
+            tracing::error!(queue_id = %msg.id, "cannot save the queued message's new state: {e}");
         }
+        queue.release(lease).await;
         return (Outcome::RetryAt(msg.next_attempt_ms), work);
     }
     if !work.newly_failed.is_empty() && !bounced {
-        keep_in_failed(config, queue, msg);
+        keep_in_failed(queue, msg).await;
     }
-    match guard.remove(queue) {
+    match queue.complete(lease).await {
         Ok(()) => {
             tracing::info!(queue_id = %msg.id, "queue file done: every recipient delivered or bounced")
         }
-        Err(e) => tracing::error!(queue_id = %msg.id, "cannot remove the finished queue file: {e}"),
+        Err(e) => {
+            tracing::error!(queue_id = %msg.id, "cannot remove the finished queued message: {e}")
+        }
     }
     (Outcome::Finished, work)
 }
 
 /// Expands pending recipients: local routes are delivered now; remote forward targets become new
 /// pending recipients; the original recipient is then done.
-fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, work: &mut Work) {
+async fn deliver_local(
+    config: &Config,
+    store: &dyn Mailboxes,
+    msg: &mut QueuedMessage,
+    work: &mut Work,
+) {
     let mut mailboxes: Vec<String> = Vec::new();
     let mut expanded: Vec<usize> = Vec::new();
     let mut new_remote: Vec<String> = Vec::new();
@@ -292,7 +293,11 @@ fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, wo
         } else {
             msg.sender.as_str()
         };
-        if let Err(e) = store.deliver_as(&msg.id, &mailboxes, return_path, &msg.message) {
+        let message = Arc::new(msg.message.clone());
+        let delivered = store
+            .deliver(&msg.id, &mailboxes, return_path, message)
+            .await;
+        if let Err(e) = delivered {
             let reply = format!("451 4.3.0 local delivery failed: {e}");
             for i in expanded {
                 let r = &mut msg.recipients[i];
@@ -336,13 +341,13 @@ fn deliver_local(config: &Config, store: &MailStore, msg: &mut QueuedMessage, wo
 
 /// Queues a DSN to the sender for recipients that failed in this attempt. Returns its queue id
 /// if one was queued (none for a null sender: a bounce is never bounced).
-fn send_bounce(
+async fn send_bounce(
     config: &Config,
-    queue: &QueueStore,
+    queue: &dyn Queue,
     msg: &QueuedMessage,
     failed: &[FailedRecipient],
 ) -> Option<String> {
-    send_notice(config, queue, msg, failed, Notice::Failure)
+    send_notice(config, queue, msg, failed, Notice::Failure).await
 }
 
 /// Tells the sender, once per message, that it is still not delivered after
@@ -350,7 +355,12 @@ fn send_bounce(
 /// does: a notification that sits for hours behind a dead smart host should not go unnoticed.
 /// The flag is saved with the queue file, so a restart does not warn again. The notice's queue
 /// id and its events go into `work`.
-fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage, work: &mut Work) {
+async fn warn_of_delay(
+    config: &Config,
+    queue: &dyn Queue,
+    msg: &mut QueuedMessage,
+    work: &mut Work,
+) {
     let Some(after) = config.mail.delay_warning else {
         return;
     };
@@ -380,7 +390,7 @@ fn warn_of_delay(config: &Config, queue: &QueueStore, msg: &mut QueuedMessage, w
     }
     // A null sender cannot be told (`send_notice` queues nothing for it); mark it anyway so the
     // check is not repeated every attempt.
-    if let Some(notice_id) = send_notice(config, queue, msg, &delayed, Notice::Delay) {
+    if let Some(notice_id) = send_notice(config, queue, msg, &delayed, Notice::Delay).await {
         for d in &delayed {
             work.event(Kind::DelayNotice, &d.address, &d.diagnostic, msg.attempts);
         }
@@ -401,9 +411,9 @@ fn transient_status(reply: &str) -> String {
 
 /// Queues a DSN of kind `notice` to the sender about `failed`; its queue id, or none when none
 /// was queued.
-fn send_notice(
+async fn send_notice(
     config: &Config,
-    queue: &QueueStore,
+    queue: &dyn Queue,
     msg: &QueuedMessage,
     failed: &[FailedRecipient],
     notice: Notice,
@@ -432,7 +442,9 @@ fn send_notice(
         Notice::Failure => "bounce queued",
         Notice::Delay => "delay warning queued",
     };
-    match queue.enqueue("", std::slice::from_ref(&msg.sender), &dsn) {
+    // From the null sender, to the original sender; a fresh id.
+    let to = std::slice::from_ref(&msg.sender);
+    match queue.enqueue("", "", to, Arc::new(dsn)).await {
         Ok(dsn_id) => {
             let to: Vec<&str> = failed.iter().map(|f| f.address.as_str()).collect();
             tracing::info!(queue_id = %msg.id, bounce_id = %dsn_id, sender = %msg.sender, recipients = %to.join(","), "{what}");
@@ -446,14 +458,11 @@ fn send_notice(
 }
 
 /// A bounce that could not be delivered is kept in `failed/` (its final state), as JES did.
-fn keep_in_failed(config: &Config, queue: &QueueStore, msg: &QueuedMessage) {
-    let dir = config.failed_dir();
-    match queue.keep_failed(msg, &dir) {
-        Ok(to) => {
-            tracing::warn!(queue_id = %msg.id, "undeliverable bounce kept in {}", to.display())
-        }
+async fn keep_in_failed(queue: &dyn Queue, msg: &QueuedMessage) {
+    match queue.keep_failed(msg).await {
+        Ok(to) => tracing::warn!(queue_id = %msg.id, "undeliverable bounce kept in {to}"),
         Err(e) => {
-            tracing::error!(queue_id = %msg.id, "cannot keep the undeliverable message in {}: {e}", dir.display())
+            tracing::error!(queue_id = %msg.id, "cannot keep the undeliverable message: {e}")
         }
     }
 }

@@ -1,22 +1,23 @@
-//! The queue runner: takes messages from `smtp/` to their recipients.
+//! The queue runner: takes queued messages to their recipients.
 //!
-//! Design. A message enters the runner in one of three ways: the SMTP receiver hands over the id
-//! of a file it just wrote (no disk access needed to notice it), the periodic scan finds a file
-//! put into `smtp/` from outside (JES's queue, a restored backup), or `jes queue retry` leaves a
-//! request in `smtp/.retry/`. From then on the message lives in `queue::Schedule`, an in-memory
-//! timer heap on the monotonic clock: a deferred message costs a heap entry while it waits and
-//! nothing reads its file until it is due. The scan is cheap when nothing changed: it compares
-//! the directory's modification time before listing it, and the retry folder is one `stat` a
-//! second. With 100,000 deferred messages the idle server therefore reads no files.
+//! Design. A message enters the runner in one of three ways: the accept step hands over the id
+//! of a message it just queued (no storage access needed to notice it), the periodic look at the
+//! queue (`Queue::arrivals`) finds one put there from outside (JES's spool, a restored backup),
+//! or a retry request (`Queue::retry_requests`: the console, `jes queue retry`). From then on the
+//! message lives in `queue::Schedule`, an in-memory timer heap on the monotonic clock: a deferred
+//! message costs a heap entry while it waits and nothing reads it until it is due. Both looks are
+//! cheap when nothing changed (the file backend compares modification times before listing), so
+//! with 100,000 deferred messages the idle server reads no files.
 //!
 //! When a message is due, an attempt runs on its own task, bounded by `smtpdelivery.concurrency`.
-//! The attempt locks the queue file (so `jes queue delete` waits for it), reads it, delivers
-//! (see `attempt`), writes the new state back, and tells the runner when to try again, if ever.
-//! A message is never in two attempts at once: it is out of the schedule while it is in flight.
+//! The attempt takes the message with a lease (so `jes queue delete`, or another server sharing
+//! the queue, waits for it), delivers (see `attempt`), records the new state, and tells the
+//! runner when to try again, if ever. A message is never in two attempts of this runner at once:
+//! it is out of the schedule while it is in flight; the lease guards against everyone else.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -24,9 +25,10 @@ use tokio::task::JoinSet;
 use super::attempt::{self, Outcome};
 use super::remote::Remote;
 use crate::config::Config;
+use crate::event::now_ms;
 use crate::queue::schedule::{due_instant, Schedule};
-use crate::queue::{lock, QueueStore};
-use crate::store::MailStore;
+use crate::queue::{Queue, RetryRequest};
+use crate::store::Mailboxes;
 
 /// How often the retry folder is checked (one `stat`).
 const RETRY_POLL: Duration = Duration::from_secs(1);
@@ -34,8 +36,8 @@ const RETRY_POLL: Duration = Duration::from_secs(1);
 /// What the runner needs from the server.
 pub struct RunnerContext {
     pub config: Arc<dyn Fn() -> Arc<Config> + Send + Sync>,
-    pub queue: Arc<QueueStore>,
-    pub store: Arc<MailStore>,
+    pub queue: Arc<dyn Queue>,
+    pub mailboxes: Arc<dyn Mailboxes>,
 }
 
 /// A handle for the SMTP receiver: new queue ids go here.
@@ -57,13 +59,6 @@ pub fn channel() -> (RunnerHandle, mpsc::UnboundedReceiver<String>) {
     (RunnerHandle { tx }, rx)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 struct Runner {
     ctx: RunnerContext,
     schedule: Schedule,
@@ -74,10 +69,12 @@ struct Runner {
     retry_after_flight: HashSet<String>,
     remote: Arc<Remote>,
     concurrency: usize,
+    /// Who this runner is to the queue's leases: `host:pid`.
+    owner: Arc<str>,
 }
 
 impl Runner {
-    /// Schedules a file found on disk by reading its header once.
+    /// Schedules messages found in the queue by reading their times once.
     async fn discover(&mut self, ids: Vec<String>) {
         let fresh: Vec<String> = ids
             .into_iter()
@@ -86,26 +83,10 @@ impl Runner {
         if fresh.is_empty() {
             return;
         }
-        let queue = self.ctx.queue.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            let now_ms = now_ms();
-            fresh
-                .into_iter()
-                .filter_map(|id| match queue.peek_times(&id) {
-                    Ok(times) => Some((id, times)),
-                    Err(e) => {
-                        tracing::error!("queue file {id} cannot be read, left alone: {e}");
-                        None
-                    }
-                })
-                .map(|(id, (next, received))| {
-                    (id, due_instant(next, now_ms, Instant::now()), received)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (id, at, received) in found {
+        let found = self.ctx.queue.times(fresh).await;
+        let (now_ms, now) = (now_ms(), Instant::now());
+        for (id, next, received) in found {
+            let at = due_instant(next, now_ms, now);
             self.received.insert(id.clone(), received);
             self.schedule.insert(id, at);
         }
@@ -138,30 +119,25 @@ pub async fn run(
         retry_after_flight: HashSet::new(),
         remote,
         concurrency,
+        owner: format!("{}:{}", config.mail.hostname, std::process::id()).into(),
     };
     // Held (not just its address) so a reload can never be mistaken for the old one.
     let mut config_seen = config;
 
-    let mut last_dir_stamp = runner.ctx.queue.changed_at();
-    match runner.ctx.queue.list_ids() {
+    match runner.ctx.queue.arrivals().await {
         Ok(ids) => {
+            let ids = ids.unwrap_or_default();
             let n = ids.len();
             runner.discover(ids).await;
             if n > 0 {
-                tracing::info!(
-                    "queue: {n} messages waiting in {}",
-                    runner.ctx.queue.dir().display()
-                );
+                let at = runner.ctx.queue.location();
+                tracing::info!("queue: {n} messages waiting in {at}");
             }
         }
-        Err(e) => tracing::error!(
-            "cannot list the queue {}: {e}",
-            runner.ctx.queue.dir().display()
-        ),
+        Err(e) => tracing::error!("cannot list the queue {}: {e}", runner.ctx.queue.location()),
     }
-    let mut last_retry_stamp = lock::retry_dir_stamp(&runner.ctx.queue);
     // Requests left from before the start are served now.
-    for request in lock::take_retry_requests(&runner.ctx.queue).unwrap_or_default() {
+    for request in runner.ctx.queue.retry_requests().await {
         apply_retry(&mut runner, request);
     }
 
@@ -182,10 +158,19 @@ pub async fn run(
             runner.in_flight.insert(id.clone());
             let config = (runner.ctx.config)();
             let queue = runner.ctx.queue.clone();
-            let store = runner.ctx.store.clone();
+            let mailboxes = runner.ctx.mailboxes.clone();
             let remote = runner.remote.clone();
+            let owner = runner.owner.clone();
             attempts.spawn(async move {
-                let (outcome, notices) = attempt::run(&id, &config, &queue, &store, &remote).await;
+                let (outcome, notices) = attempt::run(
+                    &id,
+                    &config,
+                    queue.as_ref(),
+                    mailboxes.as_ref(),
+                    &remote,
+                    &owner,
+                )
+                .await;
                 (id, outcome, notices)
             });
         }
@@ -230,12 +215,8 @@ pub async fn run(
                 let now = now_ms();
                 let oldest = runner.received.values().min().map(|r| now.saturating_sub(*r)).unwrap_or(0);
                 crate::stats::queue_state(runner.received.len(), oldest as f64 / 1000.0);
-                let stamp = lock::retry_dir_stamp(&runner.ctx.queue);
-                if stamp != last_retry_stamp {
-                    last_retry_stamp = stamp;
-                    for request in lock::take_retry_requests(&runner.ctx.queue).unwrap_or_default() {
-                        apply_retry(&mut runner, request);
-                    }
+                for request in runner.ctx.queue.retry_requests().await {
+                    apply_retry(&mut runner, request);
                 }
                 // A reloaded configuration may change smart hosts, TLS or DNS settings.
                 let config = (runner.ctx.config)();
@@ -245,26 +226,23 @@ pub async fn run(
                 }
             }
             _ = scan_tick.tick() => {
-                let stamp = runner.ctx.queue.changed_at();
-                if stamp != last_dir_stamp {
-                    last_dir_stamp = stamp;
-                    match runner.ctx.queue.list_ids() {
-                        Ok(ids) => runner.discover(ids).await,
-                        Err(e) => tracing::error!("cannot list the queue: {e}"),
-                    }
+                match runner.ctx.queue.arrivals().await {
+                    Ok(Some(ids)) => runner.discover(ids).await,
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("cannot list the queue: {e}"),
                 }
             }
         }
     }
 }
 
-fn apply_retry(runner: &mut Runner, request: lock::RetryRequest) {
+fn apply_retry(runner: &mut Runner, request: RetryRequest) {
     match request {
-        lock::RetryRequest::One(id) => {
+        RetryRequest::One(id) => {
             tracing::info!("queue: retry of {id} requested");
             runner.retry_now(id);
         }
-        lock::RetryRequest::All => {
+        RetryRequest::All => {
             tracing::info!("queue: retry of every message requested");
             for id in runner.schedule.ids() {
                 runner.retry_now(id);

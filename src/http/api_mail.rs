@@ -90,25 +90,22 @@ pub async fn mailboxes(
         .cloned()
         .collect();
     accounts.sort();
-    let store = state.shared.store.clone();
-    blocking(move || {
-        let mut out = Vec::with_capacity(accounts.len());
-        for address in accounts {
-            let listed = match store.peek(&address) {
-                Ok(l) => l,
-                // An account whose name cannot be a directory has no mailbox to show.
-                Err(OpenError::Unsafe(_)) => Vec::new(),
-                Err(e) => return Err(open_error(e)),
-            };
-            out.push(MailboxJson {
-                address,
-                messages: listed.len(),
-                bytes: listed.iter().map(|m| m.size).sum(),
-            });
-        }
-        Ok(Json(out))
-    })
-    .await
+    let store = &state.shared.mailboxes;
+    let mut out = Vec::with_capacity(accounts.len());
+    for address in accounts {
+        let listed = match store.list(&address).await {
+            Ok(l) => l,
+            // An account whose name cannot be a directory has no mailbox to show.
+            Err(OpenError::Unsafe(_)) => Vec::new(),
+            Err(e) => return Err(open_error(e)),
+        };
+        out.push(MailboxJson {
+            address,
+            messages: listed.len(),
+            bytes: listed.iter().map(|m| m.size).sum(),
+        });
+    }
+    Ok(Json(out))
 }
 
 /// `GET /api/mailboxes/{address}/messages`: newest first.
@@ -118,48 +115,41 @@ pub async fn messages(
     Path(address): Path<String>,
 ) -> ApiResult<Json<Vec<MessageJson>>> {
     let address = account(&state, &address)?;
-    let store = state.shared.store.clone();
-    blocking(move || {
-        let listed = store.peek(&address).map_err(open_error)?;
-        let mut out = Vec::with_capacity(listed.len());
-        for info in listed.iter().rev() {
-            let head = match info.head(SUMMARY_PREFIX) {
-                Ok(h) => h,
-                // Deleted by a POP3 client since the listing.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(ApiError::internal(e)),
-            };
-            out.push(MessageJson {
-                id: info.uid.clone(),
-                size: info.size,
-                summary: message::summarize(&message::unstuff(&head)),
-                received: message::received_secs(&info.uid, || info.stored_at()),
-            });
-        }
-        Ok(Json(out))
-    })
-    .await
+    let store = &state.shared.mailboxes;
+    let listed = store.list(&address).await.map_err(open_error)?;
+    let mut out = Vec::with_capacity(listed.len());
+    for info in listed.iter().rev() {
+        let head = match store.head(&address, &info.uid, SUMMARY_PREFIX).await {
+            Ok(h) => h,
+            // Deleted by a POP3 client since the listing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ApiError::internal(e)),
+        };
+        out.push(MessageJson {
+            id: info.uid.clone(),
+            size: info.size,
+            summary: message::summarize(&message::unstuff(&head)),
+            received: message::received_secs(&info.uid, || info.stored_at),
+        });
+    }
+    Ok(Json(out))
 }
 
 /// Finds message `id` of `address` and reads it, un-stuffed.
 async fn load(state: &AppState, address: &str, id: &str) -> ApiResult<(MessageInfo, Vec<u8>)> {
     let address = account(state, address)?;
-    let store = state.shared.store.clone();
-    let id = id.to_string();
-    blocking(move || {
-        let listed = store.peek(&address).map_err(open_error)?;
-        let not_found = || ApiError::not_found(format!("no message {id:?} in {address}"));
-        let info = listed
-            .into_iter()
-            .find(|m| m.uid == id)
-            .ok_or_else(not_found)?;
-        match info.read() {
-            Ok(bytes) => Ok((info, message::unstuff(&bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
-            Err(e) => Err(ApiError::internal(e)),
-        }
-    })
-    .await
+    let store = &state.shared.mailboxes;
+    let listed = store.list(&address).await.map_err(open_error)?;
+    let not_found = || ApiError::not_found(format!("no message {id:?} in {address}"));
+    let info = listed
+        .into_iter()
+        .find(|m| m.uid == id)
+        .ok_or_else(not_found)?;
+    match store.read(&address, &info.uid).await {
+        Ok(bytes) => Ok((info, message::unstuff(&bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found()),
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 /// `GET /api/mailboxes/{address}/messages/{id}`: parsed.
@@ -257,30 +247,31 @@ pub async fn delete(
     Path((address, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let address = account(&state, &address)?;
-    let store = state.shared.store.clone();
-    blocking(move || {
-        let mailbox = store.open(&address).map_err(open_error)?;
-        let index = mailbox
-            .messages
-            .iter()
-            .position(|m| m.uid == id)
-            .ok_or_else(|| ApiError::not_found(format!("no message {id:?} in {address}")))?;
-        // For the outcome event: what the message was, read before it goes.
-        let head = mailbox.head(index, 16 * 1024).unwrap_or_default();
-        let size = mailbox.messages[index].size;
-        mailbox.delete(&[index]).map_err(ApiError::internal)?;
-        let facts = MessageFacts::of_stored(&id, &head, size);
-        let reply = format!("deleted from the mailbox by {} (console)", admin.user);
-        crate::outcome::emit(Event::new(Kind::DeletedAdmin, &facts, &address).with_reply(&reply));
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    let mailbox = state
+        .shared
+        .mailboxes
+        .open(&address)
+        .await
+        .map_err(open_error)?;
+    let index = mailbox
+        .messages()
+        .iter()
+        .position(|m| m.uid == id)
+        .ok_or_else(|| ApiError::not_found(format!("no message {id:?} in {address}")))?;
+    // For the outcome event: what the message was, read before it goes.
+    let head = mailbox.head(index, 16 * 1024).await.unwrap_or_default();
+    let size = mailbox.messages()[index].size;
+    mailbox.delete(&[index]).await.map_err(ApiError::internal)?;
+    let facts = MessageFacts::of_stored(&id, &head, size);
+    let reply = format!("deleted from the mailbox by {} (console)", admin.user);
+    crate::outcome::emit(Event::new(Kind::DeletedAdmin, &facts, &address).with_reply(&reply));
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
 mod tests {
     use super::SUMMARY_PREFIX;
-    use crate::store::read_head;
+    use crate::store::files::read_head;
 
     #[test]
     fn reads_the_head_only() {

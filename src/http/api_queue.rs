@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::session::Admin;
-use super::{blocking, ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::tools::{self, Deleted};
 use crate::queue::{valid_id, QueueError, QueuedMessage, RecipientState};
@@ -97,15 +97,16 @@ fn check_id(id: &str) -> ApiResult<()> {
 
 /// `GET /api/queue`: every entry, oldest id first. Unreadable files are logged, not fatal.
 pub async fn list(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<Vec<EntryJson>>> {
-    let queue = state.shared.queue.clone();
-    blocking(move || {
-        let (msgs, errors) = tools::load_all(&queue).map_err(ApiError::internal)?;
-        for e in errors {
-            tracing::warn!("HTTP API: cannot read a queue file: {e}");
-        }
-        Ok(Json(msgs.iter().map(|m| entry_json(m, false)).collect()))
-    })
-    .await
+    let (msgs, errors) = state
+        .shared
+        .queue
+        .list()
+        .await
+        .map_err(ApiError::internal)?;
+    for e in errors {
+        tracing::warn!("HTTP API: cannot read a queue entry: {e}");
+    }
+    Ok(Json(msgs.iter().map(|m| entry_json(m, false)).collect()))
 }
 
 /// `GET /api/queue/{id}`: the entry and its message headers.
@@ -115,12 +116,13 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EntryJson>> {
     check_id(&id)?;
-    let queue = state.shared.queue.clone();
-    blocking(move || {
-        let m = queue.load(&id).map_err(|e| queue_error(&id, e))?;
-        Ok(Json(entry_json(&m, true)))
-    })
-    .await
+    let m = state
+        .shared
+        .queue
+        .load(&id)
+        .await
+        .map_err(|e| queue_error(&id, e))?;
+    Ok(Json(entry_json(&m, true)))
 }
 
 /// `POST /api/queue/{id}/retry`: due now, and the runner is woken.
@@ -130,13 +132,13 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     check_id(&id)?;
-    let queue = state.shared.queue.clone();
-    blocking(move || {
-        tools::retry_entry(&queue, &id, true).map_err(|e| queue_error(&id, e))?;
-        tracing::info!(user = admin.user, "console: queue entry {id} due now");
-        Ok(Json(serde_json::json!({ "id": id })))
-    })
-    .await
+    let queue = &state.shared.queue;
+    queue
+        .retry(Some(&id))
+        .await
+        .map_err(|e| queue_error(&id, e))?;
+    tracing::info!(user = admin.user, "console: queue entry {id} due now");
+    Ok(Json(serde_json::json!({ "id": id })))
 }
 
 /// `POST /api/queue/retry-all`: every entry due now; entries that vanish meanwhile are skipped.
@@ -144,25 +146,17 @@ pub async fn retry_all(
     State(state): State<AppState>,
     admin: Admin,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let queue = state.shared.queue.clone();
-    blocking(move || {
-        let ids = queue.list_ids().map_err(ApiError::internal)?;
-        let mut retried = 0u64;
-        for id in ids {
-            match tools::retry_entry(&queue, &id, false) {
-                Ok(()) => retried += 1,
-                Err(e) if tools::is_not_found(&e) => {}
-                Err(e) => tracing::warn!("HTTP API: cannot retry {id}: {e}"),
-            }
-        }
-        crate::queue::request_retry(&queue, None).map_err(ApiError::internal)?;
-        tracing::info!(
-            user = admin.user,
-            "console: {retried} queue entries due now"
-        );
-        Ok(Json(serde_json::json!({ "retried": retried })))
-    })
-    .await
+    let retried = state
+        .shared
+        .queue
+        .retry(None)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(
+        user = admin.user,
+        "console: {retried} queue entries due now"
+    );
+    Ok(Json(serde_json::json!({ "retried": retried })))
 }
 
 /// `?bounce=true|false` (default false); anything else is a 400.
@@ -195,37 +189,37 @@ pub async fn delete(
 ) -> ApiResult<Json<serde_json::Value>> {
     check_id(&id)?;
     let bounce = bounce_param(query.as_deref())?;
-    let queue = state.shared.queue.clone();
     let hostname = state.shared.config().mail.hostname.clone();
-    blocking(move || {
-        let (outcome, msg) = tools::delete_entry(&queue, &id, bounce.then_some(hostname.as_str()))
-            .map_err(|e| queue_error(&id, e))?;
-        let facts = MessageFacts::of(&msg.id, &msg.sender, &msg.message, msg.received_ms);
-        let reply = format!("deleted from the queue by {} (console)", admin.user);
-        let events = msg
-            .recipients
-            .iter()
-            .filter(|r| r.state == RecipientState::Pending)
-            .map(|r| {
-                Event::new(Kind::DeletedAdmin, &facts, &r.address)
-                    .with_reply(&reply)
-                    .with_attempt(msg.attempts)
-            })
-            .collect();
-        crate::outcome::emit_all(events);
-        tracing::info!(
-            user = admin.user,
-            "console: queue entry {id} deleted ({outcome:?})"
-        );
-        let bounce_id = match outcome {
-            Deleted::Bounced { bounce_id, .. } => Some(bounce_id),
-            _ => None,
-        };
-        Ok(Json(
-            serde_json::json!({ "id": id, "bounce_id": bounce_id }),
-        ))
-    })
-    .await
+    let (outcome, msg) = state
+        .shared
+        .queue
+        .delete(&id, bounce.then_some(hostname.as_str()))
+        .await
+        .map_err(|e| queue_error(&id, e))?;
+    let facts = MessageFacts::of(&msg.id, &msg.sender, &msg.message, msg.received_ms);
+    let reply = format!("deleted from the queue by {} (console)", admin.user);
+    let events = msg
+        .recipients
+        .iter()
+        .filter(|r| r.state == RecipientState::Pending)
+        .map(|r| {
+            Event::new(Kind::DeletedAdmin, &facts, &r.address)
+                .with_reply(&reply)
+                .with_attempt(msg.attempts)
+        })
+        .collect();
+    crate::outcome::emit_all(events);
+    tracing::info!(
+        user = admin.user,
+        "console: queue entry {id} deleted ({outcome:?})"
+    );
+    let bounce_id = match outcome {
+        Deleted::Bounced { bounce_id, .. } => Some(bounce_id),
+        _ => None,
+    };
+    Ok(Json(
+        serde_json::json!({ "id": id, "bounce_id": bounce_id }),
+    ))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::session::Admin;
-use super::{blocking, ApiError, AppState};
+use super::{ApiError, AppState};
 
 /// Refuses with 401 when metrics are private and `req` has no session.
 async fn allowed(state: &AppState, req: Request) -> Result<(), ApiError> {
@@ -44,19 +44,13 @@ pub async fn healthz(State(state): State<AppState>, req: Request) -> Response {
     if let Err(e) = allowed(&state, req).await {
         return e.into_response();
     }
-    let queue = state.shared.queue.clone();
-    let probe = blocking(move || {
-        queue.probe_writable().map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "queue directory {} is not writable: {e}",
-                    queue.dir().display()
-                ),
-            )
-        })
-    })
-    .await;
+    let queue = &state.shared.queue;
+    let probe = queue.probe().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("queue {} is not writable: {e}", queue.location()),
+        )
+    });
     match probe {
         Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
         Err(ApiError(_, msg)) => (

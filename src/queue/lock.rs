@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{valid_id, QueueError, QueueStore, QueuedMessage};
+use super::{valid_id, QueueError, QueuedMessage, Spool};
 use crate::store::ensure_dir;
 
 /// How long `lock` waits for another process to finish with a file.
@@ -43,13 +43,13 @@ impl QueueLock {
     }
 
     /// Reads the locked file.
-    pub fn load(&self, store: &QueueStore) -> Result<QueuedMessage, QueueError> {
+    pub fn load(&self, store: &Spool) -> Result<QueuedMessage, QueueError> {
         store.load(&self.id)
     }
 
-    /// Rewrites the locked file (like `QueueStore::save`) and keeps the lock on the new file: it is
+    /// Rewrites the locked file (like `Spool::save`) and keeps the lock on the new file: it is
     /// locked before the rename puts it in place, so no other process can slip in between.
-    pub fn save(&mut self, store: &QueueStore, msg: &QueuedMessage) -> Result<(), QueueError> {
+    pub fn save(&mut self, store: &Spool, msg: &QueuedMessage) -> Result<(), QueueError> {
         if msg.id != self.id {
             return Err(QueueError::invalid(
                 &self.path,
@@ -73,7 +73,7 @@ impl QueueLock {
     }
 
     /// Removes the file while still holding the lock; a waiter then finds it gone (NotFound).
-    pub fn remove(self, store: &QueueStore) -> Result<(), QueueError> {
+    pub fn remove(self, store: &Spool) -> Result<(), QueueError> {
         store.remove(&self.id)
     }
 }
@@ -81,16 +81,12 @@ impl QueueLock {
 /// Locks queue entry `id`, waiting up to `LOCK_TIMEOUT` for another holder. A file that does not
 /// exist (or vanished while waiting) is `QueueError::Io` with kind `NotFound`; a timeout has kind
 /// `WouldBlock`.
-pub fn lock(store: &QueueStore, id: &str) -> Result<QueueLock, QueueError> {
+pub fn lock(store: &Spool, id: &str) -> Result<QueueLock, QueueError> {
     lock_timeout(store, id, LOCK_TIMEOUT)
 }
 
 /// `lock` with a chosen timeout.
-pub fn lock_timeout(
-    store: &QueueStore,
-    id: &str,
-    timeout: Duration,
-) -> Result<QueueLock, QueueError> {
+pub fn lock_timeout(store: &Spool, id: &str, timeout: Duration) -> Result<QueueLock, QueueError> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {
@@ -117,7 +113,7 @@ pub fn lock_timeout(
 }
 
 /// Locks queue entry `id` if no one else holds it: `Ok(None)` when it is busy.
-pub fn try_lock(store: &QueueStore, id: &str) -> Result<Option<QueueLock>, QueueError> {
+pub fn try_lock(store: &Spool, id: &str) -> Result<Option<QueueLock>, QueueError> {
     let path = store.path_of(id);
     if !valid_id(id) {
         return Err(QueueError::invalid(&path, format!("bad id {id:?}")));
@@ -160,14 +156,14 @@ pub enum RetryRequest {
 const RETRY_DIR: &str = ".retry";
 const RETRY_ALL: &str = "all";
 
-fn retry_dir(store: &QueueStore) -> PathBuf {
+fn retry_dir(store: &Spool) -> PathBuf {
     store.dir().join(RETRY_DIR)
 }
 
 /// Asks a running server to retry entry `id` now (`None`: every entry) by creating
 /// `smtp/.retry/<id>` (or `smtp/.retry/all`). Set the file's Next-Attempt first: the request only
 /// wakes the server, the queue file says what is due.
-pub fn request_retry(store: &QueueStore, id: Option<&str>) -> io::Result<()> {
+pub fn request_retry(store: &Spool, id: Option<&str>) -> io::Result<()> {
     let name = match id {
         Some(id) if valid_id(id) => id,
         Some(id) => {
@@ -194,7 +190,7 @@ pub fn request_retry(store: &QueueStore, id: Option<&str>) -> io::Result<()> {
 /// duplicates. Names that are neither `all` nor a queue id are removed and ignored. A missing
 /// directory is no request. Read `retry_dir_stamp` *before* calling this, so that a request made
 /// while taking changes the stamp after the one remembered.
-pub fn take_retry_requests(store: &QueueStore) -> io::Result<Vec<RetryRequest>> {
+pub fn take_retry_requests(store: &Spool) -> io::Result<Vec<RetryRequest>> {
     let dir = retry_dir(store);
     let Some(entries) = crate::store::read_dir_if_exists(&dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
@@ -226,7 +222,7 @@ pub fn take_retry_requests(store: &QueueStore) -> io::Result<Vec<RetryRequest>> 
 /// request is made, so a server can poll with this single `stat` and call `take_retry_requests`
 /// only when it changed. Poll the queue itself on its usual interval too: a file system with
 /// one-second timestamps can hide a request made in the same second as the last take.
-pub fn retry_dir_stamp(store: &QueueStore) -> Option<SystemTime> {
+pub fn retry_dir_stamp(store: &Spool) -> Option<SystemTime> {
     std::fs::metadata(retry_dir(store))
         .and_then(|m| m.modified())
         .ok()

@@ -4,13 +4,13 @@ use super::*;
 use std::sync::mpsc;
 use std::thread;
 
-fn store() -> (tempfile::TempDir, QueueStore) {
+fn store() -> (tempfile::TempDir, Spool) {
     let dir = tempfile::tempdir().unwrap();
-    let q = QueueStore::new(dir.path().join("smtp"));
+    let q = Spool::new(dir.path().join("smtp"));
     (dir, q)
 }
 
-fn enqueue(q: &QueueStore) -> String {
+fn enqueue(q: &Spool) -> String {
     q.enqueue(
         "a@b.test",
         &["c@d.test".to_string()],
@@ -87,7 +87,7 @@ fn waiter_follows_a_save_and_sees_the_new_content() {
     let dir = q.dir().to_path_buf();
     let id2 = id.clone();
     let waiter = thread::spawn(move || {
-        let q = QueueStore::new(dir);
+        let q = Spool::new(dir);
         tx.send(()).unwrap();
         let l = lock(&q, &id2).unwrap();
         l.load(&q).unwrap().attempts
@@ -112,7 +112,7 @@ fn waiter_on_a_removed_file_gets_not_found() {
     let dir = q.dir().to_path_buf();
     let id2 = id.clone();
     let waiter = thread::spawn(move || {
-        let q = QueueStore::new(dir);
+        let q = Spool::new(dir);
         lock(&q, &id2).map(|_| ()).map_err(|e| kind(&e))
     });
     thread::sleep(Duration::from_millis(50));

@@ -1,32 +1,51 @@
-//! The spool `smtp/`: one plain-text file per accepted message for remote recipients.
+//! The queue of messages for remote recipients, behind an interface.
 //!
-//! Files keep JES's name pattern `smtp<digits>.ser` so an administrator finds the queue where JES
-//! kept it, and JES's own 1.0 files are read as they are, so a JES queue carries over. What jes
-//! writes is its own readable format (see `format`), into which a JES file is converted on its first
-//! update. Every write is temp file, fsync, rename, fsync of the directory: `enqueue` returning Ok is
-//! what allows the SMTP server to answer 250, and a full disk leaves no partial file behind.
+//! Everything outside this module reaches queued mail through [`Queue`]: the accept step
+//! enqueues, the runner takes due messages for an attempt and records each attempt's result, the
+//! console lists, retries and deletes. Work is taken with a [`Lease`] (owner, token, expiry), and
+//! every later write for a leased message carries its token: a holder whose lease expired (a
+//! stalled attempt, a server presumed dead) gets `QueueError::LeaseLost` instead of overwriting the
+//! result of whoever took the message after it. So a backend shared by several servers (a
+//! database) can hand each message to one attempt at a time without trusting clocks for more than
+//! the lease's expiry.
+//!
+//! The default backend is `files::FileQueue`, over JES's spool folder `smtp/` (`spool`): its
+//! leases are held as `flock`s on the queue files (`lock`), which also keep the `jes queue` tools
+//! out while an attempt runs. The tools (`tools`) are the file backend's offline administration:
+//! they work on a spool folder directly, with or without a running server.
 
 pub mod bounce;
+pub mod files;
 mod format;
 pub mod lock;
 #[cfg(test)]
 mod prop_tests;
 pub mod schedule;
-#[cfg(test)]
-mod tests;
+pub mod spool;
 pub mod tools;
 
+pub use files::FileQueue;
 pub use format::{check_address, format, parse, ParseError, JES_QUEUE_V1, JES_V1};
 pub use lock::{
     lock, lock_timeout, request_retry, retry_dir_stamp, take_retry_requests, try_lock, QueueLock,
     RetryRequest,
 };
+pub use spool::Spool;
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::store::{create_temp, ensure_dir, fsync_dir, is_full, remove_if_exists, unique_stem};
+use async_trait::async_trait;
+
+use crate::store::is_full;
+
+/// Message ids are digits only (`<millis><counter>`), so an id can never name a file outside the
+/// spool, and every backend can use them as keys.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecipientState {
@@ -69,6 +88,10 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    /// The lease this write carried expired or was taken over: the message's state is now its
+    /// successor's to write.
+    #[error("lease on queue entry {id} lost (expired or taken over)")]
+    LeaseLost { id: String },
     #[error("{path}:{line}: {reason}")]
     Format {
         path: PathBuf,
@@ -78,7 +101,7 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    fn io(source: io::Error, path: &Path) -> Self {
+    pub(crate) fn io(source: io::Error, path: &Path) -> Self {
         if is_full(&source) {
             let msg = format!("{}: {source}", path.display());
             QueueError::Full(io::Error::new(source.kind(), msg))
@@ -90,7 +113,7 @@ impl QueueError {
         }
     }
 
-    fn invalid(path: &Path, reason: String) -> Self {
+    pub(crate) fn invalid(path: &Path, reason: String) -> Self {
         QueueError::Io {
             path: path.to_path_buf(),
             source: io::Error::new(io::ErrorKind::InvalidInput, reason),
@@ -98,270 +121,97 @@ impl QueueError {
     }
 }
 
-/// The id of a queue file name `smtp<digits>.ser`.
-fn id_of(name: &str) -> Option<&str> {
-    let id = name.strip_prefix("smtp")?.strip_suffix(".ser")?;
-    valid_id(id).then_some(id)
+/// A message taken for one delivery attempt: `owner` may write its state until `expires_ms`
+/// (epoch ms), and every write names `token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub id: String,
+    pub owner: String,
+    pub token: u64,
+    pub expires_ms: u64,
 }
 
-/// Ids are digits only, so an id can never name a file outside the queue.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
-}
-
+/// What `Queue::take` found.
 #[derive(Debug)]
-pub struct QueueStore {
-    dir: PathBuf,
+pub enum Taken {
+    /// Leased to the caller, with the message as stored.
+    Leased(Lease, QueuedMessage),
+    /// Someone else holds it (an attempt, a `jes queue` tool, another server): come back shortly.
+    Busy,
+    /// It is no longer queued (delivered, deleted).
+    Gone,
 }
 
-impl QueueStore {
-    pub fn new(dir: PathBuf) -> Self {
-        QueueStore { dir }
-    }
+/// The outcome of deleting a queued message from the console.
+pub use tools::Deleted;
 
-    /// The queue directory (`smtp/`).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
+/// The queue of one server (or of several, for a shared backend).
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Where the queue is, for log lines (`/var/lib/jes/smtp`).
+    fn location(&self) -> String;
 
-    /// The file of queue entry `id`.
-    pub fn path_of(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("smtp{id}.ser"))
-    }
-
-    /// The next-attempt and received times (epoch ms) of entry `id`, reading only the first few
-    /// KB of its file: what the runner needs to schedule a file it found.
-    pub fn peek_times(&self, id: &str) -> Result<(u64, u64), QueueError> {
-        use std::io::Read;
-        let path = self.path_of(id);
-        let file = File::open(&path).map_err(|e| QueueError::io(e, &path))?;
-        let mut head = Vec::with_capacity(8192);
-        file.take(64 * 1024)
-            .read_to_end(&mut head)
-            .map_err(|e| QueueError::io(e, &path))?;
-        match parse(id, &head) {
-            Ok(msg) => Ok((msg.next_attempt_ms, msg.received_ms)),
-            // A header longer than what we read: read it all.
-            Err(_) => self.load(id).map(|m| (m.next_attempt_ms, m.received_ms)),
-        }
-    }
-
-    /// When the queue folder last changed (a file added or removed): the runner lists it only
-    /// when this moves. `None` when it cannot be told.
-    pub fn changed_at(&self) -> Option<std::time::SystemTime> {
-        std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok()
-    }
-
-    /// Whether a file can be written into the queue now (`/healthz`): creates and removes a
-    /// temporary file, which no reader lists.
-    pub fn probe_writable(&self) -> io::Result<()> {
-        ensure_dir(&self.dir)?;
-        let (path, file) = create_temp(&self.dir)?;
-        drop(file);
-        remove_if_exists(&path)
-    }
-
-    /// Keeps a finished message that could not be delivered or bounced in `failed_dir` (its final
-    /// state), as JES did with undeliverable bounces. Returns where it went.
-    pub fn keep_failed(&self, msg: &QueuedMessage, failed_dir: &Path) -> io::Result<PathBuf> {
-        let to = failed_dir.join(format!("smtp{}.ser", msg.id));
-        std::fs::create_dir_all(failed_dir)?;
-        std::fs::write(&to, format(msg))?;
-        Ok(to)
-    }
-
-    /// Writes a new queue file durably (temp name, fsync, rename, fsync dir); returns its id.
-    /// `sender` may be bare or in angle brackets; empty or `<>` is the null sender. Every recipient
-    /// starts `pending`; received and next attempt are now, attempts 0.
-    pub fn enqueue(
-        &self,
-        sender: &str,
-        recipients: &[String],
-        message: &[u8],
-    ) -> Result<String, QueueError> {
-        self.enqueue_as(&unique_stem(), sender, recipients, message)
-    }
-
-    /// `enqueue` under the message's id (`new_id`), so that its queue file and its mailbox files
-    /// share one id. Returns the id used: another one only if a file of that id exists already
-    /// (a clock set back since an earlier run).
-    pub fn enqueue_as(
+    /// Stores a new message durably (Ok is what allows the 250) under `id` (another id only if
+    /// that one is taken); every recipient pending, due now. Returns the id used.
+    async fn enqueue(
         &self,
         id: &str,
         sender: &str,
         recipients: &[String],
-        message: &[u8],
-    ) -> Result<String, QueueError> {
-        self.enqueue_with(id, sender, recipients, message, |f, b| f.write_all(b))
-    }
+        message: Arc<Vec<u8>>,
+    ) -> Result<String, QueueError>;
 
-    fn enqueue_with<W>(
+    /// The ids of every queued message, when the queue may have changed from outside this server
+    /// since the last call (first call: always); `None` when it certainly did not. The runner
+    /// polls this to find mail it was not handed (a restored backup, JES's spool, a tool).
+    async fn arrivals(&self) -> Result<Option<Vec<String>>, QueueError>;
+
+    /// When each of `ids` is next due and when it was received (epoch ms): what the runner needs
+    /// to schedule a message it found. Unreadable entries are logged and left out.
+    async fn times(&self, ids: Vec<String>) -> Vec<(String, u64, u64)>;
+
+    /// Takes message `id` for a delivery attempt, leased to `owner` for `ttl`.
+    async fn take(&self, id: &str, owner: &str, ttl: Duration) -> Result<Taken, QueueError>;
+
+    /// Writes the new state of a leased message; the lease stays held.
+    async fn record(&self, lease: &Lease, msg: &QueuedMessage) -> Result<(), QueueError>;
+
+    /// Removes a leased message whose recipients are all done, ending the lease.
+    async fn complete(&self, lease: Lease) -> Result<(), QueueError>;
+
+    /// Ends a lease without writing.
+    async fn release(&self, lease: Lease);
+
+    /// Keeps a finished message that could be neither delivered nor bounced (JES's `failed/`).
+    /// Returns where, for the log.
+    async fn keep_failed(&self, msg: &QueuedMessage) -> io::Result<String>;
+
+    /// Every queued message (for the console), with a description of each entry that cannot be
+    /// read.
+    async fn list(&self) -> Result<(Vec<QueuedMessage>, Vec<String>), QueueError>;
+
+    /// One queued message.
+    async fn load(&self, id: &str) -> Result<QueuedMessage, QueueError>;
+
+    /// Makes message `id` (all messages for `None`) due now, and tells the runner. Returns how
+    /// many were made due; with `None`, one that cannot be rewritten is logged and skipped.
+    async fn retry(&self, id: Option<&str>) -> Result<usize, QueueError>;
+
+    /// The retry requests made since the last call (`retry`, or `jes queue retry` from outside).
+    async fn retry_requests(&self) -> Vec<RetryRequest>;
+
+    /// Deletes message `id`, bouncing it to its sender first when `bounce_from` (our hostname) is
+    /// given. Waits a little for an attempt in progress.
+    async fn delete(
         &self,
         id: &str,
-        sender: &str,
-        recipients: &[String],
-        message: &[u8],
-        write: W,
-    ) -> Result<String, QueueError>
-    where
-        W: FnMut(&mut File, &[u8]) -> io::Result<()>,
-    {
-        let sender = sender.trim();
-        let sender = sender
-            .strip_prefix('<')
-            .and_then(|s| s.strip_suffix('>'))
-            .unwrap_or(sender);
-        let now = crate::store::now_ms();
-        let mut msg = QueuedMessage {
-            id: String::new(),
-            sender: sender.to_string(),
-            recipients: recipients
-                .iter()
-                .map(|r| QueueRecipient {
-                    address: r.trim().to_string(),
-                    state: RecipientState::Pending,
-                    last_error: None,
-                })
-                .collect(),
-            received_ms: now,
-            next_attempt_ms: now,
-            attempts: 0,
-            delay_warned: false,
-            message: message.to_vec(),
-        };
-        self.check(&msg, &self.dir)?;
-        let bytes = format(&msg);
-        self.write_atomic(&bytes, true, write, || {
-            // A fresh name that does not exist yet (the stem is unique in this process; the check
-            // guards against a clock set back since an earlier run).
-            let mut id = if valid_id(id) {
-                id.to_string()
-            } else {
-                unique_stem()
-            };
-            loop {
-                let path = self.path_of(&id);
-                if std::fs::symlink_metadata(&path).is_err() {
-                    msg.id = id;
-                    return path;
-                }
-                id = unique_stem();
-            }
-        })?;
-        Ok(msg.id)
-    }
+        bounce_from: Option<&str>,
+    ) -> Result<(Deleted, QueuedMessage), QueueError>;
 
-    /// Rewrites queue entry `msg.id` atomically in jes's format (a JES 1.0 file becomes a jes file).
-    pub fn save(&self, msg: &QueuedMessage) -> Result<(), QueueError> {
-        self.save_with(msg, |f, b| f.write_all(b))
-    }
+    /// Whether a message could be stored now (`/healthz`).
+    async fn probe(&self) -> io::Result<()>;
 
-    fn save_with<W>(&self, msg: &QueuedMessage, write: W) -> Result<(), QueueError>
-    where
-        W: FnMut(&mut File, &[u8]) -> io::Result<()>,
-    {
-        let path = self.path_of(&msg.id);
-        if !valid_id(&msg.id) {
-            return Err(QueueError::invalid(&path, format!("bad id {:?}", msg.id)));
-        }
-        self.check(msg, &path)?;
-        self.write_atomic(&format(msg), false, write, || path.clone())
-    }
-
-    /// Refuses what cannot be written faithfully: no recipients, control characters in addresses.
-    fn check(&self, msg: &QueuedMessage, path: &Path) -> Result<(), QueueError> {
-        if msg.recipients.is_empty() {
-            return Err(QueueError::invalid(path, "no recipients".into()));
-        }
-        format::check_address(&msg.sender, true).map_err(|r| QueueError::invalid(path, r))?;
-        for r in &msg.recipients {
-            format::check_address(&r.address, false).map_err(|r| QueueError::invalid(path, r))?;
-        }
-        Ok(())
-    }
-
-    /// Temp file, write, fsync, rename to the path `final_path` picks, fsync the directory. On any
-    /// error the temporary file is removed, and so is the final one if `new_file` (see below).
-    fn write_atomic<W, P>(
-        &self,
-        bytes: &[u8],
-        new_file: bool,
-        mut write: W,
-        final_path: P,
-    ) -> Result<(), QueueError>
-    where
-        W: FnMut(&mut File, &[u8]) -> io::Result<()>,
-        P: FnOnce() -> PathBuf,
-    {
-        ensure_dir(&self.dir).map_err(|e| QueueError::io(e, &self.dir))?;
-        let (temp, mut file) = create_temp(&self.dir).map_err(|e| QueueError::io(e, &self.dir))?;
-        let mut renamed = None;
-        let result = (|| {
-            write(&mut file, bytes).map_err(|e| QueueError::io(e, &temp))?;
-            file.sync_all().map_err(|e| QueueError::io(e, &temp))?;
-            let path = final_path();
-            std::fs::rename(&temp, &path).map_err(|e| QueueError::io(e, &path))?;
-            renamed = Some(path);
-            fsync_dir(&self.dir).map_err(|e| QueueError::io(e, &self.dir))
-        })();
-        if result.is_err() {
-            let _ = remove_if_exists(&temp);
-            // A new file whose rename may not be durable is withdrawn: the sender was not told 250
-            // and will retry, so keeping it would duplicate the mail. A rewritten file stays: it is
-            // the only copy of mail already acknowledged.
-            if let (Some(path), true) = (renamed, new_file) {
-                let _ = remove_if_exists(&path);
-            }
-        }
-        result
-    }
-
-    /// Reads a queue file by id, in either format (JES 1.0 `.ser`, or jes's own).
-    pub fn load(&self, id: &str) -> Result<QueuedMessage, QueueError> {
-        let path = self.path_of(id);
-        if !valid_id(id) {
-            return Err(QueueError::invalid(&path, format!("bad id {id:?}")));
-        }
-        let bytes = std::fs::read(&path).map_err(|e| QueueError::io(e, &path))?;
-        parse(id, &bytes).map_err(|e| QueueError::Format {
-            path,
-            line: e.line,
-            reason: e.reason,
-        })
-    }
-
-    /// The ids of all queue files, sorted; temporary and unknown files are skipped. A missing
-    /// directory is an empty queue.
-    pub fn list_ids(&self) -> io::Result<Vec<String>> {
-        let Some(entries) = crate::store::read_dir_if_exists(&self.dir)? else {
-            return Ok(Vec::new());
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if let Some(id) = entry.file_name().to_str().and_then(id_of) {
-                ids.push(id.to_string());
-            }
-        }
-        ids.sort();
-        Ok(ids)
-    }
-
-    /// Removes queue entry `id`; one already gone is fine.
-    pub fn remove(&self, id: &str) -> Result<(), QueueError> {
-        let path = self.path_of(id);
-        if !valid_id(id) {
-            return Err(QueueError::invalid(&path, format!("bad id {id:?}")));
-        }
-        // No fsync of the directory: a removal lost in a crash only means the message is
-        // delivered once more (at least once, never lost), and the file system's next journal
-        // commit makes it durable anyway. That saves one fsync per relayed message.
-        remove_if_exists(&path).map_err(|e| QueueError::io(e, &path))
-    }
-
-    /// Removes temporary files left by a crash during a write. Call at start-up only, before any
-    /// enqueue, since a write in progress also has a temporary file. Returns how many were removed.
-    pub fn remove_stale_temp_files(&self) -> io::Result<usize> {
-        crate::store::remove_stale_temps(&self.dir)
-    }
+    /// Clears what a crash left behind (half-written entries). Called once at start-up, before
+    /// any enqueue; returns how many leftovers were removed.
+    async fn recover(&self) -> io::Result<usize>;
 }

@@ -17,8 +17,9 @@ use std::path::Path;
 use chrono::{DateTime, Local, TimeZone};
 
 use super::bounce::{build_dsn, is_null_sender, FailedRecipient, Notice};
-use super::{lock, request_retry, QueueError, QueueStore, QueuedMessage, RecipientState};
-use crate::store::{now_ms, unique_stem};
+use super::{lock, request_retry, QueueError, QueuedMessage, RecipientState, Spool};
+use crate::event::now_ms;
+use crate::store::unique_stem;
 
 /// Which entries a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +31,12 @@ pub enum Target {
 /// The queue of configuration directory `dir`: `smtp/` in its mail root (`store.dir`, or `dir`
 /// itself), as the server uses it. A mail.conf that does not read leaves `dir`: the tools also
 /// serve to look at a queue whose server cannot start.
-pub fn store_of(dir: &Path) -> QueueStore {
+pub fn store_of(dir: &Path) -> Spool {
     let root = crate::config::MailConf::load(&dir.join("mail.conf"))
         .ok()
         .and_then(|(conf, _)| conf.store_dir)
         .unwrap_or_else(|| dir.to_path_buf());
-    QueueStore::new(root.join("smtp"))
+    Spool::new(root.join("smtp"))
 }
 
 fn out_err(e: std::io::Error) -> String {
@@ -198,7 +199,7 @@ pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
 
 /// Every readable queue entry, by id, and the errors of the unreadable ones (an entry delivered
 /// and removed since the directory was read is neither).
-pub fn load_all(store: &QueueStore) -> Result<(Vec<QueuedMessage>, Vec<String>), String> {
+pub fn load_all(store: &Spool) -> Result<(Vec<QueuedMessage>, Vec<String>), String> {
     let ids = store
         .list_ids()
         .map_err(|e| format!("cannot read {}: {e}", store.dir().display()))?;
@@ -295,7 +296,7 @@ pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
     out.write_all(t.as_bytes()).map_err(out_err)
 }
 
-fn ids_of(store: &QueueStore, target: &Target) -> Result<Vec<String>, String> {
+fn ids_of(store: &Spool, target: &Target) -> Result<Vec<String>, String> {
     match target {
         Target::One(id) => Ok(vec![id.clone()]),
         Target::All => store
@@ -352,7 +353,7 @@ pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), Str
 
 /// Makes entry `id` due now, under its lock; with `wake`, also asks a running server to look at
 /// it at once (for many entries, make one `request_retry(store, None)` afterwards instead).
-pub fn retry_entry(store: &QueueStore, id: &str, wake: bool) -> Result<(), QueueError> {
+pub fn retry_entry(store: &Spool, id: &str, wake: bool) -> Result<(), QueueError> {
     let mut l = lock(store, id)?;
     let mut m = l.load(store)?;
     m.next_attempt_ms = now_ms();
@@ -437,7 +438,7 @@ pub enum Deleted {
 /// Removes entry `id` under its lock; with `bounce_hostname`, first queues a DSN (signed with that
 /// name, from the null sender) to the sender for the recipients not yet delivered.
 pub fn delete_entry(
-    store: &QueueStore,
+    store: &Spool,
     id: &str,
     bounce_hostname: Option<&str>,
 ) -> Result<(Deleted, QueuedMessage), QueueError> {

@@ -30,8 +30,8 @@ pub use shared::{clear_text_allowed, normalize_ip, LoginResult, Shared};
 
 use crate::config::Config;
 use crate::delivery::runner::{self, RunnerContext};
-use crate::queue::QueueStore;
-use crate::store::MailStore;
+use crate::queue::{FileQueue, Queue};
+use crate::store::{FileMailboxes, Mailboxes};
 
 /// How long sessions get to finish after SIGTERM before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -173,12 +173,15 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     ensure_dir(&config.users_dir())?;
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);
-    match QueueStore::new(config.queue_dir()).remove_stale_temp_files() {
+    // The one place the storage backends are chosen; everything else sees the interfaces.
+    let queue: Arc<dyn Queue> = Arc::new(FileQueue::new(config.queue_dir(), config.failed_dir()));
+    let mailboxes: Arc<dyn Mailboxes> = Arc::new(FileMailboxes::new(config.users_dir()));
+    match queue.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in the queue"),
         Err(e) => tracing::warn!("cannot clean temporary files from the queue: {e}"),
     }
-    match MailStore::new(config.users_dir()).remove_stale_temp_files() {
+    match mailboxes.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in mailboxes"),
         Err(e) => tracing::warn!("cannot clean temporary files from the mailboxes: {e}"),
@@ -190,7 +193,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     let tls = crate::tls::load_or_create(&config).map_err(StartError::Tls)?;
     let listeners = listen::bind_services(&config)?;
     let (runner_handle, new_ids) = runner::channel();
-    let shared = Arc::new(Shared::new(config, runner_handle));
+    let shared = Arc::new(Shared::new(config, runner_handle, mailboxes, queue));
     shared.set_tls(tls.config.clone());
     // The console's port is bound with the others, so a port in use stops the start. Its key is
     // read at start only: turning the console on or off, or moving it, needs a restart.
@@ -213,7 +216,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     let runner_ctx = RunnerContext {
         config: Arc::new(move || config_source.config()),
         queue: shared.queue.clone(),
-        store: shared.store.clone(),
+        mailboxes: shared.mailboxes.clone(),
     };
     sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
     if let Some(listener) = http_listener {

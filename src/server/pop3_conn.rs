@@ -1,6 +1,6 @@
 //! The tokio driver of one POP3 session: feeds `pop3::Session`, checks passwords on the bounded
 //! pool, opens (and so locks) the mailbox, reads messages and performs deletions at QUIT. The
-//! mailbox lock is the `Mailbox` value itself: it is released when this task ends, however it ends,
+//! mailbox lock is the `OpenMailbox` value itself: it is released when this task ends, however it ends,
 //! and a dropped connection deletes nothing.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,7 +15,7 @@ use super::conn::Conn;
 use super::{clear_text_allowed, normalize_ip, Shared};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
-use crate::store::{Mailbox, OpenError};
+use crate::store::{OpenError, OpenMailbox};
 
 /// Facts of retrieved messages a session keeps for their deletion events.
 const RETRIEVED_FACTS_KEPT: usize = 1000;
@@ -39,7 +39,7 @@ pub async fn run(
     drop(config);
     let mut session = Session::new(params);
     let mut wbuf = session.greeting();
-    let mut mailbox: Option<Arc<Mailbox>> = None;
+    let mut mailbox: Option<Box<dyn OpenMailbox>> = None;
     // Facts of the messages RETR read in this session, by index, for their pop3-deleted events.
     let mut retrieved: HashMap<usize, MessageFacts> = HashMap::new();
     let mut user = String::new();
@@ -104,11 +104,11 @@ pub async fn run(
                         session.tls_started();
                     }
                     Output::OpenMailbox { user: name } => {
-                        let result = open(&shared, &name).await;
+                        let result = shared.mailboxes.open(&name).await;
                         let reply = match result {
                             Ok(m) => {
                                 let listings = m
-                                    .messages
+                                    .messages()
                                     .iter()
                                     .map(|info| Listing {
                                         uid: info.uid.clone(),
@@ -117,10 +117,10 @@ pub async fn run(
                                     .collect();
                                 tracing::info!(
                                     session = %session_id, client = %ip, user = %name,
-                                    messages = m.messages.len(), "POP3 login"
+                                    messages = m.messages().len(), "POP3 login"
                                 );
                                 shared.note_pop_login(ip);
-                                mailbox = Some(Arc::new(m));
+                                mailbox = Some(m);
                                 Ok(listings)
                             }
                             Err(OpenError::InUse) => {
@@ -137,11 +137,8 @@ pub async fn run(
                         session.mailbox_opened(reply, &mut out);
                     }
                     Output::Retrieve { index, top } => {
-                        // A message file is read whole and at once (it is in the page cache right
-                        // after delivery): blocking in place is cheaper than a hand-off to the
-                        // blocking pool for every RETR, and the runtime moves other sessions away.
                         let read = match mailbox.as_ref() {
-                            Some(m) => tokio::task::block_in_place(|| m.read(index)),
+                            Some(m) => m.read(index).await,
                             None => Err(std::io::Error::other("no mailbox open")),
                         };
                         match (&read, mailbox.as_ref()) {
@@ -150,7 +147,7 @@ pub async fn run(
                             }
                             // TOP only looks: RETR is what a reader calls retrieving.
                             (Ok(bytes), Some(m)) if top.is_none() => {
-                                if let Some(info) = m.messages.get(index) {
+                                if let Some(info) = m.messages().get(index) {
                                     let facts =
                                         MessageFacts::of_stored(&info.uid, bytes, info.size);
                                     crate::outcome::emit(
@@ -171,38 +168,24 @@ pub async fn run(
                         session.retrieved(read, &mut out);
                     }
                     Output::Commit { deleted } => {
-                        let result = match mailbox.clone() {
+                        let result = match mailbox.as_ref() {
                             Some(m) => {
-                                let uids: Vec<String> = deleted
-                                    .iter()
-                                    .filter_map(|i| m.messages.get(*i))
-                                    .map(|i| i.uid.clone())
-                                    .collect();
-                                let indices = deleted.clone();
-                                let mut known = std::mem::take(&mut retrieved);
-                                let done = tokio::task::spawn_blocking(move || {
-                                    // What each message was, for its outcome event: known from
-                                    // RETR, else read before it goes.
-                                    let facts: Vec<MessageFacts> = indices
-                                        .iter()
-                                        .filter_map(|&i| {
-                                            if let Some(f) = known.remove(&i) {
-                                                return Some(f);
-                                            }
-                                            let info = m.messages.get(i)?;
-                                            let head = m.head(i, 16 * 1024).unwrap_or_default();
-                                            Some(MessageFacts::of_stored(
-                                                &info.uid, &head, info.size,
-                                            ))
-                                        })
-                                        .collect();
-                                    m.delete(&indices).map(|()| facts)
-                                })
-                                .await
-                                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                                // What each message was, for its outcome event: known from RETR,
+                                // else read before it goes.
+                                let mut facts: Vec<MessageFacts> = Vec::new();
+                                for &i in &deleted {
+                                    if let Some(f) = retrieved.remove(&i) {
+                                        facts.push(f);
+                                    } else if let Some(info) = m.messages().get(i) {
+                                        let head = m.head(i, 16 * 1024).await.unwrap_or_default();
+                                        facts.push(MessageFacts::of_stored(
+                                            &info.uid, &head, info.size,
+                                        ));
+                                    }
+                                }
+                                let done = m.delete(&deleted).await.map(|()| facts);
                                 match done {
                                     Ok(facts) => {
-                                        debug_assert_eq!(facts.len(), uids.len());
                                         let tls = conn.tls_version();
                                         let events = facts
                                             .iter()
@@ -276,12 +259,4 @@ pub async fn run(
             Ok(Ok(_)) => {}
         }
     }
-}
-
-async fn open(shared: &Arc<Shared>, user: &str) -> Result<Mailbox, OpenError> {
-    let shared = shared.clone();
-    let user = user.to_string();
-    tokio::task::spawn_blocking(move || shared.store.open(&user))
-        .await
-        .unwrap_or_else(|e| Err(OpenError::Io(std::io::Error::other(e.to_string()))))
 }

@@ -18,16 +18,16 @@ use super::throttle::LoginThrottle;
 use crate::auth::StoredPassword;
 use crate::config::{ClearText, Config};
 use crate::delivery::runner::RunnerHandle;
-use crate::queue::QueueStore;
-use crate::store::MailStore;
+use crate::queue::Queue;
+use crate::store::Mailboxes;
 
 /// Password checks at once: the machine has two cores and argon2 is meant to be slow.
 const PASSWORD_WORKERS: usize = 2;
 
 pub struct Shared {
     config: RwLock<Arc<Config>>,
-    pub store: Arc<MailStore>,
-    pub queue: Arc<QueueStore>,
+    pub mailboxes: Arc<dyn Mailboxes>,
+    pub queue: Arc<dyn Queue>,
     pub runner: RunnerHandle,
     tls: RwLock<Option<TlsAcceptor>>,
     pub smtp_limits: Arc<ConnLimits>,
@@ -48,14 +48,19 @@ pub struct LoginResult {
 }
 
 impl Shared {
-    pub fn new(config: Config, runner: RunnerHandle) -> Shared {
+    pub fn new(
+        config: Config,
+        runner: RunnerHandle,
+        mailboxes: Arc<dyn Mailboxes>,
+        queue: Arc<dyn Queue>,
+    ) -> Shared {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         Shared {
-            store: Arc::new(MailStore::new(config.users_dir())),
-            queue: Arc::new(QueueStore::new(config.queue_dir())),
+            mailboxes,
+            queue,
             runner,
             config: RwLock::new(Arc::new(config)),
             tls: RwLock::new(None),

@@ -245,7 +245,7 @@ async fn read_more(conn: &mut Conn, buf: &mut Vec<u8>) -> std::io::Result<usize>
     conn.read_buf(buf).await
 }
 
-/// Runs the accept step on the blocking pool (it fsyncs).
+/// Runs the accept step.
 async fn store(
     shared: &Arc<Shared>,
     session_id: &str,
@@ -253,7 +253,6 @@ async fn store(
     tls: Option<String>,
     envelope: Envelope,
 ) -> Result<String, StoreError> {
-    let shared = shared.clone();
     let mut message = envelope.header_prefix;
     message.extend_from_slice(&envelope.data);
     let incoming = Incoming {
@@ -264,20 +263,18 @@ async fn store(
         client: ip,
         tls,
     };
-    tokio::task::spawn_blocking(move || {
-        let config = shared.config();
-        let stores = Stores {
-            queue: &shared.queue,
-            mailboxes: &shared.store,
-            runner: &shared.runner,
-        };
-        accept(&config, &stores, incoming).map_err(|e| match e {
+    let config = shared.config();
+    let stores = Stores {
+        queue: shared.queue.as_ref(),
+        mailboxes: shared.mailboxes.as_ref(),
+        runner: &shared.runner,
+    };
+    accept(&config, &stores, incoming)
+        .await
+        .map_err(|e| match e {
             AcceptError::Full => StoreError::Full,
             AcceptError::Temporary(text) => StoreError::Temporary(text),
         })
-    })
-    .await
-    .unwrap_or_else(|e| Err(StoreError::Temporary(format!("storage task failed: {e}"))))
 }
 
 /// A reply goes into the output buffer and a refusal to the outcome report; any other output

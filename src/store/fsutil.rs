@@ -11,7 +11,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prefix of every temporary file; readers skip anything that starts with a dot.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
@@ -19,12 +18,31 @@ pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Milliseconds since the epoch (0 if the clock is before 1970).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+use crate::event::now_ms;
+
+/// Runs blocking file work (fsyncs, directory scans) on tokio's blocking pool, so the threads
+/// that serve sessions never wait for a disk. A panic in `f` comes back as an error.
+pub(crate) async fn blocking<T, F>(f: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("file task failed: {e}"))))
+}
+
+/// Runs short blocking work (reading one file that is usually in the page cache) where it is:
+/// cheaper than a hand-off to the blocking pool for every POP3 RETR. On the multi-threaded
+/// runtime the runtime first moves other tasks off this thread; elsewhere (tools, tests on a
+/// current-thread runtime) it simply runs.
+pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 /// A fresh name stem `<millis><6-digit counter>`, distinct for every call in this process.

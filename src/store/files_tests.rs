@@ -1,6 +1,7 @@
 //! Tests of the mailbox store against JES 1.6.1's own files and jes's writes.
 
 use super::*;
+use crate::store::pop3_size;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,7 +13,7 @@ pub(crate) fn fixture_root() -> PathBuf {
 const FIXTURE_BOX: &str = "trackstudio@127.0.0.1";
 const FIXTURE_FILE: &str = "pop6501300281251615158.jmsg";
 
-fn fixture_copy() -> (tempfile::TempDir, MailStore) {
+fn fixture_copy() -> (tempfile::TempDir, FileMailboxes) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("users").join(FIXTURE_BOX);
     std::fs::create_dir_all(&dir).unwrap();
@@ -24,7 +25,7 @@ fn fixture_copy() -> (tempfile::TempDir, MailStore) {
         dir.join(FIXTURE_FILE),
     )
     .unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     (tmp, store)
 }
 
@@ -93,7 +94,7 @@ fn jes_file_sizes_are_cached_until_the_file_changes() {
 #[test]
 fn deliver_writes_headers_and_size_in_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     let msg = b"Subject: hi\r\n\r\n..dot line\r\nend\r\n";
     let boxes = vec!["a@x.test".to_string(), "B@x.test".to_string()];
     let uids = store.deliver(&boxes, "sender@y.test", msg).unwrap();
@@ -124,7 +125,7 @@ fn deliver_writes_headers_and_size_in_name() {
 #[test]
 fn null_sender_and_bracketed_sender() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     let boxes = vec!["a@x.test".to_string()];
     store.deliver(&boxes, "", b"x\r\n").unwrap();
     store.deliver(&boxes, "<>", b"y\r\n").unwrap();
@@ -151,7 +152,7 @@ fn null_sender_and_bracketed_sender() {
 #[test]
 fn unsafe_names_are_refused_before_writing() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     let boxes = vec!["ok@x.test".to_string(), "../evil@x.test".to_string()];
     assert!(matches!(
         store.deliver(&boxes, "s@y", b"x\r\n"),
@@ -164,7 +165,7 @@ fn unsafe_names_are_refused_before_writing() {
 #[test]
 fn missing_mailbox_is_created_empty_so_that_it_can_be_locked() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     let mb = store.open("nobody@x.test").unwrap();
     assert!(mb.messages.is_empty());
     assert!(tmp.path().join("users/nobody@x.test").is_dir());
@@ -191,7 +192,7 @@ fn listing_is_oldest_first_and_skips_others() {
     std::fs::create_dir(dir.join("pop9.jmsg")).unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink("/etc/passwd", dir.join("pop8.jmsg")).unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     let mb = store.open("a@x.test").unwrap();
     let uids: Vec<&str> = mb.messages.iter().map(|m| m.uid.as_str()).collect();
     assert_eq!(uids, vec!["1", "2", "0b", "3"]);
@@ -200,7 +201,7 @@ fn listing_is_oldest_first_and_skips_others() {
 #[test]
 fn second_open_is_in_use_until_drop() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     let first = store.open("a@x.test").unwrap();
     assert!(matches!(store.open("A@X.test"), Err(OpenError::InUse)));
     let other = store.open("b@x.test").unwrap();
@@ -212,7 +213,7 @@ fn second_open_is_in_use_until_drop() {
 #[test]
 fn delete_then_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = MailStore::new(tmp.path().join("users"));
+    let store = FileMailboxes::new(tmp.path().join("users"));
     let boxes = vec!["a@x.test".to_string()];
     let mut uids = Vec::new();
     for i in 0..3 {
@@ -226,7 +227,7 @@ fn delete_then_reopen() {
     let listed: Vec<String> = mb.messages.iter().map(|m| m.uid.clone()).collect();
     assert_eq!(listed, uids, "delivery order is listing order");
     // Deleting a file that is already gone is fine.
-    std::fs::remove_file(&mb.messages[2].path).unwrap();
+    std::fs::remove_file(message_path(&mb.dir, &mb.messages[2].uid)).unwrap();
     mb.delete(&[0, 2]).unwrap();
     assert!(mb.delete(&[7]).is_err());
     drop(mb);
@@ -240,7 +241,7 @@ fn delete_then_reopen() {
 fn a_failed_write_leaves_no_file() {
     let tmp = tempfile::tempdir().unwrap();
     let users = tmp.path().join("users");
-    let store = MailStore::new(users.clone());
+    let store = FileMailboxes::new(users.clone());
     let boxes = vec!["a@x.test".to_string(), "b@x.test".to_string()];
     let mut calls = 0;
     let result = store.deliver_with("1", &boxes, "s@y", b"x\r\n", |f, bytes| {
@@ -269,7 +270,7 @@ fn a_failed_write_leaves_no_file() {
 #[test]
 fn concurrent_deliveries_get_distinct_names() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(MailStore::new(tmp.path().join("users")));
+    let store = Arc::new(FileMailboxes::new(tmp.path().join("users")));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let store = Arc::clone(&store);
@@ -299,14 +300,14 @@ fn concurrent_deliveries_get_distinct_names() {
 #[test]
 fn store_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
-    check::<MailStore>();
-    check::<Mailbox>();
+    check::<FileMailboxes>();
+    check::<FileMailbox>();
 }
 
 #[test]
 fn start_up_removes_temporary_files_a_crash_left_and_keeps_mail() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MailStore::new(dir.path().join("users"));
+    let store = FileMailboxes::new(dir.path().join("users"));
     let uids = store
         .deliver(
             &["a@x".to_string()],
@@ -316,7 +317,7 @@ fn start_up_removes_temporary_files_a_crash_left_and_keeps_mail() {
         .unwrap();
     let mailbox = dir.path().join("users/a@x");
     std::fs::write(
-        mailbox.join(format!("{}999-1", fsutil::TEMP_PREFIX)),
+        mailbox.join(format!("{}999-1", super::super::fsutil::TEMP_PREFIX)),
         b"half a mess",
     )
     .unwrap();
@@ -327,6 +328,6 @@ fn start_up_removes_temporary_files_a_crash_left_and_keeps_mail() {
         vec![".keep-me".to_string(), format!("pop{}.jmsg", uids[0])]
     );
     assert_eq!(store.remove_stale_temp_files().unwrap(), 0);
-    let empty = MailStore::new(dir.path().join("nowhere"));
+    let empty = FileMailboxes::new(dir.path().join("nowhere"));
     assert_eq!(empty.remove_stale_temp_files().unwrap(), 0);
 }

@@ -54,7 +54,7 @@ fn sample() -> QueuedMessage {
 
 #[test]
 fn fixture_jes_file_parses() {
-    let q = QueueStore::new(fixture_dir());
+    let q = Spool::new(fixture_dir());
     assert_eq!(q.list_ids().unwrap(), vec![FIXTURE_ID.to_string()]);
     let m = q.load(FIXTURE_ID).unwrap();
     assert_eq!(m.id, FIXTURE_ID);
@@ -151,7 +151,7 @@ fn bad_files_name_the_line() {
     }
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("smtp5.ser"), b"1.0\r\n").unwrap();
-    let q = QueueStore::new(tmp.path().to_path_buf());
+    let q = Spool::new(tmp.path().to_path_buf());
     match q.load("5") {
         Err(QueueError::Format { path, line, .. }) => {
             assert_eq!(path, tmp.path().join("smtp5.ser"));
@@ -166,7 +166,7 @@ fn bad_files_name_the_line() {
 #[test]
 fn enqueue_load_save_remove() {
     let tmp = tempfile::tempdir().unwrap();
-    let q = QueueStore::new(tmp.path().join("smtp"));
+    let q = Spool::new(tmp.path().join("smtp"));
     let rcpts = vec!["boss@remote.test".to_string(), "x@y.test".to_string()];
     let msg = b"Subject: hi\r\n\r\n..dot\r\n";
     let id = q.enqueue("<>", &rcpts, msg).unwrap();
@@ -205,7 +205,7 @@ fn saving_a_jes_file_converts_it() {
         tmp.path().join(format!("smtp{FIXTURE_ID}.ser")),
     )
     .unwrap();
-    let q = QueueStore::new(tmp.path().to_path_buf());
+    let q = Spool::new(tmp.path().to_path_buf());
     let mut m = q.load(FIXTURE_ID).unwrap();
     m.attempts += 1;
     q.save(&m).unwrap();
@@ -217,7 +217,7 @@ fn saving_a_jes_file_converts_it() {
 #[test]
 fn list_skips_temp_and_unknown_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let q = QueueStore::new(tmp.path().to_path_buf());
+    let q = Spool::new(tmp.path().to_path_buf());
     let id = q.enqueue("s@x", &["r@y".to_string()], b"m\r\n").unwrap();
     for name in [
         ".tmp-1-2",
@@ -239,7 +239,7 @@ fn list_skips_temp_and_unknown_files() {
 #[test]
 fn refuses_what_it_cannot_write() {
     let tmp = tempfile::tempdir().unwrap();
-    let q = QueueStore::new(tmp.path().to_path_buf());
+    let q = Spool::new(tmp.path().to_path_buf());
     assert!(q.enqueue("s@x", &[], b"m\r\n").is_err());
     assert!(q
         .enqueue("s@x", &["a\r\nTo: <b@c>".to_string()], b"m\r\n")
@@ -254,7 +254,7 @@ fn refuses_what_it_cannot_write() {
 #[test]
 fn full_disk_leaves_no_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let q = QueueStore::new(tmp.path().join("smtp"));
+    let q = Spool::new(tmp.path().join("smtp"));
     let rcpts = vec!["r@y".to_string()];
     let r = q.enqueue_with("1", "s@x", &rcpts, b"m\r\n", |f, b| {
         f.write_all(&b[..3])?;
@@ -282,7 +282,7 @@ fn full_disk_leaves_no_file() {
 #[test]
 fn concurrent_enqueues_get_distinct_ids() {
     let tmp = tempfile::tempdir().unwrap();
-    let q = std::sync::Arc::new(QueueStore::new(tmp.path().to_path_buf()));
+    let q = std::sync::Arc::new(Spool::new(tmp.path().to_path_buf()));
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let q = std::sync::Arc::clone(&q);
