@@ -121,11 +121,10 @@ impl MessageFacts {
 }
 
 impl MessageFacts {
-    /// The facts of a message stored in a mailbox under UIDL `uid` (`<id>,S=<size>` for jes's
-    /// files, JES's own digits otherwise), from its first bytes `head` (the sender is in the
-    /// `Return-Path:` line the mailbox copy starts with) and its stored `size`.
-    pub fn of_stored(uid: &str, head: &[u8], size: u64) -> MessageFacts {
-        let id = uid.split_once(",S=").map_or(uid, |(stem, _)| stem);
+    /// The facts of a message stored in a mailbox with id `id` (`store::MessageInfo::id`), from
+    /// its first bytes `head` (the sender is in the `Return-Path:` line the mailbox copy starts
+    /// with) and its stored `size`.
+    pub fn of_stored(id: &str, head: &[u8], size: u64) -> MessageFacts {
         let mut facts = MessageFacts::of(id, "", head, 0);
         let section = header_section(head);
         if let Some(rp) = header(section, "return-path") {
@@ -339,9 +338,9 @@ mod tests {
     }
 
     #[test]
-    fn stored_facts_take_the_id_from_the_uid_and_the_sender_from_return_path() {
+    fn stored_facts_take_the_sender_from_return_path() {
         let head = b"X-DeliveredTo: bob@x\r\nReturn-Path: <app@y.test>\r\nSubject: hi\r\n\r\n";
-        let f = MessageFacts::of_stored("1795605697556000001,S=42", head, 42);
+        let f = MessageFacts::of_stored("1795605697556000001", head, 42);
         assert_eq!(f.id, "1795605697556000001");
         assert_eq!(f.sender, "app@y.test");
         assert_eq!(f.subject.as_deref(), Some("hi"));

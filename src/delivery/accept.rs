@@ -82,7 +82,7 @@ pub async fn accept(
         if let Err(e) = delivered {
             tracing::error!(session = %incoming.session, "cannot deliver to {}: {e}", local.join(", "));
             if let Some(qid) = &queue_id {
-                if let Err(e) = stores.queue.delete(qid, None).await {
+                if let Err(e) = stores.queue.withdraw(qid).await {
                     tracing::error!(session = %incoming.session, "cannot take back queue file {qid}: {e}");
                 }
             }

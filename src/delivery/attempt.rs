@@ -22,9 +22,10 @@ use crate::queue::{
 };
 use crate::store::Mailboxes;
 
-/// How long an attempt may hold its message. Longer than any attempt takes (every MX host's
-/// timeouts together stay well under it); an attempt that overruns it loses its write to whoever
-/// took the message next, rather than overwriting their result.
+/// How long an attempt holds its message before someone else may take it over. Attempts have no
+/// overall deadline (hosts are tried in turn, each command may wait minutes), so this is a bound
+/// for an attempt that stalled, not a promise: one that overruns it still writes its result unless
+/// another attempt took the message meanwhile, in which case that attempt's result stands.
 pub const LEASE_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// What the runner does with the message next.
@@ -45,13 +46,14 @@ pub enum Outcome {
 /// account, should not wait for the next scan of `smtp/`.
 pub async fn run(
     id: &str,
-    config: &Config,
-    queue: &dyn Queue,
+    config: Arc<Config>,
+    queue: Arc<dyn Queue>,
     mailboxes: &dyn Mailboxes,
     remote: &Remote,
     owner: &str,
 ) -> (Outcome, Vec<String>) {
-    let (lease, mut msg, mut work) = match prepare(id, config, queue, mailboxes, owner).await {
+    let prepared = prepare(id, &config, queue.as_ref(), mailboxes, owner).await;
+    let (lease, mut msg, mut work) = match prepared {
         Ok(p) => p,
         Err(outcome) => return (outcome, Vec::new()),
     };
@@ -70,7 +72,7 @@ pub async fn run(
             msg.sender.as_str()
         };
         let outcomes = remote
-            .deliver(config, id, sender, &addrs, &msg.message)
+            .deliver(&config, id, sender, &addrs, &msg.message)
             .await;
         msg.attempts += 1;
         for (i, outcome) in remote_idx.iter().zip(outcomes) {
@@ -80,9 +82,17 @@ pub async fn run(
     if deferred && msg.attempts >= config.mail.delivery_threshold {
         work.expire(&mut msg);
     }
-    let (outcome, work) = finish(config, queue, lease, &mut msg, work).await;
-    crate::outcome::emit_all(work.events);
-    (outcome, work.notices)
+    // Bouncing and saving run to the end on their own task: stopping the server aborts this one,
+    // and a notice queued without the state that says so would be sent again after the restart.
+    let finishing = tokio::spawn(async move {
+        let (outcome, work) = finish(&config, queue.as_ref(), lease, &mut msg, work).await;
+        crate::outcome::emit_all(work.events);
+        (outcome, work.notices)
+    });
+    finishing.await.unwrap_or_else(|e| {
+        tracing::error!(queue_id = id, "delivery attempt failed: {e}");
+        (Outcome::RetryAt(now_ms() + 60_000), Vec::new())
+    })
 }
 
 /// What one attempt found out: the recipients to bounce now, the outcome events to report, and
@@ -187,10 +197,11 @@ async fn prepare(
         Ok(Taken::Leased(lease, msg)) => (lease, msg),
         Ok(Taken::Busy) => return Err(Outcome::Busy),
         Ok(Taken::Gone) => return Err(Outcome::Finished),
-        Err(e @ QueueError::Format { .. }) => {
+        // Damaged or unreadable (permissions, EIO): looking every minute would only fill the log.
+        Err(e) if unreadable(&e) => {
             tracing::error!(
                 queue_id = id,
-                "queue file cannot be read; it stays where it is: {e}"
+                "queued message cannot be read; it stays where it is: {e}"
             );
             return Err(Outcome::RetryAt(now_ms() + 3_600_000));
         }
@@ -202,6 +213,20 @@ async fn prepare(
     let mut work = Work::new(&msg);
     deliver_local(config, mailboxes, &mut msg, &mut work).await;
     Ok((lease, msg, work))
+}
+
+/// Whether `take` failed on the message itself rather than on a passing condition.
+fn unreadable(e: &QueueError) -> bool {
+    match e {
+        QueueError::Format { .. } => true,
+        QueueError::Io { source, .. } => {
+            !matches!(
+                source.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ) && source.raw_os_error() != Some(libc::EMFILE)
+        }
+        _ => false,
+    }
 }
 
 /// Bounces what failed now, then saves the new state or removes the finished message. Returns
@@ -229,10 +254,9 @@ async fn finish(
         queue.release(lease).await;
         return (Outcome::RetryAt(msg.next_attempt_ms), work);
     }
-    if !work.newly_failed.is_empty() && !bounced {
-        keep_in_failed(queue, msg).await;
-    }
-    match queue.complete(lease).await {
+    // A failure nobody could be told about (a bounce that bounced) is kept, as JES did.
+    let keep = (!work.newly_failed.is_empty() && !bounced).then_some(&*msg);
+    match queue.complete(lease, keep).await {
         Ok(()) => {
             tracing::info!(queue_id = %msg.id, "queue file done: every recipient delivered or bounced")
         }
@@ -453,16 +477,6 @@ async fn send_notice(
         Err(e) => {
             tracing::error!(queue_id = %msg.id, "cannot queue the bounce to {}: {e}", msg.sender);
             None
-        }
-    }
-}
-
-/// A bounce that could not be delivered is kept in `failed/` (its final state), as JES did.
-async fn keep_in_failed(queue: &dyn Queue, msg: &QueuedMessage) {
-    match queue.keep_failed(msg).await {
-        Ok(to) => tracing::warn!(queue_id = %msg.id, "undeliverable bounce kept in {to}"),
-        Err(e) => {
-            tracing::error!(queue_id = %msg.id, "cannot keep the undeliverable message: {e}")
         }
     }
 }

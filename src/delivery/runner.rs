@@ -142,6 +142,8 @@ pub async fn run(
     }
 
     let mut attempts: JoinSet<(String, Outcome, Vec<String>)> = JoinSet::new();
+    // Which message each attempt task works on, to put it back if the task panics.
+    let mut attempt_ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut retry_tick = tokio::time::interval(RETRY_POLL);
     let scan_every = (runner.ctx.config)()
         .mail
@@ -161,18 +163,14 @@ pub async fn run(
             let mailboxes = runner.ctx.mailboxes.clone();
             let remote = runner.remote.clone();
             let owner = runner.owner.clone();
-            attempts.spawn(async move {
-                let (outcome, notices) = attempt::run(
-                    &id,
-                    &config,
-                    queue.as_ref(),
-                    mailboxes.as_ref(),
-                    &remote,
-                    &owner,
-                )
-                .await;
+            let task_id = id.clone();
+            let task = attempts.spawn(async move {
+                let mailboxes = mailboxes.as_ref();
+                let (outcome, notices) =
+                    attempt::run(&id, config, queue, mailboxes, &remote, &owner).await;
                 (id, outcome, notices)
             });
+            attempt_ids.insert(task.id(), task_id);
         }
         let next_due = runner.schedule.next_due();
         let sleep_until = match next_due {
@@ -189,8 +187,21 @@ pub async fn run(
                 runner.received.insert(id.clone(), now_ms());
                 runner.schedule.insert(id, Instant::now());
             }
-            Some(done) = attempts.join_next(), if !attempts.is_empty() => {
-                let Ok((id, outcome, notices)) = done else { continue };
+            Some(done) = attempts.join_next_with_id(), if !attempts.is_empty() => {
+                let (task, (id, outcome, notices)) = match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // A panic in an attempt (a bug): its message may still be leased, so it
+                        // comes back once the lease can be taken over.
+                        if let Some(id) = attempt_ids.remove(&e.id()) {
+                            tracing::error!(queue_id = %id, "delivery attempt failed: {e}");
+                            runner.in_flight.remove(&id);
+                            runner.schedule.insert(id, Instant::now() + attempt::LEASE_TTL);
+                        }
+                        continue;
+                    }
+                };
+                attempt_ids.remove(&task);
                 runner.in_flight.remove(&id);
                 // Bounces and delay warnings this attempt queued: due now, like SMTP's new files.
                 for notice in notices {

@@ -1,12 +1,12 @@
 //! Mailboxes in the console: the accounts, their messages, one message (parsed, raw, its HTML,
 //! its attachments), and deletion.
 //!
-//! Reading never locks a mailbox (`MailStore::peek`), so an administrator can look while the
-//! tracker is polling. Deleting takes the same in-process lock as a POP3 session
-//! (`MailStore::open`): while a session holds the mailbox the answer is 409, because the session's
-//! message numbers must not change under it. Only accounts in `user.conf` are served, and every
-//! address goes through `address::mailbox_dir_name`, the one gate from an address to a directory.
-//! A message is found by its UIDL among the listed files, never by building a path from the id.
+//! Everything goes through the `Mailboxes` interface. Reading never locks a mailbox
+//! (`Mailboxes::list`, `head`, `read`), so an administrator can look while the tracker is polling.
+//! Deleting takes the same lock as a POP3 session (`Mailboxes::open`): while a session holds the
+//! mailbox the answer is 409, because the session's message numbers must not change under it.
+//! Only accounts in `user.conf` are served. A message is found by its UIDL among the listed ones;
+//! the backend alone turns a UIDL into a file.
 //!
 //! The message's HTML is served by its own endpoint for a sandboxed frame: a CSP without scripts,
 //! remote images or forms, so mail from strangers can be looked at without running it.
@@ -53,6 +53,12 @@ pub struct MessageDetailJson {
     size: u64,
     #[serde(flatten)]
     detail: Detail,
+}
+
+/// A store time as seconds since the epoch (0 when unknown).
+fn epoch_secs(t: Option<std::time::SystemTime>) -> u64 {
+    t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
 }
 
 fn open_error(e: OpenError) -> ApiError {
@@ -129,7 +135,7 @@ pub async fn messages(
             id: info.uid.clone(),
             size: info.size,
             summary: message::summarize(&message::unstuff(&head)),
-            received: message::received_secs(&info.uid, || info.stored_at),
+            received: epoch_secs(info.stored_at),
         });
     }
     Ok(Json(out))
@@ -260,9 +266,12 @@ pub async fn delete(
         .ok_or_else(|| ApiError::not_found(format!("no message {id:?} in {address}")))?;
     // For the outcome event: what the message was, read before it goes.
     let head = mailbox.head(index, 16 * 1024).await.unwrap_or_default();
-    let size = mailbox.messages()[index].size;
+    let (size, message_id) = {
+        let info = &mailbox.messages()[index];
+        (info.size, info.id.clone())
+    };
     mailbox.delete(&[index]).await.map_err(ApiError::internal)?;
-    let facts = MessageFacts::of_stored(&id, &head, size);
+    let facts = MessageFacts::of_stored(&message_id, &head, size);
     let reply = format!("deleted from the mailbox by {} (console)", admin.user);
     crate::outcome::emit(Event::new(Kind::DeletedAdmin, &facts, &address).with_reply(&reply));
     Ok(StatusCode::NO_CONTENT)

@@ -1,9 +1,9 @@
 //! The queue in the console: list, show, retry, delete (with or without a bounce).
 //!
-//! Every action goes through `queue::tools`, the code behind `jes queue`, so the console and the
-//! command line cannot disagree: changes are made under the queue file's lock (the runner may be
-//! delivering that very message) and the running scheduler is woken by a retry request. Ids are
-//! checked to be digits before anything touches the disk, so no id can name a path outside `smtp/`.
+//! Every action goes through the `Queue` interface; the file backend performs them with the code
+//! behind `jes queue` (`queue::tools`), so the console and the command line cannot disagree:
+//! changes are made under the message's lease lock (the runner may be delivering that very
+//! message) and the runner is woken by a retry request. Ids are checked to be digits first.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -72,15 +72,13 @@ fn entry_json(m: &QueuedMessage, with_headers: bool) -> EntryJson {
 /// The error answer for a failed queue operation on `id`.
 fn queue_error(id: &str, e: QueueError) -> ApiError {
     match &e {
-        _ if tools::is_not_found(&e) => {
+        _ if e.is_not_found() => {
             ApiError::not_found(format!("{id}: not in the queue (delivered or deleted?)"))
         }
-        QueueError::Io { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("{id} is busy (being delivered); try again"),
-            )
-        }
+        _ if e.is_busy() => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{id} is busy (being delivered); try again"),
+        ),
         _ => ApiError::internal(e),
     }
 }

@@ -11,23 +11,6 @@ use serde::Serialize;
 /// The message as a POP3 client receives it after RETR (the rule lives with POP3's encoder).
 pub use crate::pop3::wire::unstuff;
 
-/// When the message arrived, seconds since the epoch: jes's names start with the delivery time in
-/// milliseconds (`pop<ms:13><counter:6>,S=<size>`); JES's random names do not, so the file's
-/// modification time stands in (asked for only then: listing a big mailbox costs no `stat` each).
-pub fn received_secs(uid: &str, mtime: impl FnOnce() -> Option<std::time::SystemTime>) -> u64 {
-    if let Some((stem, _)) = uid.split_once(",S=") {
-        if stem.len() >= 19 && stem.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(ms) = stem[..13].parse::<u64>() {
-                return ms / 1000;
-            }
-        }
-    }
-    mtime()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// `Name <addr>, addr2` for display.
 fn addresses(a: Option<&Address>) -> Option<String> {
     let a = a?;
@@ -266,22 +249,5 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n";
             let _ = html_body(input);
             let _ = attachment(input, 0);
         }
-    }
-
-    #[test]
-    fn received_time_from_the_name_or_mtime() {
-        assert_eq!(
-            received_secs("1795605697556000001,S=12", || None),
-            1_795_605_697
-        );
-        assert_eq!(received_secs("6501300281251615158", || None), 0);
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(100);
-        assert_eq!(received_secs("6501300281251615158", || Some(t)), 100);
-        // jes's names carry the time: the file is not asked.
-        let never = || -> Option<std::time::SystemTime> { panic!("stat for a jes name") };
-        assert_eq!(
-            received_secs("1795605697556000001,S=12", never),
-            1_795_605_697
-        );
     }
 }

@@ -1,10 +1,12 @@
 //! The file backend of the queue: JES's spool folder `smtp/` behind the `Queue` interface.
 //!
 //! A lease is an `flock` on the queue file (`lock::QueueLock`), so a `jes queue` tool or a second
-//! process waits for it, plus a token and an expiry kept here: a write checks the token first, and
-//! a lease past its expiry may be taken over by the next `take`, which closes the old flock, so the
-//! first holder's later write gets `LeaseLost` (a stalled attempt cannot overwrite the result of
-//! the one after it). Blocking work (fsyncs, listing the folder) runs on tokio's blocking pool.
+//! process waits for it whatever the expiry, plus a token and an expiry kept here. Expiry matters
+//! only to `take`: a lease past it may be taken over, which closes the old flock, and from then on
+//! the first holder's writes get `LeaseLost` (a stalled attempt cannot overwrite the result of the
+//! one after it). A holder past its expiry that nobody took over still writes: losing a slow
+//! attempt's result would only send its mail again. Blocking work (fsyncs, listing the folder)
+//! runs on tokio's blocking pool.
 //!
 //! The runner learns of files it was not handed through `arrivals`, which lists the folder only
 //! when its modification time moved, and of `jes queue retry` requests through `retry_requests`,
@@ -83,11 +85,11 @@ impl FileQueue {
         &self.spool
     }
 
-    /// The held lease `lease` names, if it is still current: same token, not expired.
+    /// The held lease `lease` names, if nobody took it over: same token.
     fn current(&self, lease: &Lease) -> Result<Arc<Mutex<QueueLock>>, QueueError> {
         let held = guard(&self.held);
         match held.get(&lease.id) {
-            Some(h) if h.token == lease.token && h.expires_ms > now_ms() => Ok(h.lock.clone()),
+            Some(h) if h.token == lease.token => Ok(h.lock.clone()),
             _ => Err(QueueError::LeaseLost {
                 id: lease.id.clone(),
             }),
@@ -130,6 +132,10 @@ impl Queue for FileQueue {
         }
         let dir = spool.dir().to_path_buf();
         let ids = blocking(move || spool.list_ids()).await;
+        if ids.is_err() {
+            // Look again next time, or new files stay hidden until the folder changes again.
+            guard(&self.seen).0 = None;
+        }
         ids.map(Some).map_err(|e| QueueError::io(e, &dir))
     }
 
@@ -178,7 +184,7 @@ impl Queue for FileQueue {
         let (l, msg) = match locked {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(Taken::Busy),
-            Err(e) if is_gone(&e) => return Ok(Taken::Gone),
+            Err(e) if e.is_not_found() => return Ok(Taken::Gone),
             Err(e) => return Err(e),
         };
         let lease = Lease {
@@ -210,14 +216,37 @@ impl Queue for FileQueue {
         joined(tokio::task::spawn_blocking(move || guard(&lock).save(&spool, &msg)).await)
     }
 
-    async fn complete(&self, lease: Lease) -> Result<(), QueueError> {
-        let lock = self.current(&lease)?;
-        guard(&self.held).remove(&lease.id);
+    async fn complete(
+        &self,
+        lease: Lease,
+        keep_failed: Option<&QueuedMessage>,
+    ) -> Result<(), QueueError> {
+        let lock = {
+            let mut held = guard(&self.held);
+            match held.get(&lease.id) {
+                Some(h) if h.token == lease.token => {}
+                _ => return Err(QueueError::LeaseLost { id: lease.id }),
+            }
+            held.remove(&lease.id).map(|h| h.lock)
+        };
+        let Some(lock) = lock else {
+            return Err(QueueError::LeaseLost { id: lease.id });
+        };
         let (spool, id) = (self.spool.clone(), lease.id);
+        let failed = keep_failed.map(|m| (m.clone(), self.failed_dir.clone()));
         // Removed while the flock is still held: a waiting tool then finds it gone.
         joined(
             tokio::task::spawn_blocking(move || {
                 let _held = guard(&lock);
+                if let Some((msg, dir)) = failed {
+                    // A finished message nobody could be told about (an undeliverable bounce):
+                    // JES kept it in failed/, in its final state; failing to keep that copy is
+                    // logged, not worth keeping the message queued for.
+                    match spool.keep_failed(&msg, &dir) {
+                        Ok(to) => tracing::warn!(queue_id = %id, "undeliverable message kept in {}", to.display()),
+                        Err(e) => tracing::error!(queue_id = %id, "cannot keep the undeliverable message in {}: {e}", dir.display()),
+                    }
+                }
                 spool.remove(&id)
             })
             .await,
@@ -231,11 +260,9 @@ impl Queue for FileQueue {
         }
     }
 
-    async fn keep_failed(&self, msg: &QueuedMessage) -> io::Result<String> {
-        let (spool, msg, dir) = (self.spool.clone(), msg.clone(), self.failed_dir.clone());
-        blocking(move || spool.keep_failed(&msg, &dir))
-            .await
-            .map(|p| p.display().to_string())
+    async fn withdraw(&self, id: &str) -> Result<(), QueueError> {
+        let (spool, id) = (self.spool.clone(), id.to_string());
+        joined(tokio::task::spawn_blocking(move || spool.remove(&id)).await)
     }
 
     async fn list(&self) -> Result<(Vec<QueuedMessage>, Vec<String>), QueueError> {
@@ -294,6 +321,7 @@ impl Queue for FileQueue {
             .await
             .unwrap_or_else(|e| {
                 tracing::error!("cannot read the queue's retry requests: {e}");
+                guard(&self.seen).1 = None;
                 Vec::new()
             })
     }
@@ -322,11 +350,6 @@ impl Queue for FileQueue {
         let spool = self.spool.clone();
         blocking(move || spool.remove_stale_temp_files()).await
     }
-}
-
-/// Whether `e` means the entry is no longer there.
-fn is_gone(e: &QueueError) -> bool {
-    matches!(e, QueueError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
 }
 
 #[cfg(test)]
@@ -368,7 +391,8 @@ mod tests {
         q.release(l).await;
         let (l2, m2) = lease(&q, &id, Duration::from_secs(60)).await;
         assert_eq!(m2.attempts, 3);
-        q.complete(l2).await.unwrap();
+        q.complete(l2, None).await.unwrap();
+        assert!(!q.spool().path_of(&id).exists());
         assert!(matches!(
             q.take(&id, "test", Duration::from_secs(60)).await.unwrap(),
             Taken::Gone
@@ -391,12 +415,53 @@ mod tests {
             "{lost:?}"
         );
         assert!(matches!(
-            q.complete(stale).await,
+            q.complete(stale.clone(), None).await,
             Err(QueueError::LeaseLost { .. })
         ));
         assert_eq!(q.load(&id).await.unwrap().attempts, 2);
-        // The successor's lease still works, and a stale release does not end it.
-        q.complete(fresh).await.unwrap();
+        // A stale release does not end the successor's lease, which still works.
+        q.release(stale).await;
+        assert!(matches!(
+            q.take(&id, "other", Duration::from_secs(60)).await.unwrap(),
+            Taken::Busy
+        ));
+        q.complete(fresh, None).await.unwrap();
+        assert!(!q.spool().path_of(&id).exists());
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_nobody_took_over_still_writes() {
+        let (_tmp, q) = queue();
+        let id = enqueue(&q).await;
+        let (slow, mut m) = lease(&q, &id, Duration::ZERO).await;
+        m.attempts = 4;
+        q.record(&slow, &m).await.unwrap();
+        assert_eq!(q.load(&id).await.unwrap().attempts, 4);
+        q.complete(slow, None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn complete_can_keep_an_undeliverable_message_in_failed() {
+        let (tmp, q) = queue();
+        let id = enqueue(&q).await;
+        let (l, mut m) = lease(&q, &id, Duration::from_secs(60)).await;
+        m.recipients[0].state = crate::queue::RecipientState::Failed;
+        q.complete(l, Some(&m)).await.unwrap();
+        assert!(!q.spool().path_of(&id).exists());
+        let kept =
+            std::fs::read_to_string(tmp.path().join(format!("failed/smtp{id}.ser"))).unwrap();
+        assert!(kept.contains("failed"), "its final state: {kept}");
+    }
+
+    #[tokio::test]
+    async fn withdraw_takes_back_an_entry_nobody_holds() {
+        let (_tmp, q) = queue();
+        let id = enqueue(&q).await;
+        q.withdraw(&id).await.unwrap();
+        assert!(matches!(
+            q.take(&id, "t", Duration::from_secs(60)).await.unwrap(),
+            Taken::Gone
+        ));
     }
 
     #[tokio::test]

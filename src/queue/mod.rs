@@ -101,6 +101,17 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// The message is not (or no longer) queued. Every backend reports this as an `Io` error of
+    /// kind `NotFound`, so callers (the console's 404) need not know the backend.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, QueueError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// Someone else holds the message for longer than the caller waits (kind `WouldBlock`).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, QueueError::Io { source, .. } if source.kind() == io::ErrorKind::WouldBlock)
+    }
+
     pub(crate) fn io(source: io::Error, path: &Path) -> Self {
         if is_full(&source) {
             let msg = format!("{}: {source}", path.display());
@@ -121,8 +132,8 @@ impl QueueError {
     }
 }
 
-/// A message taken for one delivery attempt: `owner` may write its state until `expires_ms`
-/// (epoch ms), and every write names `token`.
+/// A message taken for one delivery attempt: every write names `token`; after `expires_ms` (epoch
+/// ms) another `take` may take the message over, and from then on this lease's writes fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub id: String,
@@ -173,18 +184,25 @@ pub trait Queue: Send + Sync + 'static {
     /// Takes message `id` for a delivery attempt, leased to `owner` for `ttl`.
     async fn take(&self, id: &str, owner: &str, ttl: Duration) -> Result<Taken, QueueError>;
 
-    /// Writes the new state of a leased message; the lease stays held.
+    /// Writes the new state of a leased message; the lease stays held. `LeaseLost` once someone
+    /// took the message over.
     async fn record(&self, lease: &Lease, msg: &QueuedMessage) -> Result<(), QueueError>;
 
-    /// Removes a leased message whose recipients are all done, ending the lease.
-    async fn complete(&self, lease: Lease) -> Result<(), QueueError>;
+    /// Removes a leased message whose recipients are all done, ending the lease; with
+    /// `keep_failed`, first keeps that final state where undeliverable mail is kept (JES's
+    /// `failed/`): a message that failed and could not be bounced (a bounce itself).
+    async fn complete(
+        &self,
+        lease: Lease,
+        keep_failed: Option<&QueuedMessage>,
+    ) -> Result<(), QueueError>;
 
     /// Ends a lease without writing.
     async fn release(&self, lease: Lease);
 
-    /// Keeps a finished message that could be neither delivered nor bounced (JES's `failed/`).
-    /// Returns where, for the log.
-    async fn keep_failed(&self, msg: &QueuedMessage) -> io::Result<String>;
+    /// Takes back a message just enqueued that nobody has taken yet (the accept step, when its
+    /// mailbox copies failed). One already gone is fine.
+    async fn withdraw(&self, id: &str) -> Result<(), QueueError>;
 
     /// Every queued message (for the console), with a description of each entry that cannot be
     /// read.

@@ -314,7 +314,7 @@ fn not_in_queue(path: &Path) -> String {
 
 /// Whether `e` means the entry does not exist (never did, or delivered or deleted meanwhile).
 pub fn is_not_found(e: &QueueError) -> bool {
-    matches!(e, QueueError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    e.is_not_found()
 }
 
 /// `jes queue retry ID|--all`: makes the entries due now (in the file, under its lock) and asks a

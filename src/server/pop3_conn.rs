@@ -148,8 +148,7 @@ pub async fn run(
                             // TOP only looks: RETR is what a reader calls retrieving.
                             (Ok(bytes), Some(m)) if top.is_none() => {
                                 if let Some(info) = m.messages().get(index) {
-                                    let facts =
-                                        MessageFacts::of_stored(&info.uid, bytes, info.size);
+                                    let facts = MessageFacts::of_stored(&info.id, bytes, info.size);
                                     crate::outcome::emit(
                                         Event::new(Kind::Pop3Retrieved, &facts, &user)
                                             .in_session(&session_id, ip)
@@ -179,7 +178,7 @@ pub async fn run(
                                     } else if let Some(info) = m.messages().get(i) {
                                         let head = m.head(i, 16 * 1024).await.unwrap_or_default();
                                         facts.push(MessageFacts::of_stored(
-                                            &info.uid, &head, info.size,
+                                            &info.id, &head, info.size,
                                         ));
                                     }
                                 }

@@ -1,5 +1,5 @@
 //! The tokio driver of one SMTP session: reads bytes, feeds `smtp::Session`, writes its replies,
-//! and performs its actions (storing a message on the blocking pool). Replies are buffered and
+//! and performs its actions (storing a message through the accept step). Replies are buffered and
 //! flushed only before the driver would block on a read, which is what PIPELINING needs.
 
 use std::net::SocketAddr;
@@ -245,7 +245,7 @@ async fn read_more(conn: &mut Conn, buf: &mut Vec<u8>) -> std::io::Result<usize>
     conn.read_buf(buf).await
 }
 
-/// Runs the accept step.
+/// Runs the accept step for a message the session finished.
 async fn store(
     shared: &Arc<Shared>,
     session_id: &str,
@@ -263,18 +263,24 @@ async fn store(
         client: ip,
         tls,
     };
-    let config = shared.config();
-    let stores = Stores {
-        queue: shared.queue.as_ref(),
-        mailboxes: shared.mailboxes.as_ref(),
-        runner: &shared.runner,
-    };
-    accept(&config, &stores, incoming)
-        .await
-        .map_err(|e| match e {
-            AcceptError::Full => StoreError::Full,
-            AcceptError::Temporary(text) => StoreError::Temporary(text),
-        })
+    // Its own task: a session aborted at shutdown must not cut the accept step between the queue
+    // and the mailboxes (the take-back would never run).
+    let shared = shared.clone();
+    let accepting = tokio::spawn(async move {
+        let config = shared.config();
+        let stores = Stores {
+            queue: shared.queue.as_ref(),
+            mailboxes: shared.mailboxes.as_ref(),
+            runner: &shared.runner,
+        };
+        accept(&config, &stores, incoming).await
+    });
+    match accepting.await {
+        Ok(Ok(id)) => Ok(id),
+        Ok(Err(AcceptError::Full)) => Err(StoreError::Full),
+        Ok(Err(AcceptError::Temporary(text))) => Err(StoreError::Temporary(text)),
+        Err(e) => Err(StoreError::Temporary(format!("storage task failed: {e}"))),
+    }
 }
 
 /// A reply goes into the output buffer and a refusal to the outcome report; any other output

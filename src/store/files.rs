@@ -416,6 +416,7 @@ fn list_dir(dir: &Path, key: &str, shared: &Shared) -> io::Result<Vec<MessageInf
         };
         let info = MessageInfo {
             uid: uid.to_string(),
+            id: uid.split_once(",S=").map_or(uid, |(id, _)| id).to_string(),
             size,
             stored_at: mtime,
         };
@@ -535,12 +536,12 @@ impl super::Mailboxes for FileMailboxes {
 
     async fn read(&self, mailbox: &str, uid: &str) -> io::Result<Vec<u8>> {
         let path = self.file_of(mailbox, uid)?;
-        super::blocking(move || std::fs::read(&path)).await
+        super::in_place(|| std::fs::read(&path))
     }
 
     async fn head(&self, mailbox: &str, uid: &str, limit: usize) -> io::Result<Vec<u8>> {
         let path = self.file_of(mailbox, uid)?;
-        super::blocking(move || read_head(&path, limit)).await
+        super::in_place(|| read_head(&path, limit))
     }
 
     async fn open(&self, mailbox: &str) -> Result<Box<dyn super::OpenMailbox>, OpenError> {

@@ -4,7 +4,8 @@
 //! open for a POP3 session) and the [`OpenMailbox`] a session holds (read, delete at commit); the
 //! lock of a session is the `OpenMailbox` value itself. The interface is async so that a backend
 //! may be a database: the file backend ([`files::FileMailboxes`], JES's `users/ADDR/pop*.jmsg`
-//! files, the default) does its blocking work on tokio's blocking pool. Nothing else opens a
+//! files, the default) does its fsyncs and listings on tokio's blocking pool and reads one
+//! message in place (`block_in_place`), cheaper than a hand-off for every RETR. Nothing else opens a
 //! mailbox file or parses its name: a message is known outside by its UID (what POP3's UIDL shows).
 //!
 //! The helpers in `fsutil` (durable writes, temp files) are shared with the file queue backend;
@@ -34,6 +35,9 @@ use async_trait::async_trait;
 pub struct MessageInfo {
     /// UIDL: unique in its mailbox, 1-70 printable characters; also the console's message id.
     pub uid: String,
+    /// The message's id (the one id of its log lines, queue file and outcome events) when the
+    /// backend knows it; else the UID (a message JES stored).
+    pub id: String,
     /// Octets RETR sends before byte-stuffing (i.e. the unstuffed message with CRLF line ends).
     pub size: u64,
     /// When the message was stored, if the backend knows.
