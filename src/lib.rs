@@ -22,4 +22,5 @@ pub mod server;
 pub mod smtp;
 pub mod stats;
 pub mod store;
+pub mod stored_form;
 pub mod tls;

@@ -9,7 +9,7 @@ use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
 use serde::Serialize;
 
 /// The message as a POP3 client receives it after RETR (the rule lives with POP3's encoder).
-pub use crate::pop3::wire::unstuff;
+pub use crate::stored_form::unstuff;
 
 /// `Name <addr>, addr2` for display.
 fn addresses(a: Option<&Address>) -> Option<String> {

@@ -38,7 +38,6 @@ pub mod wire;
 mod tests;
 
 pub use session::{Session, MAX_AUTH_LINE, MAX_ERRORS, MAX_LINE};
-pub use wire::unstuffed_size;
 
 use std::net::IpAddr;
 

@@ -38,7 +38,7 @@ impl Backend {
             .zip(uids)
             .map(|(f, uid)| Listing {
                 uid: uid.to_string(),
-                size: unstuffed_size(f),
+                size: crate::stored_form::pop3_size(f),
             })
             .collect());
         Backend {

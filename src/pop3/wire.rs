@@ -1,42 +1,8 @@
-//! How stored message bytes become a POP3 multi-line response, and how big that response is.
-//!
-//! JES stored every line exactly as it came over SMTP: CRLF line ends and still dot-stuffed, and jes
-//! stores the same wire form, so RETR can send a file as it is and must not stuff it a second time.
-//! But a mailbox file can also be hand-made (bare LF ends, no final line end, a lone `.` line), and
-//! no stored content may ever end a response early. So rather than trusting the file, every line is
-//! rewritten by one small rule, and the size that LIST/STAT announce is computed by the same rule
-//! (`unstuffed_size`), so that the two can never disagree. Both live here, in one place, because the
-//! store needs the size when it lists a mailbox and the session needs the rendering.
-//!
-//! The rule, per stored line (a line ends at LF; one CR right before that LF belongs to the line end):
-//! - the line goes out followed by CRLF (a last line without LF gets one too);
-//! - a line that is exactly `.` goes out as `..` (it cannot be wire form, where it would have ended
-//!   the message, so it is taken as unstuffed content and stuffed once);
-//! - any other line goes out unchanged; if it starts with `.` it is taken as already stuffed, and the
-//!   client removes that dot.
+//! How a stored message becomes a POP3 multi-line response: by the one rule of `stored_form`
+//! (which also gives the size LIST announces), so no stored content can end a response early and
+//! the size always matches what RETR sends.
 
-/// The lines of stored bytes, each without its line end (LF, or CR LF). A last piece without LF is a
-/// line too; nothing after a final LF is.
-pub(crate) fn lines(stored: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = stored;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                let line = &rest[..i];
-                rest = &rest[i + 1..];
-                Some(line.strip_suffix(b"\r").unwrap_or(line))
-            }
-            None => {
-                let line = rest;
-                rest = &[];
-                Some(line)
-            }
-        }
-    })
-}
+use crate::stored_form::lines;
 
 /// Appends the multi-line form of `stored` to `out`: every line CRLF-terminated and safe to send,
 /// without the terminating `.` line. With `top = Some(k)` only the header section (up to and
@@ -64,44 +30,10 @@ pub fn encode(stored: &[u8], top: Option<usize>, out: &mut Vec<u8>) {
     }
 }
 
-/// The octets a client holds after receiving RETR of `stored` and removing the byte-stuffing (RFC
-/// 1939's message size for LIST and STAT), CRLF line ends counted.
-///
-/// For a well-formed wire-form file (CRLF ends) this is the file length, minus one for every line
-/// starting with `.`, plus 2 if the final CRLF is missing. Odd files are counted as `encode` sends
-/// them: a bare LF becomes CRLF (+1), and a lone `.` line is stuffed (so its dot is not removed).
-pub fn unstuffed_size(stored: &[u8]) -> u64 {
-    lines(stored)
-        .map(|line| {
-            let n = line.len() as u64 + 2;
-            if line.first() == Some(&b'.') && line != b"." {
-                n - 1
-            } else {
-                n
-            }
-        })
-        .sum()
-}
-
-/// The message a client holds after RETR of `stored`, byte-stuffing removed: what the web console
-/// shows and offers as `.eml`. The same rule as `encode` and `unstuffed_size`, so its length is
-/// always the size LIST announced.
-pub fn unstuff(stored: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(stored.len());
-    for line in lines(stored) {
-        let content = match line.strip_prefix(b".") {
-            Some(rest) if line != b"." => rest,
-            _ => line,
-        };
-        out.extend_from_slice(content);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stored_form::{pop3_size as unstuffed_size, unstuff};
     use proptest::prelude::*;
 
     /// What a client does with a multi-line response body: read lines up to the lone `.`, remove

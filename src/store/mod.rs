@@ -14,15 +14,14 @@
 pub mod files;
 mod fsutil;
 pub mod root_lock;
-mod size;
 
+pub use crate::stored_form::{pop3_size, SizeCounter};
 pub use files::FileMailboxes;
 pub use fsutil::is_full;
 pub(crate) use fsutil::{
     blocking, create_temp, ensure_dir, fsync_dir, in_place, read_dir_if_exists, remove_if_exists,
     remove_stale_temps, unique_stem,
 };
-pub use size::{pop3_size, SizeCounter};
 
 use std::io;
 use std::sync::Arc;
