@@ -286,6 +286,17 @@ pub fn enhanced_status(reply: &str) -> Option<&str> {
 
 /// The enhanced status code at the start of a reply's text (`5.1.1 no such user` -> `5.1.1`):
 /// class 2, 4 or 5, then two numbers of one to three digits. The one rule for the whole server
+/// A fresh message id `<millis><6-digit counter>`, distinct for every call in this process: the
+/// one id of a message's log lines, events, queue entry and mailbox copies. Time keeps ids ordered
+/// and unique across restarts; the counter keeps them unique within a millisecond and across
+/// threads. Digits only, so an id is safe in any file name or key.
+pub fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+    format!("{}{:06}", now_ms(), n)
+}
+
 /// (the SMTP client reads upstream replies with it too).
 pub fn enhanced_code(text: &str) -> Option<&str> {
     let word = text.split(' ').next()?;

@@ -11,6 +11,7 @@ pub mod address;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod durable;
 pub mod event;
 pub mod http;
 pub mod logging;

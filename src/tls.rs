@@ -161,23 +161,9 @@ fn create_self_signed(config: &Config, files: &TlsFiles) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes a file readable by its owner only, atomically.
+/// Writes a file readable by its owner only, durably (directory fsync included).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, path));
-    result.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::durable::replace_file(path, bytes, false).map_err(|e| e.to_string())
 }
 
 /// Reloads when the files changed; returns the new state or None when nothing changed.

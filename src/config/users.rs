@@ -10,8 +10,8 @@
 //! the new one, never half of one, and the file's permissions are kept.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::path::Path;
 
 use super::properties::{escape_key, escape_value, read_text, split_blocks, Block, Properties};
@@ -280,57 +280,10 @@ impl Doc {
     }
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same folder (created
-/// exclusively, with the old file's permissions, owner and group, or 0600 for a new file), fsync,
-/// rename, fsync of
-/// the folder.
+/// Writes `contents` to `path` durably, keeping the old file's permissions, owner and group (a
+/// new file is 0600): see `durable::replace_file`.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let old = fs::metadata(path).ok();
-    let old_perms = old.as_ref().map(|m| m.permissions());
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let _ = fs::remove_file(&tmp); // a leftover of a crashed run of this same process id
-    let result = (|| {
-        let mut f = opts.open(&tmp)?;
-        if let Some(perms) = old_perms {
-            f.set_permissions(perms)?;
-        }
-        // Keep the owner and group too: root running `jes user add` on a `root:jes 0640` file
-        // (the Debian package's) must not leave one the server's group cannot read. Best effort:
-        // a user who is not root can only give a file to itself and its own groups, and a file it
-        // could rewrite is normally its own already.
-        #[cfg(unix)]
-        if let Some(m) = &old {
-            use std::os::unix::fs::MetadataExt;
-            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
-        }
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::durable::replace_file(path, contents, true)
 }
 
 /// Runs a read-modify-write of `user.conf` under an exclusive lock on its folder, so that the

@@ -1,6 +1,7 @@
 //! Unit tests of `users` (user.conf), kept apart so that the module stays readable.
 
 use super::*;
+use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -56,7 +56,7 @@ pub async fn accept(
     mut incoming: Incoming,
 ) -> Result<String, AcceptError> {
     let (local, remote) = super::split(config, &incoming.recipients);
-    let id = crate::store::unique_stem();
+    let id = crate::event::new_id();
     let message = Arc::new(std::mem::take(&mut incoming.message));
     let queue_id = if remote.is_empty() {
         None

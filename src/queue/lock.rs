@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{valid_id, QueueError, QueuedMessage, Spool};
-use crate::store::ensure_dir;
+use crate::durable::ensure_dir;
 
 /// How long `lock` waits for another process to finish with a file.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -192,7 +192,7 @@ pub fn request_retry(store: &Spool, id: Option<&str>) -> io::Result<()> {
 /// while taking changes the stamp after the one remembered.
 pub fn take_retry_requests(store: &Spool) -> io::Result<Vec<RetryRequest>> {
     let dir = retry_dir(store);
-    let Some(entries) = crate::store::read_dir_if_exists(&dir)
+    let Some(entries) = crate::durable::read_dir_if_exists(&dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
     else {
         return Ok(Vec::new());

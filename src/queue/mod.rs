@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::store::is_full;
+use crate::durable::is_full;
 
 /// Message ids are digits only (`<millis><counter>`), so an id can never name a file outside the
 /// spool, and every backend can use them as keys.

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use super::format::{format, parse};
 use super::{valid_id, QueueError, QueueRecipient, QueuedMessage, RecipientState};
-use crate::store::{create_temp, ensure_dir, fsync_dir, remove_if_exists, unique_stem};
+use crate::durable::{create_temp, ensure_dir, fsync_dir, remove_if_exists};
+use crate::event::new_id;
 
 /// The id of a queue file name `smtp<digits>.ser`.
 fn id_of(name: &str) -> Option<&str> {
@@ -96,7 +97,7 @@ impl Spool {
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, QueueError> {
-        self.enqueue_as(&unique_stem(), sender, recipients, message)
+        self.enqueue_as(&new_id(), sender, recipients, message)
     }
 
     /// `enqueue` under the message's id (`new_id`), so that its queue file and its mailbox files
@@ -154,7 +155,7 @@ impl Spool {
             let mut id = if valid_id(id) {
                 id.to_string()
             } else {
-                unique_stem()
+                new_id()
             };
             loop {
                 let path = self.path_of(&id);
@@ -162,7 +163,7 @@ impl Spool {
                     msg.id = id;
                     return path;
                 }
-                id = unique_stem();
+                id = new_id();
             }
         })?;
         Ok(msg.id)
@@ -252,7 +253,7 @@ impl Spool {
     /// The ids of all queue files, sorted; temporary and unknown files are skipped. A missing
     /// directory is an empty queue.
     pub fn list_ids(&self) -> io::Result<Vec<String>> {
-        let Some(entries) = crate::store::read_dir_if_exists(&self.dir)? else {
+        let Some(entries) = crate::durable::read_dir_if_exists(&self.dir)? else {
             return Ok(Vec::new());
         };
         let mut ids = Vec::new();
@@ -281,6 +282,6 @@ impl Spool {
     /// Removes temporary files left by a crash during a write. Call at start-up only, before any
     /// enqueue, since a write in progress also has a temporary file. Returns how many were removed.
     pub fn remove_stale_temp_files(&self) -> io::Result<usize> {
-        crate::store::remove_stale_temps(&self.dir)
+        crate::durable::remove_stale_temps(&self.dir)
     }
 }

@@ -18,8 +18,8 @@ use chrono::{DateTime, Local, TimeZone};
 
 use super::bounce::{build_dsn, is_null_sender, FailedRecipient, Notice};
 use super::{lock, request_retry, QueueError, QueuedMessage, RecipientState, Spool};
+use crate::event::new_id;
 use crate::event::now_ms;
-use crate::store::unique_stem;
 
 /// Which entries a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,7 +409,7 @@ pub fn deletion_bounce(
     if failed.is_empty() {
         return None;
     }
-    let message_id = format!("{}.dsn@{hostname}", unique_stem());
+    let message_id = format!("{}.dsn@{hostname}", new_id());
     Some(build_dsn(
         hostname,
         &m.sender,

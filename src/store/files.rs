@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::fsutil::{
-    create_temp, ensure_dir, fsync_dir, is_full, read_dir_if_exists, remove_if_exists,
-    remove_stale_temps, unique_stem, with_path,
-};
 use super::{DeliverError, MessageInfo, OpenError, SizeCounter};
+use crate::durable::{
+    create_temp, ensure_dir, fsync_dir, is_full, read_dir_if_exists, remove_if_exists,
+    remove_stale_temps, with_path,
+};
+use crate::event::new_id;
 
 impl DeliverError {
     fn from_io(err: io::Error, what: &str, path: &Path) -> Self {
@@ -119,7 +120,7 @@ impl FileMailboxes {
         return_path: &str,
         message: &[u8],
     ) -> Result<Vec<String>, DeliverError> {
-        self.deliver_as(&unique_stem(), mailboxes, return_path, message)
+        self.deliver_as(&new_id(), mailboxes, return_path, message)
     }
 
     /// `deliver` under the message's id: each file is named `pop<id>,S=<size>.jmsg` (its UIDL is
@@ -295,7 +296,7 @@ fn free_name(dir: &Path, id: &str, size: u64) -> (String, PathBuf) {
     let mut stem = if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
         id.to_string()
     } else {
-        unique_stem()
+        new_id()
     };
     loop {
         let uid = format!("{stem},S={size}");
@@ -303,7 +304,7 @@ fn free_name(dir: &Path, id: &str, size: u64) -> (String, PathBuf) {
         if std::fs::symlink_metadata(&path).is_err() {
             return (uid, path);
         }
-        stem = unique_stem();
+        stem = new_id();
     }
 }
 

@@ -317,7 +317,7 @@ fn start_up_removes_temporary_files_a_crash_left_and_keeps_mail() {
         .unwrap();
     let mailbox = dir.path().join("users/a@x");
     std::fs::write(
-        mailbox.join(format!("{}999-1", super::super::fsutil::TEMP_PREFIX)),
+        mailbox.join(format!("{}999-1", crate::durable::TEMP_PREFIX)),
         b"half a mess",
     )
     .unwrap();

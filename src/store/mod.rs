@@ -8,26 +8,46 @@
 //! message in place (`block_in_place`), cheaper than a hand-off for every RETR. Nothing else opens a
 //! mailbox file or parses its name: a message is known outside by its UID (what POP3's UIDL shows).
 //!
-//! The helpers in `fsutil` (durable writes, temp files) are shared with the file queue backend;
-//! `root_lock` is the lock `jes serve` holds on its mail root.
+//! Durable writes come from `crate::durable`, shared with the file queue backend; `root_lock` is
+//! the lock `jes serve` holds on its mail root.
 
 pub mod files;
-mod fsutil;
 pub mod root_lock;
 
+pub use crate::durable::is_full;
 pub use crate::stored_form::{pop3_size, SizeCounter};
 pub use files::FileMailboxes;
-pub use fsutil::is_full;
-pub(crate) use fsutil::{
-    blocking, create_temp, ensure_dir, fsync_dir, in_place, read_dir_if_exists, remove_if_exists,
-    remove_stale_temps, unique_stem,
-};
 
 use std::io;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+
+/// Runs blocking file work (fsyncs, directory scans) on tokio's blocking pool, so the threads
+/// that serve sessions never wait for a disk. A panic in `f` comes back as an error.
+pub(crate) async fn blocking<T, F>(f: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("file task failed: {e}"))))
+}
+
+/// Runs short blocking work (reading one file that is usually in the page cache) where it is:
+/// cheaper than a hand-off to the blocking pool for every POP3 RETR. On the multi-threaded
+/// runtime the runtime first moves other tasks off this thread; elsewhere (tools, tests on a
+/// current-thread runtime) it simply runs.
+pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 /// One message in a mailbox as POP3 sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
