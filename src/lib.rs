@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod durable;
@@ -19,6 +20,7 @@ pub mod outcome;
 pub mod pop3;
 pub mod preflight;
 pub mod queue;
+pub mod routing;
 pub mod server;
 pub mod smtp;
 pub mod stats;

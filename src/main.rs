@@ -282,7 +282,7 @@ fn user(action: UserAction, dir: &Path) -> Result<(), String> {
 }
 
 fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
-    use jes::queue::tools::{self, Target};
+    use jes::cli::queue::{self as queue_cli, Target};
     let target = |id: Option<String>, all: bool| match (id, all) {
         (Some(id), false) => Target::One(id),
         _ => Target::All,
@@ -290,11 +290,11 @@ fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
     let stdout = std::io::stdout();
     let out = &mut stdout.lock();
     match action {
-        QueueAction::List => tools::list(dir, out),
-        QueueAction::Show { id } => tools::show(dir, &id, out),
-        QueueAction::Retry { id, all } => tools::retry(dir, &target(id, all), out),
+        QueueAction::List => queue_cli::list(dir, out),
+        QueueAction::Show { id } => queue_cli::show(dir, &id, out),
+        QueueAction::Retry { id, all } => queue_cli::retry(dir, &target(id, all), out),
         QueueAction::Delete { id, all, bounce } => {
-            tools::delete(dir, &target(id, all), bounce, out)
+            queue_cli::delete(dir, &target(id, all), bounce, out)
         }
     }
 }

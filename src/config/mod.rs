@@ -389,10 +389,6 @@ mod tests {
         );
         let c = load("store.dir=data\n");
         assert_eq!(c.queue_dir(), dir.join("data/smtp"));
-        assert_eq!(
-            crate::queue::tools::store_of(dir).dir(),
-            dir.join("data/smtp")
-        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub async fn accept(
     stores: &Stores<'_>,
     mut incoming: Incoming,
 ) -> Result<String, AcceptError> {
-    let (local, remote) = super::split(config, &incoming.recipients);
+    let (local, remote) = crate::routing::split(config, &incoming.recipients);
     let id = crate::event::new_id();
     let message = Arc::new(std::mem::take(&mut incoming.message));
     let queue_id = if remote.is_empty() {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::remote::{Remote, RemoteOutcome};
-use super::{expand, Route};
 use crate::config::Config;
 use crate::event::now_ms;
 use crate::event::{Event, Kind, MessageFacts};
@@ -20,6 +19,7 @@ use crate::queue::schedule::backoff;
 use crate::queue::{
     Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState, Taken,
 };
+use crate::routing::{expand, Route};
 use crate::store::Mailboxes;
 
 /// How long an attempt holds its message before someone else may take it over. Attempts have no

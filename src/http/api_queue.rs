@@ -1,7 +1,7 @@
 //! The queue in the console: list, show, retry, delete (with or without a bounce).
 //!
 //! Every action goes through the `Queue` interface; the file backend performs them with the code
-//! behind `jes queue` (`queue::tools`), so the console and the command line cannot disagree:
+//! behind `jes queue` (`queue::admin`), so the console and the command line cannot disagree:
 //! changes are made under the message's lease lock (the runner may be delivering that very
 //! message) and the runner is woken by a retry request. Ids are checked to be digits first.
 
@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::session::Admin;
 use super::{ApiError, ApiResult, AppState};
 use crate::event::{Event, Kind, MessageFacts};
-use crate::queue::tools::{self, Deleted};
+use crate::queue::admin::{self, Deleted};
 use crate::queue::{valid_id, QueueError, QueuedMessage, RecipientState};
 
 #[derive(Debug, Serialize)]
@@ -43,7 +43,7 @@ fn entry_json(m: &QueuedMessage, with_headers: bool) -> EntryJson {
         .recipients
         .iter()
         .any(|r| r.state == RecipientState::Pending);
-    let last_error = tools::last_error(m);
+    let last_error = admin::last_error(m);
     EntryJson {
         id: m.id.clone(),
         sender: m.sender.clone(),
@@ -62,7 +62,7 @@ fn entry_json(m: &QueuedMessage, with_headers: bool) -> EntryJson {
         last_error: (!last_error.is_empty()).then(|| last_error.to_string()),
         size: m.message.len() as u64,
         headers: with_headers.then(|| {
-            let mut text = tools::header_lines_raw(&m.message).join("\n");
+            let mut text = admin::header_lines_raw(&m.message).join("\n");
             text.push('\n');
             text
         }),

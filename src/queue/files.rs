@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use super::admin::{self, Deleted};
 use super::lock::{self, QueueLock, RetryRequest};
-use super::tools::{self, Deleted};
 use super::{Lease, Queue, QueueError, QueuedMessage, Spool, Taken};
 use crate::event::now_ms;
 use crate::store::blocking;
@@ -270,7 +270,7 @@ impl Queue for FileQueue {
         let dir = spool.dir().to_path_buf();
         joined(
             tokio::task::spawn_blocking(move || {
-                tools::load_all(&spool).map_err(|e| QueueError::invalid(&dir, e))
+                admin::load_all(&spool).map_err(|e| QueueError::invalid(&dir, e))
             })
             .await,
         )
@@ -285,16 +285,16 @@ impl Queue for FileQueue {
         let (spool, id) = (self.spool.clone(), id.map(str::to_string));
         joined(
             tokio::task::spawn_blocking(move || match id {
-                Some(id) => tools::retry_entry(&spool, &id, true).map(|()| 1),
+                Some(id) => admin::retry_entry(&spool, &id, true).map(|()| 1),
                 None => {
                     let dir = spool.dir().to_path_buf();
                     let ids = spool.list_ids().map_err(|e| QueueError::io(e, &dir))?;
                     let mut retried = 0;
                     for id in ids {
-                        match tools::retry_entry(&spool, &id, false) {
+                        match admin::retry_entry(&spool, &id, false) {
                             Ok(()) => retried += 1,
                             // Delivered or deleted meanwhile.
-                            Err(e) if tools::is_not_found(&e) => {}
+                            Err(e) if admin::is_not_found(&e) => {}
                             Err(e) => tracing::warn!("cannot retry queue entry {id}: {e}"),
                         }
                     }
@@ -335,7 +335,7 @@ impl Queue for FileQueue {
         let bounce_from = bounce_from.map(str::to_string);
         joined(
             tokio::task::spawn_blocking(move || {
-                tools::delete_entry(&spool, &id, bounce_from.as_deref())
+                admin::delete_entry(&spool, &id, bounce_from.as_deref())
             })
             .await,
         )

@@ -11,9 +11,11 @@
 //!
 //! The default backend is `files::FileQueue`, over JES's spool folder `smtp/` (`spool`): its
 //! leases are held as `flock`s on the queue files (`lock`), which also keep the `jes queue` tools
-//! out while an attempt runs. The tools (`tools`) are the file backend's offline administration:
-//! they work on a spool folder directly, with or without a running server.
+//! out while an attempt runs. Its administrative operations (`admin`: retry, delete with a bounce)
+//! serve the console through `FileQueue` and `jes queue` (`crate::cli::queue`) directly on a
+//! spool folder, with or without a running server.
 
+pub mod admin;
 pub mod bounce;
 pub mod files;
 mod format;
@@ -22,7 +24,6 @@ pub mod lock;
 mod prop_tests;
 pub mod schedule;
 pub mod spool;
-pub mod tools;
 
 pub use files::FileQueue;
 pub use format::{check_address, format, parse, ParseError, JES_QUEUE_V1, JES_V1};
@@ -154,7 +155,7 @@ pub enum Taken {
 }
 
 /// The outcome of deleting a queued message from the console.
-pub use tools::Deleted;
+pub use admin::Deleted;
 
 /// The queue of one server (or of several, for a shared backend).
 #[async_trait]

@@ -6,7 +6,7 @@
 //! update. Every write is temp file, fsync, rename, fsync of the directory: `enqueue` returning Ok is
 //! what allows the SMTP server to answer 250, and a full disk leaves no partial file behind. The
 //! server reaches it only through `files::FileQueue` (the `Queue` interface); the `jes queue` tools
-//! (`tools`, `lock`) work on it directly, as the file backend's offline tools.
+//! (`admin`, `lock`) work on it directly, as the file backend's offline tools.
 
 #[cfg(test)]
 #[path = "spool_tests.rs"]

@@ -13,8 +13,8 @@ use super::conn::Conn;
 use super::{clear_text_allowed, normalize_ip, Service, Shared};
 use crate::config::Config;
 use crate::delivery::accept::{accept, AcceptError, Incoming, Stores};
-use crate::delivery::{self, ClientRights};
 use crate::event::{Event, Kind, MessageFacts};
+use crate::routing::{self, ClientRights, Decision};
 use crate::smtp::{Env, Envelope, Output, RcptDecision, Session, SessionParams, StoreError};
 
 struct ConnEnv<'a> {
@@ -25,7 +25,12 @@ struct ConnEnv<'a> {
 impl Env for ConnEnv<'_> {
     fn check_recipient(&self, sender: &str, recipient: &str) -> RcptDecision {
         // A refusal is reported by the session's `Output::Refused`, with the reply it sends.
-        delivery::decide(self.config, self.rights, sender, recipient)
+        match routing::decide(self.config, self.rights, sender, recipient) {
+            Decision::Accept => RcptDecision::Accept,
+            Decision::UnknownUser => RcptDecision::UnknownUser,
+            Decision::RelayDenied => RcptDecision::RelayDenied,
+            Decision::BadAddress(why) => RcptDecision::BadAddress(why),
+        }
     }
 
     fn storage_available(&self) -> bool {

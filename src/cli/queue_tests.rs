@@ -1,4 +1,4 @@
-//! Tests of the queue tools on a temporary configuration directory.
+//! Tests of `jes queue` on a temporary configuration directory.
 
 use super::*;
 use crate::queue::{take_retry_requests, QueueRecipient, RetryRequest};
@@ -59,23 +59,6 @@ fn table_is_aligned_and_escaped() {
     let col = lines[0].find("FROM").unwrap();
     assert_eq!(&lines[1][col..col + 10], "app@x.test");
     assert_eq!(lines[3], "2 messages, 2 recipients pending");
-}
-
-#[test]
-fn deletion_bounce_only_for_pending_and_real_senders() {
-    let now = chrono::Utc::now();
-    let dsn = deletion_bounce(&msg("1", "app@x.test"), "mx.test", now).unwrap();
-    let text = String::from_utf8(dsn).unwrap();
-    assert!(text.contains("Final-Recipient: rfc822; boss@remote.test"));
-    assert!(!text.contains("done@remote.test"));
-    assert!(text.contains("Status: 5.0.0"));
-    assert!(text.contains("deleted by the administrator"));
-    assert!(text.contains("@mx.test>"));
-    assert!(deletion_bounce(&msg("1", ""), "mx.test", now).is_none());
-    assert!(deletion_bounce(&msg("1", "unknown@example.com"), "mx.test", now).is_none());
-    let mut all_done = msg("1", "app@x.test");
-    all_done.recipients[0].state = RecipientState::Failed;
-    assert!(deletion_bounce(&all_done, "mx.test", now).is_none());
 }
 
 #[test]
@@ -161,4 +144,13 @@ fn unreadable_file_is_named_and_others_still_listed() {
     assert!(r.is_err());
     assert!(out.contains("a@b.test"), "{out}");
     assert!(out.contains("smtp99.ser:1:"), "{out}");
+}
+
+#[test]
+fn the_tools_find_the_spool_where_the_server_keeps_it() {
+    let etc = tempfile::tempdir().unwrap();
+    let dir = etc.path();
+    assert_eq!(store_of(dir).dir(), dir.join("smtp"));
+    std::fs::write(dir.join("mail.conf"), "domains=d.test\nstore.dir=data\n").unwrap();
+    assert_eq!(store_of(dir).dir(), dir.join("data/smtp"));
 }

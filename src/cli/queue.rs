@@ -1,25 +1,20 @@
-//! `jes queue list|show|retry|delete`: the administrator's view of the spool, safe next to a running
-//! server.
+//! `jes queue list|show|retry|delete`: the administrator's view of the spool, printed.
 //!
-//! JES offered nothing but an editor on `smtp/*.ser`; editing a file the server is rewriting loses
-//! one of the two changes. These tools work on the files directly (no connection to the server, so
-//! they work whether it runs or not, and need no `mail.conf`), change a file only under its lock
-//! (`lock`), and wake a running server through a retry request rather than a signal. Everything
-//! shown comes from files a stranger may have written (a sender's headers), so control characters
-//! are escaped before they reach the terminal.
-//!
-//! Each command is split in two: a function that does the work and returns data (`load_all`,
-//! `retry_entry`, `delete_entry`), which the HTTP API calls too, and the text the CLI prints.
+//! The work is done by `queue::admin` (under the queue files' locks, safe next to a running
+//! server; the console uses the same operations); this module finds the spool of a configuration
+//! folder and turns the results into text. Everything shown comes from files a stranger may have
+//! written (a sender's headers), so control characters are escaped before they reach the terminal.
 
 use std::io::Write;
 use std::path::Path;
 
-use chrono::{DateTime, Local, TimeZone};
+use chrono::{Local, TimeZone};
 
-use super::bounce::{build_dsn, is_null_sender, FailedRecipient, Notice};
-use super::{lock, request_retry, QueueError, QueuedMessage, RecipientState, Spool};
-use crate::event::new_id;
 use crate::event::now_ms;
+use crate::queue::admin::{
+    delete_entry, header_lines_raw, is_not_found, last_error, load_all, retry_entry, Deleted,
+};
+use crate::queue::{request_retry, QueuedMessage, RecipientState, Spool};
 
 /// Which entries a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,18 +90,6 @@ fn sender_text(sender: &str) -> String {
     } else {
         printable(sender)
     }
-}
-
-/// The error to show for a message: the first pending recipient's, else any recipient's.
-pub fn last_error(m: &QueuedMessage) -> &str {
-    let pending = m
-        .recipients
-        .iter()
-        .filter(|r| r.state == RecipientState::Pending);
-    pending
-        .chain(m.recipients.iter())
-        .find_map(|r| r.last_error.as_deref())
-        .unwrap_or("")
 }
 
 /// The table `jes queue list` prints, for `now` (epoch ms).
@@ -197,38 +180,6 @@ pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
     Err(format!("{} queue file(s) could not be read", errors.len()))
 }
 
-/// Every readable queue entry, by id, and the errors of the unreadable ones (an entry delivered
-/// and removed since the directory was read is neither).
-pub fn load_all(store: &Spool) -> Result<(Vec<QueuedMessage>, Vec<String>), String> {
-    let ids = store
-        .list_ids()
-        .map_err(|e| format!("cannot read {}: {e}", store.dir().display()))?;
-    let mut msgs = Vec::new();
-    let mut errors = Vec::new();
-    for id in ids {
-        match store.load(&id) {
-            Ok(m) => msgs.push(m),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    Ok((msgs, errors))
-}
-
-/// The message's header section, un-stuffed, as text lines (not escaped).
-pub fn header_lines_raw(wire: &[u8]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for line in wire.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let line = line.strip_prefix(b".").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        lines.push(String::from_utf8_lossy(line).into_owned());
-    }
-    lines
-}
-
 /// `header_lines_raw` made safe for a terminal.
 fn header_lines(wire: &[u8]) -> Vec<String> {
     header_lines_raw(wire)
@@ -312,11 +263,6 @@ fn not_in_queue(path: &Path) -> String {
     )
 }
 
-/// Whether `e` means the entry does not exist (never did, or delivered or deleted meanwhile).
-pub fn is_not_found(e: &QueueError) -> bool {
-    e.is_not_found()
-}
-
 /// `jes queue retry ID|--all`: makes the entries due now (in the file, under its lock) and asks a
 /// running server to look at once.
 pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), String> {
@@ -351,23 +297,6 @@ pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), Str
     finish(errors)
 }
 
-/// Makes entry `id` due now, under its lock; with `wake`, also asks a running server to look at
-/// it at once (for many entries, make one `request_retry(store, None)` afterwards instead).
-pub fn retry_entry(store: &Spool, id: &str, wake: bool) -> Result<(), QueueError> {
-    let mut l = lock(store, id)?;
-    let mut m = l.load(store)?;
-    m.next_attempt_ms = now_ms();
-    l.save(store, &m)?;
-    drop(l);
-    if wake {
-        request_retry(store, Some(id)).map_err(|source| QueueError::Io {
-            path: store.path_of(id),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
 fn finish(errors: Vec<String>) -> Result<(), String> {
     match errors.len() {
         0 => Ok(()),
@@ -383,84 +312,6 @@ fn bounce_hostname(dir: &Path) -> String {
         Ok((conf, _)) => conf.hostname,
         Err(_) => crate::config::mail::default_hostname("localhost"),
     }
-}
-
-/// The notice for an administrator's deletion of `m`: its pending recipients, status 5.0.0.
-/// `None` when there is nobody to tell (null sender) or nothing undelivered.
-pub fn deletion_bounce(
-    m: &QueuedMessage,
-    hostname: &str,
-    now: DateTime<chrono::Utc>,
-) -> Option<Vec<u8>> {
-    if is_null_sender(&m.sender) {
-        return None;
-    }
-    let failed: Vec<FailedRecipient> = m
-        .recipients
-        .iter()
-        .filter(|r| r.state == RecipientState::Pending)
-        .map(|r| FailedRecipient {
-            address: r.address.clone(),
-            status: "5.0.0".into(),
-            diagnostic: "deleted by the administrator".into(),
-            remote_host: None,
-        })
-        .collect();
-    if failed.is_empty() {
-        return None;
-    }
-    let message_id = format!("{}.dsn@{hostname}", new_id());
-    Some(build_dsn(
-        hostname,
-        &m.sender,
-        &m.message,
-        m.received_ms,
-        &failed,
-        Notice::Failure,
-        now,
-        &message_id,
-    ))
-}
-
-/// What `delete_entry` did besides removing the entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deleted {
-    /// No bounce was asked for.
-    Silently,
-    /// A DSN to `sender` was queued as `bounce_id`.
-    Bounced { sender: String, bounce_id: String },
-    /// A bounce was asked for, but the sender is the null sender (given as stored).
-    NullSender(String),
-    /// A bounce was asked for, but every recipient was already delivered or failed.
-    NonePending,
-}
-
-/// Removes entry `id` under its lock; with `bounce_hostname`, first queues a DSN (signed with that
-/// name, from the null sender) to the sender for the recipients not yet delivered.
-pub fn delete_entry(
-    store: &Spool,
-    id: &str,
-    bounce_hostname: Option<&str>,
-) -> Result<(Deleted, QueuedMessage), QueueError> {
-    let l = lock(store, id)?;
-    let m = l.load(store)?;
-    let mut outcome = Deleted::Silently;
-    if let Some(hostname) = bounce_hostname {
-        outcome = match deletion_bounce(&m, hostname, chrono::Utc::now()) {
-            Some(dsn) => {
-                let bounce_id = store.enqueue("", std::slice::from_ref(&m.sender), &dsn)?;
-                Deleted::Bounced {
-                    sender: m.sender.clone(),
-                    bounce_id,
-                }
-            }
-            None if is_null_sender(&m.sender) => Deleted::NullSender(m.sender.clone()),
-            None => Deleted::NonePending,
-        };
-    }
-    // The bounce is on disk before the original goes: a crash between leaves both.
-    l.remove(store)?;
-    Ok((outcome, m))
 }
 
 /// `jes queue delete ID|--all [--bounce]`: removes entries under their lock; with `bounce`, first
@@ -511,5 +362,5 @@ pub fn delete(
 }
 
 #[cfg(test)]
-#[path = "tools_tests.rs"]
+#[path = "queue_tests.rs"]
 mod tests;

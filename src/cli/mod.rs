@@ -1,0 +1,6 @@
+//! The printing side of the command line: what `jes` subcommands show, above every layer.
+//!
+//! Each subcommand's work is done below (the queue's administrative operations, the user.conf
+//! editor, the configuration checks); here it is found, called and put into words for a terminal.
+
+pub mod queue;
