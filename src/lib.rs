@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod queue;
 pub mod routing;
 pub mod server;
+pub mod shared;
 pub mod smtp;
 pub mod stats;
 pub mod store;

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::server::{normalize_ip, ConnGuard, ConnLimits, LimitHit};
+use crate::shared::{normalize_ip, ConnGuard, ConnLimits, LimitHit};
 
 /// Open HTTP connections at once, from everywhere: each idle one costs a few kilobytes.
 pub const MAX_CONNECTIONS: usize = 512;

@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::server::{ConnLimits, Shared};
+use crate::shared::{ConnLimits, Shared};
 pub use session::SESSION_COOKIE;
 
 /// The console's policy: only its own scripts and styles; message HTML is shown in a frame from
@@ -202,16 +202,22 @@ async fn asset(Path(file): Path<String>) -> Response {
     static_file(&file)
 }
 
+/// The console's port could not be bound.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
 /// Binds `http.address:http.port`; `Ok(None)` when the console is off. Bound before the server
 /// announces itself, so a port in use stops the start like the mail ports do.
-pub fn bind(shared: &Shared) -> Result<Option<std::net::TcpListener>, crate::server::StartError> {
+pub fn bind(shared: &Shared) -> Result<Option<std::net::TcpListener>, BindError> {
     let config = shared.config();
     let Some(port) = config.mail.http.port else {
         return Ok(None);
     };
     let addr = SocketAddr::new(config.mail.http.address, port);
-    let what = "HTTP console";
-    let bind_err = |source| crate::server::StartError::Bind { addr, what, source };
+    let bind_err = |source| BindError { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
     listener.set_nonblocking(true).map_err(bind_err)?;
     Ok(Some(listener))

@@ -12,10 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::conn::Conn;
-use super::limits::LimitHit;
-use super::shared::{normalize_ip, Shared};
 use super::{pop3_conn, smtp_conn, StartError};
 use crate::config::Config;
+use crate::shared::{normalize_ip, LimitHit, Shared};
 
 /// What a listening port serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

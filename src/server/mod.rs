@@ -8,13 +8,10 @@
 //! started here too, on the same runtime, with the same `Shared`.
 
 mod conn;
-mod limits;
 mod listen;
 mod pop3_conn;
 mod reload;
-mod shared;
 mod smtp_conn;
-mod throttle;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,9 +21,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use limits::{ConnGuard, ConnLimits, LimitHit};
 pub use listen::Service;
-pub use shared::{clear_text_allowed, normalize_ip, LoginResult, Shared};
+
+use crate::shared::Shared;
 
 use crate::config::Config;
 use crate::delivery::runner::{self, RunnerContext};
@@ -197,7 +194,11 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     shared.set_tls(tls.config.clone());
     // The console's port is bound with the others, so a port in use stops the start. Its key is
     // read at start only: turning the console on or off, or moving it, needs a restart.
-    let http_listener = crate::http::bind(&shared)?;
+    let http_listener = crate::http::bind(&shared).map_err(|e| StartError::Bind {
+        addr: e.addr,
+        what: "HTTP console",
+        source: e.source,
+    })?;
     listen::announce(&shared.config(), &listeners);
 
     let (stop_tx, stop_rx) = watch::channel(false);

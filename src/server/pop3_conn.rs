@@ -12,9 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::conn::Conn;
-use super::{clear_text_allowed, normalize_ip, Shared};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
+use crate::shared::{clear_text_allowed, normalize_ip, Shared};
 use crate::store::{OpenError, OpenMailbox};
 
 /// Facts of retrieved messages a session keeps for their deletion events.

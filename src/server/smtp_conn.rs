@@ -10,11 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::conn::Conn;
-use super::{clear_text_allowed, normalize_ip, Service, Shared};
+use super::Service;
 use crate::config::Config;
 use crate::delivery::accept::{accept, AcceptError, Incoming, Stores};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::routing::{self, ClientRights, Decision};
+use crate::shared::{clear_text_allowed, normalize_ip, Shared};
 use crate::smtp::{Env, Envelope, Output, RcptDecision, Session, SessionParams, StoreError};
 
 struct ConnEnv<'a> {

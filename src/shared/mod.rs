@@ -1,4 +1,5 @@
-//! State every connection can reach: the current configuration (a reload swaps the whole `Arc`;
+//! State every connection can reach, whichever listener took it (SMTP, POP3, the HTTP console):
+//! the current configuration (a reload swaps the whole `Arc`;
 //! sessions take a snapshot per command, so a reload never drops a session), the mail store and
 //! queue, the POP-before-SMTP table, the TLS acceptor, connection limits, and the bounded pool
 //! password checks run on (with the per-address login throttle in front of it), so that a flood
@@ -13,13 +14,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use super::limits::ConnLimits;
-use super::throttle::LoginThrottle;
+pub mod limits;
+pub mod throttle;
+
+pub use limits::{ConnGuard, ConnLimits, LimitHit};
+
 use crate::auth::StoredPassword;
 use crate::config::{ClearText, Config};
 use crate::delivery::runner::RunnerHandle;
 use crate::queue::Queue;
 use crate::store::Mailboxes;
+use throttle::LoginThrottle;
 
 /// Password checks at once: the machine has two cores and argon2 is meant to be slow.
 const PASSWORD_WORKERS: usize = 2;
