@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod event;
+pub mod history;
 pub mod http;
 pub mod logging;
 pub mod outcome;
