@@ -17,6 +17,7 @@
 
 pub mod render;
 pub mod sqlite;
+pub mod trace;
 mod writer;
 
 #[cfg(test)]
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use crate::event::Event;
 
 pub use sqlite::SqliteHistory;
-pub use writer::{configure, flush, record, DROPPED_METRIC};
+pub use writer::{close, configure, record, DROPPED_METRIC};
 
 /// Most events one transaction commits.
 pub const BATCH_MAX: usize = 1_000;
@@ -123,7 +124,7 @@ impl Query {
     }
 }
 
-/// `N` followed by `m`, `h` or `d` (`30m`, `2h`, `7d`) as milliseconds.
+/// `N` followed by `m`, `h` or `d` (`30m`, `2h`, `7d`) as milliseconds; N has 1 to 9 digits.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let bad = || format!("{s:?} is not a duration: write N followed by m, h or d (30m, 2h, 7d)");
@@ -134,11 +135,11 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let digits = &s[..s.len() - 1];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(unit).ok_or_else(bad)
+    Ok(n * unit)
 }
 
 /// What went wrong with the history's storage.

@@ -30,8 +30,8 @@ const DAY_MS: u64 = 86_400_000;
 
 enum Msg {
     Events(Vec<Event>),
-    /// Commit what is pending, then answer.
-    Flush(SyncSender<()>),
+    /// Commit what is pending, close the database (its `-wal` and `-shm` files go), then answer.
+    Close(SyncSender<()>),
 }
 
 static FEED: OnceLock<SyncSender<Msg>> = OnceLock::new();
@@ -84,13 +84,13 @@ fn offer(feed: &SyncSender<Msg>, events: &[Event]) -> bool {
     }
 }
 
-/// Commits what the writer holds, waiting at most `wait` (a clean shutdown: the last second of
-/// history is kept). Blocking: call it from a blocking thread.
-pub fn flush(wait: Duration) {
+/// Commits what the writer holds and closes the history, waiting at most `wait` (a clean
+/// shutdown keeps the last second of history too). Blocking: call it from a blocking thread.
+pub fn close(wait: Duration) {
     let Some(feed) = FEED.get() else { return };
     let (tx, rx) = sync_channel(1);
     let deadline = Instant::now() + wait;
-    let mut msg = Msg::Flush(tx);
+    let mut msg = Msg::Close(tx);
     loop {
         match feed.try_send(msg) {
             Ok(()) => break,
@@ -125,9 +125,11 @@ fn write_loop(mut store: SqliteHistory, rx: Receiver<Msg>) {
                 let subjects = SUBJECTS.load(Ordering::Relaxed);
                 batch.extend(events.iter().map(|e| Record::of(e, subjects)));
             }
-            Ok(Msg::Flush(done)) => {
+            Ok(Msg::Close(done)) => {
                 commit(&mut store, &mut batch);
+                drop(store);
                 let _ = done.try_send(());
+                return;
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {

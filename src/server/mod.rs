@@ -249,7 +249,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     }
     sessions.shutdown().await;
     // The writer commits about once a second; a clean stop keeps that last second too.
-    let _ = tokio::task::spawn_blocking(|| crate::history::flush(Duration::from_secs(5))).await;
+    let _ = tokio::task::spawn_blocking(|| crate::history::close(Duration::from_secs(5))).await;
     tracing::info!("jes stopped");
     Ok(())
 }
