@@ -159,13 +159,7 @@ impl SqliteHistory {
         since_ms: u64,
         limit: Option<usize>,
     ) -> rusqlite::Result<Vec<(Option<i64>, String)>> {
-        let sql = format!(
-            "SELECT CASE WHEN id = '' THEN rowid END, id, MAX(time_ms) AS t FROM events \
-             WHERE ({condition}) AND time_ms >= ?3 \
-             GROUP BY CASE WHEN id = '' THEN 'r' || rowid ELSE 'i' || id END \
-             ORDER BY t DESC LIMIT ?4"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&messages_sql(condition))?;
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let n = q.chars().count() as i64;
         let rows = stmt.query_map(params![q, n, to_i64(since_ms), limit], |r| {
@@ -199,8 +193,6 @@ impl SqliteHistory {
         since_ms: u64,
         limit: Option<usize>,
     ) -> rusqlite::Result<Vec<Record>> {
-        const BY_ADDRESS: &str = "sender = ?1 COLLATE NOCASE OR recipient = ?1 COLLATE NOCASE \
-                                  OR message_id = '<' || ?1 || '>'";
         const BY_DOMAIN: &str =
             "substr(sender, -?2) = ?1 COLLATE NOCASE OR substr(recipient, -?2) = ?1 COLLATE NOCASE";
         let messages = match query {
@@ -209,7 +201,7 @@ impl SqliteHistory {
             Query::Domain(d) => self.messages(BY_DOMAIN, &format!("@{d}"), since_ms, limit)?,
             Query::MessageId(m) => self.messages("message_id = ?1", m, since_ms, limit)?,
             Query::Text(t) => {
-                let exact = self.messages("id = ?1 OR message_id = ?1", t, since_ms, limit)?;
+                let exact = self.messages(BY_ID, t, since_ms, limit)?;
                 if exact.is_empty() {
                     let needle = t.to_lowercase();
                     self.messages("jes_contains(subject, ?1)", &needle, since_ms, limit)?
@@ -231,6 +223,33 @@ impl SqliteHistory {
         }
         Ok(out)
     }
+}
+
+// One indexed lookup per column, joined by rowid: with `a OR b OR c` the bundled SQLite 3.54
+// scanned the table instead (0.4 s at a million events, against under 2 ms).
+const BY_ADDRESS: &str = "rowid IN (\
+    SELECT rowid FROM events WHERE recipient = ?1 COLLATE NOCASE UNION ALL \
+    SELECT rowid FROM events WHERE sender = ?1 COLLATE NOCASE UNION ALL \
+    SELECT rowid FROM events WHERE message_id = '<' || ?1 || '>')";
+const BY_ID: &str = "rowid IN (\
+    SELECT rowid FROM events WHERE id = ?1 UNION ALL \
+    SELECT rowid FROM events WHERE message_id = ?1)";
+
+/// Step one's statement: `?1` the search, `?2` its length, `?3` since, `?4` the limit.
+fn messages_sql(condition: &str) -> String {
+    // With a search, the time bound must not use the time index: a planner that picks it for
+    // `time_ms >= 0` walks every event (the bundled SQLite 3.54 did).
+    let time = if condition == "1" {
+        "time_ms"
+    } else {
+        "+time_ms"
+    };
+    format!(
+        "SELECT CASE WHEN id = '' THEN rowid END, id, MAX(time_ms) AS t FROM events \
+         WHERE ({condition}) AND {time} >= ?3 \
+         GROUP BY CASE WHEN id = '' THEN 'r' || rowid ELSE 'i' || id END \
+         ORDER BY t DESC LIMIT ?4"
+    )
 }
 
 impl HistoryStore for SqliteHistory {
@@ -346,4 +365,36 @@ fn uri_path(path: &Path) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan of step one for `condition`, one line per step.
+    fn plan(h: &SqliteHistory, condition: &str) -> String {
+        let mut stmt = h
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", messages_sql(condition)))
+            .unwrap();
+        let rows = stmt
+            .query_map(params!["a@b", 3, 0, -1], |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn searches_by_address_and_id_use_indexes_not_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = SqliteHistory::create(&dir.path().join("h.db")).unwrap();
+        for condition in [BY_ADDRESS, BY_ID, "message_id = ?1"] {
+            let plan = plan(&h, condition);
+            assert!(!plan.contains("SCAN events"), "{condition}:\n{plan}");
+            assert!(!plan.contains("events_time"), "{condition}:\n{plan}");
+        }
+        // What the first version asked, for the record: the planner walked the table.
+        let or = "sender = ?1 COLLATE NOCASE OR recipient = ?1 COLLATE NOCASE \
+                  OR message_id = '<' || ?1 || '>'";
+        assert!(plan(&h, or).contains("SCAN events") || plan(&h, or).contains("events_time"));
+    }
 }

@@ -26,6 +26,7 @@ pub fn trace(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Traced, String> {
+    let query = query.filter(|q| !q.trim().is_empty());
     let since_ms = match since {
         Some(s) => crate::event::now_ms().saturating_sub(parse_duration(s)?),
         None if query.is_none() => {
