@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{free_port, jes_bin, Server, Upstream, DEFAULT_USERS};
-use http_client::{wait_http, Client};
+use http_client::{http, wait_http, Client};
 use serde_json::Value;
 
 const ADMIN: &str = "trackstudio@127.0.0.1";
@@ -339,6 +339,14 @@ fn every_outcome_has_a_timeline_that_survives_a_restart() {
         kinds(&trace_json(&server, "boss@remote.test")),
         ["accepted", "delivered"]
     );
+    // The writer kept up with everything above: nothing was dropped.
+    let metrics = http(http_port, "GET", "/metrics", &[], b"")
+        .expect(200)
+        .text();
+    assert!(
+        metrics.lines().any(|l| l == "jes_history_dropped_total 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -395,4 +403,18 @@ fn old_events_are_pruned_and_days_zero_keeps_nothing() {
     assert!(err.contains("history is off (history.days=0"), "{err}");
     // And a bad query is an error, exit 2.
     assert_eq!(trace(&off, &["--since", "yesterday"]).0, 2);
+
+    // history.subjects=false: the events are kept, their subjects are not.
+    let quiet = Server::start("history.subjects=false", DEFAULT_USERS);
+    let reply = quiet.send(
+        "app@127.0.0.1",
+        &[ADMIN],
+        "Subject: private matter\r\n\r\nx\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    trace_until(&quiet, ADMIN, "delivered into the local mailbox");
+    let events = trace_json(&quiet, ADMIN);
+    assert_eq!(kinds(&events), ["accepted", "delivered-locally"]);
+    assert!(events.iter().all(|e| e["subject"].is_null()), "{events:?}");
+    assert_eq!(trace(&quiet, &["private"]).0, 1);
 }

@@ -544,6 +544,12 @@ impl MailConf {
             format!("{} MB", self.max_message_size / MB)
         };
         let _ = writeln!(s, "message size:    {size}");
+        let history = match (self.history_days, self.history_subjects) {
+            (0, _) => "off (history.days=0)".to_string(),
+            (d, true) => format!("{d} days, in history.db of the mail root (jes trace)"),
+            (d, false) => format!("{d} days, without subjects, in history.db of the mail root"),
+        };
+        let _ = writeln!(s, "history:         {history}");
         let bare_lf = match self.bare_lf {
             BareLf::Normalize => "normalize (a line end, stored as CRLF)",
             BareLf::Reject => "reject (550 5.6.11)",

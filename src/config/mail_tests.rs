@@ -588,8 +588,14 @@ fn summary_tells_the_truth_about_tls_in_config_spelling() {
 fn history_keys() {
     let c = ok("domains=a\n");
     assert_eq!((c.history_days, c.history_subjects), (30, true));
+    assert!(c
+        .summary()
+        .contains("history:         30 days, in history.db"));
     let c = ok("domains=a\nhistory.days=0\nhistory.subjects=false\n");
     assert_eq!((c.history_days, c.history_subjects), (0, false));
+    assert!(c
+        .summary()
+        .contains("history:         off (history.days=0)"));
     let c = ok("domains=a\nhistory.days=365\n");
     assert_eq!(c.history_days, 365);
     assert_eq!(
