@@ -16,11 +16,17 @@ measures from outside the server:
   - fsyncs per message: fsync+fdatasync calls counted by the kernel's syscall tracepoints through
     `perf stat` (inherited by every child process, negligible overhead), only over the load.
 
-Usage: bench.py [WORKLOAD...]   (inject inject100k relay pop3 conns queue; default all)
+Usage: bench.py [WORKLOAD...]   (inject inject100k relay pop3 conns queue history; default all)
 Environment: JES_BIN (the release binary), BENCH_OUT (where to write the markdown table too),
 INJECT_MSGS (20000), INJECT100K_MSGS (2000), RELAY_MSGS (20000), POP3_MSGS (10000),
-CONNS (10000), QUEUE_DEFERRED (100000), QUEUE_MSGS (5000).
+CONNS (10000), QUEUE_DEFERRED (100000), QUEUE_MSGS (5000), HISTORY_EVENTS (1000000),
+HISTORY_PAIRS (3).
+
+The history workload fills a delivery history with HISTORY_EVENTS events (the example
+`history_bench`, built by bench/run) and times a recipient and a Message-ID query in process and
+through `jes trace`; then it alternates inject runs with history off (history.days=0) and on.
 """
+import json
 import os
 import re
 import resource
@@ -454,7 +460,8 @@ def wait_for_log(etc, text, timeout):
     raise SystemExit(f"bench: jes did not log {text!r} within {timeout} s ({log})")
 
 
-def inject_run(workload, count, size, jes_extra="", prepare_jes=None, clean_before_next=False):
+def inject_run(workload, count, size, jes_extra="", prepare_jes=None, clean_before_next=False,
+               after_jes=None):
     """smtp-source to a local account; returns the jes row's rate."""
     rcpt = "bench@localhost"
     # jes
@@ -474,6 +481,8 @@ def inject_run(workload, count, size, jes_extra="", prepare_jes=None, clean_befo
     run_smtp_load(workload, "jes", srv, smtp, count, size, rcpt,
                   lambda: count_files(mbox, "pop"), extra=extra)
     srv.stop()
+    if after_jes:
+        after_jes(etc)
     if clean_before_next:
         # Runs compared with each other: the removal must not overlap the next run's load.
         subprocess.run(["rm", "-rf", root])
@@ -770,8 +779,50 @@ def w_queue():
     subprocess.Popen(["rm", "-rf", qdir], start_new_session=True)
 
 
+HISTORY = []  # the query measurements of the history workload
+
+
+def w_history():
+    events = env_int("HISTORY_EVENTS", 1000000)
+    example = os.path.join(os.path.dirname(JES), "examples", "history_bench")
+    root, etc, _, _ = jes_instance()
+    t = time.time()
+    out = subprocess.run([example, etc, str(events)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"history_bench failed: {out.stderr.strip()[:300]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  history: {r} (fill and queries took {time.time() - t:.0f} s)", flush=True)
+
+    def trace_ms(query):
+        times = []
+        for _ in range(11):
+            t0 = time.perf_counter()
+            p = subprocess.run([JES, "trace", query, "--json", "--dir", etc], capture_output=True)
+            times.append((time.perf_counter() - t0) * 1000)
+            if p.returncode != 0:
+                raise RuntimeError(f"jes trace {query} exited {p.returncode}: {p.stderr[:200]!r}")
+        return statistics.median(times)
+
+    r["trace_recipient_ms"] = trace_ms("user197@corp47.example")
+    r["trace_message_id_ms"] = trace_ms("<task-7919@tracker.example>")
+    HISTORY.append(r)
+    shutil.rmtree(root, ignore_errors=True)
+
+    n = env_int("INJECT_MSGS", 20000)
+
+    def stored(etc):
+        p = subprocess.run([JES, "trace", "--since", "1d", "--json", "--dir", etc], capture_output=True)
+        lines = p.stdout.count(b"\n")
+        NOTES.append(f"history on: {lines} events stored for the run's messages "
+                     f"(accepted + delivered-locally per message; fewer means dropped)")
+
+    for _ in range(env_int("HISTORY_PAIRS", 3)):
+        inject_run("history: off", n, 2048, "history.days=0\n", clean_before_next=True)
+        inject_run("history: on", n, 2048, "", clean_before_next=True, after_jes=stored)
+
+
 WORKLOADS = {"inject": w_inject, "inject100k": w_inject100k, "relay": w_relay, "pop3": w_pop3,
-             "conns": w_conns, "queue": w_queue}
+             "conns": w_conns, "queue": w_queue, "history": w_history}
 
 
 def table():
@@ -781,7 +832,7 @@ def table():
     for w, s, m in ROWS:
         if w == "conns":
             continue
-        if s == "jes" and not w.startswith("queue"):
+        if s == "jes" and not w.startswith(("queue", "history")):
             jes_rate[w] = m["rate"]
     for w, s, m in ROWS:
         if w == "conns":
@@ -814,6 +865,18 @@ def table():
         median = pairs[len(pairs) // 2] if len(pairs) % 2 else sum(pairs[len(pairs) // 2 - 1:len(pairs) // 2 + 1]) / 2
         out.append(f"| queue | pairwise deferred/empty | | {', '.join(f'{p:.2f}' for p in pairs)} | | | | | | | "
                    f"median **{median:.2f}x** |")
+    off = [m for w, s, m in ROWS if w == "history: off"]
+    on = [m for w, s, m in ROWS if w == "history: on"]
+    if off and on:
+        pairs = sorted(b["rate"] / a["rate"] for a, b in zip(off, on))
+        median = pairs[len(pairs) // 2] if len(pairs) % 2 else sum(pairs[len(pairs) // 2 - 1:len(pairs) // 2 + 1]) / 2
+        out.append(f"| history | pairwise on/off | | {', '.join(f'{p:.2f}' for p in pairs)} | | | | | | | "
+                   f"median **{median:.2f}x** |")
+    for r in HISTORY:
+        out.append(f"| history query ({r['events']:,} events, {r['db_mb']} MB) | jes | | recipient "
+                   f"{r['recipient_ms_median']:.2f} ms (max {r['recipient_ms_max']:.2f}), Message-ID "
+                   f"{r['message_id_ms_median']:.2f} ms (max {r['message_id_ms_max']:.2f}); `jes trace` "
+                   f"{r['trace_recipient_ms']:.0f} / {r['trace_message_id_ms']:.0f} ms | | | | | | | |")
     return "\n".join(out)
 
 

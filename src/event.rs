@@ -1,7 +1,7 @@
 //! The outcome event: what became of one recipient's copy of one message, in one vocabulary.
 //!
 //! Every fate a message can meet is one [`Kind`], defined here once; the log, the metrics, the
-//! console's `/api/events` (and later the delivery history and `jes trace`) all speak these names.
+//! console's `/api/events`, the delivery history and `jes trace` all speak these names.
 //! An [`Event`] carries everything an administrator asks about a notification ("did it reach bob,
 //! what did the organisation's server answer?"): the message's one id, Message-ID, sender,
 //! recipient, size, subject, the remote host and address, TLS, the full reply and its enhanced

@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod durable;
 pub mod event;
+pub mod history;
 pub mod http;
 pub mod logging;
 pub mod outcome;

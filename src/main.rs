@@ -1,5 +1,5 @@
-//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`. Nothing else
-//! lives here.
+//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`, `trace`.
+//! Nothing else lives here.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -57,6 +57,25 @@ enum Command {
         #[arg(long, short, global = true)]
         dir: Option<PathBuf>,
     },
+    /// What became of messages: their timelines from the delivery history (creates no file).
+    /// Exit 0 with events, 1 with none, 2 on error.
+    Trace {
+        /// An address (sender or recipient, any case), @domain, <Message-ID>, a message id, or
+        /// words of the subject.
+        query: Option<String>,
+        /// Only messages with an event in the last N minutes, hours or days (30m, 2h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// One JSON object per event and line.
+        #[arg(long)]
+        json: bool,
+        /// Remove every event sent by or to ADDRESS (an erasure request).
+        #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["query", "since", "json"])]
+        forget: Option<String>,
+        /// Configuration directory (default: the current directory).
+        #[arg(long, short)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +125,16 @@ enum UserAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Trace {
+            query,
+            since,
+            json,
+            forget,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            return trace(&dir, query, since, json, forget);
+        }
         Command::Serve { dir, quiet } => serve(dir.unwrap_or_else(|| PathBuf::from(".")), !quiet),
         Command::Demo { dir } => demo(dir.unwrap_or_else(|| PathBuf::from("jes-demo/etc"))),
         Command::Init {
@@ -295,6 +324,47 @@ fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
         QueueAction::Retry { id, all } => queue_cli::retry(dir, &target(id, all), out),
         QueueAction::Delete { id, all, bounce } => {
             queue_cli::delete(dir, &target(id, all), bounce, out)
+        }
+    }
+}
+
+/// `jes trace`: exit 0 with events, 1 with none, 2 on error (as grep).
+fn trace(
+    dir: &Path,
+    query: Option<String>,
+    since: Option<String>,
+    json: bool,
+    forget: Option<String>,
+) -> ExitCode {
+    use jes::history::trace::{self, Traced};
+    if let Some(address) = forget {
+        return match trace::forget(dir, &address) {
+            Ok(n) => {
+                println!("removed {n} events sent by or to {address} from the delivery history");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("jes: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let stdout = std::io::stdout();
+    match trace::trace(
+        dir,
+        query.as_deref(),
+        since.as_deref(),
+        json,
+        &mut stdout.lock(),
+    ) {
+        Ok(Traced::Found) => ExitCode::SUCCESS,
+        Ok(Traced::NothingFound(why)) => {
+            eprintln!("jes: {why}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("jes: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -6,6 +6,8 @@
 //! (reply and enhanced status), counted exactly once and listed once, and a new consumer (the
 //! delivery history) is one more line here rather than a hunt through the code.
 //!
+//! The delivery history (`history`) gets each batch here too, through a channel that never waits.
+//!
 //! Metrics keep the names the README documents: `jes_messages_accepted_total` counts messages (one
 //! per distinct id among the `accepted` events of a batch), the `jes_recipients_*` counters count
 //! recipients, an `expired` recipient is also a bounced one (it was bounced after the last try), and
@@ -33,6 +35,8 @@ pub fn emit_all(events: Vec<Event>) {
         metrics::counter!("jes_messages_accepted_total").increment(1);
     }
     crate::stats::messages_accepted(accepted_ids.len() as u64);
+    // Never waits: a full channel drops the events and counts them (`jes_history_dropped_total`).
+    crate::history::record(&events);
     crate::stats::record_events(events);
 }
 
@@ -75,9 +79,10 @@ pub const COUNTERS: &[(&str, Option<(&str, &str)>)] = &[
     ("jes_messages_retrieved_total", None),
 ];
 
-/// Registers every counter `count` moves at zero, so that a scrape right after start shows each
-/// name (call once the recorder is installed).
+/// Registers every counter `count` moves, and the history's dropped-events counter, at zero, so
+/// that a scrape right after start shows each name (call once the recorder is installed).
 pub fn register_metrics() {
+    metrics::counter!(crate::history::DROPPED_METRIC).increment(0);
     for (name, label) in COUNTERS {
         match label {
             Some((k, v)) => metrics::counter!(*name, *k => *v).increment(0),

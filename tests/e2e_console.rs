@@ -1,7 +1,8 @@
 //! The web console in a real browser: starts `jes serve` with the HTTP listener, an admin account
 //! and a smart host that refuses connections (so relayed mail stays queued), then runs
 //! `tests/py/e2e_console.py`, which drives Debian's headless Chromium through Selenium: login,
-//! dashboard, a message with text, HTML (sandboxed) and attachment parts, the queue's Retry and
+//! dashboard, a message with text, HTML (sandboxed) and attachment parts, its delivery history
+//! (timeline and search), the queue's Retry and
 //! Delete, keyboard use and the 375 px layout.
 //!
 //! `scripts/install-test-deps` installs chromium, chromium-driver and selenium. With

@@ -170,6 +170,11 @@ pub struct MailConf {
     /// certificate in `tls/`); relative to mail.conf's folder. Unset: mail.conf's folder, the JES
     /// layout. Packages set it so that the configuration can stay read-only under /etc.
     pub store_dir: Option<PathBuf>,
+    /// `history.days` (new; 30): days the delivery history (`history.db`) keeps events; 0 turns
+    /// the history off.
+    pub history_days: u32,
+    /// `history.subjects` (new; true): whether the history keeps each message's subject.
+    pub history_subjects: bool,
 }
 
 impl MailConf {
@@ -393,6 +398,8 @@ impl MailConf {
                 0,
             )?)),
             http: super::http::HttpConf::parse(path, &props)?,
+            history_days: r.number_u32("history.days", 30, 0)?,
+            history_subjects: r.boolean("history.subjects", true)?,
         };
 
         // Ports that must not collide, and TLS settings that need each other.
@@ -537,6 +544,12 @@ impl MailConf {
             format!("{} MB", self.max_message_size / MB)
         };
         let _ = writeln!(s, "message size:    {size}");
+        let history = match (self.history_days, self.history_subjects) {
+            (0, _) => "off (history.days=0)".to_string(),
+            (d, true) => format!("{d} days, in history.db of the mail root (jes trace)"),
+            (d, false) => format!("{d} days, without subjects, in history.db of the mail root"),
+        };
+        let _ = writeln!(s, "history:         {history}");
         let bare_lf = match self.bare_lf {
             BareLf::Normalize => "normalize (a line end, stored as CRLF)",
             BareLf::Reject => "reject (550 5.6.11)",

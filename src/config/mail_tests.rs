@@ -583,3 +583,25 @@ fn summary_tells_the_truth_about_tls_in_config_spelling() {
     assert!(s.contains("allowClearText:  never"), "{s}");
     assert!(s.contains("smtpdelivery.tls required"), "{s}");
 }
+
+#[test]
+fn history_keys() {
+    let c = ok("domains=a\n");
+    assert_eq!((c.history_days, c.history_subjects), (30, true));
+    assert!(c
+        .summary()
+        .contains("history:         30 days, in history.db"));
+    let c = ok("domains=a\nhistory.days=0\nhistory.subjects=false\n");
+    assert_eq!((c.history_days, c.history_subjects), (0, false));
+    assert!(c
+        .summary()
+        .contains("history:         off (history.days=0)"));
+    let c = ok("domains=a\nhistory.days=365\n");
+    assert_eq!(c.history_days, 365);
+    assert_eq!(
+        err("domains=a\nhistory.days=30d\n"),
+        r#"/x/mail.conf:2: key 'history.days': "30d" is not a whole number"#
+    );
+    assert!(err("domains=a\n\nhistory.subjects=maybe\n")
+        .starts_with("/x/mail.conf:3: key 'history.subjects':"));
+}

@@ -107,6 +107,8 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("http.admins", "", "Comma list of accounts from user.conf that may log in to the web console.", false),
     key("store.dir", "", "Folder for the mail and the server's own files (users/, smtp/, failed/, tls/), relative to this folder. Unset: this folder, as JES.", false),
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
+    key("history.days", "30", "Days the delivery history (history.db in the mail root, read by `jes trace` and the console) keeps each event; 0 = no history.", false),
+    key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),
 ];
 
 /// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).

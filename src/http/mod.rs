@@ -5,7 +5,7 @@
 //! and wakes the queue runner through the same retry requests as `jes queue`. It is off unless
 //! `http.port` is set, and listens on loopback by default.
 //!
-//! One file per concern: `session` (login, cookie, CSRF, the `Admin` extractor), `api_stats`,
+//! One file per concern: `session` (login, cookie, CSRF, the `Admin` extractor), `api_stats`, `api_history`,
 //! `api_queue`, `api_mail` (with `message` for MIME parsing), `metrics` (Prometheus and health),
 //! `ui` (the console's static files, owned by the console's authors). This file holds the router,
 //! the error type every handler returns, and the headers every response gets.
@@ -13,6 +13,7 @@
 //! Every error is JSON `{"error": msg}` with a fitting status, including the router's own 404 and
 //! 405, so that the console and API clients need exactly one error path.
 
+mod api_history;
 mod api_mail;
 mod api_queue;
 mod api_stats;
@@ -99,6 +100,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/session", &["GET"]),
     ("/api/stats", &["GET"]),
     ("/api/events", &["GET"]),
+    ("/api/history", &["GET"]),
     ("/api/queue", &["GET"]),
     ("/api/queue/retry-all", &["POST"]),
     ("/api/queue/{id}", &["GET", "DELETE"]),
@@ -126,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/session", get(session::current))
         .route("/api/stats", get(api_stats::stats))
         .route("/api/events", get(api_stats::events))
+        .route("/api/history", get(api_history::history))
         .route("/api/queue", get(api_queue::list))
         .route("/api/queue/retry-all", post(api_queue::retry_all))
         .route(

@@ -186,6 +186,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
 
     crate::stats::install_recorder();
     crate::outcome::register_metrics();
+    apply_history_settings(&config);
 
     let tls = crate::tls::load_or_create(&config).map_err(StartError::Tls)?;
     let listeners = listen::bind_services(&config)?;
@@ -251,8 +252,21 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         tasks.shutdown().await;
     }
     sessions.shutdown().await;
+    // The writer commits about once a second; a clean stop keeps that last second too.
+    let _ = tokio::task::spawn_blocking(|| crate::history::close(Duration::from_secs(5))).await;
     tracing::info!("jes stopped");
     Ok(())
+}
+
+/// Turns the delivery history on or off and applies its settings (at start and after a reload).
+/// A history that cannot be opened is an error in the log, never a reason to stop taking mail.
+pub(crate) fn apply_history_settings(config: &Config) {
+    let m = &config.mail;
+    if let Err(e) =
+        crate::history::configure(&config.store_dir(), m.history_days, m.history_subjects)
+    {
+        tracing::error!("the delivery history is off: {e}");
+    }
 }
 
 async fn wait_for_stop() {

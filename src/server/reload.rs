@@ -90,6 +90,7 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
             if kept_accounts.is_none() {
                 upgrade_passwords(&config);
             }
+            super::apply_history_settings(&config);
             tracing::info!(
                 "configuration reloaded: {} accounts, local domains {}",
                 config.users.accounts.len(),

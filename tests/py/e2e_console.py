@@ -331,6 +331,44 @@ def run(c):
     d.forward()
     c.heading(SUBJECT)
 
+    # -- delivery history: the message's timeline, then a search ----------------------------
+    c.find("#message-history", "the Delivery history link on the message page").click()
+    c.heading("Message history")
+    check("#/history/" in d.current_url, f"the timeline has its own URL ({d.current_url})")
+
+    def timeline_events(box="#history-timeline"):
+        return [li.get_attribute("data-event")
+                for li in d.find_elements(By.CSS_SELECTOR, f"{box} li.timeline-event")]
+
+    c.wait(lambda: timeline_events()[:2] == ["accepted", "delivered-locally"],
+           "the local message's timeline: accepted, then delivered locally", timeout=30)
+    tl = c.text_of("#history-timeline")
+    check(SUBJECT in tl and LOCAL in tl, "the timeline names the subject (as text) and the recipient")
+    check("250 2.0.0" in tl, "the timeline shows the reply")
+    c.find("#mainnav a[href='#/history']").click()
+    c.heading("History")
+    q = c.find("#history-q", "the history search field")
+    q.clear()
+    q.send_keys(LOCAL)
+    q.send_keys(Keys.ENTER)
+    c.wait(lambda: "#/history?q=" in d.current_url, "the search to go into the URL")
+
+    def result():
+        for a in d.find_elements(By.CSS_SELECTOR, "#history-list article.history-item h2 a"):
+            if a.text == SUBJECT:
+                return a
+        return None
+
+    c.wait(result, "the local message in the search results")
+    check(c.find("#history-q").get_attribute("value") == LOCAL, "the search field keeps the query")
+    c.shot("history")
+    result().click()
+    c.heading("Message history")
+    c.wait(lambda: "delivered-locally" in timeline_events(), "the timeline opened from the search")
+    d.back()
+    c.heading("History")
+    c.wait(result, "Back returns to the search results")
+
     # -- queue -------------------------------------------------------------------------------
     c.find("#mainnav a[href='#/queue']").click()
     c.heading("Queue")
@@ -366,6 +404,14 @@ def run(c):
     c.heading("Queued message")
     c.wait(lambda: "Subject: Nightly report" in d.find_element(By.CSS_SELECTOR, "pre.source").text,
            "the queued message's headers")
+    d.back()
+    c.heading("Queue")
+    # The queued message's history: accepted, then deferred with the cause.
+    c.wait(card, "the queued message")
+    card().find_element(By.CSS_SELECTOR, "a.history-link").click()
+    c.heading("Message history")
+    c.wait(lambda: "deferred" in timeline_events(), "the relayed message's deferred attempt", timeout=30)
+    check(REMOTE in c.text_of("#history-timeline"), "the timeline names the remote recipient")
     d.back()
     c.heading("Queue")
 

@@ -1,11 +1,13 @@
 """An independent upstream SMTP server (aiosmtpd) for relay tests.
 
 Usage: upstream.py PORT LOGFILE [--auth USER:PASS] [--tls CERT KEY] [--reject ADDR=CODE ...]
-       [--mode-file PATH] [--hostname NAME]
+       [--mode-file PATH] [--hostname NAME] [--queue-ids]
 
 Every transaction is appended to LOGFILE as one JSON line: mail_from, rcpt_tos, data (latin-1),
 auth user, whether TLS was on, the client's port (one per connection). --mode-file: when the file
-exists and holds "defer", every RCPT gets 451; "down" refuses at the greeting with 421. Prints "ready" when listening.
+exists and holds "defer", every RCPT gets 451; "down" refuses at the greeting with 421. --queue-ids:
+answer the data "250 2.0.0 Ok: queued as <ID>" as Postfix does (ID also logged, as queue_id).
+Prints "ready" when listening.
 """
 import argparse
 import json
@@ -57,6 +59,7 @@ ap.add_argument("--tls", nargs=2)
 ap.add_argument("--reject", action="append", default=[])
 ap.add_argument("--mode-file")
 ap.add_argument("--hostname", default="upstream.test")
+ap.add_argument("--queue-ids", action="store_true")
 args = ap.parse_args()
 
 rejects = {}
@@ -93,9 +96,13 @@ class Handler:
             "peer_port": session.peer[1],
             "time": time.time(),
         }
+        reply = "250 2.0.0 OK queued upstream"
+        if args.queue_ids:
+            entry["queue_id"] = os.urandom(5).hex().upper()
+            reply = f"250 2.0.0 Ok: queued as {entry['queue_id']}"
         with open(args.logfile, "a") as f:
             f.write(json.dumps(entry) + "\n")
-        return "250 2.0.0 OK queued upstream"
+        return reply
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):

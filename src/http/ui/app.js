@@ -424,10 +424,11 @@ function showLogin(message) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Routing: #/, #/queue, #/queue/ID, #/mailboxes, #/mailboxes/ADDR, #/mailboxes/ADDR/ID
+// Routing: #/, #/queue, #/queue/ID, #/mailboxes, #/mailboxes/ADDR, #/mailboxes/ADDR/ID,
+// #/history?q=SEARCH, #/history/ID
 
 function parseRoute() {
-  const hash = location.hash || '#/';
+  const hash = (location.hash || '#/').split('?')[0];
   if (!hash.startsWith('#/')) return null;
   const parts = hash.slice(2).split('/').filter((p) => p !== '').map((p) => {
     try {
@@ -437,6 +438,12 @@ function parseRoute() {
     }
   });
   return parts;
+}
+
+/** The route's query (`#/history?q=...`). */
+function routeParams() {
+  const i = location.hash.indexOf('?');
+  return new URLSearchParams(i < 0 ? '' : location.hash.slice(i + 1));
 }
 
 function leaveView() {
@@ -488,6 +495,8 @@ function route() {
   else if (top === 'mailboxes' && !a) shown = showMailboxes(view);
   else if (top === 'mailboxes' && !b) shown = showMailbox(view, a);
   else if (top === 'mailboxes' && !c) shown = showMessage(view, a, b);
+  else if (top === 'history' && !a) shown = showHistory(view, routeParams().get('q') || '');
+  else if (top === 'history' && !b) shown = showHistoryMessage(view, a);
   else shown = showNotFound();
   Promise.resolve(shown).then(() => {
     if (!current(view)) return;
@@ -867,7 +876,12 @@ function queueCard(m, reload) {
     h('div', { class: 'queue-head' },
       h('h2', { class: 'queue-title', id: `${idKey}-title` },
         h('a', { href: `#/queue/${seg(m.id)}`, class: 'mono break', text: m.id, dataset: { key: `${idKey}-link` } })),
-      h('div', { class: 'queue-actions' }, retry, del)),
+      h('div', { class: 'queue-actions' },
+        h('a', {
+          href: `#/history/${seg(m.id)}`, class: 'btn btn-small btn-quiet history-link', text: 'History',
+          'aria-label': `Delivery history of message ${m.id}`, dataset: { key: `${idKey}-history` },
+        }),
+        retry, del)),
     h('dl', { class: 'facts' },
       fact('From', h('span', { class: 'break', text: m.sender || '<> (bounce)' })),
       fact('Queued', timeEl(m.created)),
@@ -1140,13 +1154,154 @@ async function showMessage(view, addr, id) {
           h('th', { scope: 'row', text: hd.name }),
           h('td', { class: 'break', text: hd.value })))))));
 
+  const historyLink = h('a', {
+    class: 'btn', id: 'message-history', href: `#/history/${seg(String(m.id ?? id).split(',S=')[0])}`,
+    text: 'Delivery history',
+  });
+
   render(main(),
-    pageHeader(subject, { crumbs, actions: [sourceBtn, download, del] }),
+    pageHeader(subject, { crumbs, actions: [sourceBtn, download, historyLink, del] }),
     h('section', { class: 'card', 'aria-label': 'Summary' }, meta),
     parts,
     attSection,
     headers,
     sourceBox);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery history: GET /api/history (the same search and events as `jes trace`)
+
+const HISTORY_WORDS = {
+  accepted: 'Accepted',
+  refused: 'Refused',
+  'delivered-locally': 'Delivered locally',
+  delivered: 'Relayed',
+  deferred: 'Deferred',
+  bounced: 'Bounced',
+  expired: 'Expired',
+  'delay-notice': 'Delay notice',
+  'deleted-admin': 'Deleted by an admin',
+  'pop3-retrieved': 'Read over POP3',
+  'pop3-deleted': 'Deleted over POP3',
+};
+
+function historyBadge(kind) {
+  const k = String(kind).replace(/[^a-z-]/g, '');
+  return h('span', { class: `badge k-${k}`, text: HISTORY_WORDS[kind] || String(kind) });
+}
+
+/** "smtp.corp.example [10.0.0.5], TLS 1.3", or null when no server was involved. */
+function historyServer(e) {
+  if (!e.remote_host && !e.remote_ip) return null;
+  const name = e.remote_host && e.remote_ip && e.remote_host !== e.remote_ip
+    ? `${e.remote_host} [${e.remote_ip}]` : (e.remote_host || `[${e.remote_ip}]`);
+  return `${name}, ${e.tls ? String(e.tls).replace(/^TLSv/, 'TLS ') : 'no TLS'}`;
+}
+
+/** Consecutive events of one message (the API lists each message's events together). */
+function historyMessages(events) {
+  const out = [];
+  for (const e of events) {
+    const last = out[out.length - 1];
+    if (last && e.id && last[0].id === e.id) last.push(e);
+    else out.push([e]);
+  }
+  return out;
+}
+
+function historyTimeline(events) {
+  return h('ol', { class: 'timeline' }, events.map((e) => {
+    const server = historyServer(e);
+    return h('li', { class: 'timeline-event', dataset: { event: e.event } },
+      h('span', { class: 'timeline-time' }, timeEl(e.time, { relative: false })),
+      historyBadge(e.event),
+      h('span', { class: 'break addr', text: e.recipient || '—' }),
+      server ? h('span', { class: 'muted small break', text: server }) : null,
+      e.attempt ? h('span', { class: 'muted small', text: `attempt ${e.attempt}` }) : null,
+      e.reply ? h('code', { class: 'timeline-reply break', text: e.reply }) : null);
+  }));
+}
+
+function historyCard(events) {
+  const first = events[0];
+  return h('article', { class: 'card history-item', 'data-history-id': first.id || '' },
+    h('h2', { class: 'queue-title' },
+      first.id
+        ? h('a', { href: `#/history/${seg(first.id)}`, class: 'break', text: first.subject || '(no subject)' })
+        : h('span', { class: 'break', text: first.subject || '(refused before the message was kept)' })),
+    h('dl', { class: 'facts' },
+      fact('From', h('span', { class: 'break', text: first.sender || '<> (bounce)' })),
+      fact('Id', h('span', { class: 'mono break', text: first.id || '—' })),
+      fact('Message-ID', h('span', { class: 'mono break', text: first.message_id || '—' })),
+      fact('Size', first.size ? bytes(first.size) : '—')),
+    historyTimeline(events));
+}
+
+function showHistory(view, q) {
+  setActiveNav('history');
+  const input = h('input', {
+    type: 'text', id: 'history-q', name: 'q', value: q, autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'bob@example.org, @example.org, <message-id>, id or subject words',
+  });
+  const form = h('form', { class: 'history-search', role: 'search', id: 'history-form' },
+    h('label', { for: 'history-q', text: 'Search the delivery history' }),
+    h('div', { class: 'history-search-row' }, input,
+      h('button', { type: 'submit', class: 'btn btn-primary', text: 'Search' })));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const value = input.value.trim();
+    const target = value ? `#/history?q=${encodeURIComponent(value)}` : '#/history';
+    if (location.hash === target) route();
+    else location.hash = target;
+  });
+  const box = h('div', { id: 'history-list' }, loadingBlock('the history'));
+  const count = h('span', { id: 'history-count' });
+  render(main(), pageHeader('History', { sub: count }), form, box);
+  const load = async () => {
+    try {
+      const path = q ? `/api/history?q=${encodeURIComponent(q)}` : '/api/history?since=1d';
+      const data = await api('GET', path);
+      if (!current(view)) return;
+      const messages = historyMessages(data.events || []);
+      count.textContent = q
+        ? `${plural(messages.length, 'message', 'messages')} matching “${q}”, newest first`
+        : `The last day, newest first: ${plural(messages.length, 'message', 'messages')}`;
+      if (!changed(box, data)) return;
+      if (!messages.length) {
+        render(box, h('p', { class: 'empty', text: 'No events match. The history keeps history.days days (30 by default).' }));
+        return;
+      }
+      render(box, h('ul', { class: 'cards' }, messages.map((m) => h('li', {}, historyCard(m)))));
+    } catch (e) {
+      if (current(view) && e.status !== 401) renderFresh(box, errorBlock(e, load));
+    }
+  };
+  poll(load);
+  return load();
+}
+
+function showHistoryMessage(view, id) {
+  setActiveNav('history');
+  const crumbs = [{ label: 'History', href: '#/history' }, { label: id }];
+  const box = h('div', { id: 'history-timeline' }, loadingBlock('the timeline'));
+  render(main(), pageHeader('Message history', { crumbs }), box);
+  const load = async () => {
+    try {
+      const data = await api('GET', `/api/history?q=${encodeURIComponent(id)}&limit=1000`);
+      if (!current(view)) return;
+      const events = (data.events || []).filter((e) => e.id === id);
+      if (!changed(box, events)) return;
+      if (!events.length) {
+        render(box, h('p', { class: 'notice', text: 'No events of this message are in the history (never seen, forgotten, or older than history.days).' }));
+        return;
+      }
+      render(box, historyCard(events));
+    } catch (e) {
+      if (current(view) && e.status !== 401) renderFresh(box, errorBlock(e, load));
+    }
+  };
+  poll(load);
+  return load();
 }
 
 function absTimeOrRaw(v) {
