@@ -350,6 +350,38 @@ fn demo_serves_mail_and_the_console() {
     assert!(conf.contains("\nhttp.admins=analyst@localhost\n"), "{conf}");
 }
 
+/// jes raises its open-file limit to the hard limit (every connection is a descriptor), and what
+/// it creates is for its own user only (umask 077), whatever limit and umask it inherits.
+#[test]
+fn raises_the_open_file_limit_and_keeps_mail_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::prepare("", DEFAULT_USERS).launch_with_soft_nofile(256);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(
+        numbers[0], numbers[1],
+        "soft limit raised to the hard: {line}"
+    );
+    assert_ne!(numbers[0], "256", "{line}");
+
+    let reply = server.send(
+        "a@b.test",
+        &["analyst@localhost"],
+        "Subject: s\r\n\r\nbody\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let files = server.mailbox_files("analyst@localhost");
+    assert_eq!(files.len(), 1);
+    for path in [&files[0], &server.mailbox("analyst@localhost")] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+}
+
 #[test]
 fn sigterm_stops_cleanly() {
     let mut server = Server::start("", DEFAULT_USERS);

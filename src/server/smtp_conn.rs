@@ -54,16 +54,8 @@ impl Env for ConnEnv<'_> {
 
 /// Free bytes for unprivileged users on the file system of `dir`; `None` when it cannot be told.
 fn free_disk_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
-    unsafe {
-        let mut stat: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
-            return None;
-        }
-        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
-    }
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Randomness for Message-IDs from the OS. Uniqueness, not secrecy, is what matters, so if the OS
@@ -323,6 +315,18 @@ fn report_refused(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_disk_space_is_read_from_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_disk_bytes(dir.path()).unwrap();
+        let stat = rustix::fs::statvfs(dir.path()).unwrap();
+        assert!(
+            free <= stat.f_blocks * stat.f_frsize,
+            "at most the whole disk: {free}"
+        );
+        assert_eq!(free_disk_bytes(&dir.path().join("missing")), None);
+    }
 
     #[test]
     fn message_id_randomness_does_not_repeat() {
