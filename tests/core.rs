@@ -462,6 +462,41 @@ fn user_commands_manage_accounts() {
     assert!(!text.contains("new@localhost"), "{text}");
 }
 
+/// On a terminal the password is typed without echo and stored as typed.
+#[test]
+fn user_add_reads_the_password_from_a_terminal_without_echo() {
+    let server = Server::prepare("", "# accounts\n");
+    let out = Command::new(common::python3())
+        .arg(common::repo_path("tests/py/password_prompt.py"))
+        .arg(common::jes_bin())
+        .arg(&server.etc)
+        .arg("new@localhost")
+        .arg("typed-Secret-1")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("password for new@localhost: "), "{shown}");
+    assert!(shown.contains("ECHO-WAS-OFF"), "{shown}");
+    assert!(
+        !shown.contains("typed-Secret-1"),
+        "the password was echoed: {shown}"
+    );
+    assert!(shown.contains("added new@localhost"), "{shown}");
+    assert!(shown.contains("EXIT 0"), "{shown}");
+    let text = std::fs::read_to_string(server.etc.join("user.conf")).unwrap();
+    let stored = text
+        .lines()
+        .find_map(|l| l.strip_prefix("user.new@localhost="))
+        .unwrap();
+    let stored = jes::auth::StoredPassword::parse(stored);
+    assert!(stored.verify("typed-Secret-1"), "{text}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
