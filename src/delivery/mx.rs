@@ -15,8 +15,10 @@
 //! routing works nearly everywhere, while a host with a broken IPv6 route would otherwise spend
 //! a connect timeout on every message.
 
-#[doc(hidden)]
-pub mod fake_dns;
+/// Test support, shared with the integration tests; not part of the library.
+#[cfg(test)]
+#[path = "../../tests/common/fake_dns.rs"]
+mod fake_dns;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
