@@ -127,6 +127,8 @@ fn gethostname() -> Option<String> {
 }
 
 /// `getaddrinfo(AI_CANONNAME)`: normally answered from /etc/hosts; used only if it gives a dotted name.
+/// Called through libc: it is the C library's resolver (nsswitch), which rustix does not wrap and
+/// std does not expose with the canonical name.
 fn canonical_name(short: &str) -> Option<String> {
     let c_name = std::ffi::CString::new(short).ok()?;
     // SAFETY: zeroed addrinfo is a valid "no hints" value; we set only plain integer fields.
