@@ -10,6 +10,7 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
 
 /// A password as `user.conf` holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +51,7 @@ impl StoredPassword {
         match self {
             StoredPassword::JesSha1(digest) => {
                 let got: [u8; 20] = Sha1::digest(password.as_bytes()).into();
-                ct_eq(&got, digest)
+                bool::from(got.ct_eq(digest))
             }
             StoredPassword::Argon2(phc) => match PasswordHash::new(phc) {
                 Ok(parsed) => Argon2::default()
@@ -59,7 +60,7 @@ impl StoredPassword {
                 Err(_) => false,
             },
             StoredPassword::Plain(stored) => {
-                !stored.is_empty() && ct_eq(stored.as_bytes(), password.as_bytes())
+                !stored.is_empty() && bool::from(stored.as_bytes().ct_eq(password.as_bytes()))
             }
         }
     }
@@ -85,15 +86,6 @@ fn parse_jes_sha1(value: &str) -> Option<[u8; 20]> {
         digest[i] = b ^ 0x80;
     }
     Some(digest)
-}
-
-/// Constant-time equality (the length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 fn hasher() -> Argon2<'static> {

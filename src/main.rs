@@ -369,47 +369,21 @@ fn trace(
     }
 }
 
-/// Reads a password from the terminal without echo, or one line from stdin when it is not a
-/// terminal (scripts: `echo pw | jes user add a@b`).
+/// Reads a password from the terminal without echo (rpassword: the prompt and the typing go
+/// through /dev/tty, and the terminal's settings are restored when the read ends), or one line
+/// from stdin when it is not a terminal (scripts: `echo pw | jes user add a@b`).
 fn read_password(prompt: &str) -> Result<String, String> {
     let stdin = std::io::stdin();
-    let terminal = stdin.is_terminal();
-    if terminal {
-        eprint!("{prompt}");
-        let _ = std::io::stderr().flush();
-    }
-    let echo = terminal.then(disable_echo).flatten();
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if let Some(saved) = echo {
-        restore_echo(saved);
-        eprintln!();
-    }
-    read.map_err(|e| format!("cannot read the password: {e}"))?;
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    let password = if stdin.is_terminal() {
+        rpassword::prompt_password(prompt)
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map(|_| line)
+    };
+    let password = password.map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         return Err("the password is empty".into());
     }
     Ok(password)
-}
-
-fn disable_echo() -> Option<libc::termios> {
-    // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed termios that tcgetattr fills.
-    unsafe {
-        let mut term: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(libc::STDIN_FILENO, &mut term) != 0 {
-            return None;
-        }
-        let saved = term;
-        term.c_lflag &= !libc::ECHO;
-        libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &term);
-        Some(saved)
-    }
-}
-
-fn restore_echo(saved: libc::termios) {
-    // SAFETY: restores the settings tcgetattr returned.
-    unsafe {
-        libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
-    }
 }

@@ -11,8 +11,6 @@
 //! below 1024 for a user without the capability, since `jes check` is often run by another user
 //! than the service. The configuration itself is checked by `Config::load` before this runs.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -108,16 +106,13 @@ fn writable_folder(folder: &Path) -> Result<(), String> {
 /// `access(W_OK | X_OK)`: what this process's user may do, as the kernel decides it (modes,
 /// ACLs, a read-only mount); root may write anywhere but a read-only mount.
 fn access_write(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
+    use rustix::fs::Access;
     let mode = if path.is_dir() {
-        libc::W_OK | libc::X_OK
+        Access::WRITE_OK | Access::EXEC_OK
     } else {
-        libc::W_OK
+        Access::WRITE_OK
     };
-    // SAFETY: a valid NUL-terminated path; access only reads it.
-    unsafe { libc::access(c.as_ptr(), mode) == 0 }
+    rustix::fs::access(path, mode).is_ok()
 }
 
 #[cfg(test)]
@@ -226,8 +221,7 @@ mod tests {
         std::fs::create_dir(etc.join("smtp")).unwrap();
         std::fs::set_permissions(etc.join("smtp"), std::fs::Permissions::from_mode(0o500)).unwrap();
         let found = problems(&config);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             eprintln!("running as root, who may write anywhere: the read-only case is not tested");
             assert!(found.is_empty(), "{found:?}");
         } else {

@@ -350,6 +350,38 @@ fn demo_serves_mail_and_the_console() {
     assert!(conf.contains("\nhttp.admins=analyst@localhost\n"), "{conf}");
 }
 
+/// jes raises its open-file limit to the hard limit (every connection is a descriptor), and what
+/// it creates is for its own user only (umask 077), whatever limit and umask it inherits.
+#[test]
+fn raises_the_open_file_limit_and_keeps_mail_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::prepare("", DEFAULT_USERS).launch_with_soft_nofile(256);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(
+        numbers[0], numbers[1],
+        "soft limit raised to the hard: {line}"
+    );
+    assert_ne!(numbers[0], "256", "{line}");
+
+    let reply = server.send(
+        "a@b.test",
+        &["analyst@localhost"],
+        "Subject: s\r\n\r\nbody\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let files = server.mailbox_files("analyst@localhost");
+    assert_eq!(files.len(), 1);
+    for path in [&files[0], &server.mailbox("analyst@localhost")] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+}
+
 #[test]
 fn sigterm_stops_cleanly() {
     let mut server = Server::start("", DEFAULT_USERS);
@@ -428,6 +460,41 @@ fn user_commands_manage_accounts() {
     assert!(run(&["user", "del", "new@localhost"], "").status.success());
     let text = std::fs::read_to_string(server.etc.join("user.conf")).unwrap();
     assert!(!text.contains("new@localhost"), "{text}");
+}
+
+/// On a terminal the password is typed without echo and stored as typed.
+#[test]
+fn user_add_reads_the_password_from_a_terminal_without_echo() {
+    let server = Server::prepare("", "# accounts\n");
+    let out = Command::new(common::python3())
+        .arg(common::repo_path("tests/py/password_prompt.py"))
+        .arg(common::jes_bin())
+        .arg(&server.etc)
+        .arg("new@localhost")
+        .arg("typed-Secret-1")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("password for new@localhost: "), "{shown}");
+    assert!(shown.contains("ECHO-WAS-OFF"), "{shown}");
+    assert!(
+        !shown.contains("typed-Secret-1"),
+        "the password was echoed: {shown}"
+    );
+    assert!(shown.contains("added new@localhost"), "{shown}");
+    assert!(shown.contains("EXIT 0"), "{shown}");
+    let text = std::fs::read_to_string(server.etc.join("user.conf")).unwrap();
+    let stored = text
+        .lines()
+        .find_map(|l| l.strip_prefix("user.new@localhost="))
+        .unwrap();
+    let stored = jes::auth::StoredPassword::parse(stored);
+    assert!(stored.verify("typed-Secret-1"), "{text}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {

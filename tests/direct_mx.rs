@@ -2,12 +2,14 @@
 //! a test-only port (`smtpdelivery.mxport`), never the internet.
 
 mod common;
+#[path = "common/fake_dns.rs"]
+mod fake_dns;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::{Server, Upstream, DEFAULT_USERS};
-use jes::delivery::mx::fake_dns::{Entry, FakeDns};
+use fake_dns::{Entry, FakeDns};
 
 const BODY: &str = "Subject: direct\r\nDate: Wed, 25 Nov 2026 12:00:00 +0000\r\nMessage-ID: <d1@localhost>\r\n\r\nhello\r\n";
 

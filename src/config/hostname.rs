@@ -119,20 +119,16 @@ fn pick_hostname(machine: Option<&str>, first_domain: &str) -> String {
     bracket_if_ip(name)
 }
 
+/// `uname`'s node name, which is what `gethostname` returns.
 fn gethostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for `len` bytes; gethostname NUL-terminates on success when the
-    // name fits, and we stop at the first NUL or the buffer's end.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = std::str::from_utf8(&buf[..end]).ok()?.trim().to_string();
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_str().ok()?.trim().to_string();
     (!name.is_empty() && name != "(none)").then_some(name)
 }
 
 /// `getaddrinfo(AI_CANONNAME)`: normally answered from /etc/hosts; used only if it gives a dotted name.
+/// Called through libc: it is the C library's resolver (nsswitch), which rustix does not wrap and
+/// std does not expose with the canonical name.
 fn canonical_name(short: &str) -> Option<String> {
     let c_name = std::ffi::CString::new(short).ok()?;
     // SAFETY: zeroed addrinfo is a valid "no hints" value; we set only plain integer fields.
@@ -243,6 +239,12 @@ mod tests {
         // Whatever this machine is called, the default is a name check_name accepts.
         let name = default_hostname("localhost");
         assert_eq!(check_name(&name), Ok(()), "{name}");
+    }
+
+    #[test]
+    fn the_machine_name_is_the_kernels() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(machine_name().as_deref(), Some(kernel.trim()));
     }
 
     #[test]

@@ -15,11 +15,12 @@
 //! routing works nearly everywhere, while a host with a broken IPv6 route would otherwise spend
 //! a connect timeout on every message.
 
-#[doc(hidden)]
-pub mod fake_dns;
+/// Test support, shared with the integration tests; not part of the library.
+#[cfg(test)]
+#[path = "../../tests/common/fake_dns.rs"]
+mod fake_dns;
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -187,7 +188,9 @@ impl MxResolver {
             mx.push((0, domain.clone()));
         }
         drop_self_and_worse(&mut mx, &ours).map_err(|()| MxError::Loop(domain.clone()))?;
-        order(&mut mx, RandomState::new().hash_one(&domain));
+        // A fresh seed from the OS for each lookup; should the OS have none, the order is merely
+        // fixed, which still delivers.
+        order(&mut mx, getrandom::u64().unwrap_or(0));
 
         let mut lookups = tokio::task::JoinSet::new();
         for (i, (_, host)) in mx.iter().enumerate() {

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use password_hash::rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::{ApiError, ApiResult, AppState};
 
@@ -54,13 +55,10 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Compares without stopping at the first difference, so timing does not reveal a prefix.
+/// Compares without stopping at the first difference, so timing does not reveal a prefix (the
+/// length is not secret: every token has 32 digits).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 impl Sessions {

@@ -8,6 +8,13 @@
 //! server replied.
 
 use chrono::{DateTime, Utc};
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::raw::Raw;
+use mail_builder::headers::text::Text;
+use mail_builder::mime::MimePart;
+use mail_builder::MessageBuilder;
 
 /// One recipient the notice is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +55,23 @@ pub fn is_null_sender(sender: &str) -> bool {
 
 /// Longest line we write, without CRLF (RFC 5322 allows 998).
 const MAX_LINE: usize = 998;
-/// Width human text and folded fields are wrapped to.
-const WRAP: usize = 76;
+/// Width the human text is wrapped to: short enough that mail-builder can send it as 7bit (it
+/// encodes a text part with longer lines as quoted-printable).
+const WRAP: usize = 72;
+/// Width folded fields of the delivery report are wrapped to.
+const FIELD_WRAP: usize = 76;
 /// Longest diagnostic kept; a reply beyond this is noise and is cut.
 const MAX_DIAGNOSTIC: usize = 800;
 
 /// Builds the notice to `original_sender` about `failed`. `original` is the queued message in wire
 /// form; `message_id` may be given with or without angle brackets. Returns the DSN in wire form
 /// (CRLF, dot-stuffed, no terminating dot).
+///
+/// mail-builder writes the header section and the MIME structure. The report's parts are given
+/// to it as bytes with their transfer encoding named, so that it writes them unchanged: RFC 3464
+/// defines `message/delivery-status` as 7bit fields, and the original's header section goes back
+/// as it came (8bit only when it has 8-bit bytes). The human part is plain text, which
+/// mail-builder encodes as needed (quoted-printable for a long or non-ASCII diagnostic).
 #[allow(clippy::too_many_arguments)]
 pub fn build_dsn(
     hostname: &str,
@@ -75,76 +91,77 @@ pub fn build_dsn(
             .trim_end_matches('>'),
     );
     let headers = original_headers(original);
-    let human = human_part(&hostname, failed, notice);
-    let status = status_part(&hostname, original_received_ms, failed, notice);
+    let human = crlf(&human_part(&hostname, failed, notice));
+    let status = crlf(&status_part(
+        &hostname,
+        original_received_ms,
+        failed,
+        notice,
+    ));
 
     let boundary = pick_boundary(now, &[human.as_bytes(), status.as_bytes(), &headers]);
-    let message_id = message_id
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>');
+    let message_id = clean(
+        message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>'),
+    );
     let subject = match notice {
         Notice::Failure => "Undelivered Mail Returned to Sender",
         Notice::Delay => "Delayed Mail (still being retried)",
     };
 
-    let mut out: Vec<u8> = Vec::new();
-    put(
-        &mut out,
-        &format!("From: Mail Delivery System <MAILER-DAEMON@{hostname}>"),
+    let human_type = ContentType::new("text/plain").attribute("charset", charset(human.as_bytes()));
+    let parts = vec![
+        MimePart::new(human_type, human.as_str())
+            .header("Content-Description", Text::new("Notification")),
+        MimePart::new("message/delivery-status", status.as_bytes())
+            .header("Content-Description", Text::new("Delivery report"))
+            .transfer_encoding(bits(status.as_bytes())),
+        MimePart::new("text/rfc822-headers", headers.as_slice())
+            .header(
+                "Content-Description",
+                Text::new("Undelivered message headers"),
+            )
+            .transfer_encoding(bits(&headers)),
+    ];
+    // Written as is (not as a ContentType, which quotes every parameter): the unquoted
+    // `report-type=delivery-status` is what bounce processors look for.
+    let report = MimePart::raw(parts).header(
+        "Content-Type",
+        Raw::new(format!(
+            "multipart/report; report-type=delivery-status; boundary=\"{boundary}\""
+        )),
     );
-    put(&mut out, &format!("To: <{sender}>"));
-    put(&mut out, &format!("Subject: {subject}"));
-    put(&mut out, &format!("Date: {}", now.to_rfc2822()));
-    put(&mut out, &format!("Message-ID: <{}>", clean(message_id)));
-    put(&mut out, "Auto-Submitted: auto-replied");
-    put(&mut out, "MIME-Version: 1.0");
-    put(
-        &mut out,
-        "Content-Type: multipart/report; report-type=delivery-status;",
-    );
-    put(&mut out, &format!("\tboundary=\"{boundary}\""));
-    put(&mut out, "");
-    put(&mut out, "This is a MIME-encapsulated message.");
-    put(&mut out, "");
-    put(&mut out, &format!("--{boundary}"));
-    put(&mut out, "Content-Description: Notification");
-    put(
-        &mut out,
-        &format!(
-            "Content-Type: text/plain; charset={}",
-            charset(human.as_bytes())
-        ),
-    );
-    put(&mut out, "");
-    for l in human.lines() {
-        put(&mut out, l);
-    }
-    put(&mut out, "");
-    put(&mut out, &format!("--{boundary}"));
-    put(&mut out, "Content-Description: Delivery report");
-    put(&mut out, "Content-Type: message/delivery-status");
-    put(&mut out, "");
-    for l in status.lines() {
-        put(&mut out, l);
-    }
-    put(&mut out, "");
-    put(&mut out, &format!("--{boundary}"));
-    put(&mut out, "Content-Description: Undelivered message headers");
-    put(&mut out, "Content-Type: text/rfc822-headers");
-    if !headers.is_ascii() {
-        put(&mut out, "Content-Transfer-Encoding: 8bit");
-    }
-    put(&mut out, "");
-    out.extend_from_slice(&headers);
-    put(&mut out, "");
-    put(&mut out, &format!("--{boundary}--"));
+    let mut out = Vec::new();
+    MessageBuilder::new()
+        .from(Address::new_address(
+            Some("Mail Delivery System"),
+            format!("MAILER-DAEMON@{hostname}"),
+        ))
+        .to(Address::new_address(None::<&str>, sender))
+        .subject(subject)
+        .date(Date::new(now.timestamp()))
+        .message_id(message_id)
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .body(report)
+        .serialize(&mut out);
     dot_stuff(&out)
 }
 
-fn put(out: &mut Vec<u8>, line: &str) {
-    out.extend_from_slice(line.as_bytes());
-    out.extend_from_slice(b"\r\n");
+/// `text` with CRLF line ends, every line ended.
+fn crlf(text: &str) -> String {
+    text.lines().map(|l| format!("{l}\r\n")).collect()
+}
+
+/// The transfer encoding that names what `bytes` are: `7bit`, or `8bit` when a byte has the high
+/// bit set. Lines are already short and CRLF-ended.
+fn bits(bytes: &[u8]) -> &'static str {
+    if bytes.is_ascii() {
+        "7bit"
+    } else {
+        "8bit"
+    }
 }
 
 /// Control characters become spaces so that a value can never start a new line or field.
@@ -213,7 +230,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 /// `Name: value`, folded at spaces (continuation lines start with a space, RFC 5322 §2.2.3).
 fn field(name: &str, value: &str) -> String {
     let first = format!("{name}: {value}");
-    wrap(&first, WRAP).join("\n ")
+    wrap(&first, FIELD_WRAP).join("\n ")
 }
 
 fn human_part(hostname: &str, failed: &[FailedRecipient], notice: Notice) -> String {

@@ -154,7 +154,7 @@ fn failure_has_three_parts_and_the_fields() {
     let h = &p.headers;
     assert_eq!(
         header(h, "From"),
-        Some("Mail Delivery System <MAILER-DAEMON@mx.jes.test>")
+        Some("\"Mail Delivery System\" <MAILER-DAEMON@mx.jes.test>")
     );
     assert_eq!(header(h, "To"), Some("<trackstudio@localhost>"));
     assert_eq!(
@@ -304,4 +304,54 @@ fn boundary_avoids_content() {
     let p = parse(&unstuff(&wire));
     assert_eq!(p.parts.len(), 3);
     assert!(p.parts[0].1.contains(&clash));
+}
+
+#[test]
+fn a_mime_parser_reads_the_report_and_8bit_human_text_is_encoded() {
+    let failed = [rcpt(
+        "jos\u{e9}@remote.test",
+        "5.1.1",
+        "550 5.1.1 unbekannter Empf\u{e4}nger",
+        Some("mx.remote.test"),
+    )];
+    let text = unstuff(&build(&failed, Notice::Failure, ORIGINAL));
+    let p = parse(&text);
+    // The human part goes out in a transfer encoding, not as raw 8-bit bytes under no label.
+    let (h1, b1) = &p.parts[0];
+    assert!(h1.contains("charset=\"utf-8\""), "{h1}");
+    assert!(
+        h1.contains("Content-Transfer-Encoding: quoted-printable")
+            || h1.contains("Content-Transfer-Encoding: base64"),
+        "{h1}"
+    );
+    assert!(b1.is_ascii(), "{b1}");
+
+    use mail_parser::MimeHeaders;
+    let msg = mail_parser::MessageParser::default()
+        .parse(text.as_bytes())
+        .unwrap();
+    let types: Vec<String> = msg
+        .parts
+        .iter()
+        .filter_map(|part| part.content_type())
+        .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "multipart/report",
+            "text/plain",
+            "message/delivery-status",
+            "text/rfc822-headers"
+        ]
+    );
+    let human = msg.body_text(0).unwrap();
+    assert!(
+        human.contains("<jos\u{e9}@remote.test>: host mx.remote.test said:"),
+        "{human}"
+    );
+    assert!(
+        human.contains("550 5.1.1 unbekannter Empf\u{e4}nger"),
+        "{human}"
+    );
 }

@@ -88,18 +88,21 @@ fn bind_hint(addr: &SocketAddr, err: &std::io::Error) -> &'static str {
 
 /// Raises the open-file limit to the hard limit: every connection is a descriptor.
 fn raise_nofile_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited": a soft limit that is already unlimited needs nothing.
+    let below_hard = match (limit.current, limit.maximum) {
+        (Some(current), Some(maximum)) => current < maximum,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below_hard {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("could not raise the open-file limit");
-            }
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("could not raise the open-file limit: {e}");
         }
     }
 }
@@ -141,10 +144,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
 
 async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     // Mail is private: files and folders jes creates are for its own user only.
-    // SAFETY: umask only changes this process's file-creation mask.
-    unsafe {
-        libc::umask(0o077);
-    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let (config, warnings) = Config::load(&options.dir)?;
     let log = crate::logging::init(&config.log, options.log_to_stderr).map_err(|source| {
         StartError::Log {

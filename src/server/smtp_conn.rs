@@ -60,29 +60,15 @@ impl Env for ConnEnv<'_> {
 
 /// Free bytes for unprivileged users on the file system of `dir`; `None` when it cannot be told.
 fn free_disk_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
-    unsafe {
-        let mut stat: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
-            return None;
-        }
-        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
-    }
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Randomness for Message-IDs; uniqueness, not secrecy, is what matters.
+/// Randomness for Message-IDs from the OS. Uniqueness, not secrecy, is what matters, so if the OS
+/// ever refused (Linux does not, once booted) a counter still keeps this process's ids apart.
 fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+    static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    getrandom::u64().unwrap_or_else(|_| FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 pub async fn run(
@@ -330,4 +316,29 @@ fn report_refused(
         })
         .collect();
     crate::outcome::emit_all(events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_disk_space_is_read_from_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_disk_bytes(dir.path()).unwrap();
+        let stat = rustix::fs::statvfs(dir.path()).unwrap();
+        assert!(
+            free <= stat.f_blocks * stat.f_frsize,
+            "at most the whole disk: {free}"
+        );
+        assert_eq!(free_disk_bytes(&dir.path().join("missing")), None);
+    }
+
+    #[test]
+    fn message_id_randomness_does_not_repeat() {
+        let seen: std::collections::HashSet<u64> = (0..1000).map(|_| rand_u64()).collect();
+        assert_eq!(seen.len(), 1000);
+        // Random, not a counter: the high half is used too.
+        assert!(seen.iter().any(|v| v >> 32 != 0));
+    }
 }

@@ -105,7 +105,23 @@ impl Server {
     }
 
     pub fn spawn(&mut self) {
-        let child = Command::new(jes_bin())
+        self.spawn_command(Command::new(jes_bin()));
+    }
+
+    /// Starts jes with its soft open-file limit lowered to `soft` (by the shell's `ulimit`, which
+    /// then execs jes, so the pid is jes's), to see what jes does with the limit it inherits.
+    pub fn launch_with_soft_nofile(mut self, soft: u32) -> Server {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -S -n {soft} && exec \"$0\" \"$@\""))
+            .arg(jes_bin());
+        self.spawn_command(command);
+        self
+    }
+
+    fn spawn_command(&mut self, mut command: Command) {
+        let child = command
             .arg("serve")
             .arg(&self.etc)
             .arg("--quiet")

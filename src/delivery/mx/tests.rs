@@ -311,3 +311,72 @@ fn system_resolver_can_be_built_without_a_runtime() {
     let r = MxResolver::new(&["127.0.0.1:53".parse().unwrap()]);
     assert!(r.is_ok(), "{r:?}");
 }
+
+/// A query for `name`/`qtype` with id 0x1234 and RD set, encoded by hand so that the fake
+/// server's replies are checked against bytes, not against the library that wrote them.
+fn raw_query(name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(u8::try_from(label.len()).unwrap());
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+fn ask(server: &FakeDns, q: &[u8]) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s.send_to(q, server.addr()).unwrap();
+    let mut buf = [0u8; 1024];
+    s.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+#[test]
+fn fake_dns_answers_from_the_table() {
+    const NXDOMAIN: u8 = 3;
+    const SERVFAIL: u8 = 2;
+    let dns = FakeDns::start(vec![
+        Entry::mx("Example.COM.", 10, "mx.example.com"),
+        Entry::a("mx.example.com", Ipv4Addr::new(192, 0, 2, 1)),
+        Entry::NoData("empty.example".into()),
+        Entry::ServFail("broken.example".into()),
+        Entry::Silent("slow.example".into()),
+    ])
+    .unwrap();
+
+    let r = ask(&dns, &raw_query("example.com", MX)).unwrap();
+    assert_eq!(&r[..2], &[0x12, 0x34]);
+    assert_eq!((r[2] & 0x80, r[2] & 0x01, r[3] & 0x0f), (0x80, 1, 0));
+    assert_eq!(&r[6..8], &[0, 1]); // one answer
+                                   // Preference 10, then mx.example.com (possibly compressed against the question's name).
+    assert!(r.windows(5).any(|w| w == [0, 10, 2, b'm', b'x']), "{r:?}");
+
+    let r = ask(&dns, &raw_query("MX.example.com", A)).unwrap();
+    assert!(r.ends_with(&[0, 4, 192, 0, 2, 1]), "{r:?}");
+    let r = ask(&dns, &raw_query("mx.example.com", AAAA)).unwrap();
+    assert_eq!((r[3] & 0x0f, r[7]), (0, 0)); // NODATA
+    let r = ask(&dns, &raw_query("empty.example", MX)).unwrap();
+    assert_eq!((r[3] & 0x0f, r[7]), (0, 0));
+    let r = ask(&dns, &raw_query("nowhere.example", MX)).unwrap();
+    assert_eq!(r[3] & 0x0f, NXDOMAIN);
+    let r = ask(&dns, &raw_query("broken.example", A)).unwrap();
+    assert_eq!(r[3] & 0x0f, SERVFAIL);
+    assert!(ask(&dns, &raw_query("slow.example", A)).is_none());
+    // Garbage is ignored, and the server keeps going.
+    assert!(ask(&dns, &[1, 2, 3]).is_none());
+    assert!(ask(&dns, &raw_query("example.com", MX)).is_some());
+    let seen = dns.queries();
+    assert_eq!(seen[0], ("example.com".to_string(), MX));
+    assert_eq!(seen[1], ("mx.example.com".to_string(), A));
+}
+
+#[test]
+fn fake_dns_null_mx_is_the_root_name() {
+    let dns = FakeDns::start(vec![Entry::mx("none.example", 0, ".")]).unwrap();
+    let r = ask(&dns, &raw_query("none.example", MX)).unwrap();
+    assert!(r.ends_with(&[0, 3, 0, 0, 0]), "{r:?}");
+}
