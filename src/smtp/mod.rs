@@ -49,8 +49,11 @@ mod tests_data;
 mod tests_prop;
 #[cfg(test)]
 mod tests_sec;
+#[cfg(test)]
+mod tests_utf8;
 
 use data::DataReceiver;
+pub use headers::received_with_smtputf8;
 
 /// Command lines are at most this many octets, CRLF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -273,6 +276,9 @@ struct Transaction {
     auth: Option<String>,
     /// The content of the BDAT chunks so far; `None` until the first BDAT (then DATA is refused).
     chunks: Option<Box<bdat::Chunks>>,
+    /// MAIL said `SMTPUTF8` (RFC 6531): UTF-8 addresses are allowed, and the `Received:` line
+    /// says `UTF8SMTP...`, which is how delivery later knows the message asked for it.
+    smtputf8: bool,
 }
 
 impl Session {

@@ -22,6 +22,10 @@ use super::{
     Body, Env, Envelope, Helo, Output, Session, State, Transaction, MAX_AUTH_LINE,
     MAX_COMMAND_LINE, MAX_RECEIVED_HEADERS,
 };
+use crate::address::canonical;
+
+/// RFC 6531 §3.5: a UTF-8 address in a transaction that did not say SMTPUTF8.
+const NEEDS_SMTPUTF8: &str = "Non-ASCII address requires SMTPUTF8 in MAIL FROM";
 
 /// What the next line of input is, as far as the bytes at hand tell.
 enum Line<'a> {
@@ -257,6 +261,7 @@ impl Session {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
         lines.push("ENHANCEDSTATUSCODES".to_string());
+        lines.push("SMTPUTF8".to_string());
         out.push(Output::Reply(reply::multiline(250, &lines)));
     }
 
@@ -292,7 +297,7 @@ impl Session {
                 )
             }
         };
-        let (mut size, mut body, mut auth) = (None, None, None);
+        let (mut size, mut body, mut auth, mut smtputf8) = (None, None, None, false);
         for p in &arg.params {
             let value = p.value.unwrap_or("");
             if p.keyword.eq_ignore_ascii_case("SIZE") {
@@ -310,6 +315,8 @@ impl Session {
                 } else {
                     return self.bad(out, 501, "5.5.4", "Unsupported BODY type");
                 });
+            } else if p.keyword.eq_ignore_ascii_case("SMTPUTF8") && p.value.is_none() {
+                smtputf8 = true;
             } else if p.keyword.eq_ignore_ascii_case("AUTH") {
                 if p.value.is_none() {
                     return self.bad(out, 501, "5.5.4", "Syntax error in AUTH parameter");
@@ -320,8 +327,11 @@ impl Session {
                 return self.bad(out, 555, "5.5.4", &text);
             }
         }
+        if !(smtputf8 || sender.is_ascii()) {
+            return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
+        }
         if let Some(user) = &self.auth_user {
-            if self.params.require_sender_match && !sender.eq_ignore_ascii_case(user) {
+            if self.params.require_sender_match && canonical(&sender) != canonical(user) {
                 let text = format!("Sender address <{sender}> not owned by {user}");
                 return self.say(out, 553, "5.7.1", &text);
             }
@@ -344,6 +354,7 @@ impl Session {
             body,
             auth,
             chunks: None,
+            smtputf8,
         });
         self.chunks_failed = false;
         self.say(out, 250, "2.1.0", "OK");
@@ -376,7 +387,11 @@ impl Session {
             let text = format!("Unsupported parameter {}", p.keyword);
             return self.bad(out, 555, "5.5.4", &text);
         }
-        if tx.recipients.iter().any(|r| r.eq_ignore_ascii_case(&rcpt)) {
+        if !(tx.smtputf8 || rcpt.is_ascii()) {
+            return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
+        }
+        let key = canonical(&rcpt);
+        if tx.recipients.iter().any(|r| canonical(r) == key) {
             return self.say(out, 250, "2.1.5", "OK");
         }
         if tx.recipients.len() >= self.max_recipients {
@@ -494,7 +509,12 @@ impl Session {
         };
         let mut prefix = headers::received(&Trace {
             helo: &helo.name,
-            protocol: headers::protocol(helo.esmtp, self.encrypted, self.auth_user.is_some()),
+            protocol: headers::protocol(
+                helo.esmtp,
+                self.encrypted,
+                self.auth_user.is_some(),
+                tx.smtputf8,
+            ),
             client_ip: self.params.client_ip,
             hostname: &self.params.hostname,
             id: &id,
