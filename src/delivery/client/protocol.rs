@@ -151,6 +151,8 @@ pub struct Extensions {
     pub chunking: bool,
     /// `BINARYMIME` (RFC 3030): binary content, over BDAT only.
     pub binary_mime: bool,
+    /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers.
+    pub smtputf8: bool,
 }
 
 impl Extensions {
@@ -187,6 +189,7 @@ impl Extensions {
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
                 "CHUNKING" => ext.chunking = true,
                 "BINARYMIME" => ext.binary_mime = true,
+                "SMTPUTF8" => ext.smtputf8 = true,
                 "AUTH" => {
                     for p in params {
                         let p = p.to_ascii_uppercase();
@@ -237,8 +240,8 @@ pub enum Body {
     BinaryMime,
 }
 
-/// `MAIL FROM:<sender>` with `SIZE=` and `BODY=` when they apply.
-pub fn mail_from(sender: &str, size: Option<usize>, body: Body) -> String {
+/// `MAIL FROM:<sender>` with `SIZE=`, `BODY=` and `SMTPUTF8` when they apply.
+pub fn mail_from(sender: &str, size: Option<usize>, body: Body, smtputf8: bool) -> String {
     let mut line = format!("MAIL FROM:<{sender}>");
     if let Some(size) = size {
         line.push_str(&format!(" SIZE={size}"));
@@ -247,6 +250,9 @@ pub fn mail_from(sender: &str, size: Option<usize>, body: Body) -> String {
         Body::Unsaid => {}
         Body::EightBitMime => line.push_str(" BODY=8BITMIME"),
         Body::BinaryMime => line.push_str(" BODY=BINARYMIME"),
+    }
+    if smtputf8 {
+        line.push_str(" SMTPUTF8");
     }
     line.push_str("\r\n");
     line
@@ -265,6 +271,16 @@ pub fn auth_plain(user: &str, password: &str) -> String {
 /// One answer line of `AUTH LOGIN` (user name, then password), base64.
 pub fn auth_login_line(value: &str) -> String {
     format!("{}\r\n", B64.encode(value))
+}
+
+/// Whether the header section (up to the first empty line) holds 8-bit octets: raw UTF-8 in a
+/// header, which a message that asked for SMTPUTF8 may only carry to a server that offers it.
+pub fn header_has_8bit(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    message[..end].iter().any(|&b| b >= 0x80)
 }
 
 /// Whether a message needs `BODY=8BITMIME`.
@@ -459,15 +475,17 @@ mod tests {
     fn commands() {
         assert_eq!(ehlo("jes.example.com"), "EHLO jes.example.com\r\n");
         assert_eq!(helo("jes.example.com"), "HELO jes.example.com\r\n");
-        assert_eq!(mail_from("", None, Body::Unsaid), "MAIL FROM:<>\r\n");
+        assert_eq!(mail_from("", None, Body::Unsaid, false), "MAIL FROM:<>\r\n");
         assert_eq!(
-            mail_from("a@b.c", Some(1234), Body::EightBitMime),
+            mail_from("a@b.c", Some(1234), Body::EightBitMime, false),
             "MAIL FROM:<a@b.c> SIZE=1234 BODY=8BITMIME\r\n"
         );
         assert_eq!(
-            mail_from("a@b.c", None, Body::BinaryMime),
-            "MAIL FROM:<a@b.c> BODY=BINARYMIME\r\n"
+            mail_from("и@b.c", None, Body::BinaryMime, true),
+            "MAIL FROM:<и@b.c> BODY=BINARYMIME SMTPUTF8\r\n"
         );
+        assert!(header_has_8bit("Subject: \u{44f}\r\n\r\nx".as_bytes()));
+        assert!(!header_has_8bit("Subject: x\r\n\r\n\u{44f}".as_bytes()));
         assert_eq!(bdat(0, true), "BDAT 0 LAST\r\n");
         assert_eq!(bdat(12, false), "BDAT 12\r\n");
         assert_eq!(rcpt_to("x@y.z"), "RCPT TO:<x@y.z>\r\n");

@@ -6,6 +6,12 @@
 //! that also says BINARYMIME; to any other it cannot be sent unchanged, and jes does not convert
 //! MIME, so its recipients fail with `554 5.6.3` (RFC 3030 §3) and bounce.
 //!
+//! SMTPUTF8 (RFC 6531) is asked for when the message asked for it (our `Received:` line says
+//! `UTF8SMTP...`) or an address needs it, and the server offers it. A server that does not offer
+//! it gets addresses in ASCII (IDN domains as A-labels); what has no ASCII form (a UTF-8 local
+//! part), and a message that asked for SMTPUTF8 and has UTF-8 in its header, fails with
+//! `553 5.6.7` (RFC 6531 §3.2) and bounces. An ASCII message goes as it always did.
+//!
 //! The outcome of each recipient is decided only by what the server said about it; anything
 //! that breaks the dialogue (an I/O error, a timeout, a reply we cannot parse) is a
 //! [`AttemptError::Network`] and the caller defers every recipient not yet decided. After the
@@ -66,19 +72,46 @@ impl Connection {
         } else {
             protocol::Body::Unsaid
         };
-        let mail = protocol::mail_from(message.sender, size, body);
+        let needs_utf8 = || {
+            let text = format!(
+                "5.6.7 {} does not offer SMTPUTF8, which this message needs",
+                self.host
+            );
+            RecipientOutcome::Failed(protocol::synthetic(553, &text))
+        };
+        let asked = crate::smtp::received_with_smtputf8(message.message);
+        let utf8_envelope =
+            !message.sender.is_ascii() || message.recipients.iter().any(|r| !r.is_ascii());
+        let smtputf8 = self.ext.smtputf8 && (asked || utf8_envelope);
+        let ascii = |a: &str| {
+            if smtputf8 {
+                Some(a.to_string())
+            } else {
+                crate::address::ascii_form(a)
+            }
+        };
+        let sender = match ascii(message.sender) {
+            Some(s) if smtputf8 || !(asked && protocol::header_has_8bit(message.message)) => s,
+            _ => return Ok(vec![needs_utf8(); message.recipients.len()]),
+        };
+        let mail = protocol::mail_from(&sender, size, body, smtputf8);
 
         // Recipients we will not even send: their outcome is known now.
+        let wire: Vec<Option<String>> = message.recipients.iter().map(|r| ascii(r)).collect();
         let mut outcomes: Vec<Option<RecipientOutcome>> = message
             .recipients
             .iter()
-            .map(|r| {
-                (!protocol::valid_path(r)).then(|| {
+            .zip(&wire)
+            .map(|(r, w)| {
+                if !protocol::valid_path(r) {
                     let reply = protocol::synthetic(501, "5.1.3 bad recipient address syntax");
-                    RecipientOutcome::Failed(reply)
-                })
+                    Some(RecipientOutcome::Failed(reply))
+                } else {
+                    w.is_none().then(needs_utf8)
+                }
             })
             .collect();
+        let rcpt_line = |i: usize| protocol::rcpt_to(wire[i].as_deref().unwrap_or_default());
         let to_send: Vec<usize> = (0..outcomes.len())
             .filter(|&i| outcomes[i].is_none())
             .collect();
@@ -92,7 +125,7 @@ impl Connection {
             // waits for the replies: a chunk sent to a transaction without recipients is wasted.
             let mut batch = mail;
             for &i in &to_send {
-                batch.push_str(&protocol::rcpt_to(&message.recipients[i]));
+                batch.push_str(&rcpt_line(i));
             }
             if !chunking {
                 batch.push_str("DATA\r\n");
@@ -130,7 +163,7 @@ impl Connection {
                 return Err(mail_error(&mail_reply));
             }
             for &i in &to_send {
-                let line = protocol::rcpt_to(&message.recipients[i]);
+                let line = rcpt_line(i);
                 let reply = self.command(&line, t.rcpt, "RCPT TO").await?;
                 outcomes[i] = Some(rcpt_outcome(&reply));
             }

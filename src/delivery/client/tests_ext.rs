@@ -155,3 +155,92 @@ async fn binary_content_goes_only_as_binarymime() {
         assert_eq!(server.await.unwrap().remove(0), "EHLO jes.test\r\nQUIT\r\n");
     }
 }
+
+const EHLO_UTF8: &str = "250-mx.test hello\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n";
+const EHLO_ASCII: &str = "250-mx.test hello\r\n250 8BITMIME\r\n";
+/// A message as jes queues it after `MAIL FROM:<...> SMTPUTF8`: our Received: line says so.
+const ASKED: &str = "Received: from c ([192.0.2.1])\r\n\tby jes.test (jes) with UTF8SMTP id S1-1\r\n\
+                     \tfor <x@y>; now\r\nSubject: \u{43f}\u{440}\u{438}\u{432}\u{435}\u{442}\r\n\r\nhi\r\n";
+
+#[tokio::test]
+async fn smtputf8_goes_to_a_server_that_offers_it() {
+    let script = vec![
+        Send(GREETING),
+        Recv(1),
+        Send(EHLO_UTF8),
+        Recv(1),
+        Send("250 ok\r\n"),
+        Recv(1),
+        Send("250 ok\r\n"),
+        Recv(1),
+        Send("354 go\r\n"),
+        RecvData,
+        Send("250 2.0.0 queued\r\n"),
+    ];
+    let (addr, server) = serve(vec![script], None).await;
+    let mut conn = Connection::open(&target(addr), &plain()).await.unwrap();
+    assert!(conn.extensions().smtputf8);
+    let outcomes = send(&mut conn, &to(&["иван@пример.рф"]), ASKED.as_bytes())
+        .await
+        .unwrap();
+    assert!(matches!(&outcomes[..], [RecipientOutcome::Delivered(_)]));
+    conn.quit().await;
+    let transcript = server.await.unwrap().remove(0);
+    assert!(
+        transcript.starts_with(
+            "EHLO jes.test\r\nMAIL FROM:<app@jes.test> BODY=8BITMIME SMTPUTF8\r\n\
+             RCPT TO:<иван@пример.рф>\r\nDATA\r\n"
+        ),
+        "{transcript}"
+    );
+}
+
+#[tokio::test]
+async fn without_smtputf8_ascii_forms_go_and_the_rest_fails_with_5_6_7() {
+    // An ASCII message: the IDN recipient goes as A-labels, the UTF-8 local part cannot go.
+    let plain_message = "Subject: caf\u{e9}\r\n\r\nhi\r\n";
+    let script = vec![
+        Send(GREETING),
+        Recv(1),
+        Send(EHLO_ASCII),
+        Recv(1),
+        Send("250 ok\r\n"),
+        Recv(1),
+        Send("250 ok\r\n"),
+        Recv(1),
+        Send("354 go\r\n"),
+        RecvData,
+        Send("250 2.0.0 queued\r\n"),
+    ];
+    let (addr, server) = serve(vec![script], None).await;
+    let mut conn = Connection::open(&target(addr), &plain()).await.unwrap();
+    let outcomes = send(
+        &mut conn,
+        &to(&["иван@x.test", "a@пример.рф"]),
+        plain_message.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&outcomes[0], RecipientOutcome::Failed(r) if r.code == 553 && r.text.starts_with("5.6.7")),
+        "{outcomes:?}"
+    );
+    assert!(matches!(&outcomes[1], RecipientOutcome::Delivered(_)));
+    // A message that asked for SMTPUTF8 and has UTF-8 in its header cannot go at all.
+    let outcomes = send(&mut conn, &to(&["a@x.test"]), ASKED.as_bytes())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcomes[..], [RecipientOutcome::Failed(r)] if r.text.starts_with("5.6.7")),
+        "{outcomes:?}"
+    );
+    conn.quit().await;
+    let transcript = server.await.unwrap().remove(0);
+    assert_eq!(
+        transcript,
+        format!(
+            "EHLO jes.test\r\nMAIL FROM:<app@jes.test> BODY=8BITMIME\r\n\
+             RCPT TO:<a@xn--e1afmkfd.xn--p1ai>\r\nDATA\r\n{plain_message}.\r\nQUIT\r\n"
+        )
+    );
+}
