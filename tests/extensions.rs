@@ -74,8 +74,8 @@ impl Postfix {
             ),
         )
         .expect("write main.cf");
-        std::fs::write(conf.join("vmailbox"), "boss@remote.test boss/Maildir/\n")
-            .expect("write vmailbox");
+        let vmailbox = "boss@remote.test boss/Maildir/\n\u{438}\u{432}\u{430}\u{43d}@remote.test ivan/Maildir/\n";
+        std::fs::write(conf.join("vmailbox"), vmailbox).expect("write vmailbox");
         let run = |args: &[&str]| {
             let out = Command::new("postfix")
                 .arg("-c")
@@ -182,6 +182,25 @@ fn body(message: &[u8]) -> &[u8] {
     &message[at..]
 }
 
+/// UTF-8 account and IDN domain, each written in the other form from the one mail uses.
+const UTF8_USERS: &str = "user.\u{418}\u{432}\u{430}\u{43d}@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}=\u{43f}\u{430}\u{440}\u{43e}\u{43b}\u{44c}\n";
+
+#[test]
+fn smtplib_smtputf8_and_poplib_utf8() {
+    // A later `domains=` line replaces the harness's `domains=localhost,127.0.0.1`.
+    let domains =
+        "domains=localhost,127.0.0.1,\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}";
+    let server = Server::start(domains, UTF8_USERS);
+    let out = server.python_ok("smtputf8.py", &[]);
+    assert!(out.contains("ok: Received: says UTF8SMTP"), "{out}");
+    // The U-label domain is kept as A-labels.
+    let log = server.log();
+    assert!(
+        log.contains("local domains localhost, 127.0.0.1, xn--e1afmkfd.xn--p1ai"),
+        "{log}"
+    );
+}
+
 #[test]
 fn smtplib_bdat_stores_what_data_stores() {
     let server = Server::start("", DEFAULT_USERS);
@@ -256,5 +275,103 @@ fn postfix_upstream_gets_bdat_and_binary_bounces() {
         postfix.wait_for_mail("boss", 1).len(),
         1,
         "nothing more reached Postfix"
+    );
+}
+
+/// Sends `content` over SMTP with `mail_params` (e.g. ` SMTPUTF8`); asserts each step is 250.
+fn send_raw(server: &Server, from: &str, mail_params: &str, to: &str, content: &str) {
+    let mut c = server.connect(server.smtp_port);
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    let r = c.cmd(&format!("MAIL FROM:<{from}>{mail_params}"));
+    assert!(r.starts_with("250"), "{r}");
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("{content}.\r\n").as_bytes());
+    let r = c.reply();
+    assert!(r.starts_with("250"), "{r}");
+    let _ = c.cmd("QUIT");
+}
+
+const IVAN: &str = "\u{438}\u{432}\u{430}\u{43d}@remote.test";
+const UTF8_MESSAGE: &str =
+    "Subject: \u{417}\u{430}\u{434}\u{430}\u{447}\u{430}\r\n\r\n\u{422}\u{435}\u{43b}\u{43e}\r\n";
+
+/// SMTPUTF8 relayed to Postfix, which offers it: the UTF-8 recipient and header arrive.
+#[test]
+fn postfix_upstream_gets_smtputf8() {
+    let Some(postfix) = Postfix::start("") else {
+        return;
+    };
+    let server = relay_to(postfix.port);
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " SMTPUTF8",
+        IVAN,
+        UTF8_MESSAGE,
+    );
+    let got = postfix.wait_for_mail("ivan", 1);
+    let text = String::from_utf8_lossy(&got[0]).into_owned();
+    assert!(
+        text.contains("Subject: \u{417}\u{430}\u{434}\u{430}\u{447}\u{430}\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Delivered-To: {IVAN}")), "{text}");
+}
+
+/// Postfix with `smtputf8_enable = no` does not offer SMTPUTF8: what needs it bounces with
+/// 5.6.7 (a UTF-8 recipient; a message that asked for SMTPUTF8 and has a UTF-8 header), and an
+/// ASCII message, 8-bit body and all, goes as before.
+#[test]
+fn postfix_without_smtputf8_bounces_only_what_needs_it() {
+    let Some(postfix) = Postfix::start("smtputf8_enable = no") else {
+        return;
+    };
+    let server = relay_to(postfix.port);
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " SMTPUTF8",
+        IVAN,
+        UTF8_MESSAGE,
+    );
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " SMTPUTF8",
+        "boss@remote.test",
+        UTF8_MESSAGE,
+    );
+    let legacy = "Subject: plain\r\n\r\n8-bit body: Gr\u{fc}\u{df}e\r\n";
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " BODY=8BITMIME",
+        "boss@remote.test",
+        legacy,
+    );
+    let got = postfix.wait_for_mail("boss", 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: plain"));
+    server.wait_until("two 5.6.7 bounces", Duration::from_secs(30), || {
+        server
+            .mailbox_files("analyst@localhost")
+            .iter()
+            .filter(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .contains("5.6.7")
+            })
+            .count()
+            == 2
+    });
+    assert_eq!(
+        postfix.wait_for_mail("boss", 1).len(),
+        1,
+        "only the ASCII message reached Postfix"
+    );
+    assert!(
+        !postfix.log().contains(IVAN),
+        "nothing went to the UTF-8 recipient"
     );
 }
