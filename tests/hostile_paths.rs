@@ -6,6 +6,8 @@
 //! `users/<known account>/`, `smtp/` and the log folder, every refusal must be a protocol error
 //! (never a dropped connection), and the server must keep serving. Case variants of an existing
 //! account must reach that same account, as JES compared addresses case-insensitively.
+//! Since issue 19 (SMTPUTF8) a UTF-8 name that is safe (`josé`, fullwidth letters) may be an
+//! account; its NFC and NFD spellings are then one account and one folder.
 
 mod common;
 
@@ -92,6 +94,15 @@ fn hostile_domains() -> Vec<Vec<u8>> {
 }
 
 /// Case variants of the account: they must all reach it.
+/// Hostile-looking local parts that are safe UTF-8 names, so `jes user add` may take them (as
+/// the NFC `josé`, the fullwidth `ｔｒａｃｋｓｔｕｄｉｏ`, or `k` for the Kelvin sign).
+const LEGITIMATE_UTF8: &[&str] = &[
+    "jos\u{e9}",
+    "jose\u{301}",
+    "ｔｒａｃｋｓｔｕｄｉｏ",
+    "\u{212a}",
+];
+
 const CASE_VARIANTS: &[&str] = &[
     "TrackStudio@127.0.0.1",
     "TRACKSTUDIO@127.0.0.1",
@@ -422,6 +433,7 @@ fn hostile_addresses_never_become_paths() {
         // folder name (the gate's limit is 254 for the whole address) and JES-era files may
         // hold one: `user add` may accept it. The 300- and 5,000-octet ones must be refused.
         .filter(|l| l.len() != 65)
+        .filter(|l| !LEGITIMATE_UTF8.contains(&l.as_str()))
         .map(|l| format!("{l}@127.0.0.1"))
         .chain(["x@../..", "x@a/b", "../x"].map(String::from))
         .chain(CASE_VARIANTS.iter().map(|s| s.to_string()))
@@ -435,6 +447,11 @@ fn hostile_addresses_never_become_paths() {
         user_conf,
         "refused `jes user add`s left user.conf unchanged"
     );
+    // A UTF-8 name is an account; its decomposed spelling, in any case, is that same account.
+    let (ok, out) = jes_with_stdin(&server, &["user", "add", "jos\u{e9}@127.0.0.1"], "pw\n");
+    assert!(ok, "jes user add josé: {out}");
+    let (ok, out) = jes_with_stdin(&server, &["user", "add", "JOSE\u{301}@127.0.0.1"], "pw\n");
+    assert!(!ok, "the NFD spelling of josé is the same account: {out}");
 
     // Nothing appeared outside the known mailboxes, the queue and the log.
     let after = walk(&root);

@@ -206,9 +206,11 @@ impl MailConf {
         };
 
         let domains: Vec<String> = match r.list("domains") {
+            // An IDN may be written in Unicode (`пример.рф`) or as A-labels: kept as A-labels,
+            // the form mail to either spelling is compared in (`address::ascii_domain`).
             Some((_, items)) if !items.is_empty() => items
                 .iter()
-                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .map(|d| crate::address::ascii_domain(d.trim_end_matches('.')))
                 .collect(),
             _ => {
                 return Err(ConfigError::Missing {
@@ -220,7 +222,7 @@ impl MailConf {
         };
         if let Some((e, items)) = r.list("domains") {
             for d in items {
-                check_name(d).map_err(|why| r.err(e, why))?;
+                check_name(&crate::address::ascii_domain(d)).map_err(|why| r.err(e, why))?;
             }
         }
 
@@ -450,9 +452,10 @@ impl MailConf {
             })
             .unwrap_or(d);
         let d = d.strip_suffix('.').unwrap_or(d);
+        let d = crate::address::ascii_domain(d);
         self.domains
             .iter()
-            .find(|x| x.eq_ignore_ascii_case(d))
+            .find(|x| x.eq_ignore_ascii_case(&d))
             .map(String::as_str)
     }
 

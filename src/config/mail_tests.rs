@@ -210,8 +210,12 @@ fn hostname_and_domains_must_be_names_or_addresses() {
             r#"/x/mail.conf:3: key 'hostname': "héllo" is not ASCII; write its IDNA form "xn--hllo-bpa""#,
         ),
         (
-            "domains=localhost, b\u{fc}ro.example\n",
-            r#"/x/mail.conf:1: key 'domains': "büro.example" is not ASCII; write its IDNA form "xn--bro-hoa.example""#,
+            "domains=localhost\nhostname=b\u{fc}ro.example\n",
+            r#"/x/mail.conf:2: key 'hostname': "büro.example" is not ASCII; write its IDNA form "xn--bro-hoa.example""#,
+        ),
+        (
+            "domains=localhost, b\u{fc}ro..example\n",
+            r#"/x/mail.conf:1: key 'domains': "xn--bro-hoa..example" is not a host name: it has an empty label"#,
         ),
         (
             "domains=localhost\nhostname=mail_1.example\n",
@@ -604,4 +608,34 @@ fn history_keys() {
     );
     assert!(err("domains=a\n\nhistory.subjects=maybe\n")
         .starts_with("/x/mail.conf:3: key 'history.subjects':"));
+}
+
+/// An IDN in `domains` may be written in Unicode or as A-labels; mail to either spelling is
+/// local (issue 19, part 3).
+#[test]
+fn idn_domains_match_in_both_forms() {
+    for written in [
+        "b\u{fc}ro.example",
+        "xn--bro-hoa.example",
+        "B\u{dc}RO.example",
+    ] {
+        let conf = ok(&format!("domains=localhost,{written}\n"));
+        assert_eq!(
+            conf.domains,
+            ["localhost", "xn--bro-hoa.example"],
+            "{written}"
+        );
+        for mail_to in [
+            "b\u{fc}ro.example",
+            "XN--BRO-HOA.example",
+            "b\u{fc}ro.example.",
+        ] {
+            assert_eq!(
+                conf.local_domain(mail_to),
+                Some("xn--bro-hoa.example"),
+                "{mail_to}"
+            );
+        }
+        assert!(!conf.is_local_domain("bro.example"));
+    }
 }

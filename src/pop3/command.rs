@@ -30,6 +30,8 @@ pub(crate) enum Command<'a> {
     Top(MsgArg, usize),
     /// RFC 2595 §4.
     Stls,
+    /// RFC 6856: the client reads UTF-8 (user names, headers).
+    Utf8,
     /// RFC 5034: `AUTH` alone (`None`, list the mechanisms), or a mechanism name with an optional
     /// initial response (still base64, `=` for an empty one).
     Auth(Option<(&'a [u8], Option<&'a [u8]>)>),
@@ -64,6 +66,7 @@ pub(crate) fn parse(line: &[u8]) -> Command<'_> {
         b"STAT" => no_args(&args, Command::Stat),
         b"RSET" => no_args(&args, Command::Rset),
         b"STLS" => no_args(&args, Command::Stls),
+        b"UTF8" => no_args(&args, Command::Utf8),
         b"AUTH" => match args[..] {
             [] => Command::Auth(None),
             [mechanism] => Command::Auth(Some((mechanism, None))),

@@ -42,8 +42,12 @@ pub const MAX_AUTH_LINE: usize = 1024;
 pub const MAX_ERRORS: u32 = 20;
 
 /// The capabilities that do not depend on the connection (CAPA adds STLS, USER and SASL).
+/// `UTF8 USER` (RFC 6856): UTF8 is understood, and USER, PASS and AUTH take UTF-8 names (they
+/// always did: accounts may have UTF-8 names, in NFC). Messages are served as stored whether or not
+/// the client said UTF8: jes does not downgrade (RFC 6857), and a tracker that never says UTF8 must
+/// still get its mail.
 const CAPABILITIES: &str = "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n\
-EXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
+UTF8 USER\r\nEXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
 
 const INVALID_LOGIN: &str = "-ERR [AUTH] Invalid user name or password";
 
@@ -453,6 +457,7 @@ impl Session {
                 self.close(out);
             }
             Command::Capa => out.push(Output::Reply(self.capabilities())),
+            Command::Utf8 => reply(out, "+OK UTF8 enabled"),
             Command::Unknown => self.bad("-ERR unknown command", out),
             Command::Syntax(text) => self.bad(text, out),
             _ => self.bad("-ERR command not valid in this state", out),
@@ -521,9 +526,11 @@ impl Session {
             Command::Capa => out.push(Output::Reply(self.capabilities())),
             Command::Unknown => self.bad("-ERR unknown command", out),
             Command::Syntax(text) => self.bad(text, out),
-            Command::User(_) | Command::Pass(_) | Command::Auth(_) | Command::Stls => {
-                self.bad("-ERR command not valid in this state", out)
-            }
+            Command::User(_)
+            | Command::Pass(_)
+            | Command::Auth(_)
+            | Command::Stls
+            | Command::Utf8 => self.bad("-ERR command not valid in this state", out),
         }
     }
 

@@ -355,18 +355,18 @@ fn failed_commit_is_reported() {
 #[test]
 fn capa_noop_and_state_checks() {
     let mut b = Backend::new();
-    let mut script = vec!["CAPA", "NOOP", "STAT", "PASS x", "USER", "HELO"];
+    let mut script = vec!["CAPA", "NOOP", "STAT", "PASS x", "USER", "HELO", "utf8"];
     script.extend(login());
-    script.extend(["capa", "noop", "USER x", "PASS y"]);
+    script.extend(["capa", "noop", "USER x", "PASS y", "UTF8"]);
     let text = run_lines(&mut b, &script);
     let capa = "+OK Capability list follows\r\nUSER\r\nSASL PLAIN\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n\
-                PIPELINING\r\nAUTH-RESP-CODE\r\nEXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
+                PIPELINING\r\nAUTH-RESP-CODE\r\nUTF8 USER\r\nEXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
     let invalid = "-ERR command not valid in this state\r\n";
     assert_eq!(
         text,
         format!(
             "{GREETING}{capa}{invalid}{invalid}-ERR send USER first\r\n-ERR user name required\r\n\
-             -ERR unknown command\r\n{LOGGED_IN}{capa}+OK\r\n{invalid}{invalid}"
+             -ERR unknown command\r\n+OK UTF8 enabled\r\n{LOGGED_IN}{capa}+OK\r\n{invalid}{invalid}{invalid}"
         )
     );
 }
@@ -437,7 +437,8 @@ fn odd_bytes_and_timeout() {
     );
 }
 
-const CAPA_TAIL: &str = "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n\
+const CAPA_TAIL: &str =
+    "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUTF8 USER\r\n\
                          EXPIRE NEVER\r\nIMPLEMENTATION jes\r\n.\r\n";
 const CAPA_HEAD: &str = "+OK Capability list follows\r\n";
 const BEGIN_TLS: &str = "+OK Begin TLS negotiation\r\n";

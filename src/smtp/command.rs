@@ -2,8 +2,11 @@
 //! that it can be tested on its own. The grammar is applied strictly where it protects us (only
 //! printable ASCII reaches an address, since addresses end up in headers, logs and file names) and
 //! leniently where real clients differ from the RFC (a space after `FROM:`, a path without `<>`).
+//! Addresses may hold UTF-8 (RFC 6531: local parts, and domains with a valid IDNA form); whether the
+//! transaction allows it (`SMTPUTF8`) is the session's decision. Invisible, direction-changing and
+//! control characters are never part of an address (`address::unsafe_in_name`).
 
-use crate::address::closing_bracket;
+use crate::address::{closing_bracket, unsafe_in_name};
 
 /// Splits a command line into its verb and the rest, both trimmed.
 pub(super) fn split_verb(line: &str) -> (&str, &str) {
@@ -137,13 +140,29 @@ fn local_part_len(s: &str) -> Option<usize> {
                     i += 2;
                 }
                 32..=126 => i += 1,
+                0x80.. => {
+                    let c = s[i..].chars().next()?;
+                    if unsafe_in_name(c) {
+                        return None;
+                    }
+                    i += c.len_utf8();
+                }
                 _ => return None,
             }
         }
         None
     } else {
         let end = s.find('@').unwrap_or(s.len());
-        s[..end].bytes().all(is_atext_or_dot).then_some(end)
+        s[..end]
+            .chars()
+            .all(|c| {
+                if c.is_ascii() {
+                    is_atext_or_dot(c as u8)
+                } else {
+                    !unsafe_in_name(c)
+                }
+            })
+            .then_some(end)
     }
 }
 
@@ -152,8 +171,12 @@ fn is_atext_or_dot(b: u8) -> bool {
 }
 
 /// A domain name: letters, digits, `-` and `_` in dot-separated non-empty labels (a trailing dot
-/// allowed, as some clients send one).
+/// allowed, as some clients send one); or a Unicode domain whose IDNA A-label form is one.
 fn is_domain(d: &str) -> bool {
+    if !d.is_ascii() {
+        return !d.chars().any(unsafe_in_name)
+            && idna::domain_to_ascii(d).is_ok_and(|a| a.is_ascii() && is_domain(&a));
+    }
     let d = d.strip_suffix('.').unwrap_or(d);
     !d.is_empty()
         && d.len() <= 255

@@ -14,6 +14,12 @@
 //! `.` it would end the message early at the POP3 client or the smart host. Past the size limit,
 //! or past the header limit while still in the header section (up to and including the first empty
 //! line), the bytes are still scanned for the terminator but no longer kept.
+//!
+//! BDAT (`bdat`) reuses this receiver: it dot-stuffs the chunks' raw bytes into the same wire form
+//! and feeds them here, so limits, bare line ends and the stored bytes are decided by one piece of
+//! code for both commands. Only `BODY=BINARYMIME` content, which only BDAT can carry, is `binary`:
+//! a bare CR or LF is content there, kept as it is, and an LF (bare or not) ends a line as far as
+//! dot-stuffing goes, so a line after a bare LF that starts with a dot is stored stuffed too.
 
 /// Where the scanner stands, relative to line ends and a possible terminator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,8 @@ pub(super) struct DataReceiver {
     header_too_big: bool,
     /// The CR being scanned began its line: with its LF, the line is empty.
     empty_line: bool,
+    /// BINARYMIME content: bare CR and LF are kept as they are and never refused.
+    binary: bool,
 }
 
 impl DataReceiver {
@@ -81,7 +89,22 @@ impl DataReceiver {
             max_header,
             header_too_big: false,
             empty_line: false,
+            binary: false,
         }
+    }
+
+    /// A receiver for BINARYMIME content (see the module comment).
+    pub(super) fn binary(max: u64, max_header: u64) -> Self {
+        DataReceiver {
+            binary: true,
+            ..DataReceiver::new(max, max_header, false)
+        }
+    }
+
+    /// The content is already refused for its size (or its header's): nothing more is kept, and
+    /// BDAT can say so at the chunk that went over instead of at the last one.
+    pub(super) fn over_limit(&self) -> bool {
+        self.too_big || self.header_too_big
     }
 
     /// Consumes `input` up to and including the terminator. Returns the octets consumed and
@@ -111,7 +134,8 @@ impl DataReceiver {
                     self.scan = Scan::Dot;
                 }
                 Scan::LineStart => {
-                    self.empty_line = b == b'\r' || (b == b'\n' && self.normalize_lf);
+                    self.empty_line =
+                        b == b'\r' || (b == b'\n' && (self.normalize_lf || self.binary));
                     self.in_line(b);
                 }
                 Scan::Mid => self.in_line(b),
@@ -121,7 +145,7 @@ impl DataReceiver {
                 }
                 Scan::Cr => {
                     self.empty_line = false;
-                    self.bare = true;
+                    self.bare |= !self.binary;
                     self.in_line(b);
                 }
                 Scan::Dot if b == b'\r' => self.scan = Scan::DotCr,
@@ -135,7 +159,7 @@ impl DataReceiver {
                 Scan::DotCr => {
                     // `.` CR then something else: the CR was bare.
                     self.emit(b".\r");
-                    self.bare = true;
+                    self.bare |= !self.binary;
                     self.in_line(b);
                 }
             }
@@ -149,6 +173,10 @@ impl DataReceiver {
             b'\r' => {
                 self.emit(b"\r");
                 self.scan = Scan::Cr;
+            }
+            b'\n' if self.binary => {
+                self.emit(b"\n");
+                self.line_ended(false);
             }
             b'\n' if self.normalize_lf => {
                 self.emit(b"\r\n");

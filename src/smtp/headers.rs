@@ -59,14 +59,57 @@ pub(super) struct Trace<'a> {
 /// (STARTTLS or a TLS port) and `A` for a logged-in client, so that a reader of the header can see
 /// how the message came. After HELO there is no extension and no suffix (the registry has no
 /// `SMTPS`): plain `SMTP`, which is also what a HELO client on a TLS port gets.
-pub(super) fn protocol(esmtp: bool, encrypted: bool, authenticated: bool) -> &'static str {
-    match (esmtp, encrypted, authenticated) {
-        (false, _, _) => "SMTP",
-        (true, false, false) => "ESMTP",
-        (true, true, false) => "ESMTPS",
-        (true, false, true) => "ESMTPA",
-        (true, true, true) => "ESMTPSA",
+///
+/// A transaction with `SMTPUTF8` is `UTF8SMTP`, `UTF8SMTPS`, `UTF8SMTPA` or `UTF8SMTPSA`
+/// (RFC 6531 §4.3); delivery reads that back from our own `Received:` line
+/// ([`received_with_smtputf8`]) to know that the message asked for SMTPUTF8.
+pub(super) fn protocol(
+    esmtp: bool,
+    encrypted: bool,
+    authenticated: bool,
+    utf8: bool,
+) -> &'static str {
+    match (esmtp, utf8, encrypted, authenticated) {
+        (false, _, _, _) => "SMTP",
+        (true, false, false, false) => "ESMTP",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, true, true) => "ESMTPSA",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, true, true) => "UTF8SMTPSA",
     }
+}
+
+/// Whether a stored message's first header field is a `Received:` line of ours (or any) whose
+/// `with` is one of RFC 6531's `UTF8SMTP` types: the message was received with SMTPUTF8.
+pub fn received_with_smtputf8(message: &[u8]) -> bool {
+    // The field may be folded over a few lines; ours is three lines, well within 1,000 octets.
+    let head = &message[..message.len().min(1000)];
+    let mut field = Vec::new();
+    for (i, line) in head.split(|&b| b == b'\n').enumerate() {
+        let continuation = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        if i > 0 && !continuation {
+            break;
+        }
+        field.extend_from_slice(line);
+        field.push(b' ');
+    }
+    let field = String::from_utf8_lossy(&field);
+    if !field
+        .get(..9)
+        .is_some_and(|n| n.eq_ignore_ascii_case("received:"))
+    {
+        return false;
+    }
+    field
+        .split_ascii_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| {
+            w[0].eq_ignore_ascii_case("with") && w[1].to_ascii_uppercase().starts_with("UTF8SMTP")
+        })
 }
 
 /// `Received: from HELO ([IP])` CRLF TAB `by HOST (jes) with PROTOCOL id ID` CRLF TAB

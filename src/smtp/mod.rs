@@ -23,7 +23,8 @@
 //!
 //! Layout: this file holds the public types, the session's state and the driver's calls back into
 //! it; `session` runs commands (STARTTLS and AUTH included), `command` parses command arguments
-//! (paths, parameters), `auth` decodes the SASL PLAIN and LOGIN responses, `data` finds the end of
+//! (paths, parameters), `session_auth` runs STARTTLS and AUTH, `bdat` takes BDAT chunks
+//! (CHUNKING, RFC 3030), `auth` decodes the SASL PLAIN and LOGIN responses, `data` finds the end of
 //! DATA and checks the message, `headers` looks at the header section and builds the `Received:`
 //! prefix, `reply` formats reply lines. Tests: `tests` (commands and the fake driver), `tests_data`
 //! (DATA), `tests_sec` (STARTTLS, AUTH, submission, header limit), `tests_prop` (property tests).
@@ -31,21 +32,28 @@
 use std::net::IpAddr;
 
 mod auth;
+mod bdat;
 mod command;
 mod data;
 mod headers;
 mod reply;
 mod session;
+mod session_auth;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bdat;
 #[cfg(test)]
 mod tests_data;
 #[cfg(test)]
 mod tests_prop;
 #[cfg(test)]
 mod tests_sec;
+#[cfg(test)]
+mod tests_utf8;
 
 use data::DataReceiver;
+pub use headers::received_with_smtputf8;
 
 /// Command lines are at most this many octets, CRLF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -195,6 +203,8 @@ pub enum Output {
 pub enum Body {
     SevenBit,
     EightBitMime,
+    /// RFC 3030: binary content, which only BDAT may carry (DATA gets `503 5.5.1`).
+    BinaryMime,
 }
 
 pub struct Session {
@@ -218,11 +228,17 @@ pub struct Session {
     encrypted: bool,
     /// Set by `auth_result(true)`; cleared by `tls_started`.
     auth_user: Option<String>,
+    /// A BDAT transaction failed (a chunk over the size limit): the BDATs the client may already
+    /// have pipelined behind it get `503` without counting as bad commands, until RSET, MAIL,
+    /// EHLO/HELO or their `LAST`.
+    chunks_failed: bool,
 }
 
 enum State {
     Command,
     Data(DataReceiver),
+    /// Inside a BDAT chunk: its octets are taken as they are, whatever they hold (`bdat`).
+    Chunk(bdat::Chunk),
     /// An `Output::Store` is out; no input is consumed until `store_result`.
     StorePending,
     /// Inside an AUTH exchange: `334` sent, waiting for the client's line.
@@ -258,6 +274,11 @@ struct Transaction {
     /// The `AUTH=` parameter of MAIL: accepted, kept, not used yet.
     #[allow(dead_code)]
     auth: Option<String>,
+    /// The content of the BDAT chunks so far; `None` until the first BDAT (then DATA is refused).
+    chunks: Option<Box<bdat::Chunks>>,
+    /// MAIL said `SMTPUTF8` (RFC 6531): UTF-8 addresses are allowed, and the `Received:` line
+    /// says `UTF8SMTP...`, which is how delivery later knows the message asked for it.
+    smtputf8: bool,
 }
 
 impl Session {
@@ -273,6 +294,7 @@ impl Session {
             messages: 0,
             encrypted: params.encrypted,
             auth_user: None,
+            chunks_failed: false,
             params,
         }
     }
@@ -344,9 +366,10 @@ impl Session {
         reply::reply(421, "4.3.2", &text)
     }
 
-    /// True while message content is being received (after `354`, before the final dot).
+    /// True while message content is being received (after `354`, before the final dot, or
+    /// inside a BDAT chunk).
     pub fn is_in_data(&self) -> bool {
-        matches!(self.state, State::Data(_))
+        matches!(self.state, State::Data(_) | State::Chunk(_))
     }
 
     /// True between an `Output::Store` and the matching `store_result`.

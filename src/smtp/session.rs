@@ -14,15 +14,18 @@
 //! failed login counts as a bad command. Submission requires a login before MAIL, and a logged-in
 //! client may be held to its own address as sender.
 
-use super::auth::{self, AuthError};
 use super::command::{self, ArgError, Mailbox};
 use super::data::{DataOutcome, DataReceiver};
 use super::headers::{self, Trace};
 use super::reply::{self, reply};
 use super::{
-    AuthStep, Body, Env, Envelope, Helo, Output, Session, State, Transaction, MAX_AUTH_LINE,
+    Body, Env, Envelope, Helo, Output, Session, State, Transaction, MAX_AUTH_LINE,
     MAX_COMMAND_LINE, MAX_RECEIVED_HEADERS,
 };
+use crate::address::canonical;
+
+/// RFC 6531 §3.5: a UTF-8 address in a transaction that did not say SMTPUTF8.
+const NEEDS_SMTPUTF8: &str = "Non-ASCII address requires SMTPUTF8 in MAIL FROM";
 
 /// What the next line of input is, as far as the bytes at hand tell.
 enum Line<'a> {
@@ -83,6 +86,8 @@ impl Session {
                     }
                     self.end_of_data(env, out);
                 }
+                State::Chunk(_) if rest.is_empty() => return pos,
+                State::Chunk(_) => pos += self.chunk_input(rest, env, out),
                 _ if rest.is_empty() => return pos,
                 _ if self.discarding_long_line => match rest.iter().position(|&b| b == b'\n') {
                     Some(p) => {
@@ -136,12 +141,12 @@ impl Session {
         }
     }
 
-    fn say(&self, out: &mut Vec<Output>, code: u16, enhanced: &str, text: &str) {
+    pub(super) fn say(&self, out: &mut Vec<Output>, code: u16, enhanced: &str, text: &str) {
         out.push(Output::Reply(reply(code, enhanced, text)));
     }
 
     /// Refuses `recipients` with this reply and reports it (`Output::Refused`).
-    fn refuse(
+    pub(super) fn refuse(
         &self,
         out: &mut Vec<Output>,
         recipients: Vec<String>,
@@ -162,7 +167,7 @@ impl Session {
     }
 
     /// Answers a bad command and counts it; too many end the session.
-    fn bad(&mut self, out: &mut Vec<Output>, code: u16, enhanced: &str, text: &str) {
+    pub(super) fn bad(&mut self, out: &mut Vec<Output>, code: u16, enhanced: &str, text: &str) {
         self.say(out, code, enhanced, text);
         self.errors += 1;
         if self.errors >= self.max_errors {
@@ -183,8 +188,10 @@ impl Session {
             "MAIL" => self.mail(args, env, out),
             "RCPT" => self.rcpt(args, env, out),
             "DATA" => self.data(args, out),
+            "BDAT" => self.bdat(args, env, out),
             "RSET" if args.is_empty() => {
                 self.transaction = None;
+                self.chunks_failed = false;
                 self.say(out, 250, "2.0.0", "OK");
             }
             "RSET" => self.bad(out, 501, "5.5.4", "Syntax: RSET"),
@@ -206,11 +213,11 @@ impl Session {
                 out,
                 214,
                 "2.0.0",
-                "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
             ),
             "STARTTLS" => self.starttls(args, out),
             "AUTH" => self.auth(args, out),
-            "TURN" | "ETRN" | "ATRN" | "BDAT" | "SEND" | "SOML" | "SAML" => {
+            "TURN" | "ETRN" | "ATRN" | "SEND" | "SOML" | "SAML" => {
                 self.say(out, 502, "5.5.1", "Command not implemented")
             }
             "" => self.bad(out, 500, "5.5.2", "Syntax error: empty command"),
@@ -232,6 +239,7 @@ impl Session {
             esmtp,
         });
         self.transaction = None;
+        self.chunks_failed = false;
         let host = &self.params.hostname;
         // RFC 2034: no enhanced status codes in the replies to HELO and EHLO.
         if !esmtp {
@@ -244,6 +252,8 @@ impl Session {
         };
         let mut lines = vec![host.clone(), "PIPELINING".to_string(), size];
         lines.push("8BITMIME".to_string());
+        lines.push("BINARYMIME".to_string());
+        lines.push("CHUNKING".to_string());
         if self.params.tls_available && !self.encrypted {
             lines.push("STARTTLS".to_string());
         }
@@ -251,6 +261,7 @@ impl Session {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
         lines.push("ENHANCEDSTATUSCODES".to_string());
+        lines.push("SMTPUTF8".to_string());
         out.push(Output::Reply(reply::multiline(250, &lines)));
     }
 
@@ -286,7 +297,7 @@ impl Session {
                 )
             }
         };
-        let (mut size, mut body, mut auth) = (None, None, None);
+        let (mut size, mut body, mut auth, mut smtputf8) = (None, None, None, false);
         for p in &arg.params {
             let value = p.value.unwrap_or("");
             if p.keyword.eq_ignore_ascii_case("SIZE") {
@@ -299,9 +310,13 @@ impl Session {
                     Body::SevenBit
                 } else if value.eq_ignore_ascii_case("8BITMIME") {
                     Body::EightBitMime
+                } else if value.eq_ignore_ascii_case("BINARYMIME") {
+                    Body::BinaryMime
                 } else {
                     return self.bad(out, 501, "5.5.4", "Unsupported BODY type");
                 });
+            } else if p.keyword.eq_ignore_ascii_case("SMTPUTF8") && p.value.is_none() {
+                smtputf8 = true;
             } else if p.keyword.eq_ignore_ascii_case("AUTH") {
                 if p.value.is_none() {
                     return self.bad(out, 501, "5.5.4", "Syntax error in AUTH parameter");
@@ -312,8 +327,11 @@ impl Session {
                 return self.bad(out, 555, "5.5.4", &text);
             }
         }
+        if !(smtputf8 || sender.is_ascii()) {
+            return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
+        }
         if let Some(user) = &self.auth_user {
-            if self.params.require_sender_match && !sender.eq_ignore_ascii_case(user) {
+            if self.params.require_sender_match && canonical(&sender) != canonical(user) {
                 let text = format!("Sender address <{sender}> not owned by {user}");
                 return self.say(out, 553, "5.7.1", &text);
             }
@@ -335,7 +353,10 @@ impl Session {
             recipients: Vec::new(),
             body,
             auth,
+            chunks: None,
+            smtputf8,
         });
+        self.chunks_failed = false;
         self.say(out, 250, "2.1.0", "OK");
     }
 
@@ -366,7 +387,11 @@ impl Session {
             let text = format!("Unsupported parameter {}", p.keyword);
             return self.bad(out, 555, "5.5.4", &text);
         }
-        if tx.recipients.iter().any(|r| r.eq_ignore_ascii_case(&rcpt)) {
+        if !(tx.smtputf8 || rcpt.is_ascii()) {
+            return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
+        }
+        let key = canonical(&rcpt);
+        if tx.recipients.iter().any(|r| canonical(r) == key) {
             return self.say(out, 250, "2.1.5", "OK");
         }
         if tx.recipients.len() >= self.max_recipients {
@@ -400,6 +425,13 @@ impl Session {
         let Some(tx) = &self.transaction else {
             return self.bad(out, 503, "5.5.1", "Error: need MAIL command");
         };
+        // RFC 3030 §3: binary content cannot go through DATA, and one message is sent one way.
+        if tx.body == Some(Body::BinaryMime) {
+            return self.bad(out, 503, "5.5.1", "Error: BODY=BINARYMIME needs BDAT");
+        }
+        if tx.chunks.is_some() {
+            return self.bad(out, 503, "5.5.1", "Error: DATA after BDAT");
+        }
         if tx.recipients.is_empty() {
             return self.say(out, 554, "5.5.1", "Error: no valid recipients");
         }
@@ -413,13 +445,24 @@ impl Session {
         ));
     }
 
-    /// The terminator has been seen: refuse the message, or hand it to the driver to store.
+    /// The terminator has been seen: the message ends.
     fn end_of_data(&mut self, env: &dyn Env, out: &mut Vec<Output>) {
         let state = std::mem::replace(&mut self.state, State::Command);
         let State::Data(rx) = state else {
             self.state = state;
             return;
         };
+        self.finish_message(rx, env, out);
+    }
+
+    /// The message's content is all here (DATA's final dot, BDAT's last chunk, or a chunk over a
+    /// limit): refuse the message, or hand it to the driver to store.
+    pub(super) fn finish_message(
+        &mut self,
+        rx: DataReceiver,
+        env: &dyn Env,
+        out: &mut Vec<Output>,
+    ) {
         let refusal = match rx.finish() {
             DataOutcome::TooBig => Err((552, "5.3.4", "Message size exceeds fixed limit")),
             DataOutcome::HeaderTooBig => Err((552, "5.3.4", "Message header exceeds fixed limit")),
@@ -455,7 +498,7 @@ impl Session {
             }
         };
         let (Some(tx), Some(helo)) = (&self.transaction, &self.helo) else {
-            return; // unreachable: DATA needs both
+            return; // unreachable: DATA and BDAT need both
         };
         self.messages += 1;
         let now = env.now_rfc5322();
@@ -466,7 +509,12 @@ impl Session {
         };
         let mut prefix = headers::received(&Trace {
             helo: &helo.name,
-            protocol: headers::protocol(helo.esmtp, self.encrypted, self.auth_user.is_some()),
+            protocol: headers::protocol(
+                helo.esmtp,
+                self.encrypted,
+                self.auth_user.is_some(),
+                tx.smtputf8,
+            ),
             client_ip: self.params.client_ip,
             hostname: &self.params.hostname,
             id: &id,
@@ -487,164 +535,5 @@ impl Session {
             data,
         }));
         self.state = State::StorePending;
-    }
-}
-
-/// STARTTLS and AUTH.
-impl Session {
-    /// AUTH may be used: the connection is encrypted, or the driver allows clear text here.
-    fn auth_allowed(&self) -> bool {
-        self.encrypted || self.params.clear_text_auth
-    }
-
-    /// RFC 3207. On success the session stops consuming right after this line (see `run`), so that
-    /// nothing sent before the handshake can be taken as a command inside TLS.
-    fn starttls(&mut self, args: &str, out: &mut Vec<Output>) {
-        if !args.is_empty() {
-            return self.bad(out, 501, "5.5.4", "Syntax: STARTTLS");
-        }
-        if self.encrypted {
-            return self.bad(out, 503, "5.5.1", "TLS already active");
-        }
-        if !self.params.tls_available {
-            return self.say(out, 502, "5.5.1", "STARTTLS not available");
-        }
-        self.say(out, 220, "2.0.0", "Ready to start TLS");
-        out.push(Output::StartTls);
-        self.state = State::TlsPending;
-    }
-
-    /// `AUTH mechanism [initial-response]` (RFC 4954).
-    fn auth(&mut self, args: &str, out: &mut Vec<Output>) {
-        let mut words = args.split([' ', '\t']).filter(|w| !w.is_empty());
-        let (Some(mechanism), initial, None) = (words.next(), words.next(), words.next()) else {
-            return self.bad(
-                out,
-                501,
-                "5.5.4",
-                "Syntax: AUTH mechanism [initial-response]",
-            );
-        };
-        if self.helo.is_none() {
-            return self.bad(out, 503, "5.5.1", "Error: send EHLO first");
-        }
-        if self.auth_user.is_some() {
-            return self.bad(out, 503, "5.5.1", "Already authenticated");
-        }
-        if self.transaction.is_some() {
-            return self.bad(
-                out,
-                503,
-                "5.5.1",
-                "AUTH not permitted during a mail transaction",
-            );
-        }
-        if !self.auth_allowed() {
-            let text = "Encryption required for requested authentication mechanism";
-            return self.bad(out, 538, "5.7.11", text);
-        }
-        let step = if mechanism.eq_ignore_ascii_case("PLAIN") {
-            AuthStep::Plain
-        } else if mechanism.eq_ignore_ascii_case("LOGIN") {
-            AuthStep::LoginUser
-        } else {
-            return self.bad(out, 504, "5.5.4", "Unrecognized authentication type");
-        };
-        match initial {
-            Some(response) => {
-                self.state = State::Auth(step);
-                self.auth_response(response, out);
-            }
-            None => self.challenge(step, out),
-        }
-    }
-
-    /// Sends the `334` for `step` and waits for the client's line.
-    fn challenge(&mut self, step: AuthStep, out: &mut Vec<Output>) {
-        let text = match step {
-            AuthStep::Plain => "",
-            AuthStep::LoginUser => "VXNlcm5hbWU6", // "Username:"
-            AuthStep::LoginPassword(_) => "UGFzc3dvcmQ6", // "Password:"
-        };
-        out.push(Output::Reply(reply::plain(334, text)));
-        self.state = State::Auth(step);
-    }
-
-    /// A line of the AUTH exchange, the state being `Auth`.
-    fn auth_line(&mut self, line: &[u8], out: &mut Vec<Output>) {
-        let Ok(line) = std::str::from_utf8(line) else {
-            self.state = State::Command;
-            return self.bad(out, 501, "5.5.2", "Invalid base64 data");
-        };
-        if line.trim_matches([' ', '\t']) == "*" {
-            self.state = State::Command;
-            return self.say(out, 501, "5.0.0", "Authentication cancelled");
-        }
-        self.auth_response(line, out);
-    }
-
-    /// A base64 response (initial or on its own line) for the step the state is at.
-    fn auth_response(&mut self, response: &str, out: &mut Vec<Output>) {
-        let step = match std::mem::replace(&mut self.state, State::Command) {
-            State::Auth(step) => step,
-            other => {
-                self.state = other;
-                return;
-            }
-        };
-        let result = auth::decode(response).and_then(|bytes| match step {
-            AuthStep::Plain => auth::plain(&bytes).map(Some),
-            AuthStep::LoginUser => {
-                let user = auth::user_name(&bytes)?;
-                self.challenge(AuthStep::LoginPassword(user), out);
-                Ok(None)
-            }
-            AuthStep::LoginPassword(user) => Ok(Some((user, auth::password_text(&bytes)?))),
-        });
-        match result {
-            Ok(None) => {}
-            Ok(Some((user, password))) => {
-                out.push(Output::CheckAuth {
-                    user: user.clone(),
-                    password,
-                });
-                self.state = State::AuthPending(user);
-            }
-            Err(AuthError::Malformed) => self.bad(out, 501, "5.5.2", "Invalid authentication data"),
-            Err(AuthError::Authzid) => self.bad(
-                out,
-                535,
-                "5.7.8",
-                "Authorization identity must be the login",
-            ),
-        }
-    }
-
-    /// The driver's answer to an `Output::CheckAuth`: the reply to send. A failure counts as a
-    /// bad command; when it is one too many, the reply carries the `421` and the next `receive`
-    /// gives `Output::Close`. Returns nothing unless a CheckAuth is pending.
-    pub fn auth_result(&mut self, ok: bool) -> Vec<u8> {
-        let user = match std::mem::replace(&mut self.state, State::Command) {
-            State::AuthPending(user) => user,
-            other => {
-                self.state = other;
-                return Vec::new();
-            }
-        };
-        if ok {
-            self.auth_user = Some(user);
-            return reply(235, "2.7.0", "Authentication successful");
-        }
-        let mut out = Vec::new();
-        self.bad(&mut out, 535, "5.7.8", "Authentication credentials invalid");
-        let mut bytes = Vec::new();
-        for o in out {
-            match o {
-                Output::Reply(r) => bytes.extend_from_slice(&r),
-                Output::Close => self.state = State::Closing,
-                _ => {}
-            }
-        }
-        bytes
     }
 }

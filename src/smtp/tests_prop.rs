@@ -67,6 +67,10 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
         1 => Just(b"RCPT TO:<nobody@d.test>\r\n".to_vec()),
         1 => Just(b"RCPT TO:<postmaster>\r\n".to_vec()),
         4 => Just(b"DATA\r\n".to_vec()),
+        2 => (0u64..40, any::<bool>()).prop_map(|(n, last)| {
+            format!("BDAT {n}{}\r\n", if last { " LAST" } else { "" }).into_bytes()
+        }),
+        1 => Just(b"MAIL FROM:<a@b.test> BODY=BINARYMIME\r\n".to_vec()),
         4 => Just(b".\r\n".to_vec()),
         4 => Just(b"\r\n".to_vec()),
         2 => Just(b"\n".to_vec()),
@@ -325,6 +329,67 @@ proptest! {
         prop_assert_eq!(&whole.log, &split.log);
         let stored: Vec<Vec<u8>> = whole.stores().iter().map(|e| e.data.clone()).collect();
         prop_assert_eq!(stored, expected);
+        prop_assert!(whole.closed && whole.buf.is_empty());
+    }
+
+    /// BDAT (RFC 3030): a message cut into chunks at random boundaries (empty chunks, and
+    /// `BDAT 0 LAST` at the end, included) is stored with exactly the bytes DATA stores for it,
+    /// however the input is split into reads; the chunks' octets are never read as commands.
+    #[test]
+    fn bdat_stores_what_data_stores(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                Just(b"".to_vec()),
+                Just(b".".to_vec()),
+                Just(b"..".to_vec()),
+                Just(b".x".to_vec()),
+                Just(b"QUIT".to_vec()),
+                Just(b"BDAT 1 LAST".to_vec()),
+                proptest::collection::vec(
+                    any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'),
+                    0..100,
+                ),
+            ],
+            0..16,
+        ),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        zero_last in any::<bool>(),
+        sizes in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        let start: &[u8] = b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n";
+        let message: Vec<u8> = lines.iter().flat_map(|l| [l.as_slice(), b"\r\n"].concat()).collect();
+        let mut by_data = [start, b"DATA\r\n"].concat();
+        for line in &lines {
+            if line.first() == Some(&b'.') {
+                by_data.push(b'.');
+            }
+            by_data.extend_from_slice(line);
+            by_data.extend_from_slice(b"\r\n");
+        }
+        by_data.extend_from_slice(b".\r\nQUIT\r\n");
+        let mut bounds: Vec<usize> = cuts.iter().map(|i| i.index(message.len() + 1)).collect();
+        bounds.push(0);
+        bounds.push(message.len());
+        bounds.sort_unstable();
+        let mut by_bdat = start.to_vec();
+        for (i, pair) in bounds.windows(2).enumerate() {
+            let chunk = &message[pair[0]..pair[1]];
+            let last = i + 2 == bounds.len() && !zero_last;
+            let last = if last { " LAST" } else { "" };
+            by_bdat.extend_from_slice(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes());
+            by_bdat.extend_from_slice(chunk);
+        }
+        if zero_last {
+            by_bdat.extend_from_slice(b"BDAT 0 LAST\r\n");
+        }
+        by_bdat.extend_from_slice(b"QUIT\r\n");
+        let data = run(&params(), &[&by_data]);
+        let whole = run(&params(), &[&by_bdat]);
+        let split = run(&params(), &chunks(&by_bdat, &sizes));
+        prop_assert_eq!(&whole.log, &split.log);
+        let stored = |d: &Driver| -> Vec<Vec<u8>> { d.stores().iter().map(|e| e.data.clone()).collect() };
+        prop_assert_eq!(stored(&whole), stored(&data));
+        prop_assert_eq!(stored(&whole).len(), 1);
         prop_assert!(whole.closed && whole.buf.is_empty());
     }
 }

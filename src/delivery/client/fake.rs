@@ -27,6 +27,8 @@ pub enum Step {
     Recv(usize),
     /// Read message data up to and including the terminating `.` line.
     RecvData,
+    /// Read one `BDAT size [LAST]` line and exactly its chunk.
+    RecvChunk,
     /// TLS handshake as the server.
     StartTls,
     /// Close the connection.
@@ -140,6 +142,23 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             },
+            RecvChunk => {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => log.lock().unwrap().extend_from_slice(&line),
+                }
+                let size = String::from_utf8_lossy(&line)
+                    .split_ascii_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("BDAT size");
+                let mut chunk = vec![0; size];
+                if reader.read_exact(&mut chunk).await.is_err() {
+                    return None;
+                }
+                log.lock().unwrap().extend_from_slice(&chunk);
+            }
             StartTls => return Some(i + 1),
             Close => {
                 let _ = reader.get_mut().shutdown().await;

@@ -14,6 +14,8 @@ mod protocol;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ext;
 mod tls;
 #[cfg(test)]
 mod tls_tests;

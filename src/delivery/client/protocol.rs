@@ -147,6 +147,12 @@ pub struct Extensions {
     /// SASL mechanisms, upper case.
     pub auth: Vec<String>,
     pub enhanced_status_codes: bool,
+    /// `CHUNKING` (RFC 3030): BDAT.
+    pub chunking: bool,
+    /// `BINARYMIME` (RFC 3030): binary content, over BDAT only.
+    pub binary_mime: bool,
+    /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers.
+    pub smtputf8: bool,
 }
 
 impl Extensions {
@@ -181,6 +187,9 @@ impl Extensions {
                 "8BITMIME" => ext.eight_bit_mime = true,
                 "STARTTLS" => ext.starttls = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
+                "CHUNKING" => ext.chunking = true,
+                "BINARYMIME" => ext.binary_mime = true,
+                "SMTPUTF8" => ext.smtputf8 = true,
                 "AUTH" => {
                     for p in params {
                         let p = p.to_ascii_uppercase();
@@ -222,14 +231,28 @@ pub fn helo(name: &str) -> String {
     format!("HELO {name}\r\n")
 }
 
-/// `MAIL FROM:<sender>` with `SIZE=` and `BODY=8BITMIME` when they apply.
-pub fn mail_from(sender: &str, size: Option<usize>, eight_bit: bool) -> String {
+/// The `BODY=` a message is sent with (RFC 6152, RFC 3030).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No `BODY=` parameter: 7-bit content, or a server that did not say 8BITMIME.
+    Unsaid,
+    EightBitMime,
+    BinaryMime,
+}
+
+/// `MAIL FROM:<sender>` with `SIZE=`, `BODY=` and `SMTPUTF8` when they apply.
+pub fn mail_from(sender: &str, size: Option<usize>, body: Body, smtputf8: bool) -> String {
     let mut line = format!("MAIL FROM:<{sender}>");
     if let Some(size) = size {
         line.push_str(&format!(" SIZE={size}"));
     }
-    if eight_bit {
-        line.push_str(" BODY=8BITMIME");
+    match body {
+        Body::Unsaid => {}
+        Body::EightBitMime => line.push_str(" BODY=8BITMIME"),
+        Body::BinaryMime => line.push_str(" BODY=BINARYMIME"),
+    }
+    if smtputf8 {
+        line.push_str(" SMTPUTF8");
     }
     line.push_str("\r\n");
     line
@@ -250,9 +273,61 @@ pub fn auth_login_line(value: &str) -> String {
     format!("{}\r\n", B64.encode(value))
 }
 
+/// Whether the header section (up to the first empty line) holds 8-bit octets: raw UTF-8 in a
+/// header, which a message that asked for SMTPUTF8 may only carry to a server that offers it.
+pub fn header_has_8bit(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    message[..end].iter().any(|&b| b >= 0x80)
+}
+
 /// Whether a message needs `BODY=8BITMIME`.
 pub fn has_8bit(message: &[u8]) -> bool {
     message.iter().any(|&b| b >= 0x80)
+}
+
+/// Whether a stored message is binary content: a bare CR or LF, which only a BINARYMIME message
+/// received over BDAT can hold (DATA turns bare LFs into CRLF or refuses them, and refuses bare
+/// CRs). Such a message cannot go through DATA without being changed.
+pub fn needs_binary(message: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for (i, &b) in message.iter().enumerate() {
+        let bare_cr = prev == b'\r' && b != b'\n';
+        let bare_lf = b == b'\n' && prev != b'\r';
+        if bare_cr || bare_lf {
+            return true;
+        }
+        prev = b;
+        if i + 1 == message.len() && b == b'\r' {
+            return true;
+        }
+    }
+    false
+}
+
+/// The content of a stored message (wire form) as BDAT sends it: every line that starts with a
+/// dot loses that dot (RFC 5321 §4.5.2), with lines ending at each LF, as the store stuffs them.
+pub fn unstuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut line_start = true;
+    for &b in message {
+        if !(line_start && b == b'.') {
+            out.push(b);
+        }
+        line_start = b == b'\n';
+    }
+    out
+}
+
+/// `BDAT size [LAST]` (RFC 3030).
+pub fn bdat(size: usize, last: bool) -> String {
+    if last {
+        format!("BDAT {size} LAST\r\n")
+    } else {
+        format!("BDAT {size}\r\n")
+    }
 }
 
 /// A reply we make up ourselves (the server said nothing that fits), in the server's form.
@@ -400,11 +475,19 @@ mod tests {
     fn commands() {
         assert_eq!(ehlo("jes.example.com"), "EHLO jes.example.com\r\n");
         assert_eq!(helo("jes.example.com"), "HELO jes.example.com\r\n");
-        assert_eq!(mail_from("", None, false), "MAIL FROM:<>\r\n");
+        assert_eq!(mail_from("", None, Body::Unsaid, false), "MAIL FROM:<>\r\n");
         assert_eq!(
-            mail_from("a@b.c", Some(1234), true),
+            mail_from("a@b.c", Some(1234), Body::EightBitMime, false),
             "MAIL FROM:<a@b.c> SIZE=1234 BODY=8BITMIME\r\n"
         );
+        assert_eq!(
+            mail_from("и@b.c", None, Body::BinaryMime, true),
+            "MAIL FROM:<и@b.c> BODY=BINARYMIME SMTPUTF8\r\n"
+        );
+        assert!(header_has_8bit("Subject: \u{44f}\r\n\r\nx".as_bytes()));
+        assert!(!header_has_8bit("Subject: x\r\n\r\n\u{44f}".as_bytes()));
+        assert_eq!(bdat(0, true), "BDAT 0 LAST\r\n");
+        assert_eq!(bdat(12, false), "BDAT 12\r\n");
         assert_eq!(rcpt_to("x@y.z"), "RCPT TO:<x@y.z>\r\n");
         assert!(valid_path("\"odd user\"@example.com") && valid_path(""));
         for bad in ["a@b\r\nRCPT TO:<c@d>", "a\n", "a>b", "<a", "a\0b"] {
@@ -425,5 +508,19 @@ mod tests {
             "dXNlckBleGFtcGxlLmNvbQ==\r\n"
         );
         assert_eq!(auth_login_line("p\u{e4}ss"), "cMOkc3M=\r\n");
+    }
+
+    #[test]
+    fn binary_content_and_unstuffing() {
+        assert!(!needs_binary(b"a\r\nb\r\n") && !needs_binary(b"") && !needs_binary(b"a"));
+        for binary in [&b"a\nb"[..], b"a\rb", b"a\r", b"\n", b"a\r\r\n"] {
+            assert!(needs_binary(binary), "{binary:?}");
+        }
+        assert_eq!(
+            unstuff(b"..a\r\n.\r\nb..\r\n..\r\n"),
+            b".a\r\n\r\nb..\r\n.\r\n"
+        );
+        // Binary content: a dot after a bare LF was stuffed by the store too.
+        assert_eq!(unstuff(b"x\n..y\r.z"), b"x\n.y\r.z");
     }
 }

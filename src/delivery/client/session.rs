@@ -1,4 +1,16 @@
-//! One mail transaction over an open connection: MAIL, RCPT…, DATA, and RSET / QUIT.
+//! One mail transaction over an open connection: MAIL, RCPT…, DATA or BDAT, and RSET / QUIT.
+//!
+//! When the server offers CHUNKING (RFC 3030) the content goes in BDAT chunks, unstuffed (BDAT
+//! has no terminator, so no dot-stuffing): no line of it can ever be taken for the end. Binary
+//! content (a BINARYMIME message, with bare CR or LF) can only go that way and only to a server
+//! that also says BINARYMIME; to any other it cannot be sent unchanged, and jes does not convert
+//! MIME, so its recipients fail with `554 5.6.3` (RFC 3030 §3) and bounce.
+//!
+//! SMTPUTF8 (RFC 6531) is asked for when the message asked for it (our `Received:` line says
+//! `UTF8SMTP...`) or an address needs it, and the server offers it. A server that does not offer
+//! it gets addresses in ASCII (IDN domains as A-labels); what has no ASCII form (a UTF-8 local
+//! part), and a message that asked for SMTPUTF8 and has UTF-8 in its header, fails with
+//! `553 5.6.7` (RFC 6531 §3.2) and bounces. An ASCII message goes as it always did.
 //!
 //! The outcome of each recipient is decided only by what the server said about it; anything
 //! that breaks the dialogue (an I/O error, a timeout, a reply we cannot parse) is a
@@ -20,6 +32,10 @@ use super::{AttemptError, Outgoing, RecipientOutcome};
 /// Bytes written per `data_block` timeout while sending the message.
 const DATA_CHUNK: usize = 64 * 1024;
 
+/// Content per BDAT chunk: big enough that the round trip after each does not matter, small
+/// enough that a refusal (say, over the server's size limit) stops us early.
+const BDAT_CHUNK: usize = 1024 * 1024;
+
 /// How long QUIT waits for its reply and for the close.
 const QUIT_WAIT: Duration = Duration::from_secs(10);
 
@@ -38,20 +54,64 @@ impl Connection {
         }
         let t = self.timeouts;
         let size = self.ext.size.map(|_| message.message.len());
-        let eight_bit = self.ext.eight_bit_mime && protocol::has_8bit(message.message);
-        let mail = protocol::mail_from(message.sender, size, eight_bit);
+        let chunking = self.ext.chunking;
+        let body = if protocol::needs_binary(message.message) {
+            if !(chunking && self.ext.binary_mime) {
+                let text = format!(
+                    "5.6.3 binary content (BODY=BINARYMIME), which {} does not accept \
+                     (no CHUNKING and BINARYMIME)",
+                    self.host
+                );
+                let reply = protocol::synthetic(554, &text);
+                let failed = RecipientOutcome::Failed(reply);
+                return Ok(vec![failed; message.recipients.len()]);
+            }
+            protocol::Body::BinaryMime
+        } else if self.ext.eight_bit_mime && protocol::has_8bit(message.message) {
+            protocol::Body::EightBitMime
+        } else {
+            protocol::Body::Unsaid
+        };
+        let needs_utf8 = || {
+            let text = format!(
+                "5.6.7 {} does not offer SMTPUTF8, which this message needs",
+                self.host
+            );
+            RecipientOutcome::Failed(protocol::synthetic(553, &text))
+        };
+        let asked = crate::smtp::received_with_smtputf8(message.message);
+        let utf8_envelope =
+            !message.sender.is_ascii() || message.recipients.iter().any(|r| !r.is_ascii());
+        let smtputf8 = self.ext.smtputf8 && (asked || utf8_envelope);
+        let ascii = |a: &str| {
+            if smtputf8 {
+                Some(a.to_string())
+            } else {
+                crate::address::ascii_form(a)
+            }
+        };
+        let sender = match ascii(message.sender) {
+            Some(s) if smtputf8 || !(asked && protocol::header_has_8bit(message.message)) => s,
+            _ => return Ok(vec![needs_utf8(); message.recipients.len()]),
+        };
+        let mail = protocol::mail_from(&sender, size, body, smtputf8);
 
         // Recipients we will not even send: their outcome is known now.
+        let wire: Vec<Option<String>> = message.recipients.iter().map(|r| ascii(r)).collect();
         let mut outcomes: Vec<Option<RecipientOutcome>> = message
             .recipients
             .iter()
-            .map(|r| {
-                (!protocol::valid_path(r)).then(|| {
+            .zip(&wire)
+            .map(|(r, w)| {
+                if !protocol::valid_path(r) {
                     let reply = protocol::synthetic(501, "5.1.3 bad recipient address syntax");
-                    RecipientOutcome::Failed(reply)
-                })
+                    Some(RecipientOutcome::Failed(reply))
+                } else {
+                    w.is_none().then(needs_utf8)
+                }
             })
             .collect();
+        let rcpt_line = |i: usize| protocol::rcpt_to(wire[i].as_deref().unwrap_or_default());
         let to_send: Vec<usize> = (0..outcomes.len())
             .filter(|&i| outcomes[i].is_none())
             .collect();
@@ -61,17 +121,31 @@ impl Connection {
 
         let data_reply;
         if self.ext.pipelining {
-            // RFC 2920: MAIL, the RCPTs and DATA in one write, then the replies in order.
+            // RFC 2920: MAIL, the RCPTs and DATA in one write, then the replies in order. BDAT
+            // waits for the replies: a chunk sent to a transaction without recipients is wasted.
             let mut batch = mail;
             for &i in &to_send {
-                batch.push_str(&protocol::rcpt_to(&message.recipients[i]));
+                batch.push_str(&rcpt_line(i));
             }
-            batch.push_str("DATA\r\n");
+            if !chunking {
+                batch.push_str("DATA\r\n");
+            }
             self.write(batch.as_bytes(), t.command, "MAIL FROM").await?;
             let mail_reply = self.read_reply(t.mail, "MAIL FROM").await?;
             for &i in &to_send {
                 let reply = self.read_reply(t.rcpt, "RCPT TO").await?;
                 outcomes[i] = Some(rcpt_outcome(&reply));
+            }
+            if chunking {
+                if mail_reply.class() != 2 {
+                    self.rset_quietly().await?;
+                    return Err(mail_error(&mail_reply));
+                }
+                if !any_accepted(&outcomes) {
+                    self.rset_quietly().await?;
+                    return Ok(finish(outcomes));
+                }
+                return self.send_chunks(message.message, outcomes).await;
             }
             let data = self.read_reply(t.data_init, "DATA").await?;
             if mail_reply.class() != 2 {
@@ -89,13 +163,16 @@ impl Connection {
                 return Err(mail_error(&mail_reply));
             }
             for &i in &to_send {
-                let line = protocol::rcpt_to(&message.recipients[i]);
+                let line = rcpt_line(i);
                 let reply = self.command(&line, t.rcpt, "RCPT TO").await?;
                 outcomes[i] = Some(rcpt_outcome(&reply));
             }
             if !any_accepted(&outcomes) {
                 self.rset_quietly().await?;
                 return Ok(finish(outcomes));
+            }
+            if chunking {
+                return self.send_chunks(message.message, outcomes).await;
             }
             data_reply = self.command("DATA\r\n", t.data_init, "DATA").await?;
         }
@@ -129,6 +206,38 @@ impl Connection {
         let final_reply = self.read_reply(t.data_end, "end of data").await?;
         settle_accepted(&mut outcomes, &final_reply);
         Ok(finish(outcomes))
+    }
+
+    /// The content in BDAT chunks, unstuffed, the last one `LAST` (`BDAT 0 LAST` for an empty
+    /// message). A refused chunk decides every accepted recipient, as the reply to DATA's dot does.
+    async fn send_chunks(
+        &mut self,
+        wire: &[u8],
+        mut outcomes: Vec<Option<RecipientOutcome>>,
+    ) -> Result<Vec<RecipientOutcome>, AttemptError> {
+        let t = self.timeouts;
+        let content = protocol::unstuff(wire);
+        let mut sent = 0;
+        loop {
+            let n = (content.len() - sent).min(BDAT_CHUNK);
+            let last = sent + n == content.len();
+            // The command and its chunk in one buffer: one write where they fit.
+            let mut chunk = protocol::bdat(n, last).into_bytes();
+            chunk.extend_from_slice(&content[sent..sent + n]);
+            for piece in chunk.chunks(DATA_CHUNK) {
+                self.write(piece, t.data_block, "BDAT").await?;
+            }
+            sent += n;
+            let wait = if last { t.data_end } else { t.data_block };
+            let reply = self.read_reply(wait, "BDAT").await?;
+            if last || reply.class() != 2 {
+                settle_accepted(&mut outcomes, &reply);
+                if !last {
+                    self.rset_quietly().await?;
+                }
+                return Ok(finish(outcomes));
+            }
+        }
     }
 
     /// RSET, to reuse the connection for another message; false means the connection is unusable.

@@ -1,0 +1,377 @@
+//! Integration tests of issue 19's SMTP extensions: CHUNKING and BINARYMIME (RFC 3030), with
+//! Python's smtplib as the client and Debian's Postfix 3.7 as the upstream jes relays to.
+//!
+//! Postfix is started by the test in a temporary folder on a free loopback port, as
+//! `bench/bench.py` runs it: its own `main.cf` and `master.cf` (`postfix -c`), no chroot, mail for
+//! `remote.test` into a virtual Maildir, the log in a file. Its master must start as root (it
+//! drops to the `postfix` user itself); without root or without `/usr/sbin/postfix` those tests
+//! print `SKIPPED ...` and pass, as `tests/deb_package.rs` does.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Server, DEFAULT_USERS};
+
+/// A Postfix instance of its own: `remote.test` is delivered into `vmail/<user>/Maildir/new`.
+struct Postfix {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    port: u16,
+}
+
+impl Postfix {
+    /// `None` (after printing why) where Postfix cannot be run by this test.
+    fn start(extra: &str) -> Option<Postfix> {
+        if !Path::new("/usr/sbin/postfix").exists() {
+            println!("SKIPPED postfix: /usr/sbin/postfix is not installed");
+            return None;
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("SKIPPED postfix: its master must start as root");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path();
+        set_mode(base, 0o755); // Postfix's unprivileged daemons must reach their folders
+        let (conf, queue, data, vmail) = (
+            base.join("conf"),
+            base.join("queue"),
+            base.join("data"),
+            base.join("vmail"),
+        );
+        for d in [&conf, &queue, &data, &vmail] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        chown(&data, "postfix");
+        chown(&vmail, "nobody");
+        let port = free_port();
+        let master = std::fs::read_to_string("/etc/postfix/master.cf").expect("master.cf");
+        let master = master.replacen("smtp      inet", &format!("127.0.0.1:{port} inet"), 1);
+        assert!(master.contains(&format!("127.0.0.1:{port} inet")));
+        std::fs::write(conf.join("master.cf"), master).expect("write master.cf");
+        std::fs::write(
+            conf.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {d}\n\
+                 mail_owner = postfix\nmyhostname = postfix.test\nmydomain = postfix.test\n\
+                 inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmydestination =\n\
+                 mynetworks = 127.0.0.0/8\nalias_maps =\nalias_database =\n\
+                 local_recipient_maps =\nbiff = no\nvirtual_mailbox_domains = remote.test\n\
+                 virtual_mailbox_base = {v}\nvirtual_mailbox_maps = texthash:{c}/vmailbox\n\
+                 virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n\
+                 maillog_file = {b}/maillog\nmaillog_file_prefixes = {b}\n\
+                 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination\n\
+                 smtp_tls_security_level = none\n{extra}\n",
+                q = queue.display(),
+                d = data.display(),
+                v = vmail.display(),
+                c = conf.display(),
+                b = base.display(),
+            ),
+        )
+        .expect("write main.cf");
+        let vmailbox = "boss@remote.test boss/Maildir/\n\u{438}\u{432}\u{430}\u{43d}@remote.test ivan/Maildir/\n";
+        std::fs::write(conf.join("vmailbox"), vmailbox).expect("write vmailbox");
+        let run = |args: &[&str]| {
+            let out = Command::new("postfix")
+                .arg("-c")
+                .arg(&conf)
+                .args(args)
+                .output();
+            let out = out.expect("run postfix");
+            assert!(
+                out.status.success(),
+                "postfix {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let out = Command::new("postconf")
+            .arg("-c")
+            .arg(&conf)
+            .args(["-F", "*/*/chroot = n"])
+            .output()
+            .expect("postconf");
+        assert!(out.status.success());
+        run(&["check"]);
+        run(&["start"]);
+        let postfix = Postfix { dir, conf, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "postfix did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(postfix)
+    }
+
+    /// The files delivered to `user@remote.test`, waiting up to 30 s for `n` of them.
+    fn wait_for_mail(&self, user: &str, n: usize) -> Vec<Vec<u8>> {
+        let new = self.dir.path().join(format!("vmail/{user}/Maildir/new"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            if files.len() >= n {
+                files.sort();
+                return files
+                    .iter()
+                    .map(|f| std::fs::read(f).expect("read"))
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postfix delivered {} of {n} messages\nmaillog:\n{}",
+                files.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .output();
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn chown(path: &Path, user: &str) {
+    let out = Command::new("chown")
+        .arg(user)
+        .arg(path)
+        .output()
+        .expect("chown");
+    assert!(out.status.success(), "chown {user} {}", path.display());
+}
+
+/// jes relaying everything that is not local to `port` on the loopback.
+fn relay_to(port: u16) -> Server {
+    Server::start(
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{port}\nsmtpdelivery.interval=1\nsmtpdelivery.tls=off\n"
+        ),
+        DEFAULT_USERS,
+    )
+}
+
+/// Everything after the first empty line: the body, which no hop changes.
+fn body(message: &[u8]) -> &[u8] {
+    let at = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .expect("a header section");
+    &message[at..]
+}
+
+/// UTF-8 account and IDN domain, each written in the other form from the one mail uses.
+const UTF8_USERS: &str = "user.\u{418}\u{432}\u{430}\u{43d}@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}=\u{43f}\u{430}\u{440}\u{43e}\u{43b}\u{44c}\n";
+
+#[test]
+fn smtplib_smtputf8_and_poplib_utf8() {
+    // A later `domains=` line replaces the harness's `domains=localhost,127.0.0.1`.
+    let domains =
+        "domains=localhost,127.0.0.1,\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}";
+    let server = Server::start(domains, UTF8_USERS);
+    let out = server.python_ok("smtputf8.py", &[]);
+    assert!(out.contains("ok: Received: says UTF8SMTP"), "{out}");
+    // The U-label domain is kept as A-labels.
+    let log = server.log();
+    assert!(
+        log.contains("local domains localhost, 127.0.0.1, xn--e1afmkfd.xn--p1ai"),
+        "{log}"
+    );
+}
+
+#[test]
+fn smtplib_bdat_stores_what_data_stores() {
+    let server = Server::start("", DEFAULT_USERS);
+    server.python_ok("chunking.py", &[]);
+}
+
+/// BDAT into jes, BDAT out to Postfix (which offers CHUNKING), the body unchanged at the end;
+/// a binary message, which Postfix cannot take (no BINARYMIME), bounces with 5.6.3.
+#[test]
+fn postfix_upstream_gets_bdat_and_binary_bounces() {
+    let Some(postfix) = Postfix::start("") else {
+        return;
+    };
+    let server = relay_to(postfix.port);
+    let text = "Subject: chunked\r\n\r\n.a dot line\r\n..\r\n8-bit: Gr\u{fc}\u{df}e\r\nend\r\n";
+    let mut c = server.connect(server.smtp_port);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(
+        ehlo.contains("CHUNKING") && ehlo.contains("BINARYMIME"),
+        "{ehlo}"
+    );
+    assert!(c
+        .cmd("MAIL FROM:<analyst@localhost> BODY=8BITMIME")
+        .starts_with("250"));
+    assert!(c.cmd("RCPT TO:<boss@remote.test>").starts_with("250"));
+    let (a, b) = text.as_bytes().split_at(17);
+    c.send(format!("BDAT {}\r\n", a.len()).as_bytes());
+    c.send(a);
+    assert!(c.reply().starts_with("250"));
+    c.send(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
+    c.send(b);
+    assert!(c.reply().starts_with("250"));
+
+    let got = postfix.wait_for_mail("boss", 1);
+    // Maildir files end lines with LF.
+    let sent = String::from_utf8_lossy(body(text.as_bytes())).replace("\r\n", "\n");
+    assert_eq!(body(&got[0]), sent.as_bytes(), "the body Postfix stored");
+    // Postfix counts the commands of a session when it ends.
+    server.wait_until(
+        "jes's session with Postfix to end",
+        Duration::from_secs(20),
+        || {
+            postfix
+                .log()
+                .contains("disconnect from localhost[127.0.0.1] ehlo=1 mail=1")
+        },
+    );
+    let log = postfix.log();
+    assert!(
+        log.contains("ehlo=1 mail=1 rcpt=1 bdat=1 "),
+        "jes sent the message to Postfix with BDAT:\n{log}"
+    );
+
+    // Binary content: Postfix does not say BINARYMIME, so the recipient bounces with 5.6.3.
+    assert!(c
+        .cmd("MAIL FROM:<analyst@localhost> BODY=BINARYMIME")
+        .starts_with("250"));
+    assert!(c.cmd("RCPT TO:<boss@remote.test>").starts_with("250"));
+    let binary = b"Subject: bin\r\n\r\n\x00\n\x01\r\n";
+    c.send(format!("BDAT {} LAST\r\n", binary.len()).as_bytes());
+    c.send(binary);
+    assert!(c.reply().starts_with("250"));
+    let _ = c.cmd("QUIT");
+    server.wait_until("the 5.6.3 bounce", Duration::from_secs(30), || {
+        server.mailbox_files("analyst@localhost").iter().any(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .contains("5.6.3")
+        })
+    });
+    assert_eq!(
+        postfix.wait_for_mail("boss", 1).len(),
+        1,
+        "nothing more reached Postfix"
+    );
+}
+
+/// Sends `content` over SMTP with `mail_params` (e.g. ` SMTPUTF8`); asserts each step is 250.
+fn send_raw(server: &Server, from: &str, mail_params: &str, to: &str, content: &str) {
+    let mut c = server.connect(server.smtp_port);
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    let r = c.cmd(&format!("MAIL FROM:<{from}>{mail_params}"));
+    assert!(r.starts_with("250"), "{r}");
+    let r = c.cmd(&format!("RCPT TO:<{to}>"));
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("{content}.\r\n").as_bytes());
+    let r = c.reply();
+    assert!(r.starts_with("250"), "{r}");
+    let _ = c.cmd("QUIT");
+}
+
+const IVAN: &str = "\u{438}\u{432}\u{430}\u{43d}@remote.test";
+const UTF8_MESSAGE: &str =
+    "Subject: \u{417}\u{430}\u{434}\u{430}\u{447}\u{430}\r\n\r\n\u{422}\u{435}\u{43b}\u{43e}\r\n";
+
+/// SMTPUTF8 relayed to Postfix, which offers it: the UTF-8 recipient and header arrive.
+#[test]
+fn postfix_upstream_gets_smtputf8() {
+    let Some(postfix) = Postfix::start("") else {
+        return;
+    };
+    let server = relay_to(postfix.port);
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " SMTPUTF8",
+        IVAN,
+        UTF8_MESSAGE,
+    );
+    let got = postfix.wait_for_mail("ivan", 1);
+    let text = String::from_utf8_lossy(&got[0]).into_owned();
+    assert!(
+        text.contains("Subject: \u{417}\u{430}\u{434}\u{430}\u{447}\u{430}\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Delivered-To: {IVAN}")), "{text}");
+}
+
+/// Postfix with `smtputf8_enable = no` does not offer SMTPUTF8: what needs it bounces with
+/// 5.6.7 (a UTF-8 recipient; a message that asked for SMTPUTF8 and has a UTF-8 header), and an
+/// ASCII message, 8-bit body and all, goes as before.
+#[test]
+fn postfix_without_smtputf8_bounces_only_what_needs_it() {
+    let Some(postfix) = Postfix::start("smtputf8_enable = no") else {
+        return;
+    };
+    let server = relay_to(postfix.port);
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " SMTPUTF8",
+        IVAN,
+        UTF8_MESSAGE,
+    );
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " SMTPUTF8",
+        "boss@remote.test",
+        UTF8_MESSAGE,
+    );
+    let legacy = "Subject: plain\r\n\r\n8-bit body: Gr\u{fc}\u{df}e\r\n";
+    send_raw(
+        &server,
+        "analyst@localhost",
+        " BODY=8BITMIME",
+        "boss@remote.test",
+        legacy,
+    );
+    let got = postfix.wait_for_mail("boss", 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: plain"));
+    server.wait_until("two 5.6.7 bounces", Duration::from_secs(30), || {
+        server
+            .mailbox_files("analyst@localhost")
+            .iter()
+            .filter(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .contains("5.6.7")
+            })
+            .count()
+            == 2
+    });
+    assert_eq!(
+        postfix.wait_for_mail("boss", 1).len(),
+        1,
+        "only the ASCII message reached Postfix"
+    );
+    assert!(
+        !postfix.log().contains(IVAN),
+        "nothing went to the UTF-8 recipient"
+    );
+}
