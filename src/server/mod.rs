@@ -200,6 +200,9 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         what: "HTTP console",
         source: e.source,
     })?;
+    // What the configuration files look like now, before anyone is told the server runs: the
+    // reload watcher compares against this, not against whatever it first sees.
+    let config_stamp = reload::stamp(&options.dir);
     listen::announce(&shared.config(), &listeners);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -229,6 +232,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         log,
         tls,
         options.dir.clone(),
+        config_stamp,
         stop_rx.clone(),
     ));
 

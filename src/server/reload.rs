@@ -22,9 +22,9 @@ use crate::tls::ServerTls;
 const POLL: Duration = Duration::from_secs(2);
 const FILES: [&str; 3] = ["mail.conf", "user.conf", "log.conf"];
 
-type Stamp = Vec<Option<(SystemTime, u64)>>;
+pub(super) type Stamp = Vec<Option<(SystemTime, u64)>>;
 
-fn stamp(dir: &Path) -> Stamp {
+pub(super) fn stamp(dir: &Path) -> Stamp {
     FILES
         .iter()
         .map(|f| {
@@ -122,6 +122,7 @@ pub async fn watch(
     log: LogHandle,
     mut tls: ServerTls,
     dir: PathBuf,
+    seen_at_start: Stamp,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut hup = match signal(SignalKind::hangup()) {
@@ -131,7 +132,9 @@ pub async fn watch(
             None
         }
     };
-    let mut last = stamp(&dir);
+    // Taken before the server announced itself: a file changed (or removed) from then on is a
+    // change, however late this task first runs on a busy machine.
+    let mut last = seen_at_start;
     // A change seen at the last poll and not yet applied: applied when the next poll sees the
     // same stamp, i.e. once the files have held still for one poll.
     let mut settling: Option<Stamp> = None;
