@@ -231,7 +231,8 @@ pub mod smtp {
 
 pub mod pop3 {
     use super::*;
-    use jes::pop3::{unstuffed_size, Listing, OpenFailure, Output, Session, SessionParams};
+    use jes::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
+    use jes::stored_form::pop3_size as unstuffed_size;
 
     pub const USER: &str = "trackstudio@127.0.0.1";
     pub const PASS: &str = "secret with  spaces";
