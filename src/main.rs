@@ -336,7 +336,7 @@ fn trace(
     json: bool,
     forget: Option<String>,
 ) -> ExitCode {
-    use jes::history::trace::{self, Traced};
+    use jes::cli::trace::{self, Traced};
     if let Some(address) = forget {
         return match trace::forget(dir, &address) {
             Ok(n) => {

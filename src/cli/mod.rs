@@ -4,3 +4,4 @@
 //! editor, the configuration checks); here it is found, called and put into words for a terminal.
 
 pub mod queue;
+pub mod trace;

@@ -17,7 +17,6 @@
 
 pub mod render;
 pub mod sqlite;
-pub mod trace;
 mod writer;
 
 #[cfg(test)]

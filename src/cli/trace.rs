@@ -7,9 +7,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::render::{messages, timeline, JsonEvent};
-use super::{db_path, parse_duration, HistoryStore, Query, SqliteHistory};
 use crate::config::Config;
+use crate::history::render::{messages, timeline, JsonEvent};
+use crate::history::{db_path, parse_duration, HistoryStore, Query, SqliteHistory};
 
 /// How `jes trace` ended: events shown, none found, or an error (exit 0, 1, 2).
 #[derive(Debug, PartialEq, Eq)]
