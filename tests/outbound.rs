@@ -45,8 +45,10 @@ fn both_recipients_travel_in_one_transaction() {
     server.wait_until("queue empty", Duration::from_secs(10), || {
         server.queue_files().is_empty()
     });
-    let log = server.log();
-    assert!(log.contains("outcome=\"delivered\""), "{log}");
+    // The outcome is reported right after the queue file goes: wait for the line, not the file.
+    server.wait_until("delivered logged", Duration::from_secs(10), || {
+        server.log().contains("outcome=\"delivered\"")
+    });
 }
 
 #[test]
