@@ -1,36 +1,13 @@
 //! Tests of `jes queue` on a temporary configuration directory.
 
 use super::*;
-use crate::queue::{take_retry_requests, QueueRecipient, RetryRequest};
+use crate::queue::admin::tests::msg;
+use crate::queue::{take_retry_requests, RetryRequest};
 
 fn run<F: FnOnce(&mut Vec<u8>) -> Result<(), String>>(f: F) -> (Result<(), String>, String) {
     let mut out = Vec::new();
     let r = f(&mut out);
     (r, String::from_utf8(out).unwrap())
-}
-
-fn msg(id: &str, sender: &str) -> QueuedMessage {
-    QueuedMessage {
-        id: id.into(),
-        sender: sender.into(),
-        recipients: vec![
-            QueueRecipient {
-                address: "boss@remote.test".into(),
-                state: RecipientState::Pending,
-                last_error: Some("451 4.3.0 try later".into()),
-            },
-            QueueRecipient {
-                address: "done@remote.test".into(),
-                state: RecipientState::Delivered,
-                last_error: None,
-            },
-        ],
-        received_ms: 1_000_000,
-        next_attempt_ms: 1_000_000 + 3_600_000,
-        attempts: 2,
-        delay_warned: false,
-        message: b"Subject: hi\x1b[2J\r\n\r\nbody\r\n".to_vec(),
-    }
 }
 
 #[test]

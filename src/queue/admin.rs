@@ -159,4 +159,4 @@ pub fn delete_entry(
 
 #[cfg(test)]
 #[path = "admin_tests.rs"]
-mod tests;
+pub(crate) mod tests;

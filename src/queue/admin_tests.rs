@@ -3,7 +3,9 @@
 use super::*;
 use crate::queue::QueueRecipient;
 
-fn msg(id: &str, sender: &str) -> QueuedMessage {
+/// A queued message with one pending and one delivered recipient and a header a terminal must not
+/// see raw; shared with the `jes queue` tests.
+pub(crate) fn msg(id: &str, sender: &str) -> QueuedMessage {
     QueuedMessage {
         id: id.into(),
         sender: sender.into(),
