@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod auth;
+pub mod certificate;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -28,4 +29,3 @@ pub mod smtp;
 pub mod stats;
 pub mod store;
 pub mod stored_form;
-pub mod tls;

@@ -13,8 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::certificate::TlsFiles;
 use crate::config::Config;
-use crate::tls::TlsFiles;
 
 /// Every problem that would stop `jes serve`, each a full sentence naming its path; empty when
 /// none.
@@ -51,7 +51,7 @@ pub fn problems(config: &Config) -> Vec<String> {
             ));
         }
     }
-    if let Err(why) = crate::tls::check(config) {
+    if let Err(why) = crate::certificate::check(config) {
         out.push(format!("TLS: {why}"));
     }
     out

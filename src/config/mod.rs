@@ -383,7 +383,7 @@ mod tests {
         assert_eq!(c.users_dir(), Path::new("/var/lib/jes/users"));
         assert_eq!(c.queue_dir(), Path::new("/var/lib/jes/smtp"));
         assert_eq!(c.failed_dir(), Path::new("/var/lib/jes/failed"));
-        let tls = crate::tls::TlsFiles::for_config(&c);
+        let tls = crate::certificate::TlsFiles::for_config(&c);
         assert_eq!(tls.key, Path::new("/var/lib/jes/tls/selfsigned-key.pem"));
         assert_eq!(
             tls.certificate,

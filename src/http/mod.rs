@@ -17,7 +17,7 @@ mod api_history;
 mod api_mail;
 mod api_queue;
 mod api_stats;
-mod limits;
+mod conn_limits;
 pub mod message;
 mod metrics;
 mod session;
@@ -229,7 +229,7 @@ pub fn bind(shared: &Shared) -> Result<Option<std::net::TcpListener>, BindError>
 /// Serves HTTP on `listener` until `stop` turns true.
 ///
 /// Connections are driven with hyper's HTTP/1 builder rather than `axum::serve`, which offers
-/// no way to set the request-head deadline (`limits::HEAD_TIMEOUT`).
+/// no way to set the request-head deadline (`conn_limits::HEAD_TIMEOUT`).
 pub async fn run(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
@@ -251,12 +251,12 @@ pub async fn run(
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits::HEAD_TIMEOUT);
-    let conn_limits = Arc::new(ConnLimits::default());
+        .header_read_timeout(conn_limits::HEAD_TIMEOUT);
+    let limits = Arc::new(ConnLimits::default());
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = limits::accept(&listener, &conn_limits, limits::IDLE_TIMEOUT) => accepted,
+            accepted = conn_limits::accept(&listener, &limits, conn_limits::IDLE_TIMEOUT) => accepted,
             _ = stopped(stop.clone()) => break,
         };
         // Finished connections are reaped here, so the set holds only open ones.

@@ -1,6 +1,6 @@
 //! The file backend of the queue: JES's spool folder `smtp/` behind the `Queue` interface.
 //!
-//! A lease is an `flock` on the queue file (`lock::QueueLock`), so a `jes queue` tool or a second
+//! A lease is an `flock` on the queue file (`file_lock::QueueLock`), so a `jes queue` tool or a second
 //! process waits for it whatever the expiry, plus a token and an expiry kept here. Expiry matters
 //! only to `take`: a lease past it may be taken over, which closes the old flock, and from then on
 //! the first holder's writes get `LeaseLost` (a stalled attempt cannot overwrite the result of the
@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::admin::{self, Deleted};
-use super::lock::{self, QueueLock, RetryRequest};
+use super::file_lock::{self, QueueLock};
+use super::retry_request::{self, RetryRequest};
 use super::{Lease, Queue, QueueError, QueuedMessage, Spool, Taken};
 use crate::event::now_ms;
 use crate::store::blocking;
@@ -173,7 +174,7 @@ impl Queue for FileQueue {
         let (spool, id_owned) = (self.spool.clone(), id.to_string());
         let locked = joined(
             tokio::task::spawn_blocking(move || {
-                let Some(l) = lock::try_lock(&spool, &id_owned)? else {
+                let Some(l) = file_lock::try_lock(&spool, &id_owned)? else {
                     return Ok(None);
                 };
                 let msg = l.load(&spool)?;
@@ -298,7 +299,8 @@ impl Queue for FileQueue {
                             Err(e) => tracing::warn!("cannot retry queue entry {id}: {e}"),
                         }
                     }
-                    lock::request_retry(&spool, None).map_err(|e| QueueError::io(e, &dir))?;
+                    retry_request::request_retry(&spool, None)
+                        .map_err(|e| QueueError::io(e, &dir))?;
                     Ok(retried)
                 }
             })
@@ -308,7 +310,7 @@ impl Queue for FileQueue {
 
     async fn retry_requests(&self) -> Vec<RetryRequest> {
         let spool = self.spool.clone();
-        let stamp = lock::retry_dir_stamp(&spool);
+        let stamp = retry_request::retry_dir_stamp(&spool);
         {
             let mut seen = guard(&self.seen);
             // The first look always reads: requests left from before the start are served too.
@@ -317,7 +319,7 @@ impl Queue for FileQueue {
             }
             seen.1 = Some(stamp);
         }
-        blocking(move || lock::take_retry_requests(&spool))
+        blocking(move || retry_request::take_retry_requests(&spool))
             .await
             .unwrap_or_else(|e| {
                 tracing::error!("cannot read the queue's retry requests: {e}");
@@ -468,7 +470,7 @@ mod tests {
     async fn a_tool_holding_the_file_makes_it_busy() {
         let (_tmp, q) = queue();
         let id = enqueue(&q).await;
-        let tool = lock::lock(q.spool(), &id).unwrap();
+        let tool = file_lock::lock(q.spool(), &id).unwrap();
         assert!(matches!(
             q.take(&id, "t", Duration::from_secs(60)).await.unwrap(),
             Taken::Busy

@@ -17,20 +17,19 @@
 
 pub mod admin;
 pub mod bounce;
+pub mod file_lock;
 pub mod files;
 mod format;
-pub mod lock;
 #[cfg(test)]
 mod prop_tests;
+pub mod retry_request;
 pub mod schedule;
 pub mod spool;
 
+pub use file_lock::{lock, lock_timeout, try_lock, QueueLock};
 pub use files::FileQueue;
 pub use format::{check_address, format, parse, ParseError, JES_QUEUE_V1, JES_V1};
-pub use lock::{
-    lock, lock_timeout, request_retry, retry_dir_stamp, take_retry_requests, try_lock, QueueLock,
-    RetryRequest,
-};
+pub use retry_request::{request_retry, retry_dir_stamp, take_retry_requests, RetryRequest};
 pub use spool::Spool;
 
 use std::io;

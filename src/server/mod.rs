@@ -1,9 +1,9 @@
 //! The running server: listeners, the tokio drivers of the protocol sessions, configuration
 //! reload, signals and graceful shutdown. It wires the parts together and holds no protocol logic.
 //!
-//! `shared` holds what every connection can reach; `listen` binds the services and accepts;
-//! `smtp_conn` and `pop3_conn` drive one session each over a `conn::Conn` (plain or TLS);
-//! `limits` and `throttle` keep floods of connections and of bad passwords in check; `reload`
+//! `crate::shared` holds what every connection can reach (with `conn_limits` and `throttle`, which
+//! keep floods of connections and of bad passwords in check); `listen` binds the services and
+//! accepts; `smtp_conn` and `pop3_conn` drive one session each over a `conn::Conn` (plain or TLS); `reload`
 //! watches the configuration and the certificate. The optional HTTP console (`crate::http`) is
 //! started here too, on the same runtime, with the same `Shared`.
 
@@ -188,7 +188,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     crate::outcome::register_metrics();
     apply_history_settings(&config);
 
-    let tls = crate::tls::load_or_create(&config).map_err(StartError::Tls)?;
+    let tls = crate::certificate::load_or_create(&config).map_err(StartError::Tls)?;
     let listeners = listen::bind_services(&config)?;
     let (runner_handle, new_ids) = runner::channel();
     let shared = Arc::new(Shared::new(config, runner_handle, mailboxes, queue));

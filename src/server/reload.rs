@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use super::Shared;
 use crate::auth::StoredPassword;
+use crate::certificate::ServerTls;
 use crate::config::{Config, Reloaded};
 use crate::logging::LogHandle;
-use crate::tls::ServerTls;
 
 const POLL: Duration = Duration::from_secs(2);
 const FILES: [&str; 3] = ["mail.conf", "user.conf", "log.conf"];
@@ -167,7 +167,7 @@ pub async fn watch(
                 } else {
                     settling = Some(now);
                 }
-                match crate::tls::reload_if_changed(&tls, &shared.config()) {
+                match crate::certificate::reload_if_changed(&tls, &shared.config()) {
                     None => {}
                     Some(Ok(new)) => {
                         tracing::info!("TLS certificate reloaded from {}", new.files.certificate.display());

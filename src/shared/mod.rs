@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-pub mod limits;
+pub mod conn_limits;
 pub mod throttle;
 
-pub use limits::{ConnGuard, ConnLimits, LimitHit};
+pub use conn_limits::{ConnGuard, ConnLimits, LimitHit};
 
 use crate::auth::StoredPassword;
 use crate::config::{ClearText, Config};

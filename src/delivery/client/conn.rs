@@ -151,7 +151,7 @@ impl Connection {
     pub fn tls_version(&self) -> Option<String> {
         match &self.stream {
             Stream::Tls(s) => {
-                Some(crate::tls::version_name(s.get_ref().1.protocol_version()).to_string())
+                Some(crate::certificate::version_name(s.get_ref().1.protocol_version()).to_string())
             }
             Stream::Plain(_) | Stream::Gone => None,
         }

@@ -1,25 +1,20 @@
-//! Coordination between the running server and the `jes queue` tools, through the file system only.
+//! Queue-file locks: how the running server and the `jes queue` tools take turns on one queue file.
 //!
-//! Locks: the server's queue runner and an administrator's `jes queue retry|delete` must never
+//! The server's queue runner and an administrator's `jes queue retry|delete` must never
 //! rewrite the same queue file at the same time, or one of them loses the other's change (or a
 //! deleted message is delivered anyway). An advisory `flock` on the queue file itself needs no extra
 //! lock files to clean up after a crash: the kernel drops the lock with the process. Because `save`
 //! replaces a file by rename (a new inode), a lock is only good if the path still names the inode
 //! that was locked, so acquiring checks that and starts over; and `QueueLock::save` locks the new
 //! file *before* renaming it into place, so the lock is never let go between two writes.
-//!
-//! Retry requests: `jes queue retry` must reach a running server without a socket or a signal (the
-//! tools may run as another user, the server may be a service). An empty file in `smtp/.retry/`
-//! is the request; the server polls the directory's mtime (one `stat` a second) and takes them.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::{valid_id, QueueError, QueuedMessage, Spool};
-use crate::durable::ensure_dir;
 
 /// How long `lock` waits for another process to finish with a file.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,88 +141,6 @@ pub fn try_lock(store: &Spool, id: &str) -> Result<Option<QueueLock>, QueueError
     }
 }
 
-/// A request, found in `smtp/.retry/`, to try queued mail now.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RetryRequest {
-    All,
-    One(String),
-}
-
-const RETRY_DIR: &str = ".retry";
-const RETRY_ALL: &str = "all";
-
-fn retry_dir(store: &Spool) -> PathBuf {
-    store.dir().join(RETRY_DIR)
-}
-
-/// Asks a running server to retry entry `id` now (`None`: every entry) by creating
-/// `smtp/.retry/<id>` (or `smtp/.retry/all`). Set the file's Next-Attempt first: the request only
-/// wakes the server, the queue file says what is due.
-pub fn request_retry(store: &Spool, id: Option<&str>) -> io::Result<()> {
-    let name = match id {
-        Some(id) if valid_id(id) => id,
-        Some(id) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad queue id {id:?}"),
-            ))
-        }
-        None => RETRY_ALL,
-    };
-    let dir = retry_dir(store);
-    ensure_dir(&dir)?;
-    let path = dir.join(name);
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    Ok(())
-}
-
-/// Takes (lists and removes) the pending retry requests: `All` first, then ids in order, no
-/// duplicates. Names that are neither `all` nor a queue id are removed and ignored. A missing
-/// directory is no request. Read `retry_dir_stamp` *before* calling this, so that a request made
-/// while taking changes the stamp after the one remembered.
-pub fn take_retry_requests(store: &Spool) -> io::Result<Vec<RetryRequest>> {
-    let dir = retry_dir(store);
-    let Some(entries) = crate::durable::read_dir_if_exists(&dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
-    else {
-        return Ok(Vec::new());
-    };
-    let mut requests = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let request = match name.to_str() {
-            Some(RETRY_ALL) => Some(RetryRequest::All),
-            Some(id) if valid_id(id) => Some(RetryRequest::One(id.to_string())),
-            _ => None,
-        };
-        // Removal errors are not fatal: the request is still honoured now, and at worst repeated.
-        let path = entry.path();
-        if std::fs::remove_file(&path).is_err() && request.is_none() {
-            let _ = std::fs::remove_dir(&path);
-        }
-        requests.extend(request);
-    }
-    requests.sort();
-    requests.dedup();
-    Ok(requests)
-}
-
-/// The modification time of `smtp/.retry/` (None if it does not exist): it changes whenever a
-/// request is made, so a server can poll with this single `stat` and call `take_retry_requests`
-/// only when it changed. Poll the queue itself on its usual interval too: a file system with
-/// one-second timestamps can hide a request made in the same second as the last take.
-pub fn retry_dir_stamp(store: &Spool) -> Option<SystemTime> {
-    std::fs::metadata(retry_dir(store))
-        .and_then(|m| m.modified())
-        .ok()
-}
-
 #[cfg(test)]
-#[path = "lock_tests.rs"]
+#[path = "file_lock_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! Server-side TLS: the certificate for STARTTLS, STLS and the implicit-TLS ports.
+//! The server's TLS certificate for STARTTLS, STLS and the implicit-TLS ports.
 //!
 //! The certificate and key come from `tls.certificate` / `tls.key` (PEM). Without them, jes makes a
 //! self-signed certificate for its host name on first start and keeps it in `<config>/tls/`, so
