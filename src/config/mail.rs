@@ -190,141 +190,20 @@ impl MailConf {
     /// Validates `mail.conf` text; `path` is only used in messages and to resolve relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<(MailConf, Vec<Warning>), ConfigError> {
         let (props, mut warnings) = Properties::parse(path, text);
-        for e in &props.entries {
-            if !MAIL_KEYS.iter().any(|k| k.name == e.key) {
-                warnings.push(super::unknown_key_warning(
-                    path,
-                    e.line,
-                    &e.key,
-                    MAIL_KEYS.iter().map(|k| k.name),
-                ));
-            }
-        }
+        warn_unknown_keys(path, &props, &mut warnings);
         let r = Reader {
             path,
             props: &props,
         };
 
-        let domains: Vec<String> = match r.list("domains") {
-            // An IDN may be written in Unicode (`пример.рф`) or as A-labels: kept as A-labels,
-            // the form mail to either spelling is compared in (`address::ascii_domain`).
-            Some((_, items)) if !items.is_empty() => items
-                .iter()
-                .map(|d| crate::address::ascii_domain(d.trim_end_matches('.')))
-                .collect(),
-            _ => {
-                return Err(ConfigError::Missing {
-                    path: path.to_path_buf(),
-                    key: "domains".into(),
-                    reason: "name the local domains, e.g. domains=example.com,localhost".into(),
-                })
-            }
-        };
-        if let Some((e, items)) = r.list("domains") {
-            for d in items {
-                check_name(&crate::address::ascii_domain(d)).map_err(|why| r.err(e, why))?;
-            }
-        }
-
-        let mut listen_addresses = Vec::new();
-        if let Some((e, items)) = r.list("listen.address") {
-            for item in items {
-                let ip = item
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .map_err(|_| r.err(e, format!("{item:?} is not an IP address")))?;
-                listen_addresses.push(ip);
-            }
-        }
-
-        let default_user = match r.value("defaultuser") {
-            None => None,
-            Some((e, v)) => {
-                let dir = crate::address::mailbox_dir_name(v)
-                    .map_err(|why| r.err(e, format!("{v:?} cannot be an account: {why}")))?;
-                Some(dir)
-            }
-        };
-
-        let mut smart_hosts = Vec::new();
-        if let Some((e, items)) = r.list("defaultsmtpservers") {
-            for item in items {
-                smart_hosts.push(SmartHost::parse(item).map_err(|why| r.err(e, why))?);
-            }
-        }
-
-        let mut relay_ips = Vec::new();
-        if let Some((e, items)) = r.list("relay.ipaddresses") {
-            for item in items {
-                relay_ips.push(IpPattern::parse(item).map_err(|why| r.err(e, why))?);
-            }
-        }
-
-        let limits_exempt = match r.list("limits.exempt") {
-            Some((_, items)) if items.len() == 1 && items[0].eq_ignore_ascii_case("none") => {
-                Vec::new()
-            }
-            Some((e, items)) if !items.is_empty() => {
-                let mut exempt = Vec::new();
-                for item in items {
-                    exempt.push(IpPattern::parse(item).map_err(|why| r.err(e, why))?);
-                }
-                exempt
-            }
-            _ => relay_ips.clone(),
-        };
-
-        let mut relay_senders = Vec::new();
-        if let Some((e, items)) = r.list("relay.emailaddresses") {
-            for item in items {
-                let s = item.to_ascii_lowercase();
-                let ok = match s.split_once('@') {
-                    Some((local, domain)) => {
-                        !domain.is_empty()
-                            && !domain.contains('@')
-                            && !local.contains(char::is_whitespace)
-                    }
-                    None => false,
-                };
-                if !ok {
-                    return Err(r.err(e, format!("{item:?} is neither an address nor @domain")));
-                }
-                relay_senders.push(s);
-            }
-        }
-
-        let hostname = match r.value("hostname") {
-            Some((e, v)) => {
-                check_name(v).map_err(|why| r.err(e, why))?;
-                bracket_if_ip(v.strip_suffix('.').unwrap_or(v))
-            }
-            None => default_hostname(&domains[0]),
-        };
-
-        let max_recipients = match (r.value("smtp.maxrecipients"), r.value("max.valid.rcpt")) {
-            (Some(_), Some((e, _))) => {
-                warnings.push(Warning {
-                    path: path.to_path_buf(),
-                    line: e.line,
-                    message: "both smtp.maxrecipients and max.valid.rcpt are set; smtp.maxrecipients wins".into(),
-                });
-                r.count("smtp.maxrecipients", 1000, 1)?
-            }
-            (None, Some(_)) => r.count("max.valid.rcpt", 1000, 1)?,
-            _ => r.count("smtp.maxrecipients", 1000, 1)?,
-        };
-
-        let mut dns_servers = Vec::new();
-        if let Some((e, items)) = r.list("dns.servers") {
-            for item in items {
-                dns_servers.push(parse_dns_server(item).map_err(|why| r.err(e, why))?);
-            }
-        }
-
+        let domains = read_domains(&r)?;
+        let relay_ips = read_list(&r, "relay.ipaddresses", IpPattern::parse)?;
+        let limits_exempt = read_limits_exempt(&r, &relay_ips)?;
+        let max_recipients = read_max_recipients(&r, &mut warnings)?;
+        let hostname = read_hostname(&r, &domains)?;
         let delay_hours = r.number("smtpdelivery.delaywarning", 4, 0)?;
         let conf = MailConf {
-            listen_addresses,
+            listen_addresses: read_list(&r, "listen.address", parse_ip)?,
             smtp_port: r.port("smtpport", 25)?,
             pop3_port: r.port("pop3port", 110)?,
             threads: r.count("threads", 5, 1)?,
@@ -332,8 +211,8 @@ impl MailConf {
             delivery_interval: Duration::from_secs(r.number("smtpdelivery.interval", 10, 1)?),
             delivery_threshold: r.number_u32("smtpdelivery.threshold", 10, 1)?,
             domains,
-            default_user,
-            smart_hosts,
+            default_user: read_default_user(&r)?,
+            smart_hosts: read_list(&r, "defaultsmtpservers", SmartHost::parse)?,
             pop_before_smtp: r.boolean("relay.popbeforesmtp", false)?,
             pop_before_smtp_timeout: Duration::from_secs(r.scaled(
                 "relay.popbeforesmtp.timeout",
@@ -341,7 +220,7 @@ impl MailConf {
                 60,
             )?),
             relay_ips,
-            relay_senders,
+            relay_senders: read_relay_senders(&r)?,
             limits_exempt,
             hostname,
             submission_port: r.optional_port("submissionport")?,
@@ -350,15 +229,7 @@ impl MailConf {
             tls_certificate: r.path("tls.certificate"),
             tls_key: r.path("tls.key"),
             store_dir: r.path("store.dir"),
-            allow_clear_text: r.choice(
-                "allowClearText",
-                ClearText::Always,
-                &[
-                    ("never", ClearText::Never),
-                    ("encryptedOnly", ClearText::EncryptedOnly),
-                    ("always", ClearText::Always),
-                ],
-            )?,
+            allow_clear_text: read_clear_text(&r)?,
             max_recipients,
             max_error_count: r.number_u32("max.error.count", 20, 1)?,
             max_pass_attempts: r.number_u32("max.pass.attempts", 3, 1)?,
@@ -381,18 +252,9 @@ impl MailConf {
             delivery_concurrency: r.count("smtpdelivery.concurrency", 10, 1)?,
             delay_warning: (delay_hours > 0)
                 .then(|| Duration::from_secs(delay_hours.saturating_mul(3600))),
-            delivery_tls: r.choice(
-                "smtpdelivery.tls",
-                DeliveryTls::Opportunistic,
-                &[
-                    ("opportunistic", DeliveryTls::Opportunistic),
-                    ("verify", DeliveryTls::Verify),
-                    ("required", DeliveryTls::Required),
-                    ("off", DeliveryTls::Off),
-                ],
-            )?,
+            delivery_tls: read_delivery_tls(&r)?,
             delivery_ca_file: r.path("smtpdelivery.cafile"),
-            dns_servers,
+            dns_servers: read_list(&r, "dns.servers", parse_dns_server)?,
             mx_port: r.port("smtpdelivery.mxport", 25)?,
             delivery_connection_cache: Duration::from_secs(u64::from(r.number_u32(
                 "smtpdelivery.connectioncache",
@@ -404,14 +266,19 @@ impl MailConf {
             history_subjects: r.boolean("history.subjects", true)?,
         };
 
-        // Ports that must not collide, and TLS settings that need each other.
+        conf.check_ports_and_tls(&r)?;
+        Ok((conf, warnings))
+    }
+
+    /// Ports that must not collide, and TLS settings that need each other.
+    fn check_ports_and_tls(&self, r: &Reader) -> Result<(), ConfigError> {
         let mut ports: Vec<(&str, u16)> =
-            vec![("smtpport", conf.smtp_port), ("pop3port", conf.pop3_port)];
+            vec![("smtpport", self.smtp_port), ("pop3port", self.pop3_port)];
         for (k, p) in [
-            ("submissionport", conf.submission_port),
-            ("securesmtpport", conf.secure_smtp_port),
-            ("securepop3port", conf.secure_pop3_port),
-            ("http.port", conf.http.port),
+            ("submissionport", self.submission_port),
+            ("securesmtpport", self.secure_smtp_port),
+            ("securepop3port", self.secure_pop3_port),
+            ("http.port", self.http.port),
         ] {
             if let Some(p) = p {
                 ports.push((k, p));
@@ -424,12 +291,12 @@ impl MailConf {
                 }
             }
         }
-        match (&conf.tls_certificate, &conf.tls_key) {
-            (Some(_), None) => return Err(missing(path, "tls.key", "tls.certificate is set")),
-            (None, Some(_)) => return Err(missing(path, "tls.certificate", "tls.key is set")),
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(_), None) => return Err(missing(r.path, "tls.key", "tls.certificate is set")),
+            (None, Some(_)) => return Err(missing(r.path, "tls.certificate", "tls.key is set")),
             _ => {}
         }
-        Ok((conf, warnings))
+        Ok(())
     }
 
     /// Whether `domain` (any case) is one of `domains`. An address literal `[127.0.0.1]` matches `127.0.0.1`.
@@ -615,6 +482,152 @@ impl MailConf {
         );
         let _ = writeln!(s, "{}", self.http.summary());
         s
+    }
+}
+
+fn warn_unknown_keys(path: &Path, props: &Properties, warnings: &mut Vec<Warning>) {
+    for e in &props.entries {
+        if !MAIL_KEYS.iter().any(|k| k.name == e.key) {
+            warnings.push(super::unknown_key_warning(
+                path,
+                e.line,
+                &e.key,
+                MAIL_KEYS.iter().map(|k| k.name),
+            ));
+        }
+    }
+}
+
+fn read_clear_text(r: &Reader) -> Result<ClearText, ConfigError> {
+    r.choice(
+        "allowClearText",
+        ClearText::Always,
+        &[
+            ("never", ClearText::Never),
+            ("encryptedOnly", ClearText::EncryptedOnly),
+            ("always", ClearText::Always),
+        ],
+    )
+}
+
+fn read_delivery_tls(r: &Reader) -> Result<DeliveryTls, ConfigError> {
+    r.choice(
+        "smtpdelivery.tls",
+        DeliveryTls::Opportunistic,
+        &[
+            ("opportunistic", DeliveryTls::Opportunistic),
+            ("verify", DeliveryTls::Verify),
+            ("required", DeliveryTls::Required),
+            ("off", DeliveryTls::Off),
+        ],
+    )
+}
+
+/// `domains`: required. An IDN may be written in Unicode (`пример.рф`) or as A-labels: kept as
+/// A-labels, the form mail to either spelling is compared in (`address::ascii_domain`).
+fn read_domains(r: &Reader) -> Result<Vec<String>, ConfigError> {
+    match r.list("domains") {
+        Some((e, items)) if !items.is_empty() => items
+            .iter()
+            .map(|d| {
+                check_name(&crate::address::ascii_domain(d)).map_err(|why| r.err(e, why))?;
+                Ok(crate::address::ascii_domain(d.trim_end_matches('.')))
+            })
+            .collect(),
+        _ => Err(missing(
+            r.path,
+            "domains",
+            "name the local domains, e.g. domains=example.com,localhost",
+        )),
+    }
+}
+
+/// A comma list whose every item must parse; the first bad one stops the load, named.
+fn read_list<T>(
+    r: &Reader,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    match r.list(key) {
+        None => Ok(Vec::new()),
+        Some((e, items)) => items
+            .into_iter()
+            .map(|item| parse(item).map_err(|why| r.err(e, why)))
+            .collect(),
+    }
+}
+
+fn parse_ip(item: &str) -> Result<IpAddr, String> {
+    item.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map_err(|_| format!("{item:?} is not an IP address"))
+}
+
+fn read_default_user(r: &Reader) -> Result<Option<String>, ConfigError> {
+    match r.value("defaultuser") {
+        None => Ok(None),
+        Some((e, v)) => crate::address::mailbox_dir_name(v)
+            .map(Some)
+            .map_err(|why| r.err(e, format!("{v:?} cannot be an account: {why}"))),
+    }
+}
+
+/// `limits.exempt`: `none` exempts nobody; unset, the `relay.ipaddresses` list.
+fn read_limits_exempt(r: &Reader, relay_ips: &[IpPattern]) -> Result<Vec<IpPattern>, ConfigError> {
+    match r.list("limits.exempt") {
+        Some((_, items)) if items.len() == 1 && items[0].eq_ignore_ascii_case("none") => {
+            Ok(Vec::new())
+        }
+        Some((_, items)) if !items.is_empty() => read_list(r, "limits.exempt", IpPattern::parse),
+        _ => Ok(relay_ips.to_vec()),
+    }
+}
+
+/// `relay.emailaddresses`: `user@domain` or `@domain`, compared in lower case.
+fn read_relay_senders(r: &Reader) -> Result<Vec<String>, ConfigError> {
+    read_list(r, "relay.emailaddresses", |item| {
+        let s = item.to_ascii_lowercase();
+        let ok = match s.split_once('@') {
+            Some((local, domain)) => {
+                !domain.is_empty() && !domain.contains('@') && !local.contains(char::is_whitespace)
+            }
+            None => false,
+        };
+        if ok {
+            Ok(s)
+        } else {
+            Err(format!("{item:?} is neither an address nor @domain"))
+        }
+    })
+}
+
+fn read_hostname(r: &Reader, domains: &[String]) -> Result<String, ConfigError> {
+    match r.value("hostname") {
+        Some((e, v)) => {
+            check_name(v).map_err(|why| r.err(e, why))?;
+            Ok(bracket_if_ip(v.strip_suffix('.').unwrap_or(v)))
+        }
+        None => Ok(default_hostname(&domains[0])),
+    }
+}
+
+/// `smtp.maxrecipients`, or JES 2.x's `max.valid.rcpt`; when both are set the first wins, with a
+/// warning.
+fn read_max_recipients(r: &Reader, warnings: &mut Vec<Warning>) -> Result<usize, ConfigError> {
+    match (r.value("smtp.maxrecipients"), r.value("max.valid.rcpt")) {
+        (Some(_), Some((e, _))) => {
+            warnings.push(Warning {
+                path: r.path.to_path_buf(),
+                line: e.line,
+                message:
+                    "both smtp.maxrecipients and max.valid.rcpt are set; smtp.maxrecipients wins"
+                        .into(),
+            });
+            r.count("smtp.maxrecipients", 1000, 1)
+        }
+        (None, Some(_)) => r.count("max.valid.rcpt", 1000, 1),
+        _ => r.count("smtp.maxrecipients", 1000, 1),
     }
 }
 

@@ -101,6 +101,10 @@ impl Runner {
     }
 }
 
+/// The attempts running now, and which message each works on (to put it back if its task panics).
+type Attempts = JoinSet<(String, Outcome, Vec<String>)>;
+type AttemptIds = HashMap<tokio::task::Id, String>;
+
 /// Runs until `stop`. Attempts in flight at shutdown are abandoned; their messages stay queued
 /// and are tried again at the next start (at least once, never lost).
 pub async fn run(
@@ -109,60 +113,92 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let config = (ctx.config)();
-    let concurrency = config.mail.delivery_concurrency.max(1);
-    let remote = Arc::new(Remote::new(&config));
-    let mut runner = Runner {
-        ctx,
-        schedule: Schedule::new(),
-        in_flight: HashSet::new(),
-        received: HashMap::new(),
-        retry_after_flight: HashSet::new(),
-        remote,
-        concurrency,
-        owner: format!("{}:{}", config.mail.hostname, std::process::id()).into(),
-    };
+    let mut runner = Runner::new(ctx, &config);
     // Held (not just its address) so a reload can never be mistaken for the old one.
     let mut config_seen = config;
+    runner.start().await;
 
-    match runner.ctx.queue.arrivals().await {
-        Ok(ids) => {
-            let ids = ids.unwrap_or_default();
-            let n = ids.len();
-            runner.discover(ids).await;
-            if n > 0 {
-                let at = runner.ctx.queue.location();
-                tracing::info!("queue: {n} messages waiting in {at}");
-            }
-        }
-        Err(e) => tracing::error!("cannot list the queue {}: {e}", runner.ctx.queue.location()),
-    }
-    // Requests left from before the start are served now.
-    for request in runner.ctx.queue.retry_requests().await {
-        apply_retry(&mut runner, request);
-    }
-
-    let mut attempts: JoinSet<(String, Outcome, Vec<String>)> = JoinSet::new();
-    // Which message each attempt task works on, to put it back if the task panics.
-    let mut attempt_ids: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut attempts = Attempts::new();
+    let mut attempt_ids = AttemptIds::new();
     let mut retry_tick = tokio::time::interval(RETRY_POLL);
-    let scan_every = (runner.ctx.config)()
+    let scan_every = config_seen
         .mail
         .delivery_interval
         .max(Duration::from_secs(1));
     let mut scan_tick = tokio::time::interval(scan_every);
     loop {
-        // Start every due attempt that fits under the concurrency cap.
+        runner.start_due(&mut attempts, &mut attempt_ids);
+        let sleep_until = runner.sleep_until();
+        tokio::select! {
+            _ = stop.changed() => {
+                attempts.abort_all();
+                return;
+            }
+            _ = tokio::time::sleep_until(sleep_until.into()) => {}
+            Some(id) = new_ids.recv() => runner.arrived(id),
+            Some(done) = attempts.join_next_with_id(), if !attempts.is_empty() => {
+                match done {
+                    Ok((task, (id, outcome, notices))) => {
+                        attempt_ids.remove(&task);
+                        runner.finished(id, outcome, notices);
+                    }
+                    // A panic in an attempt (a bug): its message may still be leased, so it
+                    // comes back once the lease can be taken over.
+                    Err(e) => runner.panicked(attempt_ids.remove(&e.id()), &e),
+                }
+            }
+            _ = retry_tick.tick() => runner.every_second(&mut config_seen).await,
+            _ = scan_tick.tick() => runner.scan().await,
+        }
+    }
+}
+
+impl Runner {
+    fn new(ctx: RunnerContext, config: &Config) -> Runner {
+        Runner {
+            ctx,
+            schedule: Schedule::new(),
+            in_flight: HashSet::new(),
+            received: HashMap::new(),
+            retry_after_flight: HashSet::new(),
+            remote: Arc::new(Remote::new(config)),
+            concurrency: config.mail.delivery_concurrency.max(1),
+            owner: format!("{}:{}", config.mail.hostname, std::process::id()).into(),
+        }
+    }
+
+    /// What is queued at the start, and the retry requests left from before it.
+    async fn start(&mut self) {
+        match self.ctx.queue.arrivals().await {
+            Ok(ids) => {
+                let ids = ids.unwrap_or_default();
+                let n = ids.len();
+                self.discover(ids).await;
+                if n > 0 {
+                    let at = self.ctx.queue.location();
+                    tracing::info!("queue: {n} messages waiting in {at}");
+                }
+            }
+            Err(e) => tracing::error!("cannot list the queue {}: {e}", self.ctx.queue.location()),
+        }
+        for request in self.ctx.queue.retry_requests().await {
+            apply_retry(self, request);
+        }
+    }
+
+    /// Starts every due attempt that fits under the concurrency cap.
+    fn start_due(&mut self, attempts: &mut Attempts, attempt_ids: &mut AttemptIds) {
         let now = Instant::now();
-        while runner.in_flight.len() < runner.concurrency {
-            let Some(id) = runner.schedule.pop_due(now) else {
+        while self.in_flight.len() < self.concurrency {
+            let Some(id) = self.schedule.pop_due(now) else {
                 break;
             };
-            runner.in_flight.insert(id.clone());
-            let config = (runner.ctx.config)();
-            let queue = runner.ctx.queue.clone();
-            let mailboxes = runner.ctx.mailboxes.clone();
-            let remote = runner.remote.clone();
-            let owner = runner.owner.clone();
+            self.in_flight.insert(id.clone());
+            let config = (self.ctx.config)();
+            let queue = self.ctx.queue.clone();
+            let mailboxes = self.ctx.mailboxes.clone();
+            let remote = self.remote.clone();
+            let owner = self.owner.clone();
             let task_id = id.clone();
             let task = attempts.spawn(async move {
                 let mailboxes = mailboxes.as_ref();
@@ -172,77 +208,84 @@ pub async fn run(
             });
             attempt_ids.insert(task.id(), task_id);
         }
-        let next_due = runner.schedule.next_due();
-        let sleep_until = match next_due {
-            Some(at) if runner.in_flight.len() < runner.concurrency => at,
+    }
+
+    /// When to wake if nothing else happens: the next due message, if a slot is free for it.
+    fn sleep_until(&mut self) -> Instant {
+        match self.schedule.next_due() {
+            Some(at) if self.in_flight.len() < self.concurrency => at,
             _ => Instant::now() + Duration::from_secs(3600),
-        };
-        tokio::select! {
-            _ = stop.changed() => {
-                attempts.abort_all();
-                return;
+        }
+    }
+
+    /// A message the accept step just queued: due now.
+    fn arrived(&mut self, id: String) {
+        self.received.insert(id.clone(), now_ms());
+        self.schedule.insert(id, Instant::now());
+    }
+
+    /// An attempt ended: schedule what it says, and the notices it queued (due now).
+    fn finished(&mut self, id: String, outcome: Outcome, notices: Vec<String>) {
+        self.in_flight.remove(&id);
+        for notice in notices {
+            self.arrived(notice);
+        }
+        let again = self.retry_after_flight.remove(&id);
+        match outcome {
+            Outcome::Finished => {
+                self.received.remove(&id);
             }
-            _ = tokio::time::sleep_until(sleep_until.into()) => {}
-            Some(id) = new_ids.recv() => {
-                runner.received.insert(id.clone(), now_ms());
-                runner.schedule.insert(id, Instant::now());
-            }
-            Some(done) = attempts.join_next_with_id(), if !attempts.is_empty() => {
-                let (task, (id, outcome, notices)) = match done {
-                    Ok(done) => done,
-                    Err(e) => {
-                        // A panic in an attempt (a bug): its message may still be leased, so it
-                        // comes back once the lease can be taken over.
-                        if let Some(id) = attempt_ids.remove(&e.id()) {
-                            tracing::error!(queue_id = %id, "delivery attempt failed: {e}");
-                            runner.in_flight.remove(&id);
-                            runner.schedule.insert(id, Instant::now() + attempt::LEASE_TTL);
-                        }
-                        continue;
-                    }
+            Outcome::RetryAt(next_ms) => {
+                let at = if again {
+                    Instant::now()
+                } else {
+                    due_instant(next_ms, now_ms(), Instant::now())
                 };
-                attempt_ids.remove(&task);
-                runner.in_flight.remove(&id);
-                // Bounces and delay warnings this attempt queued: due now, like SMTP's new files.
-                for notice in notices {
-                    runner.received.insert(notice.clone(), now_ms());
-                    runner.schedule.insert(notice, Instant::now());
-                }
-                let again = runner.retry_after_flight.remove(&id);
-                match outcome {
-                    Outcome::Finished => {
-                        runner.received.remove(&id);
-                    }
-                    Outcome::RetryAt(next_ms) => {
-                        let at = if again { Instant::now() } else { due_instant(next_ms, now_ms(), Instant::now()) };
-                        runner.schedule.insert(id, at);
-                    }
-                    Outcome::Busy => {
-                        runner.schedule.insert(id, Instant::now() + Duration::from_secs(5));
-                    }
-                }
+                self.schedule.insert(id, at);
             }
-            _ = retry_tick.tick() => {
-                let now = now_ms();
-                let oldest = runner.received.values().min().map(|r| now.saturating_sub(*r)).unwrap_or(0);
-                crate::stats::queue_state(runner.received.len(), oldest as f64 / 1000.0);
-                for request in runner.ctx.queue.retry_requests().await {
-                    apply_retry(&mut runner, request);
-                }
-                // A reloaded configuration may change smart hosts, TLS or DNS settings.
-                let config = (runner.ctx.config)();
-                if !Arc::ptr_eq(&config, &config_seen) {
-                    runner.remote = Arc::new(Remote::new(&config));
-                    config_seen = config;
-                }
+            Outcome::Busy => {
+                self.schedule
+                    .insert(id, Instant::now() + Duration::from_secs(5));
             }
-            _ = scan_tick.tick() => {
-                match runner.ctx.queue.arrivals().await {
-                    Ok(Some(ids)) => runner.discover(ids).await,
-                    Ok(None) => {}
-                    Err(e) => tracing::error!("cannot list the queue: {e}"),
-                }
-            }
+        }
+    }
+
+    fn panicked(&mut self, id: Option<String>, e: &tokio::task::JoinError) {
+        if let Some(id) = id {
+            tracing::error!(queue_id = %id, "delivery attempt failed: {e}");
+            self.in_flight.remove(&id);
+            self.schedule
+                .insert(id, Instant::now() + attempt::LEASE_TTL);
+        }
+    }
+
+    /// The once-a-second chores: queue gauges, retry requests, a reloaded configuration (which
+    /// may change smart hosts, TLS or DNS settings).
+    async fn every_second(&mut self, config_seen: &mut Arc<Config>) {
+        let now = now_ms();
+        let oldest = self
+            .received
+            .values()
+            .min()
+            .map(|r| now.saturating_sub(*r))
+            .unwrap_or(0);
+        crate::stats::queue_state(self.received.len(), oldest as f64 / 1000.0);
+        for request in self.ctx.queue.retry_requests().await {
+            apply_retry(self, request);
+        }
+        let config = (self.ctx.config)();
+        if !Arc::ptr_eq(&config, config_seen) {
+            self.remote = Arc::new(Remote::new(&config));
+            *config_seen = config;
+        }
+    }
+
+    /// The periodic look for messages put into the queue from outside.
+    async fn scan(&mut self) {
+        match self.ctx.queue.arrivals().await {
+            Ok(Some(ids)) => self.discover(ids).await,
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot list the queue: {e}"),
         }
     }
 }
