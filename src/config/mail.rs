@@ -67,6 +67,9 @@ pub enum BareLf {
 /// Typed `mail.conf`. Field comments give the key and JES's default.
 #[derive(Debug, Clone)]
 pub struct MailConf {
+    /// The values, as written (or the default), of the keys read at start only
+    /// (`Applies::Restart`): a reload compares them and says which changes wait for a restart.
+    pub read_at_start: Vec<(&'static str, String)>,
     /// `listen.address`: empty means every IPv4 and IPv6 address.
     pub listen_addresses: Vec<IpAddr>,
     /// `smtpport` (25).
@@ -264,6 +267,7 @@ impl MailConf {
             http: super::http::HttpConf::parse(path, &props)?,
             history_days: r.number_u32("history.days", 30, 0)?,
             history_subjects: r.boolean("history.subjects", true)?,
+            read_at_start: read_at_start(&r),
         };
 
         conf.check_ports_and_tls(&r)?;
@@ -487,7 +491,7 @@ impl MailConf {
 
 fn warn_unknown_keys(path: &Path, props: &Properties, warnings: &mut Vec<Warning>) {
     for e in &props.entries {
-        if !MAIL_KEYS.iter().any(|k| k.name == e.key) {
+        if super::lookup(MAIL_KEYS, &e.key).is_none() {
             warnings.push(super::unknown_key_warning(
                 path,
                 e.line,
@@ -521,6 +525,29 @@ fn read_delivery_tls(r: &Reader) -> Result<DeliveryTls, ConfigError> {
             ("off", DeliveryTls::Off),
         ],
     )
+}
+
+fn read_at_start(r: &Reader) -> Vec<(&'static str, String)> {
+    MAIL_KEYS
+        .iter()
+        .filter(|k| k.applies == super::Applies::Restart)
+        .map(|k| {
+            let v = r.value(k.name).map_or(k.default, |(_, v)| v);
+            (k.name, v.to_string())
+        })
+        .collect()
+}
+
+/// The keys read at start only whose value differs between `running` and `new`: (key, running
+/// value, new value).
+pub fn restart_changes(running: &MailConf, new: &MailConf) -> Vec<(&'static str, String, String)> {
+    running
+        .read_at_start
+        .iter()
+        .zip(&new.read_at_start)
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((k, a), (_, b))| (*k, a.clone(), b.clone()))
+        .collect()
 }
 
 /// `domains`: required. An IDN may be written in Unicode (`пример.рф`) or as A-labels: kept as

@@ -12,6 +12,7 @@
 pub mod hostname;
 pub mod http;
 pub mod ip_pattern;
+pub mod keys;
 pub mod log;
 pub mod mail;
 #[cfg(test)]
@@ -25,114 +26,10 @@ pub mod users;
 use std::path::{Path, PathBuf};
 
 pub use http::HttpConf;
+pub use keys::{lookup, Applies, KeyInfo, LOG_KEYS, MAIL_KEYS, USER_KEYS};
 pub use log::{Level, LogConf};
 pub use mail::{BareLf, ClearText, DeliveryTls, IpPattern, MailConf, SmartHost};
 pub use users::{Users, UsersFile};
-
-/// One configuration key: its name, its default as written in the file (empty: unset), and what
-/// it means. The unknown-key check and the sample `jes init` writes both read these tables, so
-/// they cannot drift apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyInfo {
-    pub name: &'static str,
-    pub default: &'static str,
-    pub meaning: &'static str,
-    /// Whether JES 1.6.1 knew the key (false: added by jes).
-    pub jes: bool,
-}
-
-const fn key(
-    name: &'static str,
-    default: &'static str,
-    meaning: &'static str,
-    jes: bool,
-) -> KeyInfo {
-    KeyInfo {
-        name,
-        default,
-        meaning,
-        jes,
-    }
-}
-
-/// Every `mail.conf` key, in the order the sample lists them.
-pub const MAIL_KEYS: &[KeyInfo] = &[
-    key("domains", "", "REQUIRED. Comma list of the local domains (mail for them is kept here).", true),
-    key("hostname", "", "The server's name in greetings, EHLO, Received: lines and bounces. Default: the machine's fully qualified name.", false),
-    key("listen.address", "", "Comma list of IP addresses to listen on. Unset: every IPv4 and IPv6 address. Read at start: a change needs a restart.", true),
-    key("smtpport", "25", "SMTP port. Read at start: a change needs a restart.", true),
-    key("pop3port", "110", "POP3 port. Read at start: a change needs a restart.", true),
-    key("submissionport", "0", "Message submission port (STARTTLS, then AUTH); 0 = off. Read at start: a change needs a restart.", false),
-    key("securesmtpport", "0", "SMTP over TLS port (implicit TLS, e.g. 465; AUTH required); 0 = off. Uses tls.certificate, or the self-signed certificate jes makes without it. Read at start: a change needs a restart.", false),
-    key("securepop3port", "0", "POP3 over TLS port (implicit TLS, e.g. 995); 0 = off. Uses tls.certificate, or the self-signed certificate jes makes without it. Read at start: a change needs a restart.", false),
-    key("tls.certificate", "", "PEM certificate chain for STARTTLS, STLS and the TLS ports (relative to this folder). Unset: jes makes a self-signed certificate for hostname in tls/ on first start.", false),
-    key("tls.key", "", "PEM private key for tls.certificate.", false),
-    key("allowClearText", "always", "Passwords over unencrypted connections: never, encryptedOnly or always.", false),
-    key("threads", "5", "Concurrency hint (outbound deliveries at once), not a connection limit.", true),
-    key("smtp.messagesize", "5", "Largest message accepted, in MB; 0 = no limit.", true),
-    key("smtp.maxrecipients", "1000", "Most recipients per message.", false),
-    key("max.valid.rcpt", "1000", "JES 2.x name for smtp.maxrecipients.", false),
-    key("max.error.count", "20", "SMTP command errors before the connection is closed.", false),
-    key("max.pass.attempts", "3", "Failed logins per connection before it is closed.", false),
-    key("smtp.maxconnections", "10000", "Most SMTP connections at once.", false),
-    key("smtp.maxconnectionsperip", "50", "Most SMTP connections at once from one IP address.", false),
-    key("pop3.maxconnections", "10000", "Most POP3 connections at once.", false),
-    key("pop3.maxconnectionsperip", "50", "Most POP3 connections at once from one IP address.", false),
-    key("smtp.timeout", "300", "Seconds to wait for each SMTP command or data read (at least 300 per RFC 5321).", false),
-    key("smtp.maxsessiontime", "1800", "Seconds an SMTP session may last in all.", false),
-    key("pop3.timeout", "600", "Idle seconds before a POP3 client is logged out (RFC 1939: at least 600).", false),
-    key("pop3.maxsessiontime", "3600", "Seconds a POP3 session may last in all.", false),
-    key("smtp.maxheadersize", "1024", "Largest message header section, in KB.", false),
-    key("smtp.barelf", "normalize", "A bare LF in message data: normalize (taken as a line end, as Postfix 3.9 does) or reject (550 5.6.11). Only CRLF.CRLF ends data; a bare CR is always refused.", false),
-    key("submission.sendermatch", "true", "On the submission ports, the envelope sender must be the logged-in address.", false),
-    key("mindiskfree", "100", "Free disk space (MB) below which new mail is refused with 452.", false),
-    key("smtpdelivery.interval", "10", "Seconds between scans of the smtp/ queue folder.", true),
-    key("smtpdelivery.threshold", "10", "Delivery attempts before a message bounces.", true),
-    key("smtpdelivery.concurrency", "10", "Outbound connections at once.", false),
-    key("smtpdelivery.delaywarning", "4", "Hours after which the sender is told a message is delayed; 0 = never.", false),
-    key("smtpdelivery.tls", "opportunistic", "TLS to other servers: opportunistic, verify, required or off.", false),
-    key("smtpdelivery.cafile", "", "PEM file of CA certificates for smtpdelivery.tls=verify|required (default: the system's).", false),
-    key("smtpdelivery.connectioncache", "2", "Seconds an idle connection to a smart host or MX is kept for the next message; 0 = a new connection for each.", false),
-    key("smtpdelivery.mxport", "25", "Port used to connect to MX and A targets (for tests; real servers listen on 25).", false),
-    key("dns.servers", "", "Comma list of DNS servers ip[:port] for MX lookups. Unset: the system's (/etc/resolv.conf).", false),
-    key("defaultsmtpservers", "", "Smart hosts, comma list of host[:port][/user:password], tried in order. Unset: deliver to each domain's MX.", true),
-    key("defaultuser", "", "Account that receives mail for unknown local addresses. Unset: such mail is refused.", true),
-    key("relay.ipaddresses", "", "Comma list of client addresses that may relay: 127.0.0.1, 192.168.*.*, 10.0.0.0/8, ::1, fd00::/8.", true),
-    key("relay.emailaddresses", "", "Comma list of sender addresses (or @domain) that may relay.", true),
-    key("limits.exempt", "", "Comma list of client addresses (as relay.ipaddresses) free of the per-address connection limits and the failed-login delay; none = nobody. Unset: the relay.ipaddresses list.", false),
-    key("relay.popbeforesmtp", "false", "Let a client relay for a while after a POP3 login from its address.", true),
-    key("relay.popbeforesmtp.timeout", "10", "Minutes a POP3 login allows relaying.", true),
-    key("http.port", "0", "Port of the web console, JSON API, /metrics and /healthz; 0 = off. Read at start: a change needs a restart.", false),
-    key("http.address", "127.0.0.1", "IP address the web console listens on (plain HTTP: keep it on loopback or behind a TLS proxy). Read at start: a change needs a restart.", false),
-    key("http.admins", "", "Comma list of accounts from user.conf that may log in to the web console.", false),
-    key("store.dir", "", "Folder for the mail and the server's own files (users/, smtp/, failed/, tls/), relative to this folder. Unset: this folder, as JES.", false),
-    key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
-    key("history.days", "30", "Days the delivery history (history.db in the mail root, read by `jes trace` and the console) keeps each event; 0 = no history.", false),
-    key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),
-];
-
-/// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).
-pub const LOG_KEYS: &[KeyInfo] = &[
-    key("level", "info", "error, warn, info, debug or trace.", false),
-    key(
-        "log.file",
-        "../log/jes.log",
-        "Log file (relative paths start at the configuration folder's parent).",
-        false,
-    ),
-    key(
-        "log.maxfilesize",
-        "10MB",
-        "Size at which the log is rotated (KB, MB or GB); 0 = never (leave rotation to logrotate, which sends SIGHUP).",
-        false,
-    ),
-    key("log.maxbackups", "5", "Rotated logs kept.", false),
-];
-
-/// The reference table of `mail.conf` keys.
-pub fn key_reference() -> &'static [KeyInfo] {
-    MAIL_KEYS
-}
 
 /// Levenshtein distance, case-insensitive (for "did you mean").
 fn edit_distance(a: &str, b: &str) -> usize {

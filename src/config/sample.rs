@@ -40,11 +40,15 @@ fn comment(out: &mut String, text: &str) {
 }
 
 fn key_block(out: &mut String, k: &KeyInfo, value: Option<&str>) {
-    if k.default.is_empty() {
-        comment(out, k.meaning);
-    } else {
-        comment(out, &format!("{} (default: {})", k.meaning, k.default));
+    let mut text = k.meaning.to_string();
+    if !k.default.is_empty() {
+        text.push_str(&format!(" (default: {})", k.default));
     }
+    if !k.applies_note().is_empty() {
+        text.push(' ');
+        text.push_str(k.applies_note());
+    }
+    comment(out, &text);
     match value {
         Some(v) => out.push_str(&format!("{}={v}\n\n", k.name)),
         None => out.push_str(&format!("#{}={}\n\n", k.name, k.default)),

@@ -40,6 +40,12 @@ enum UserKey<'a> {
 
 const FORWARDS_SUFFIX: &str = ".forwardAddresses";
 
+/// The key names of `super::USER_KEYS`, for the unknown-key warnings.
+fn known_keys() -> String {
+    let names: Vec<&str> = super::USER_KEYS.iter().map(|k| k.name).collect();
+    names.join(", ")
+}
+
 fn classify(key: &str) -> UserKey<'_> {
     if let Some(addr) = key.strip_prefix("user.") {
         return UserKey::Account(addr);
@@ -159,12 +165,15 @@ impl Users {
                 UserKey::OtherProp(rest) => warn(
                     &mut warnings,
                     e.line,
-                    format!("unknown user property 'userprop.{rest}' ignored (only userprop.ADDRESS.forwardAddresses is known)"),
+                    format!(
+                        "unknown user property 'userprop.{rest}' ignored (known: {})",
+                        known_keys()
+                    ),
                 ),
                 UserKey::Unknown => warn(
                     &mut warnings,
                     e.line,
-                    format!("unknown key '{}' ignored (expected user.ADDRESS or userprop.ADDRESS.forwardAddresses)", e.key),
+                    format!("unknown key '{}' ignored (known: {})", e.key, known_keys()),
                 ),
             }
         }

@@ -121,10 +121,7 @@ pub async fn run(
     let mut attempts = Attempts::new();
     let mut attempt_ids = AttemptIds::new();
     let mut retry_tick = tokio::time::interval(RETRY_POLL);
-    let scan_every = config_seen
-        .mail
-        .delivery_interval
-        .max(Duration::from_secs(1));
+    let mut scan_every = scan_interval(&config_seen);
     let mut scan_tick = tokio::time::interval(scan_every);
     loop {
         runner.start_due(&mut attempts, &mut attempt_ids);
@@ -147,10 +144,21 @@ pub async fn run(
                     Err(e) => runner.panicked(attempt_ids.remove(&e.id()), &e),
                 }
             }
-            _ = retry_tick.tick() => runner.every_second(&mut config_seen).await,
+            _ = retry_tick.tick() => {
+                runner.every_second(&mut config_seen).await;
+                // smtpdelivery.interval applies on reload, like the other delivery keys.
+                if scan_interval(&config_seen) != scan_every {
+                    scan_every = scan_interval(&config_seen);
+                    scan_tick = tokio::time::interval(scan_every);
+                }
+            }
             _ = scan_tick.tick() => runner.scan().await,
         }
     }
+}
+
+fn scan_interval(config: &Config) -> Duration {
+    config.mail.delivery_interval.max(Duration::from_secs(1))
 }
 
 impl Runner {
@@ -260,7 +268,7 @@ impl Runner {
     }
 
     /// The once-a-second chores: queue gauges, retry requests, a reloaded configuration (which
-    /// may change smart hosts, TLS or DNS settings).
+    /// may change smart hosts, TLS or DNS settings, and the concurrency).
     async fn every_second(&mut self, config_seen: &mut Arc<Config>) {
         let now = now_ms();
         let oldest = self
@@ -276,6 +284,7 @@ impl Runner {
         let config = (self.ctx.config)();
         if !Arc::ptr_eq(&config, config_seen) {
             self.remote = Arc::new(Remote::new(&config));
+            self.concurrency = config.mail.delivery_concurrency.max(1);
             *config_seen = config;
         }
     }

@@ -65,6 +65,7 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
             warnings,
             kept_accounts,
         }) => {
+            warn_restart_keys(&config, &running);
             keep_store_dir(&mut config, &running);
             for w in &warnings {
                 tracing::warn!("{w}");
@@ -99,6 +100,28 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
             shared.set_config(config);
         }
         Err(e) => tracing::error!("configuration not reloaded, the running one stays: {e}"),
+    }
+}
+
+/// Keys read at start only (the addresses and ports listened on): a changed value is not applied
+/// until the next start, which the administrator is told rather than left to guess.
+fn warn_restart_keys(config: &Config, running: &Config) {
+    for (key, old, new) in crate::config::mail::restart_changes(&running.mail, &config.mail) {
+        if key == "store.dir" {
+            continue; // keep_store_dir says more
+        }
+        let show = |v: &str| {
+            if v.is_empty() {
+                "unset".to_string()
+            } else {
+                format!("{v:?}")
+            }
+        };
+        tracing::warn!(
+            "{key} changed from {} to {}: it applies at the next start",
+            show(&old),
+            show(&new)
+        );
     }
 }
 
@@ -188,6 +211,26 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_read_at_start_are_told_apart_on_reload() {
+        let parse = |text: &str| {
+            crate::config::MailConf::parse(Path::new("mail.conf"), text)
+                .unwrap()
+                .0
+        };
+        let running = parse("domains=a.test\nsmtpport=2525\n");
+        let same = parse("domains=b.test\nsmtpport=2525\nsmtp.messagesize=9\n");
+        assert!(crate::config::mail::restart_changes(&running, &same).is_empty());
+        let moved = parse("domains=a.test\nsmtpport=2526\nhttp.port=8025\n");
+        assert_eq!(
+            crate::config::mail::restart_changes(&running, &moved),
+            vec![
+                ("smtpport", "2525".to_string(), "2526".to_string()),
+                ("http.port", "0".to_string(), "8025".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn a_new_store_dir_waits_for_the_next_start() {
