@@ -28,4 +28,5 @@ pub mod smtp;
 pub mod stats;
 pub mod store;
 pub mod stored_form;
+pub mod stream;
 pub mod tls;

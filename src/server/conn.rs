@@ -33,7 +33,7 @@ impl Conn {
         match self {
             Conn::Plain(_) => None,
             Conn::Tls(s) => {
-                Some(crate::tls::version_name(s.get_ref().1.protocol_version()).to_string())
+                Some(crate::stream::version_name(s.get_ref().1.protocol_version()).to_string())
             }
         }
     }
