@@ -307,9 +307,12 @@ mod tests {
         (client, tokio::spawn(serve(conn, Lengths)), stop)
     }
 
+    /// Everything the server writes until it closes (a hang fails the test, not the run).
     async fn read_to_end(client: &mut TcpStream) -> String {
         let mut text = String::new();
-        client.read_to_string(&mut text).await.unwrap();
+        let reading = client.read_to_string(&mut text);
+        let read = tokio::time::timeout(Duration::from_secs(20), reading).await;
+        read.expect("the session ends").unwrap();
         text
     }
 
