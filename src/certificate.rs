@@ -178,34 +178,9 @@ pub fn reload_if_changed(
     Some(load_or_create(config))
 }
 
-/// How log lines name a connection's TLS: `TLSv1.3`, `TLSv1.2` (OpenSSL's and Postfix's
-/// spelling, which administrators grep for), or `none` for plain text.
-pub fn version_name(version: Option<rustls::ProtocolVersion>) -> &'static str {
-    match version {
-        None => "none",
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        // rustls negotiates nothing else; a future version still says TLS was on.
-        Some(_) => "TLS",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn version_names() {
-        assert_eq!(version_name(None), "none");
-        assert_eq!(
-            version_name(Some(rustls::ProtocolVersion::TLSv1_3)),
-            "TLSv1.3"
-        );
-        assert_eq!(
-            version_name(Some(rustls::ProtocolVersion::TLSv1_2)),
-            "TLSv1.2"
-        );
-    }
 
     fn config_in(dir: &Path) -> Config {
         std::fs::write(

@@ -29,3 +29,4 @@ pub mod smtp;
 pub mod stats;
 pub mod store;
 pub mod stored_form;
+pub mod stream;

@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::conn::Conn;
+use super::connection;
 use super::{pop3_conn, smtp_conn, StartError};
 use crate::config::Config;
 use crate::shared::{normalize_ip, LimitHit, Shared};
+use crate::stream;
 
 /// What a listening port serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,19 +186,18 @@ pub async fn accept_loop(
                 }
             };
             drop(config);
-            let mut conn = Conn::Plain(stream);
-            if service.implicit_tls() {
+            let conn = if service.implicit_tls() {
                 let Some(acceptor) = shared.tls() else { return };
-                conn = match conn.start_tls(acceptor).await {
-                    Ok(c) => c,
+                match connection::handshake(stream, acceptor).await {
+                    Ok(tls) => tls,
                     Err(e) => {
                         tracing::info!(client = %ip, "{} TLS handshake failed: {e}", service.name());
-                        crate::stats::tls_handshake(false);
                         return;
                     }
-                };
-                crate::stats::tls_handshake(true);
-            }
+                }
+            } else {
+                stream::plain(stream)
+            };
             let protocol = if service.is_pop3() { "pop3" } else { "smtp" };
             crate::stats::session_opened(protocol);
             if service.is_pop3() {

@@ -3,11 +3,12 @@
 //!
 //! `crate::shared` holds what every connection can reach (with `conn_limits` and `throttle`, which
 //! keep floods of connections and of bad passwords in check); `listen` binds the services and
-//! accepts; `smtp_conn` and `pop3_conn` drive one session each over a `conn::Conn` (plain or TLS); `reload`
+//! accepts; `connection` is the one driver of a client connection (reads, writes, time limits,
+//! STARTTLS), over which the handlers `smtp_conn` and `pop3_conn` run one session each; `reload`
 //! watches the configuration and the certificate. The optional HTTP console (`crate::http`) is
 //! started here too, on the same runtime, with the same `Shared`.
 
-mod conn;
+mod connection;
 mod listen;
 mod pop3_conn;
 mod reload;

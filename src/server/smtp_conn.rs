@@ -1,15 +1,14 @@
-//! The tokio driver of one SMTP session: reads bytes, feeds `smtp::Session`, writes its replies,
-//! and performs its actions (storing a message through the accept step). Replies are buffered and
-//! flushed only before the driver would block on a read, which is what PIPELINING needs.
+//! The SMTP handler: feeds what the connection read to `smtp::Session` and performs the actions
+//! it asks for (storing a message through the accept step, checking a password, STARTTLS). Reading,
+//! writing, time limits and the TLS upgrade are the connection driver's (`super::connection`).
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::conn::Conn;
+use super::connection::{self, Connection, Farewell, Limits, Peer, Protocol};
 use super::Service;
 use crate::config::Config;
 use crate::delivery::accept::{accept, AcceptError, Incoming, Stores};
@@ -17,6 +16,7 @@ use crate::event::{Event, Kind, MessageFacts};
 use crate::routing::{self, ClientRights, Decision};
 use crate::shared::{clear_text_allowed, normalize_ip, Shared};
 use crate::smtp::{Env, Envelope, Output, RcptDecision, Session, SessionParams, StoreError};
+use crate::stream::{self, Stream};
 
 struct ConnEnv<'a> {
     config: &'a Config,
@@ -72,13 +72,12 @@ fn rand_u64() -> u64 {
 }
 
 pub async fn run(
-    mut conn: Conn,
+    stream: Stream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     service: Service,
 ) {
-    let started = Instant::now();
     let ip = normalize_ip(peer.ip());
     let config = shared.config();
     let trusted_ip = config.mail.relay_ip_allowed(ip) || shared.pop_before_smtp(ip);
@@ -89,160 +88,132 @@ pub async fn run(
     params.normalize_bare_lf = config.mail.bare_lf == crate::config::BareLf::Normalize;
     params.trusted = trusted_ip;
     params.tls_available = shared.tls().is_some();
-    params.encrypted = conn.is_tls();
+    params.encrypted = stream::tls_version(&stream).is_some();
     params.clear_text_auth = clear_text_allowed(&config, ip);
     params.submission = service.is_submission();
     params.require_sender_match = service.is_submission() && config.mail.submission_sender_match;
     let mut session = Session::new(params);
     session.max_errors = config.mail.max_error_count;
     session.max_recipients = config.mail.max_recipients;
-    let idle = config.mail.smtp_timeout;
-    let session_limit = config.mail.smtp_max_session_time;
+    let limits = Limits {
+        idle: config.mail.smtp_timeout,
+        session: config.mail.smtp_max_session_time,
+    };
     drop(config);
     tracing::debug!(session = %session_id, client = %ip, service = service.name(), "SMTP connection");
-    // Reads go straight into `buf`'s spare capacity: an idle session holds only what it was
-    // sent, not a read buffer per connection (10,000 idle connections must stay small).
-    let mut buf: Vec<u8> = Vec::new();
-    let mut wbuf: Vec<u8> = session.greeting();
-    let mut out = Vec::new();
-    loop {
-        // Run the session over everything buffered, until it needs more input.
+    let peer = Peer { id: session_id, ip };
+    let mut conn = Connection::new(peer, stream, limits, stop);
+    conn.reply(&session.greeting());
+    let handler = Handler {
+        session,
+        trusted_ip,
+        shared,
+    };
+    connection::serve(conn, handler).await;
+}
+
+/// One SMTP session and what its actions need.
+struct Handler {
+    session: Session,
+    /// The client's address may relay (`relay.ip`, POP-before-SMTP).
+    trusted_ip: bool,
+    shared: Arc<Shared>,
+}
+
+impl Protocol for Handler {
+    const NAME: &'static str = "SMTP";
+
+    async fn feed(&mut self, conn: &mut Connection) -> ControlFlow<()> {
+        let mut out = Vec::new();
         loop {
-            let config = shared.config();
+            let config = self.shared.config();
             let env = ConnEnv {
                 config: &config,
                 rights: ClientRights {
-                    may_relay: trusted_ip || session.authenticated_user().is_some(),
+                    may_relay: self.trusted_ip || self.session.authenticated_user().is_some(),
                 },
             };
-            let consumed = session.receive(&buf, &env, &mut out);
+            let consumed = self.session.receive(conn.input(), &env, &mut out);
             drop(config);
-            buf.drain(..consumed);
+            conn.consume(consumed);
             let mut acted = false;
             for output in std::mem::take(&mut out) {
-                let Some(output) = reply_or_report(output, &mut wbuf, &session_id, ip) else {
-                    continue;
-                };
-                match output {
-                    Output::Reply(_) | Output::Refused { .. } => {}
-                    Output::Store(envelope) => {
-                        let tls = conn.tls_version();
-                        let result = store(&shared, &session_id, ip, tls, envelope).await;
-                        let mut after = Vec::new();
-                        session.stored(result, &mut after);
-                        for output in after {
-                            reply_or_report(output, &mut wbuf, &session_id, ip);
-                        }
-                        acted = true;
-                    }
-                    Output::CheckAuth { user, password } => {
-                        // Replies before the check (the 334 prompts) go out first.
-                        if conn.flush_out(&mut wbuf).await.is_err() {
-                            return;
-                        }
-                        let result = shared.check_login(ip, &user, &password).await;
-                        if result.ok {
-                            tracing::info!(session = %session_id, client = %ip, user = %user, "SMTP AUTH");
-                        }
-                        wbuf.extend_from_slice(&session.auth_result(result.ok));
-                        if result.disconnect && !result.ok {
-                            wbuf.extend_from_slice(
-                                b"421 4.7.0 Too many failed logins, closing\r\n",
-                            );
-                            let _ = conn.flush_out(&mut wbuf).await;
-                            let _ = conn.shutdown().await;
-                            return;
-                        }
-                        acted = true;
-                    }
-                    Output::StartTls => {
-                        if conn.flush_out(&mut wbuf).await.is_err() {
-                            return;
-                        }
-                        // RFC 3207 §4.2: whatever the client sent before the handshake is discarded.
-                        buf.clear();
-                        let Some(acceptor) = shared.tls() else {
-                            session.tls_failed();
-                            return;
-                        };
-                        conn = match conn.start_tls(acceptor).await {
-                            Ok(c) => c,
-                            Err(e) => {
-                                tracing::info!(session = %session_id, client = %ip, "STARTTLS handshake failed: {e}");
-                                crate::stats::tls_handshake(false);
-                                return;
-                            }
-                        };
-                        crate::stats::tls_handshake(true);
-                        session.tls_started();
-                        acted = true;
-                    }
-                    Output::Close => {
-                        let _ = conn.flush_out(&mut wbuf).await;
-                        let _ = conn.shutdown().await;
-                        return;
-                    }
-                }
+                acted |= self.act(conn, output).await?;
             }
             if consumed == 0 && !acted {
-                break;
+                return ControlFlow::Continue(());
             }
         }
-        if conn.flush_out(&mut wbuf).await.is_err() {
-            return;
-        }
-        let left = session_limit.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            tracing::info!(session = %session_id, client = %ip, "SMTP session time limit reached");
-            wbuf.extend_from_slice(&session.timeout_reply());
-            let _ = conn.flush_out(&mut wbuf).await;
-            return;
-        }
-        let read = tokio::select! {
-            r = tokio::time::timeout(idle.min(left), read_more(&mut conn, &mut buf)) => r,
-            _ = stop.changed(), if !*stop.borrow() => {
-                if buf.is_empty() && !session.is_in_data() {
-                    wbuf.extend_from_slice(&session.shutdown_reply());
-                    let _ = conn.flush_out(&mut wbuf).await;
-                    return;
-                }
-                continue;
+    }
+
+    fn farewell(&self, why: Farewell, unread: &[u8]) -> Option<Vec<u8>> {
+        match why {
+            Farewell::TimedOut => Some(self.session.timeout_reply()),
+            Farewell::Stopping if unread.is_empty() && !self.session.is_in_data() => {
+                Some(self.session.shutdown_reply())
             }
-        };
-        match read {
-            Err(_elapsed) => {
-                tracing::info!(session = %session_id, client = %ip, "SMTP timeout");
-                wbuf.extend_from_slice(&session.timeout_reply());
-                let _ = conn.flush_out(&mut wbuf).await;
-                return;
-            }
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => {}
-        }
-        if *stop.borrow() && buf.is_empty() && !session.is_in_data() {
-            wbuf.extend_from_slice(&session.shutdown_reply());
-            let _ = conn.flush_out(&mut wbuf).await;
-            return;
+            Farewell::Stopping => None,
         }
     }
 }
 
-/// Reads what the client sent into `buf`, growing it only when needed; an empty buffer is freed
-/// so that a session waiting between commands costs no buffer at all.
-async fn read_more(conn: &mut Conn, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    if buf.is_empty() && buf.capacity() > 64 * 1024 {
-        *buf = Vec::new();
+impl Handler {
+    /// Performs one output of the session: `Continue(true)` after an action (the session may go
+    /// on with input it left), `Continue(false)` after a reply, `Break` when the session is over.
+    async fn act(&mut self, conn: &mut Connection, output: Output) -> ControlFlow<(), bool> {
+        let Some(action) = reply_or_report(output, conn) else {
+            return ControlFlow::Continue(false);
+        };
+        match action {
+            // Given back only when they are actions: these two were answered above.
+            Output::Reply(_) | Output::Refused { .. } => return ControlFlow::Continue(false),
+            Output::Store(envelope) => {
+                let result = store(&self.shared, conn, envelope).await;
+                let mut after = Vec::new();
+                self.session.stored(result, &mut after);
+                for output in after {
+                    reply_or_report(output, conn);
+                }
+            }
+            Output::CheckAuth { user, password } => {
+                // Replies before the check (the 334 prompts) go out first.
+                if conn.flush().await.is_err() {
+                    return ControlFlow::Break(());
+                }
+                let peer = &conn.peer;
+                let result = self.shared.check_login(peer.ip, &user, &password).await;
+                if result.ok {
+                    tracing::info!(session = %peer.id, client = %peer.ip, user = %user, "SMTP AUTH");
+                }
+                conn.reply(&self.session.auth_result(result.ok));
+                if result.disconnect && !result.ok {
+                    conn.reply(b"421 4.7.0 Too many failed logins, closing\r\n");
+                    conn.close().await;
+                    return ControlFlow::Break(());
+                }
+            }
+            Output::StartTls => {
+                if let Err(e) = conn.start_tls(self.shared.tls()).await {
+                    let peer = &conn.peer;
+                    tracing::info!(session = %peer.id, client = %peer.ip, "STARTTLS handshake failed: {e}");
+                    self.session.tls_failed();
+                    return ControlFlow::Break(());
+                }
+                self.session.tls_started();
+            }
+            Output::Close => {
+                conn.close().await;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(true)
     }
-    buf.reserve(if buf.is_empty() { 1024 } else { 16 * 1024 });
-    conn.read_buf(buf).await
 }
 
 /// Runs the accept step for a message the session finished.
 async fn store(
     shared: &Arc<Shared>,
-    session_id: &str,
-    ip: std::net::IpAddr,
-    tls: Option<String>,
+    conn: &Connection,
     envelope: Envelope,
 ) -> Result<String, StoreError> {
     let mut message = envelope.header_prefix;
@@ -251,9 +222,9 @@ async fn store(
         sender: envelope.sender,
         recipients: envelope.recipients,
         message,
-        session: session_id.to_string(),
-        client: ip,
-        tls,
+        session: conn.peer.id.clone(),
+        client: conn.peer.ip,
+        tls: conn.tls_version().map(str::to_string),
     };
     // Its own task: a session aborted at shutdown must not cut the accept step between the queue
     // and the mailboxes (the take-back would never run).
@@ -275,34 +246,23 @@ async fn store(
     }
 }
 
-/// A reply goes into the output buffer and a refusal to the outcome report; any other output
-/// (an action for the driver) is given back.
-fn reply_or_report(
-    output: Output,
-    wbuf: &mut Vec<u8>,
-    session_id: &str,
-    ip: std::net::IpAddr,
-) -> Option<Output> {
+/// A reply goes to the connection and a refusal to the outcome report; any other output (an
+/// action for the handler) is given back.
+fn reply_or_report(output: Output, conn: &mut Connection) -> Option<Output> {
     match output {
-        Output::Reply(bytes) => wbuf.extend_from_slice(&bytes),
+        Output::Reply(bytes) => conn.reply(&bytes),
         Output::Refused {
             sender,
             recipients,
             reply,
-        } => report_refused(session_id, ip, &sender, &recipients, &reply),
+        } => report_refused(&conn.peer, &sender, &recipients, &reply),
         other => return Some(other),
     }
     None
 }
 
 /// Reports recipients the session refused (one `refused` event each, with our reply).
-fn report_refused(
-    session_id: &str,
-    ip: std::net::IpAddr,
-    sender: &str,
-    recipients: &[String],
-    reply: &str,
-) {
+fn report_refused(peer: &Peer, sender: &str, recipients: &[String], reply: &str) {
     let facts = MessageFacts {
         sender: sender.to_string(),
         ..MessageFacts::default()
@@ -311,7 +271,7 @@ fn report_refused(
         .iter()
         .map(|r| {
             Event::new(Kind::Refused, &facts, r)
-                .in_session(session_id, ip)
+                .in_session(&peer.id, peer.ip)
                 .with_reply(reply)
         })
         .collect();

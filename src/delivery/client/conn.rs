@@ -8,20 +8,18 @@
 //! again.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::protocol::{self, Extensions, Response};
 use super::{tls, AttemptError, ClientSettings, Reply, Target, Timeouts};
 use crate::config::mail::DeliveryTls;
+use crate::stream::{self, Stream};
 
 /// Whether and how the connection is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,56 +32,10 @@ pub enum TlsState {
     Unverified(String),
 }
 
-pub(super) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while switching to TLS.
-    Gone,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, b),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Gone => Poll::Ready(Ok(())),
-        }
-    }
-}
-
 /// An open, greeted (EHLO done, TLS and AUTH as configured) SMTP connection.
 pub struct Connection {
-    pub(super) stream: Stream,
+    /// `None` only while switching to TLS, and for good when that failed (then `broken` is set).
+    pub(super) stream: Option<Stream>,
     /// Bytes read but not yet parsed.
     pub(super) buf: Vec<u8>,
     pub(super) host: String,
@@ -149,12 +101,8 @@ impl Connection {
 
     /// The negotiated TLS version (`TLSv1.3`, `TLSv1.2`), or `None` in plain text.
     pub fn tls_version(&self) -> Option<String> {
-        match &self.stream {
-            Stream::Tls(s) => {
-                Some(crate::certificate::version_name(s.get_ref().1.protocol_version()).to_string())
-            }
-            Stream::Plain(_) | Stream::Gone => None,
-        }
+        let version = self.stream.as_ref().and_then(stream::tls_version);
+        version.map(str::to_string)
     }
 
     async fn open_once(
@@ -173,7 +121,7 @@ impl Connection {
         };
         let _ = tcp.set_nodelay(true);
         let mut conn = Connection {
-            stream: Stream::Plain(tcp),
+            stream: Some(stream::plain(tcp)),
             buf: Vec::new(),
             host,
             timeouts: t,
@@ -305,9 +253,14 @@ impl Connection {
             }
             None => ServerName::IpAddress(target.addr.ip().into()),
         };
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
-            self.broken = true;
-            return Err(AttemptError::Tls(format!("{}: TLS is already on", self.host)).into());
+        let tcp = match self.stream.take().map(stream::into_plain) {
+            Some(Ok(tcp)) => tcp,
+            Some(Err(tls)) => {
+                self.stream = Some(tls);
+                self.broken = true;
+                return Err(AttemptError::Tls(format!("{}: TLS is already on", self.host)).into());
+            }
+            None => return Err(unusable(&self.host).into()),
         };
         let limit = self.timeouts.command;
         let (result, unverified) = if strict {
@@ -334,7 +287,7 @@ impl Connection {
                 )));
             }
         };
-        self.stream = Stream::Tls(Box::new(stream));
+        self.stream = Some(stream::encrypted(stream));
         self.tls = match unverified {
             None => TlsState::Verified,
             Some(reason) => {
@@ -405,13 +358,10 @@ impl Connection {
         limit: Duration,
         what: &str,
     ) -> Result<(), AttemptError> {
-        if self.broken {
-            return Err(AttemptError::Network(format!(
-                "{}: connection broken",
-                self.host
-            )));
-        }
-        let stream = &mut self.stream;
+        let stream = match self.stream.as_mut() {
+            Some(stream) if !self.broken => stream,
+            _ => return Err(unusable(&self.host)),
+        };
         let result = timeout(limit, async {
             stream.write_all(bytes).await?;
             stream.flush().await
@@ -439,13 +389,17 @@ impl Connection {
         limit: Duration,
         what: &str,
     ) -> Result<Response, AttemptError> {
-        if self.broken {
-            return Err(AttemptError::Network(format!(
-                "{}: connection broken",
-                self.host
-            )));
-        }
-        let Connection { stream, buf, .. } = self;
+        let Connection {
+            stream,
+            buf,
+            broken,
+            host,
+            ..
+        } = self;
+        let stream = match stream {
+            Some(stream) if !*broken => stream,
+            _ => return Err(unusable(host)),
+        };
         let result = timeout(limit, async {
             loop {
                 match protocol::parse_reply(buf) {
@@ -498,6 +452,11 @@ fn check_loop(reply: &Response, settings: &ClientSettings) -> Result<(), Attempt
         )),
         _ => Ok(()),
     }
+}
+
+/// A connection whose dialogue is out of step, or whose TLS handshake failed: never used again.
+fn unusable(host: &str) -> AttemptError {
+    AttemptError::Network(format!("{host}: connection broken"))
 }
 
 fn network(host: &str, what: &str, e: io::Error) -> AttemptError {

@@ -266,7 +266,9 @@ impl Connection {
                 let _ = self.read_reply(limit, "QUIT").await;
             }
         }
-        let _ = timeout(QUIT_WAIT, self.stream.shutdown()).await;
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = timeout(QUIT_WAIT, stream.shutdown()).await;
+        }
     }
 
     /// A pipelined transaction that will not go on: if the server took DATA anyway, end the

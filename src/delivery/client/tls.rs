@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
@@ -81,10 +83,10 @@ pub fn verifying_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientCon
         Some(verifier)
     };
     let verifier = Verifier {
-        check: Check::Policy {
+        policy: Some(Policy {
             webpki: inner,
             pinned,
-        },
+        }),
         provider: provider.clone(),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -101,7 +103,7 @@ pub fn verifying_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientCon
 pub fn insecure_config() -> Arc<rustls::ClientConfig> {
     let provider = provider();
     let verifier = Verifier {
-        check: Check::Nothing,
+        policy: None,
         provider: provider.clone(),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -127,56 +129,20 @@ pub async fn lenient<F: Future>(handshake: F) -> (F::Output, Option<String>) {
 }
 
 /// The one certificate verifier behind both configurations. The handshake signatures are
-/// always checked (they prove the server holds the certificate's key); `check` decides what
-/// makes the certificate itself acceptable.
+/// always checked (they prove the server holds the certificate's key); `policy` decides what
+/// makes the certificate itself acceptable: `None` accepts any ([`insecure_config`]).
 #[derive(Debug)]
 struct Verifier {
-    check: Check,
+    policy: Option<Policy>,
     provider: Arc<CryptoProvider>,
 }
 
+/// The webpki chain check (`webpki` is `None` with no roots at all), or a certificate pinned in
+/// `smtpdelivery.cafile`; strict unless inside [`lenient`].
 #[derive(Debug)]
-enum Check {
-    /// Any certificate ([`insecure_config`]).
-    Nothing,
-    /// The webpki chain check (`webpki` is `None` with no roots at all), or a certificate pinned
-    /// in `smtpdelivery.cafile`; strict unless inside [`lenient`].
-    Policy {
-        webpki: Option<Arc<WebPkiServerVerifier>>,
-        pinned: Vec<CertificateDer<'static>>,
-    },
-}
-
-impl Check {
-    fn verify(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let (webpki, pinned) = match self {
-            Check::Nothing => return Ok(ServerCertVerified::assertion()),
-            Check::Policy { webpki, pinned } => (webpki, pinned),
-        };
-        let chained = match webpki {
-            Some(webpki) => webpki.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            ),
-            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
-        };
-        match chained {
-            Err(_) if pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
-                verify_pinned(end_entity, server_name, now)
-            }
-            other => other,
-        }
-    }
+struct Policy {
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    pinned: Vec<CertificateDer<'static>>,
 }
 
 /// A certificate the administrator put in `smtpdelivery.cafile` and the server presents as its
@@ -226,20 +192,33 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let result = self
-            .check
-            .verify(end_entity, intermediates, server_name, ocsp_response, now);
-        match result {
-            Ok(verified) => Ok(verified),
-            Err(e) => {
-                let reason = e.to_string();
-                let recorded = LENIENT.try_with(|slot| *slot.borrow_mut() = Some(reason));
-                match recorded {
-                    Ok(()) => Ok(ServerCertVerified::assertion()),
-                    Err(_) => Err(e),
-                }
+        let Some(Policy { webpki, pinned }) = &self.policy else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let chained = match webpki {
+            Some(webpki) => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        };
+        let result = match chained {
+            Err(_) if pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+                verify_pinned(end_entity, server_name, now)
             }
-        }
+            other => other,
+        };
+        // Inside [`lenient`] a certificate that did not verify is written down and accepted.
+        result.or_else(|e| {
+            let reason = e.to_string();
+            match LENIENT.try_with(|slot| *slot.borrow_mut() = Some(reason)) {
+                Ok(()) => Ok(ServerCertVerified::assertion()),
+                Err(_) => Err(e),
+            }
+        })
     }
 
     fn verify_tls12_signature(
@@ -248,8 +227,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algs)
+        verify_tls12_signature(message, cert, dss, self.algorithms())
     }
 
     fn verify_tls13_signature(
@@ -258,14 +236,18 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algs)
+        verify_tls13_signature(message, cert, dss, self.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms().supported_schemes()
+    }
+}
+
+impl Verifier {
+    /// The provider's signature algorithms, for the handshake signatures.
+    fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+        &self.provider.signature_verification_algorithms
     }
 }
 
