@@ -254,6 +254,7 @@ async fn store(
         session: session_id.to_string(),
         client: ip,
         tls,
+        dsn: envelope.dsn,
     };
     // Its own task: a session aborted at shutdown must not cut the accept step between the queue
     // and the mailboxes (the take-back would never run).

@@ -262,6 +262,7 @@ impl Session {
         }
         lines.push("ENHANCEDSTATUSCODES".to_string());
         lines.push("SMTPUTF8".to_string());
+        lines.push("DSN".to_string());
         out.push(Output::Reply(reply::multiline(250, &lines)));
     }
 
@@ -298,8 +299,14 @@ impl Session {
             }
         };
         let (mut size, mut body, mut auth, mut smtputf8) = (None, None, None, false);
+        let mut dsn = crate::dsn::MessageDsn::default();
         for p in &arg.params {
             let value = p.value.unwrap_or("");
+            match command::mail_dsn_param(p, &mut dsn) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err((code, enhanced, text)) => return self.bad(out, code, enhanced, &text),
+            }
             if p.keyword.eq_ignore_ascii_case("SIZE") {
                 if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
                     return self.bad(out, 501, "5.5.4", "Syntax error in SIZE parameter");
@@ -355,6 +362,10 @@ impl Session {
             auth,
             chunks: None,
             smtputf8,
+            dsn: crate::dsn::Dsn {
+                message: dsn,
+                recipients: Vec::new(),
+            },
         });
         self.chunks_failed = false;
         self.say(out, 250, "2.1.0", "OK");
@@ -383,10 +394,10 @@ impl Session {
                 return self.bad(out, 501, "5.1.3", "Bad recipient address syntax")
             }
         };
-        if let Some(p) = arg.params.first() {
-            let text = format!("Unsupported parameter {}", p.keyword);
-            return self.bad(out, 555, "5.5.4", &text);
-        }
+        let rcpt_dsn = match command::rcpt_params(&arg.params) {
+            Ok(d) => d,
+            Err((code, enhanced, text)) => return self.bad(out, code, enhanced, &text),
+        };
         if !(tx.smtputf8 || rcpt.is_ascii()) {
             return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
         }
@@ -400,6 +411,9 @@ impl Session {
         match env.check_recipient(&tx.sender, &rcpt) {
             super::RcptDecision::Accept => {
                 if let Some(tx) = &mut self.transaction {
+                    if rcpt_dsn != crate::dsn::RecipientDsn::default() {
+                        tx.dsn.recipients.push((rcpt.clone(), rcpt_dsn));
+                    }
                     tx.recipients.push(rcpt);
                 }
                 self.say(out, 250, "2.1.5", "OK")
@@ -533,6 +547,7 @@ impl Session {
             recipients: tx.recipients.clone(),
             header_prefix: prefix.into_bytes(),
             data,
+            dsn: tx.dsn.clone(),
         }));
         self.state = State::StorePending;
     }
