@@ -1,5 +1,6 @@
-//! Integration tests of issue 19's SMTP extensions: CHUNKING and BINARYMIME (RFC 3030), with
-//! Python's smtplib as the client and Debian's Postfix 3.7 as the upstream jes relays to.
+//! Integration tests of issue 19's SMTP extensions: CHUNKING and BINARYMIME (RFC 3030), SMTPUTF8
+//! (RFC 6531) and DSN (RFC 3461), with Python's smtplib as the client and Debian's Postfix 3.7 (or
+//! an aiosmtpd upstream without DSN) as the upstream jes relays to.
 //!
 //! Postfix is started by the test in a temporary folder on a free loopback port, as
 //! `bench/bench.py` runs it: its own `main.cf` and `master.cf` (`postfix -c`), no chroot, mail for
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server, DEFAULT_USERS};
+use common::{free_port, Server, Upstream, DEFAULT_USERS};
 
 /// A Postfix instance of its own: `remote.test` is delivered into `vmail/<user>/Maildir/new`.
 struct Postfix {
@@ -134,6 +135,24 @@ impl Postfix {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Changes one `main.cf` setting of the running instance (`postconf -e`, then a reload).
+    fn set(&self, setting: &str) {
+        let out = Command::new("postconf")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-e", setting])
+            .output()
+            .expect("postconf");
+        assert!(out.status.success(), "postconf -e {setting}");
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("reload")
+            .output()
+            .expect("postfix reload");
+        assert!(out.status.success(), "postfix reload");
     }
 }
 
@@ -373,5 +392,86 @@ fn postfix_without_smtputf8_bounces_only_what_needs_it() {
     assert!(
         !postfix.log().contains(IVAN),
         "nothing went to the UTF-8 recipient"
+    );
+}
+
+/// DSN against Python's smtplib, with an aiosmtpd upstream that does not offer DSN: `delivered`
+/// and `relayed` success reports, no bounce for NOTIFY=NEVER, RET=HDRS/FULL, ENVID and ORCPT in
+/// every report, 501/555 for bad parameters (`tests/py/dsn.py` says what it checks).
+#[test]
+fn smtplib_dsn_reports() {
+    let upstream = Upstream::start(&["--reject", "bad@remote.test=550"]);
+    let server = relay_to(upstream.port);
+    let log = upstream.log.display().to_string();
+    let out = server.python_ok("dsn.py", &[&log]);
+    assert!(out.contains("ok: DSN acceptance"), "{out}");
+}
+
+/// Postfix offers DSN: jes passes RET, ENVID, NOTIFY and ORCPT on as the client gave them (its
+/// smtpd log of the commands shows them), sends no `relayed` report itself, and the `delivered`
+/// report Postfix then sends (relayed back to jes) carries the ENVID and the ORCPT.
+#[test]
+fn postfix_upstream_gets_the_dsn_parameters() {
+    let Some(postfix) = Postfix::start("debug_peer_list = 127.0.0.1") else {
+        return;
+    };
+    let server = relay_to(postfix.port);
+    // Postfix's own reports (to analyst@localhost) come back to jes.
+    postfix.set(&format!("relayhost = [127.0.0.1]:{}", server.smtp_port));
+    let mut c = server.connect(server.smtp_port);
+    let ehlo = c.cmd("EHLO client.test");
+    for ext in ["DSN", "SMTPUTF8", "CHUNKING"] {
+        assert!(ehlo.contains(ext), "EHLO offers {ext}: {ehlo}");
+    }
+    let r = c.cmd("MAIL FROM:<analyst@localhost> RET=HDRS ENVID=pf+2B1");
+    assert!(r.starts_with("250"), "{r}");
+    let r = c
+        .cmd("RCPT TO:<boss@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Boss+2Bx@remote.test");
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: dsn via postfix\r\n\r\nbody\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    let _ = c.cmd("QUIT");
+
+    postfix.wait_for_mail("boss", 1);
+    let log = postfix.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("< localhost[127.0.0.1]: MAIL FROM:<analyst@localhost> ")
+                && l.ends_with(" RET=HDRS ENVID=pf+2B1")
+        ),
+        "Postfix got RET and ENVID:\n{log}"
+    );
+    assert!(
+        log.contains(
+            "RCPT TO:<boss@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Boss+2Bx@remote.test"
+        ),
+        "Postfix got NOTIFY and ORCPT:\n{log}"
+    );
+    // Postfix's `delivered` report reaches the sender through jes.
+    let mut report = String::new();
+    server.wait_until("Postfix's success report", Duration::from_secs(30), || {
+        report = server
+            .mailbox_files("analyst@localhost")
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .find(|t| t.contains("Reporting-MTA: dns; postfix.test"))
+            .unwrap_or_default();
+        !report.is_empty()
+    });
+    assert!(report.contains("Original-Envelope-Id: pf+1"), "{report}");
+    assert!(
+        report.contains("Original-Recipient: rfc822;Boss+x@remote.test"),
+        "{report}"
+    );
+    assert!(report.contains("Action: delivered"), "{report}");
+    assert!(
+        !server
+            .mailbox_files("analyst@localhost")
+            .iter()
+            .any(|f| std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .contains("Action: relayed")),
+        "jes sent no `relayed` report for a server that offers DSN"
     );
 }
