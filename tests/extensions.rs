@@ -475,3 +475,50 @@ fn postfix_upstream_gets_the_dsn_parameters() {
         "jes sent no `relayed` report for a server that offers DSN"
     );
 }
+
+/// `msmtp --dsn-notify=success --dsn-return=headers` (it refuses to send when the server does not
+/// offer DSN): the local delivery gets a `delivered` report.
+#[test]
+fn msmtp_dsn_notify() {
+    if !Path::new("/usr/bin/msmtp").exists() {
+        println!("SKIPPED msmtp_dsn_notify: msmtp is not installed (scripts/install-test-deps)");
+        return;
+    }
+    let server = Server::start("", DEFAULT_USERS);
+    let mut child = Command::new("msmtp")
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", server.smtp_port),
+            "--tls=off",
+            "--auth=off",
+            "--from=analyst@localhost",
+            "--dsn-notify=success",
+            "--dsn-return=headers",
+            "trackstudio@127.0.0.1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run msmtp");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Subject: msmtp dsn\n\nhello\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("msmtp");
+    assert!(
+        out.status.success(),
+        "msmtp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.wait_until("the delivered report", Duration::from_secs(30), || {
+        server.mailbox_files("analyst@localhost").iter().any(|f| {
+            let t = std::fs::read_to_string(f).unwrap_or_default();
+            t.contains("Action: delivered")
+                && t.contains("Final-Recipient: rfc822; trackstudio@127.0.0.1")
+        })
+    });
+}
