@@ -522,3 +522,64 @@ fn msmtp_dsn_notify() {
         })
     });
 }
+
+/// A queued message whose sender asked `NOTIFY=FAILURE` for one recipient (no DELAY in an
+/// explicit list) and nothing for the other: the delay warning names only the other, with the
+/// ENVID. The parameters are read from the queue file's `Envid:` and `Notify:` lines.
+#[test]
+fn delay_notice_only_where_notify_allows() {
+    let up = Upstream::start(&[]);
+    up.set_mode("defer");
+    let mut server = Server::prepare(
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1\nsmtpdelivery.delaywarning=4",
+            up.port
+        ),
+        DEFAULT_USERS,
+    );
+    let received = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+        - 5 * 3600 * 1000;
+    let smtp = server.etc.join("smtp");
+    std::fs::create_dir_all(&smtp).expect("mkdir");
+    let file = smtp.join("smtp1795000000000000002.ser");
+    std::fs::write(
+        &file,
+        format!(
+            "jes-queue 1\r\nFrom: <analyst@localhost>\r\nReceived: {received}\r\nAttempts: 2\r\n\
+             Next-Attempt: {received}\r\nEnvid: stuck+2B1\r\n\
+             To: <boss@remote.test> pending 421 4.4.2 timeout\r\nNotify: FAILURE\r\n\
+             To: <other@remote.test> pending 421 4.4.2 timeout\r\n\r\nSubject: s\r\n\r\nb\r\n"
+        ),
+    )
+    .expect("write queue file");
+    server.spawn();
+    server.wait_until("the delay warning", Duration::from_secs(20), || {
+        !server.mailbox_files("analyst@localhost").is_empty()
+    });
+    server.wait_until("the flag saved", Duration::from_secs(10), || {
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .contains("Delay-Warned: yes")
+    });
+    let files = server.mailbox_files("analyst@localhost");
+    assert_eq!(files.len(), 1, "one warning");
+    let warning = std::fs::read_to_string(&files[0]).expect("read");
+    assert!(warning.contains("Action: delayed"), "{warning}");
+    assert!(
+        warning.contains("Original-Envelope-Id: stuck+1"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("Final-Recipient: rfc822; other@remote.test"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains("boss@remote.test"),
+        "NOTIFY=FAILURE: no delay notice for boss: {warning}"
+    );
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.contains("Notify: FAILURE\r\n"), "kept: {text}");
+}
