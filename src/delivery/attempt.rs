@@ -189,6 +189,21 @@ impl Work {
         deferred
     }
 
+    /// A recipient that no longer names anyone here (the account went since it was queued).
+    fn no_such_user(&mut self, r: &mut QueueRecipient, attempt: u32) {
+        let reply = "550 5.1.1 no such user here";
+        self.event(Kind::Bounced, &r.address, reply, attempt);
+        r.state = RecipientState::Failed;
+        r.last_error = Some(reply.into());
+        let failed = FailedRecipient {
+            address: r.address.clone(),
+            status: "5.1.1".into(),
+            diagnostic: reply.into(),
+            ..Default::default()
+        };
+        self.newly_failed.push((failed, r.dsn.clone()));
+    }
+
     /// Gives up on every recipient still pending after `smtpdelivery.threshold` attempts.
     fn expire(&mut self, msg: &mut QueuedMessage) {
         let attempts = msg.attempts;
@@ -324,17 +339,7 @@ async fn deliver_local(
         }
         let routes = expand(config, &r.address);
         if routes.is_empty() {
-            let reply = "550 5.1.1 no such user here";
-            work.event(Kind::Bounced, &r.address, reply, msg.attempts);
-            r.state = RecipientState::Failed;
-            r.last_error = Some(reply.into());
-            let failed = FailedRecipient {
-                address: r.address.clone(),
-                status: "5.1.1".into(),
-                diagnostic: "550 5.1.1 no such user here".into(),
-                ..Default::default()
-            };
-            work.newly_failed.push((failed, r.dsn.clone()));
+            work.no_such_user(r, msg.attempts);
             continue;
         }
         let own = crate::address::canonical(&r.address);
@@ -395,7 +400,17 @@ async fn deliver_local(
             work.successes.push((delivered, dsn));
         }
     }
-    for i in expanded {
+    mark_expanded(msg, &expanded, new_remote);
+}
+
+/// The recipients at `expanded` are done (delivered here, or handed on to `new_remote`, which
+/// become pending recipients of their own, each once).
+fn mark_expanded(
+    msg: &mut QueuedMessage,
+    expanded: &[usize],
+    new_remote: Vec<(String, RecipientDsn)>,
+) {
+    for &i in expanded {
         let r = &mut msg.recipients[i];
         r.state = RecipientState::Delivered;
         r.last_error = Some(if new_remote.is_empty() {

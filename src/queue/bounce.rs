@@ -170,12 +170,7 @@ pub fn build_report(
             .trim_start_matches('<')
             .trim_end_matches('>'),
     );
-    let full = options.full && notice == Notice::Failure && original.len() <= MAX_RETURNED;
-    let headers = if full {
-        crate::stored_form::unstuff(original)
-    } else {
-        original_headers(original)
-    };
+    let (returned_type, returned_what, headers) = returned(original, notice, options.full);
     let human = crlf(&human_part(&hostname, failed, notice));
     let status = crlf(&status_part(
         &hostname,
@@ -196,11 +191,6 @@ pub fn build_report(
         Notice::Failure => "Undelivered Mail Returned to Sender",
         Notice::Delay => "Delayed Mail (still being retried)",
         Notice::Success => "Successful Mail Delivery Report",
-    };
-    let (returned_type, returned_what) = match (full, notice) {
-        (true, _) => ("message/rfc822", "Undelivered message"),
-        (false, Notice::Success) => ("text/rfc822-headers", "Message headers"),
-        (false, _) => ("text/rfc822-headers", "Undelivered message headers"),
     };
 
     let human_type = ContentType::new("text/plain").attribute("charset", charset(human.as_bytes()));
@@ -236,6 +226,21 @@ pub fn build_report(
         .body(report)
         .serialize(&mut out);
     dot_stuff(&out)
+}
+
+/// What a report gives back of the original: its content type, description and bytes. The whole
+/// message (`message/rfc822`, un-stuffed) only for a failure under `RET=FULL` and up to
+/// `MAX_RETURNED`; otherwise the header section.
+fn returned(original: &[u8], notice: Notice, full: bool) -> (&'static str, &'static str, Vec<u8>) {
+    if full && notice == Notice::Failure && original.len() <= MAX_RETURNED {
+        let whole = crate::stored_form::unstuff(original);
+        return ("message/rfc822", "Undelivered message", whole);
+    }
+    let what = match notice {
+        Notice::Success => "Message headers",
+        _ => "Undelivered message headers",
+    };
+    ("text/rfc822-headers", what, original_headers(original))
 }
 
 /// `text` with CRLF line ends, every line ended.

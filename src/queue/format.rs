@@ -274,6 +274,27 @@ fn parse_recipient(value: &str, line: usize) -> Result<QueueRecipient, ParseErro
     ))
 }
 
+/// A `Ret:` or `Envid:` line: a DSN parameter of the message.
+fn message_dsn(dsn: &mut MessageDsn, key: &str, value: &str, n: usize) -> Result<(), ParseError> {
+    let twice = || err(n, format!("{key} appears twice"));
+    if key.eq_ignore_ascii_case("ret") {
+        if dsn.ret.is_some() {
+            return Err(twice());
+        }
+        let ret = Ret::parse(value);
+        dsn.ret = Some(ret.ok_or_else(|| err(n, format!("Ret must be FULL or HDRS: {value:?}")))?);
+    } else {
+        if dsn.envid.is_some() {
+            return Err(twice());
+        }
+        if !crate::dsn::valid_envid(value) {
+            return Err(err(n, format!("Envid is not an ENVID (xtext): {value:?}")));
+        }
+        dsn.envid = Some(value.to_string());
+    }
+    Ok(())
+}
+
 /// A `Notify:` or `Orcpt:` line: a DSN parameter of the recipient on the `To:` line before it.
 fn recipient_dsn(
     last: Option<&mut QueueRecipient>,
@@ -356,20 +377,7 @@ fn parse_jes_queue_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, P
                 });
             }
             "to" => recipients.push(parse_recipient(value, n)?),
-            "ret" => {
-                dup(dsn.ret.is_some())?;
-                let ret = Ret::parse(value);
-                dsn.ret = Some(
-                    ret.ok_or_else(|| err(n, format!("Ret must be FULL or HDRS: {value:?}")))?,
-                );
-            }
-            "envid" => {
-                dup(dsn.envid.is_some())?;
-                if !crate::dsn::valid_envid(value) {
-                    return Err(err(n, format!("Envid is not an ENVID (xtext): {value:?}")));
-                }
-                dsn.envid = Some(value.to_string());
-            }
+            "ret" | "envid" => message_dsn(&mut dsn, key.trim(), value, n)?,
             "notify" | "orcpt" => recipient_dsn(recipients.last_mut(), key.trim(), value, n)?,
             _ => return Err(err(n, format!("unknown field {key:?}"))),
         }

@@ -7,6 +7,7 @@
 //! control characters are never part of an address (`address::unsafe_in_name`). The DSN
 //! parameters (RFC 3461: `RET`, `ENVID` on MAIL, `NOTIFY`, `ORCPT` on RCPT) are checked here too.
 
+use super::Body;
 use crate::address::{closing_bracket, unsafe_in_name};
 use crate::dsn::{MessageDsn, Notify, RecipientDsn, Ret};
 
@@ -251,9 +252,66 @@ fn duplicate(keyword: &str) -> ParamError {
     )
 }
 
+/// The parameters of MAIL.
+pub(super) struct MailParams {
+    pub size: Option<u64>,
+    pub body: Option<Body>,
+    /// `AUTH=`: accepted, kept, not used yet.
+    pub auth: Option<String>,
+    pub smtputf8: bool,
+    /// `RET=` and `ENVID=` (RFC 3461).
+    pub dsn: MessageDsn,
+}
+
+/// Reads MAIL's parameters: `SIZE`, `BODY`, `SMTPUTF8`, `AUTH`, `RET`, `ENVID`; a malformed value
+/// is `501`, anything else `555`.
+pub(super) fn mail_params(params: &[Param<'_>]) -> Result<MailParams, ParamError> {
+    let mut m = MailParams {
+        size: None,
+        body: None,
+        auth: None,
+        smtputf8: false,
+        dsn: MessageDsn::default(),
+    };
+    let syntax = |text: &str| Err((501, "5.5.4", text.to_string()));
+    for p in params {
+        let value = p.value.unwrap_or("");
+        if mail_dsn_param(p, &mut m.dsn)? {
+            continue;
+        }
+        if p.keyword.eq_ignore_ascii_case("SIZE") {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return syntax("Syntax error in SIZE parameter");
+            }
+            m.size = Some(value.parse::<u64>().unwrap_or(u64::MAX));
+        } else if p.keyword.eq_ignore_ascii_case("BODY") {
+            m.body = Some(if value.eq_ignore_ascii_case("7BIT") {
+                Body::SevenBit
+            } else if value.eq_ignore_ascii_case("8BITMIME") {
+                Body::EightBitMime
+            } else if value.eq_ignore_ascii_case("BINARYMIME") {
+                Body::BinaryMime
+            } else {
+                return syntax("Unsupported BODY type");
+            });
+        } else if p.keyword.eq_ignore_ascii_case("SMTPUTF8") && p.value.is_none() {
+            m.smtputf8 = true;
+        } else if p.keyword.eq_ignore_ascii_case("AUTH") {
+            if p.value.is_none() {
+                return syntax("Syntax error in AUTH parameter");
+            }
+            m.auth = Some(value.to_string());
+        } else {
+            let text = format!("Unsupported parameter {}", p.keyword);
+            return Err((555, "5.5.4", text));
+        }
+    }
+    Ok(m)
+}
+
 /// Takes MAIL's `RET=` or `ENVID=` (RFC 3461 §4.3, §4.4) into `dsn`. `Ok(false)`: `p` is
 /// neither; a malformed or repeated value is `501`.
-pub(super) fn mail_dsn_param(p: &Param<'_>, dsn: &mut MessageDsn) -> Result<bool, ParamError> {
+fn mail_dsn_param(p: &Param<'_>, dsn: &mut MessageDsn) -> Result<bool, ParamError> {
     let value = p.value.unwrap_or("");
     if p.keyword.eq_ignore_ascii_case("RET") {
         if dsn.ret.is_some() {

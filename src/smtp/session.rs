@@ -298,42 +298,16 @@ impl Session {
                 )
             }
         };
-        let (mut size, mut body, mut auth, mut smtputf8) = (None, None, None, false);
-        let mut dsn = crate::dsn::MessageDsn::default();
-        for p in &arg.params {
-            let value = p.value.unwrap_or("");
-            match command::mail_dsn_param(p, &mut dsn) {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err((code, enhanced, text)) => return self.bad(out, code, enhanced, &text),
-            }
-            if p.keyword.eq_ignore_ascii_case("SIZE") {
-                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                    return self.bad(out, 501, "5.5.4", "Syntax error in SIZE parameter");
-                }
-                size = Some(value.parse::<u64>().unwrap_or(u64::MAX));
-            } else if p.keyword.eq_ignore_ascii_case("BODY") {
-                body = Some(if value.eq_ignore_ascii_case("7BIT") {
-                    Body::SevenBit
-                } else if value.eq_ignore_ascii_case("8BITMIME") {
-                    Body::EightBitMime
-                } else if value.eq_ignore_ascii_case("BINARYMIME") {
-                    Body::BinaryMime
-                } else {
-                    return self.bad(out, 501, "5.5.4", "Unsupported BODY type");
-                });
-            } else if p.keyword.eq_ignore_ascii_case("SMTPUTF8") && p.value.is_none() {
-                smtputf8 = true;
-            } else if p.keyword.eq_ignore_ascii_case("AUTH") {
-                if p.value.is_none() {
-                    return self.bad(out, 501, "5.5.4", "Syntax error in AUTH parameter");
-                }
-                auth = Some(value.to_string());
-            } else {
-                let text = format!("Unsupported parameter {}", p.keyword);
-                return self.bad(out, 555, "5.5.4", &text);
-            }
-        }
+        let command::MailParams {
+            size,
+            body,
+            auth,
+            smtputf8,
+            dsn,
+        } = match command::mail_params(&arg.params) {
+            Ok(p) => p,
+            Err((code, enhanced, text)) => return self.bad(out, code, enhanced, &text),
+        };
         if !(smtputf8 || sender.is_ascii()) {
             return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
         }

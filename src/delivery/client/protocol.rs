@@ -525,6 +525,28 @@ mod tests {
     }
 
     #[test]
+    fn dsn_parameters_go_on_as_given() {
+        let ext = Extensions::parse(&["mx.test".to_string(), "DSN".to_string()]);
+        assert!(ext.dsn);
+        assert!(!Extensions::parse(&["mx.test".to_string()]).dsn);
+        let message = crate::dsn::MessageDsn {
+            ret: Some(crate::dsn::Ret::Hdrs),
+            envid: Some("QQ+2B1".into()),
+        };
+        assert_eq!(mail_dsn(&message), " RET=HDRS ENVID=QQ+2B1");
+        assert_eq!(mail_dsn(&Default::default()), "");
+        let rcpt = crate::dsn::RecipientDsn {
+            notify: crate::dsn::Notify::parse("SUCCESS,DELAY"),
+            orcpt: Some("rfc822;a+2Bb@c.test".into()),
+        };
+        assert_eq!(
+            rcpt_to_dsn("x@y.z", &rcpt),
+            "RCPT TO:<x@y.z> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+2Bb@c.test\r\n"
+        );
+        assert_eq!(rcpt_to_dsn("x@y.z", &Default::default()), rcpt_to("x@y.z"));
+    }
+
+    #[test]
     fn auth_encodings() {
         // RFC 4616's example: authzid empty, "tim" / "tanstaaftanstaaf".
         assert_eq!(
