@@ -145,6 +145,8 @@ def main():
 
     # Every report names its ENVID; nothing for NOTIFY=NEVER, no success report unasked.
     check("never" not in got, f"NOTIFY=NEVER: no bounce ({sorted(k for k in got if k)})")
+    kept = glob.glob(os.path.join(ETC, "failed", "*"))
+    check(not kept, f"NOTIFY=NEVER: nothing kept as undeliverable ({kept})")
     check("no-notify" not in got, "no NOTIFY: no success report")
     check(None not in got, "every report has an Original-Envelope-Id")
     check(sum(len(v) for v in got.values()) == 4, f"four reports: {sorted(got)}")
