@@ -153,17 +153,28 @@ fn resolve_one(config: &Config, addr: &str, next: &mut Vec<String>) -> Vec<Route
 /// Splits the recipients of an accepted message into local mailboxes and remote addresses, each
 /// once.
 pub fn split(config: &Config, recipients: &[String]) -> (Vec<String>, Vec<String>) {
+    let (local, remote) = split_by_origin(config, recipients);
+    let names = |v: Vec<(String, usize)>| v.into_iter().map(|(a, _)| a).collect();
+    (names(local), names(remote))
+}
+
+/// Routes, each with the index of the recipient it came from.
+pub type Origins = Vec<(String, usize)>;
+
+/// `split`, with the index in `recipients` of the recipient each route came from (the first one,
+/// when two lead to the same place): what it was sent to decides its DSN parameters.
+pub fn split_by_origin(config: &Config, recipients: &[String]) -> (Origins, Origins) {
     let mut local = Vec::new();
     let mut remote = Vec::new();
     let mut seen = HashSet::new();
-    for rcpt in recipients {
+    for (i, rcpt) in recipients.iter().enumerate() {
         for route in expand(config, rcpt) {
             if !seen.insert(route.clone()) {
                 continue;
             }
             match route {
-                Route::Local(m) => local.push(m),
-                Route::Remote(r) => remote.push(r),
+                Route::Local(m) => local.push((m, i)),
+                Route::Remote(r) => remote.push((r, i)),
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Integration tests of issue 19's SMTP extensions: CHUNKING and BINARYMIME (RFC 3030), with
-//! Python's smtplib as the client and Debian's Postfix 3.7 as the upstream jes relays to.
+//! Integration tests of issue 19's SMTP extensions: CHUNKING and BINARYMIME (RFC 3030), SMTPUTF8
+//! (RFC 6531) and DSN (RFC 3461), with Python's smtplib as the client and Debian's Postfix 3.7 (or
+//! an aiosmtpd upstream without DSN) as the upstream jes relays to.
 //!
 //! Postfix is started by the test in a temporary folder on a free loopback port, as
 //! `bench/bench.py` runs it: its own `main.cf` and `master.cf` (`postfix -c`), no chroot, mail for
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server, DEFAULT_USERS};
+use common::{free_port, Server, Upstream, DEFAULT_USERS};
 
 /// A Postfix instance of its own: `remote.test` is delivered into `vmail/<user>/Maildir/new`.
 struct Postfix {
@@ -134,6 +135,24 @@ impl Postfix {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Changes one `main.cf` setting of the running instance (`postconf -e`, then a reload).
+    fn set(&self, setting: &str) {
+        let out = Command::new("postconf")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-e", setting])
+            .output()
+            .expect("postconf");
+        assert!(out.status.success(), "postconf -e {setting}");
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("reload")
+            .output()
+            .expect("postfix reload");
+        assert!(out.status.success(), "postfix reload");
     }
 }
 
@@ -374,4 +393,193 @@ fn postfix_without_smtputf8_bounces_only_what_needs_it() {
         !postfix.log().contains(IVAN),
         "nothing went to the UTF-8 recipient"
     );
+}
+
+/// DSN against Python's smtplib, with an aiosmtpd upstream that does not offer DSN: `delivered`
+/// and `relayed` success reports, no bounce for NOTIFY=NEVER, RET=HDRS/FULL, ENVID and ORCPT in
+/// every report, 501/555 for bad parameters (`tests/py/dsn.py` says what it checks).
+#[test]
+fn smtplib_dsn_reports() {
+    let upstream = Upstream::start(&["--reject", "bad@remote.test=550"]);
+    let server = relay_to(upstream.port);
+    let log = upstream.log.display().to_string();
+    let out = server.python_ok("dsn.py", &[&log]);
+    assert!(out.contains("ok: DSN acceptance"), "{out}");
+}
+
+/// Postfix offers DSN: jes passes RET, ENVID, NOTIFY and ORCPT on as the client gave them (its
+/// smtpd log of the commands shows them), sends no `relayed` report itself, and the `delivered`
+/// report Postfix then sends (relayed back to jes) carries the ENVID and the ORCPT.
+#[test]
+fn postfix_upstream_gets_the_dsn_parameters() {
+    let Some(postfix) = Postfix::start("debug_peer_list = 127.0.0.1") else {
+        return;
+    };
+    let server = relay_to(postfix.port);
+    // Postfix's own reports (to analyst@localhost) come back to jes.
+    postfix.set(&format!("relayhost = [127.0.0.1]:{}", server.smtp_port));
+    let mut c = server.connect(server.smtp_port);
+    let ehlo = c.cmd("EHLO client.test");
+    for ext in ["DSN", "SMTPUTF8", "CHUNKING"] {
+        assert!(ehlo.contains(ext), "EHLO offers {ext}: {ehlo}");
+    }
+    let r = c.cmd("MAIL FROM:<analyst@localhost> RET=HDRS ENVID=pf+2B1");
+    assert!(r.starts_with("250"), "{r}");
+    let r = c
+        .cmd("RCPT TO:<boss@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Boss+2Bx@remote.test");
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: dsn via postfix\r\n\r\nbody\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    let _ = c.cmd("QUIT");
+
+    postfix.wait_for_mail("boss", 1);
+    let log = postfix.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("< localhost[127.0.0.1]: MAIL FROM:<analyst@localhost> ")
+                && l.ends_with(" RET=HDRS ENVID=pf+2B1")
+        ),
+        "Postfix got RET and ENVID:\n{log}"
+    );
+    assert!(
+        log.contains(
+            "RCPT TO:<boss@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Boss+2Bx@remote.test"
+        ),
+        "Postfix got NOTIFY and ORCPT:\n{log}"
+    );
+    // Postfix's `delivered` report reaches the sender through jes.
+    let mut report = String::new();
+    server.wait_until("Postfix's success report", Duration::from_secs(30), || {
+        report = server
+            .mailbox_files("analyst@localhost")
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .find(|t| t.contains("Reporting-MTA: dns; postfix.test"))
+            .unwrap_or_default();
+        !report.is_empty()
+    });
+    assert!(report.contains("Original-Envelope-Id: pf+1"), "{report}");
+    assert!(
+        report.contains("Original-Recipient: rfc822;Boss+x@remote.test"),
+        "{report}"
+    );
+    assert!(report.contains("Action: delivered"), "{report}");
+    assert!(
+        !server
+            .mailbox_files("analyst@localhost")
+            .iter()
+            .any(|f| std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .contains("Action: relayed")),
+        "jes sent no `relayed` report for a server that offers DSN"
+    );
+}
+
+/// `msmtp --dsn-notify=success --dsn-return=headers` (it refuses to send when the server does not
+/// offer DSN): the local delivery gets a `delivered` report.
+#[test]
+fn msmtp_dsn_notify() {
+    if !Path::new("/usr/bin/msmtp").exists() {
+        println!("SKIPPED msmtp_dsn_notify: msmtp is not installed (scripts/install-test-deps)");
+        return;
+    }
+    let server = Server::start("", DEFAULT_USERS);
+    let mut child = Command::new("msmtp")
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", server.smtp_port),
+            "--tls=off",
+            "--auth=off",
+            "--from=analyst@localhost",
+            "--dsn-notify=success",
+            "--dsn-return=headers",
+            "trackstudio@127.0.0.1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run msmtp");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Subject: msmtp dsn\n\nhello\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("msmtp");
+    assert!(
+        out.status.success(),
+        "msmtp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.wait_until("the delivered report", Duration::from_secs(30), || {
+        server.mailbox_files("analyst@localhost").iter().any(|f| {
+            let t = std::fs::read_to_string(f).unwrap_or_default();
+            t.contains("Action: delivered")
+                && t.contains("Final-Recipient: rfc822; trackstudio@127.0.0.1")
+        })
+    });
+}
+
+/// A queued message whose sender asked `NOTIFY=FAILURE` for one recipient (no DELAY in an
+/// explicit list) and nothing for the other: the delay warning names only the other, with the
+/// ENVID. The parameters are read from the queue file's `Envid:` and `Notify:` lines.
+#[test]
+fn delay_notice_only_where_notify_allows() {
+    let up = Upstream::start(&[]);
+    up.set_mode("defer");
+    let mut server = Server::prepare(
+        &format!(
+            "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.interval=1\nsmtpdelivery.delaywarning=4",
+            up.port
+        ),
+        DEFAULT_USERS,
+    );
+    let received = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+        - 5 * 3600 * 1000;
+    let smtp = server.etc.join("smtp");
+    std::fs::create_dir_all(&smtp).expect("mkdir");
+    let file = smtp.join("smtp1795000000000000002.ser");
+    std::fs::write(
+        &file,
+        format!(
+            "jes-queue 1\r\nFrom: <analyst@localhost>\r\nReceived: {received}\r\nAttempts: 2\r\n\
+             Next-Attempt: {received}\r\nEnvid: stuck+2B1\r\n\
+             To: <boss@remote.test> pending 421 4.4.2 timeout\r\nNotify: FAILURE\r\n\
+             To: <other@remote.test> pending 421 4.4.2 timeout\r\n\r\nSubject: s\r\n\r\nb\r\n"
+        ),
+    )
+    .expect("write queue file");
+    server.spawn();
+    server.wait_until("the delay warning", Duration::from_secs(20), || {
+        !server.mailbox_files("analyst@localhost").is_empty()
+    });
+    server.wait_until("the flag saved", Duration::from_secs(10), || {
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .contains("Delay-Warned: yes")
+    });
+    let files = server.mailbox_files("analyst@localhost");
+    assert_eq!(files.len(), 1, "one warning");
+    let warning = std::fs::read_to_string(&files[0]).expect("read");
+    assert!(warning.contains("Action: delayed"), "{warning}");
+    assert!(
+        warning.contains("Original-Envelope-Id: stuck+1"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("Final-Recipient: rfc822; other@remote.test"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains("boss@remote.test"),
+        "NOTIFY=FAILURE: no delay notice for boss: {warning}"
+    );
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.contains("Notify: FAILURE\r\n"), "kept: {text}");
 }

@@ -62,12 +62,14 @@ fn check_smtp_round_trip(raw: &[u8]) {
                     address: a.clone(),
                     state: RecipientState::Pending,
                     last_error: None,
+                    dsn: env.dsn.recipient(a),
                 })
                 .collect(),
             received_ms: 1,
             next_attempt_ms: 2,
             attempts: 0,
             delay_warned: false,
+            dsn: env.dsn.message.clone(),
             message: env.data.clone(),
         };
         let bytes = format(&msg);

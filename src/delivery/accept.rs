@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::event::{Event, Kind, MessageFacts};
 use std::sync::Arc;
 
+use super::notify::{self, About, Told};
+use crate::dsn::{Dsn, RecipientDsn};
+use crate::queue::bounce::Notice;
 use crate::queue::{Queue, QueueError};
 use crate::store::{DeliverError, Mailboxes};
 
@@ -31,6 +34,8 @@ pub struct Incoming {
     pub client: IpAddr,
     /// The TLS version of the session (`TLSv1.3`), if it is encrypted.
     pub tls: Option<String>,
+    /// The DSN parameters of MAIL and the RCPTs (RFC 3461).
+    pub dsn: Dsn,
 }
 
 /// Why a message could not be taken: the SMTP session turns it into 452 or 451.
@@ -55,7 +60,14 @@ pub async fn accept(
     stores: &Stores<'_>,
     mut incoming: Incoming,
 ) -> Result<String, AcceptError> {
-    let (local, remote) = crate::routing::split(config, &incoming.recipients);
+    let (local, remote) = crate::routing::split_by_origin(config, &incoming.recipients);
+    let local_dsn = route_dsn(&incoming, &local);
+    let local: Vec<String> = local.into_iter().map(|(a, _)| a).collect();
+    let remote_dsn = Dsn {
+        message: incoming.dsn.message.clone(),
+        recipients: route_dsn(&incoming, &remote),
+    };
+    let remote: Vec<String> = remote.into_iter().map(|(a, _)| a).collect();
     let id = crate::event::new_id();
     let message = Arc::new(std::mem::take(&mut incoming.message));
     let queue_id = if remote.is_empty() {
@@ -63,7 +75,7 @@ pub async fn accept(
     } else {
         let queued = stores
             .queue
-            .enqueue(&id, &incoming.sender, &remote, message.clone())
+            .enqueue(&id, &incoming.sender, &remote, &remote_dsn, message.clone())
             .await;
         Some(queued.map_err(|e| {
             tracing::error!(session = %incoming.session, "cannot queue a message: {e}");
@@ -96,7 +108,62 @@ pub async fn accept(
         stores.runner.queued(qid.clone());
     }
     report(&incoming, &message, &id, &local);
+    tell_delivered(config, stores, &incoming, &message, &id, local_dsn).await;
     Ok(id)
+}
+
+/// The DSN parameters of each route: its recipient's, and for a forward target (a route that is
+/// not the recipient itself) the recipient's address as `ORCPT` when it had none.
+fn route_dsn(incoming: &Incoming, routes: &[(String, usize)]) -> Vec<(String, RecipientDsn)> {
+    routes
+        .iter()
+        .map(|(route, i)| {
+            let rcpt = &incoming.recipients[*i];
+            let dsn = incoming.dsn.recipient(rcpt);
+            let dsn = if *route == crate::address::canonical(rcpt) {
+                dsn
+            } else {
+                dsn.forwarded_from(rcpt)
+            };
+            (route.clone(), dsn)
+        })
+        .collect()
+}
+
+/// A `delivered` report for the mailboxes written whose recipient asked `NOTIFY=SUCCESS`. The
+/// message is already taken: a report that cannot be queued is logged, never a reason to refuse.
+async fn tell_delivered(
+    config: &Config,
+    stores: &Stores<'_>,
+    incoming: &Incoming,
+    message: &[u8],
+    id: &str,
+    local: Vec<(String, RecipientDsn)>,
+) {
+    let delivered: Vec<_> = local
+        .into_iter()
+        .filter(|(_, dsn)| dsn.wants_success())
+        .map(|(m, dsn)| {
+            (
+                notify::success(&m, None, "250 2.0.0 delivered locally"),
+                dsn,
+            )
+        })
+        .collect();
+    if delivered.is_empty() {
+        return;
+    }
+    let about = About {
+        id,
+        sender: &incoming.sender,
+        message,
+        received_ms: crate::event::now_ms(),
+        dsn: &incoming.dsn.message,
+    };
+    let told = notify::tell(config, stores.queue, &about, Notice::Success, delivered).await;
+    if let Told::Queued(report_id) = told {
+        stores.runner.queued(report_id);
+    }
 }
 
 /// One `accepted` event per recipient, then one `delivered-locally` per mailbox written.
@@ -144,6 +211,7 @@ mod tests {
             session: "S1".into(),
             client: "127.0.0.1".parse().unwrap(),
             tls: None,
+            dsn: Dsn::default(),
         }
     }
 

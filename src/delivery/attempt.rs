@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::notify::{self, About, Told};
 use super::remote::{Remote, RemoteOutcome};
 use crate::config::Config;
+use crate::dsn::RecipientDsn;
 use crate::event::now_ms;
 use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::bounce::{self, FailedRecipient, Notice};
@@ -71,8 +73,20 @@ pub async fn run(
         } else {
             msg.sender.as_str()
         };
+        let dsn = crate::dsn::Dsn {
+            message: msg.dsn.clone(),
+            recipients: remote_idx
+                .iter()
+                .map(|i| {
+                    (
+                        msg.recipients[*i].address.clone(),
+                        msg.recipients[*i].dsn.clone(),
+                    )
+                })
+                .collect(),
+        };
         let outcomes = remote
-            .deliver(&config, id, sender, &addrs, &msg.message)
+            .deliver(&config, id, (sender, &dsn), &addrs, &msg.message)
             .await;
         msg.attempts += 1;
         for (i, outcome) in remote_idx.iter().zip(outcomes) {
@@ -95,11 +109,13 @@ pub async fn run(
     })
 }
 
-/// What one attempt found out: the recipients to bounce now, the outcome events to report, and
-/// the notices (bounces, delay warnings) it queued.
+/// What one attempt found out: the recipients to bounce now, those whose success the sender may
+/// want to hear of (`NOTIFY=SUCCESS`: delivered here, or relayed to a server without DSN), the
+/// outcome events to report, and the notices (bounces, delay warnings, success reports) it queued.
 struct Work {
     facts: MessageFacts,
-    newly_failed: Vec<FailedRecipient>,
+    newly_failed: Vec<(FailedRecipient, RecipientDsn)>,
+    successes: Vec<(FailedRecipient, RecipientDsn)>,
     events: Vec<Event>,
     notices: Vec<String>,
 }
@@ -109,6 +125,7 @@ impl Work {
         Work {
             facts: MessageFacts::of(&msg.id, &msg.sender, &msg.message, msg.received_ms),
             newly_failed: Vec::new(),
+            successes: Vec::new(),
             events: Vec::new(),
             notices: Vec::new(),
         }
@@ -132,8 +149,17 @@ impl Work {
     ) -> bool {
         let via = outcome.via().clone();
         let (kind, reply, deferred) = match outcome {
-            RemoteOutcome::Delivered { reply, .. } => {
+            RemoteOutcome::Delivered {
+                reply,
+                host,
+                dsn_passed,
+                ..
+            } => {
                 r.state = RecipientState::Delivered;
+                if !dsn_passed {
+                    let relayed = notify::success(&r.address, Some(&host), &reply);
+                    self.successes.push((relayed, r.dsn.clone()));
+                }
                 (Kind::Delivered, reply, false)
             }
             RemoteOutcome::Failed {
@@ -143,12 +169,14 @@ impl Work {
                 ..
             } => {
                 r.state = RecipientState::Failed;
-                self.newly_failed.push(FailedRecipient {
+                let failed = FailedRecipient {
                     address: r.address.clone(),
                     status,
                     diagnostic: reply.clone(),
                     remote_host: host,
-                });
+                    ..Default::default()
+                };
+                self.newly_failed.push((failed, r.dsn.clone()));
                 (Kind::Bounced, reply, false)
             }
             RemoteOutcome::Deferred { reply, .. } => (Kind::Deferred, reply, true),
@@ -159,6 +187,21 @@ impl Work {
         e.tls = via.tls;
         r.last_error = Some(reply);
         deferred
+    }
+
+    /// A recipient that no longer names anyone here (the account went since it was queued).
+    fn no_such_user(&mut self, r: &mut QueueRecipient, attempt: u32) {
+        let reply = "550 5.1.1 no such user here";
+        self.event(Kind::Bounced, &r.address, reply, attempt);
+        r.state = RecipientState::Failed;
+        r.last_error = Some(reply.into());
+        let failed = FailedRecipient {
+            address: r.address.clone(),
+            status: "5.1.1".into(),
+            diagnostic: reply.into(),
+            ..Default::default()
+        };
+        self.newly_failed.push((failed, r.dsn.clone()));
     }
 
     /// Gives up on every recipient still pending after `smtpdelivery.threshold` attempts.
@@ -175,12 +218,13 @@ impl Work {
                 "gave up after {attempts} attempts; last error: {last}"
             ));
             self.event(Kind::Expired, &r.address, &last, attempts);
-            self.newly_failed.push(FailedRecipient {
+            let failed = FailedRecipient {
                 address: r.address.clone(),
                 status: "4.4.7".into(),
                 diagnostic: last,
-                remote_host: None,
-            });
+                ..Default::default()
+            };
+            self.newly_failed.push((failed, r.dsn.clone()));
         }
     }
 }
@@ -238,9 +282,16 @@ async fn finish(
     msg: &mut QueuedMessage,
     mut work: Work,
 ) -> (Outcome, Work) {
-    let bounce = send_bounce(config, queue, msg, &work.newly_failed).await;
-    let bounced = bounce.is_some();
-    work.notices.extend(bounce);
+    let failed = std::mem::take(&mut work.newly_failed);
+    let any_failed = !failed.is_empty();
+    let bounce = notify::tell(config, queue, &about(msg), Notice::Failure, failed).await;
+    let successes = std::mem::take(&mut work.successes);
+    let success = notify::tell(config, queue, &about(msg), Notice::Success, successes).await;
+    work.notices.extend(
+        [&bounce, &success]
+            .iter()
+            .filter_map(|t| t.queued().map(str::to_string)),
+    );
     let pending = msg
         .recipients
         .iter()
@@ -254,8 +305,9 @@ async fn finish(
         queue.release(lease).await;
         return (Outcome::RetryAt(msg.next_attempt_ms), work);
     }
-    // A failure nobody could be told about (a bounce that bounced) is kept, as JES did.
-    let keep = (!work.newly_failed.is_empty() && !bounced).then_some(&*msg);
+    // A failure nobody could be told about (a bounce that bounced) is kept, as JES did; one the
+    // sender asked not to hear of (`NOTIFY=NEVER`) is not.
+    let keep = (any_failed && bounce == Told::Impossible).then_some(&*msg);
     match queue.complete(lease, keep).await {
         Ok(()) => {
             tracing::info!(queue_id = %msg.id, "queue file done: every recipient delivered or bounced")
@@ -276,33 +328,38 @@ async fn deliver_local(
     work: &mut Work,
 ) {
     let mut mailboxes: Vec<String> = Vec::new();
+    // Each mailbox's DSN parameters, for a success report the sender may want.
+    let mut local_dsn: Vec<(String, RecipientDsn)> = Vec::new();
     let mut expanded: Vec<usize> = Vec::new();
-    let mut new_remote: Vec<String> = Vec::new();
+    // Forward targets carry their recipient's NOTIFY, and its address as ORCPT.
+    let mut new_remote: Vec<(String, RecipientDsn)> = Vec::new();
     for (i, r) in msg.recipients.iter_mut().enumerate() {
         if r.state != RecipientState::Pending {
             continue;
         }
         let routes = expand(config, &r.address);
         if routes.is_empty() {
-            let reply = "550 5.1.1 no such user here";
-            work.event(Kind::Bounced, &r.address, reply, msg.attempts);
-            r.state = RecipientState::Failed;
-            r.last_error = Some(reply.into());
-            work.newly_failed.push(FailedRecipient {
-                address: r.address.clone(),
-                status: "5.1.1".into(),
-                diagnostic: "550 5.1.1 no such user here".into(),
-                remote_host: None,
-            });
+            work.no_such_user(r, msg.attempts);
             continue;
         }
-        if routes == [Route::Remote(crate::address::canonical(&r.address))] {
+        let own = crate::address::canonical(&r.address);
+        if routes == [Route::Remote(own.clone())] {
             continue;
         }
         for route in routes {
             match route {
-                Route::Local(m) if !mailboxes.contains(&m) => mailboxes.push(m),
-                Route::Remote(a) if !new_remote.contains(&a) => new_remote.push(a),
+                Route::Local(m) if !mailboxes.contains(&m) => {
+                    let dsn = if m == own {
+                        r.dsn.clone()
+                    } else {
+                        r.dsn.forwarded_from(&r.address)
+                    };
+                    local_dsn.push((m.clone(), dsn));
+                    mailboxes.push(m);
+                }
+                Route::Remote(a) if !new_remote.iter().any(|(n, _)| *n == a) => {
+                    new_remote.push((a, r.dsn.forwarded_from(&r.address)));
+                }
                 _ => {}
             }
         }
@@ -338,17 +395,32 @@ async fn deliver_local(
                 msg.attempts,
             );
         }
+        for (m, dsn) in local_dsn {
+            let delivered = notify::success(&m, None, "250 2.0.0 delivered locally");
+            work.successes.push((delivered, dsn));
+        }
     }
-    for i in expanded {
+    mark_expanded(msg, &expanded, new_remote);
+}
+
+/// The recipients at `expanded` are done (delivered here, or handed on to `new_remote`, which
+/// become pending recipients of their own, each once).
+fn mark_expanded(
+    msg: &mut QueuedMessage,
+    expanded: &[usize],
+    new_remote: Vec<(String, RecipientDsn)>,
+) {
+    for &i in expanded {
         let r = &mut msg.recipients[i];
         r.state = RecipientState::Delivered;
         r.last_error = Some(if new_remote.is_empty() {
             "delivered locally".to_string()
         } else {
-            format!("expanded to {}", new_remote.join(", "))
+            let names: Vec<&str> = new_remote.iter().map(|(a, _)| a.as_str()).collect();
+            format!("expanded to {}", names.join(", "))
         });
     }
-    for addr in new_remote {
+    for (addr, dsn) in new_remote {
         if !msg
             .recipients
             .iter()
@@ -358,27 +430,29 @@ async fn deliver_local(
                 address: addr,
                 state: RecipientState::Pending,
                 last_error: None,
+                dsn,
             });
         }
     }
 }
 
-/// Queues a DSN to the sender for recipients that failed in this attempt. Returns its queue id
-/// if one was queued (none for a null sender: a bounce is never bounced).
-async fn send_bounce(
-    config: &Config,
-    queue: &dyn Queue,
-    msg: &QueuedMessage,
-    failed: &[FailedRecipient],
-) -> Option<String> {
-    send_notice(config, queue, msg, failed, Notice::Failure).await
+/// The message a report about `msg` is about.
+fn about(msg: &QueuedMessage) -> About<'_> {
+    About {
+        id: &msg.id,
+        sender: &msg.sender,
+        message: &msg.message,
+        received_ms: msg.received_ms,
+        dsn: &msg.dsn,
+    }
 }
 
 /// Tells the sender, once per message, that it is still not delivered after
 /// `smtpdelivery.delaywarning` (RFC 3464 `Action: delayed`), as Postfix's `delay_warning_time`
 /// does: a notification that sits for hours behind a dead smart host should not go unnoticed.
-/// The flag is saved with the queue file, so a restart does not warn again. The notice's queue
-/// id and its events go into `work`.
+/// Recipients whose `NOTIFY=` leaves out `DELAY` are not mentioned. The flag is saved with the
+/// queue file, so a restart does not warn again. The notice's queue id and its events go into
+/// `work`.
 async fn warn_of_delay(
     config: &Config,
     queue: &dyn Queue,
@@ -392,31 +466,35 @@ async fn warn_of_delay(
     if msg.delay_warned || waited < after.as_millis() as u64 {
         return;
     }
-    let delayed: Vec<FailedRecipient> = msg
+    let delayed: Vec<(FailedRecipient, RecipientDsn)> = msg
         .recipients
         .iter()
-        .filter(|r| r.state == RecipientState::Pending)
+        .filter(|r| r.state == RecipientState::Pending && notify::wanted(&r.dsn, Notice::Delay))
         .map(|r| {
             let diagnostic = r
                 .last_error
                 .clone()
                 .unwrap_or_else(|| "not delivered yet".into());
-            FailedRecipient {
+            let entry = FailedRecipient {
                 address: r.address.clone(),
                 status: transient_status(&diagnostic),
                 diagnostic,
-                remote_host: None,
-            }
+                ..Default::default()
+            };
+            (entry, r.dsn.clone())
         })
         .collect();
-    if delayed.is_empty() {
-        return;
-    }
-    // A null sender cannot be told (`send_notice` queues nothing for it); mark it anyway so the
-    // check is not repeated every attempt.
-    if let Some(notice_id) = send_notice(config, queue, msg, &delayed, Notice::Delay).await {
-        for d in &delayed {
-            work.event(Kind::DelayNotice, &d.address, &d.diagnostic, msg.attempts);
+    let told: Vec<(String, String)> = delayed
+        .iter()
+        .map(|(d, _)| (d.address.clone(), d.diagnostic.clone()))
+        .collect();
+    // A null sender cannot be told (nothing is queued for it), and nobody may have asked; mark it
+    // anyway so the check is not repeated every attempt.
+    if let Told::Queued(notice_id) =
+        notify::tell(config, queue, &about(msg), Notice::Delay, delayed).await
+    {
+        for (address, diagnostic) in &told {
+            work.event(Kind::DelayNotice, address, diagnostic, msg.attempts);
         }
         work.notices.push(notice_id);
     }
@@ -431,54 +509,6 @@ fn transient_status(reply: &str) -> String {
         .filter(|code| code.starts_with("4."))
         .unwrap_or("4.0.0")
         .to_string()
-}
-
-/// Queues a DSN of kind `notice` to the sender about `failed`; its queue id, or none when none
-/// was queued.
-async fn send_notice(
-    config: &Config,
-    queue: &dyn Queue,
-    msg: &QueuedMessage,
-    failed: &[FailedRecipient],
-    notice: Notice,
-) -> Option<String> {
-    if failed.is_empty() || bounce::is_null_sender(&msg.sender) {
-        return None;
-    }
-    let now = chrono::Utc::now();
-    let hostname = config
-        .mail
-        .hostname
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let message_id = format!("<{}.{}.dsn@{}>", msg.id, now.timestamp_millis(), hostname);
-    let dsn = bounce::build_dsn(
-        &config.mail.hostname,
-        &msg.sender,
-        &msg.message,
-        msg.received_ms,
-        failed,
-        notice,
-        now,
-        &message_id,
-    );
-    let what = match notice {
-        Notice::Failure => "bounce queued",
-        Notice::Delay => "delay warning queued",
-    };
-    // From the null sender, to the original sender; a fresh id.
-    let to = std::slice::from_ref(&msg.sender);
-    match queue.enqueue("", "", to, Arc::new(dsn)).await {
-        Ok(dsn_id) => {
-            let to: Vec<&str> = failed.iter().map(|f| f.address.as_str()).collect();
-            tracing::info!(queue_id = %msg.id, bounce_id = %dsn_id, sender = %msg.sender, recipients = %to.join(","), "{what}");
-            Some(dsn_id)
-        }
-        Err(e) => {
-            tracing::error!(queue_id = %msg.id, "cannot queue the bounce to {}: {e}", msg.sender);
-            None
-        }
-    }
 }
 
 #[cfg(test)]

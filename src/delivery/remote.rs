@@ -16,6 +16,7 @@ use super::client::{
 use super::mx::{MxError, MxResolver};
 use crate::address::domain_of;
 use crate::config::Config;
+use crate::dsn::Dsn;
 
 /// Idle connections kept per destination.
 const POOL_PER_KEY: usize = 4;
@@ -27,6 +28,9 @@ pub enum RemoteOutcome {
         host: String,
         reply: String,
         via: Via,
+        /// The server offers DSN and was given the recipient's `NOTIFY=` and `ORCPT=`: any
+        /// report is its to send. Otherwise a `NOTIFY=SUCCESS` gets a `relayed` report from us.
+        dsn_passed: bool,
     },
     Failed {
         host: Option<String>,
@@ -129,12 +133,13 @@ impl Remote {
         }
     }
 
-    /// Delivers `message` to `recipients`; one outcome per recipient, in order.
+    /// Delivers `message` to `recipients` from `sender`, with the DSN parameters of the message
+    /// and of those recipients that have any; one outcome per recipient, in order.
     pub async fn deliver(
         &self,
         config: &Config,
         id: &str,
-        sender: &str,
+        (sender, dsn): (&str, &Dsn),
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RemoteOutcome> {
@@ -171,7 +176,7 @@ impl Remote {
                 }
             }
             return self
-                .try_targets(settings, id, sender, recipients, message, targets)
+                .try_targets(settings, id, (sender, dsn), recipients, message, targets)
                 .await;
         }
         // Direct delivery: one group per recipient domain.
@@ -187,7 +192,15 @@ impl Remote {
         for (domain, idx) in groups {
             let group: Vec<String> = idx.iter().map(|i| recipients[*i].clone()).collect();
             let results = self
-                .deliver_domain(config, settings, id, &domain, sender, &group, message)
+                .deliver_domain(
+                    config,
+                    settings,
+                    id,
+                    &domain,
+                    (sender, dsn),
+                    &group,
+                    message,
+                )
                 .await;
             for (i, outcome) in idx.into_iter().zip(results) {
                 outcomes[i] = Some(outcome);
@@ -206,7 +219,7 @@ impl Remote {
         settings: &ClientSettings,
         id: &str,
         domain: &str,
-        sender: &str,
+        (sender, dsn): (&str, &Dsn),
         recipients: &[String],
         message: &[u8],
     ) -> Vec<RemoteOutcome> {
@@ -258,7 +271,7 @@ impl Remote {
                 })
             })
             .collect();
-        self.try_targets(settings, id, sender, recipients, message, targets)
+        self.try_targets(settings, id, (sender, dsn), recipients, message, targets)
             .await
     }
 
@@ -312,7 +325,7 @@ impl Remote {
         &self,
         settings: &ClientSettings,
         id: &str,
-        sender: &str,
+        (sender, dsn): (&str, &Dsn),
         recipients: &[String],
         message: &[u8],
         targets: Vec<Target>,
@@ -347,6 +360,7 @@ impl Remote {
                     sender,
                     recipients,
                     message,
+                    dsn,
                 };
                 match conn.send(out).await {
                     Ok(results) => {
@@ -355,6 +369,7 @@ impl Remote {
                             ip: Some(target.addr.ip()),
                             tls: conn.tls_version(),
                         };
+                        let dsn_passed = conn.extensions().dsn;
                         let outcomes: Vec<RemoteOutcome> = results
                             .into_iter()
                             .map(|r| match r {
@@ -362,6 +377,7 @@ impl Remote {
                                     host: target.host.clone(),
                                     reply: reply.to_string(),
                                     via: via.clone(),
+                                    dsn_passed,
                                 },
                                 RecipientOutcome::Failed(reply) => RemoteOutcome::Failed {
                                     host: Some(target.host.clone()),

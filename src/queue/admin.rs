@@ -9,7 +9,7 @@
 
 use chrono::DateTime;
 
-use super::bounce::{build_dsn, is_null_sender, FailedRecipient, Notice};
+use super::bounce::{build_report, is_null_sender, FailedRecipient, Notice, ReportOptions};
 use super::{lock, request_retry, QueueError, QueuedMessage, RecipientState, Spool};
 use crate::event::{new_id, now_ms};
 
@@ -80,7 +80,8 @@ pub fn retry_entry(store: &Spool, id: &str, wake: bool) -> Result<(), QueueError
 }
 
 /// The notice for an administrator's deletion of `m`: its pending recipients, status 5.0.0.
-/// `None` when there is nobody to tell (null sender) or nothing undelivered.
+/// `None` when there is nobody to tell (null sender), nothing undelivered, or only recipients
+/// whose `NOTIFY=` leaves failures out (RFC 3461).
 pub fn deletion_bounce(
     m: &QueuedMessage,
     hostname: &str,
@@ -92,19 +93,21 @@ pub fn deletion_bounce(
     let failed: Vec<FailedRecipient> = m
         .recipients
         .iter()
-        .filter(|r| r.state == RecipientState::Pending)
+        .filter(|r| r.state == RecipientState::Pending && r.dsn.wants_failure())
         .map(|r| FailedRecipient {
             address: r.address.clone(),
             status: "5.0.0".into(),
             diagnostic: "deleted by the administrator".into(),
             remote_host: None,
+            orcpt: r.dsn.orcpt.clone(),
+            action: None,
         })
         .collect();
     if failed.is_empty() {
         return None;
     }
     let message_id = format!("{}.dsn@{hostname}", new_id());
-    Some(build_dsn(
+    Some(build_report(
         hostname,
         &m.sender,
         &m.message,
@@ -113,6 +116,7 @@ pub fn deletion_bounce(
         Notice::Failure,
         now,
         &message_id,
+        ReportOptions::of(&m.dsn),
     ))
 }
 

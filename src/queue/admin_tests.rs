@@ -14,17 +14,20 @@ pub(crate) fn msg(id: &str, sender: &str) -> QueuedMessage {
                 address: "boss@remote.test".into(),
                 state: RecipientState::Pending,
                 last_error: Some("451 4.3.0 try later".into()),
+                dsn: Default::default(),
             },
             QueueRecipient {
                 address: "done@remote.test".into(),
                 state: RecipientState::Delivered,
                 last_error: None,
+                dsn: Default::default(),
             },
         ],
         received_ms: 1_000_000,
         next_attempt_ms: 1_000_000 + 3_600_000,
         attempts: 2,
         delay_warned: false,
+        dsn: Default::default(),
         message: b"Subject: hi\x1b[2J\r\n\r\nbody\r\n".to_vec(),
     }
 }

@@ -17,7 +17,7 @@ use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 
 /// One recipient the notice is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FailedRecipient {
     pub address: String,
     /// Enhanced status code, e.g. `5.1.1`.
@@ -26,13 +26,65 @@ pub struct FailedRecipient {
     pub diagnostic: String,
     /// The server that gave the reply, when there was one.
     pub remote_host: Option<String>,
+    /// The sender's `ORCPT=` for this recipient, as sent (`rfc822;xtext`): the report's
+    /// `Original-Recipient:`.
+    pub orcpt: Option<String>,
+    /// What happened, when the notice's kind does not say it alone (a success report: `delivered`
+    /// or `relayed`).
+    pub action: Option<Action>,
 }
 
-/// What the notice reports: a final failure, or a delay while retries go on.
+/// The `Action:` of one recipient in a report (RFC 3464 §2.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Failed,
+    Delayed,
+    /// Delivered into a mailbox here.
+    Delivered,
+    /// Handed to a server that does not offer DSN: no further report will come (RFC 3461 §5.2.2).
+    Relayed,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Failed => "failed",
+            Action::Delayed => "delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
+        }
+    }
+}
+
+/// What the sender asked the report to carry (RFC 3461): the `ENVID` (xtext, as sent), and whether
+/// the whole message goes back (`RET=FULL`) rather than its header section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportOptions<'a> {
+    pub envid: Option<&'a str>,
+    pub full: bool,
+}
+
+impl<'a> ReportOptions<'a> {
+    /// What the sender asked for at MAIL (`ENVID=`, `RET=`).
+    pub fn of(dsn: &'a crate::dsn::MessageDsn) -> ReportOptions<'a> {
+        ReportOptions {
+            envid: dsn.envid.as_deref(),
+            full: dsn.ret == Some(crate::dsn::Ret::Full),
+        }
+    }
+}
+
+/// Largest message a report returns whole (`RET=FULL`); a bigger one goes back as its header
+/// section, as RFC 3461 §4.3 allows (Postfix's `bounce_size_limit` does the same).
+pub const MAX_RETURNED: usize = 10 * 1024 * 1024;
+
+/// What the notice reports: a final failure, a delay while retries go on, or a success the sender
+/// asked to hear of (`NOTIFY=SUCCESS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     Failure,
     Delay,
+    Success,
 }
 
 /// True for a sender that must never receive a bounce: the null sender (empty or `<>`), JES 1.0's
@@ -83,6 +135,34 @@ pub fn build_dsn(
     now: DateTime<Utc>,
     message_id: &str,
 ) -> Vec<u8> {
+    build_report(
+        hostname,
+        original_sender,
+        original,
+        original_received_ms,
+        failed,
+        notice,
+        now,
+        message_id,
+        ReportOptions::default(),
+    )
+}
+
+/// `build_dsn` with what the sender asked for (RFC 3461): the `ENVID` as `Original-Envelope-Id`,
+/// each recipient's `ORCPT` as `Original-Recipient`, and the whole message instead of its header
+/// section for a failure report under `RET=FULL`.
+#[allow(clippy::too_many_arguments)]
+pub fn build_report(
+    hostname: &str,
+    original_sender: &str,
+    original: &[u8],
+    original_received_ms: u64,
+    failed: &[FailedRecipient],
+    notice: Notice,
+    now: DateTime<Utc>,
+    message_id: &str,
+    options: ReportOptions<'_>,
+) -> Vec<u8> {
     let hostname = clean(hostname);
     let sender = clean(
         original_sender
@@ -90,13 +170,14 @@ pub fn build_dsn(
             .trim_start_matches('<')
             .trim_end_matches('>'),
     );
-    let headers = original_headers(original);
+    let (returned_type, returned_what, headers) = returned(original, notice, options.full);
     let human = crlf(&human_part(&hostname, failed, notice));
     let status = crlf(&status_part(
         &hostname,
         original_received_ms,
         failed,
         notice,
+        options.envid,
     ));
 
     let boundary = pick_boundary(now, &[human.as_bytes(), status.as_bytes(), &headers]);
@@ -109,6 +190,7 @@ pub fn build_dsn(
     let subject = match notice {
         Notice::Failure => "Undelivered Mail Returned to Sender",
         Notice::Delay => "Delayed Mail (still being retried)",
+        Notice::Success => "Successful Mail Delivery Report",
     };
 
     let human_type = ContentType::new("text/plain").attribute("charset", charset(human.as_bytes()));
@@ -118,11 +200,8 @@ pub fn build_dsn(
         MimePart::new("message/delivery-status", status.as_bytes())
             .header("Content-Description", Text::new("Delivery report"))
             .transfer_encoding(bits(status.as_bytes())),
-        MimePart::new("text/rfc822-headers", headers.as_slice())
-            .header(
-                "Content-Description",
-                Text::new("Undelivered message headers"),
-            )
+        MimePart::new(returned_type, headers.as_slice())
+            .header("Content-Description", Text::new(returned_what))
             .transfer_encoding(bits(&headers)),
     ];
     // Written as is (not as a ContentType, which quotes every parameter): the unquoted
@@ -147,6 +226,21 @@ pub fn build_dsn(
         .body(report)
         .serialize(&mut out);
     dot_stuff(&out)
+}
+
+/// What a report gives back of the original: its content type, description and bytes. The whole
+/// message (`message/rfc822`, un-stuffed) only for a failure under `RET=FULL` and up to
+/// `MAX_RETURNED`; otherwise the header section.
+fn returned(original: &[u8], notice: Notice, full: bool) -> (&'static str, &'static str, Vec<u8>) {
+    if full && notice == Notice::Failure && original.len() <= MAX_RETURNED {
+        let whole = crate::stored_form::unstuff(original);
+        return ("message/rfc822", "Undelivered message", whole);
+    }
+    let what = match notice {
+        Notice::Success => "Message headers",
+        _ => "Undelivered message headers",
+    };
+    ("text/rfc822-headers", what, original_headers(original))
 }
 
 /// `text` with CRLF line ends, every line ended.
@@ -246,6 +340,12 @@ fn human_part(hostname: &str, failed: &[FailedRecipient], notice: Notice) -> Str
              will keep trying; you do not need to send it again. The last reason for each \
              recipient follows."
         }
+        Notice::Success => {
+            "Your message was successfully delivered to the destination(s) listed below. If \
+             the message was delivered to a mailbox you will receive no further notifications; \
+             if it was relayed to a system that does not report deliveries, this is the last \
+             report you will receive."
+        }
     };
     for l in wrap(intro, WRAP) {
         text.push_str(&l);
@@ -285,12 +385,20 @@ fn status_part(
     received_ms: u64,
     failed: &[FailedRecipient],
     notice: Notice,
+    envid: Option<&str>,
 ) -> String {
     let mut text = String::new();
     let mut push = |s: String| {
         text.push_str(&s);
         text.push('\n');
     };
+    if let Some(envid) = envid {
+        // RFC 3464 §2.2.1: the ENVID, decoded from xtext, case and spelling kept.
+        push(field(
+            "Original-Envelope-Id",
+            &clean(&crate::dsn::decode(envid)),
+        ));
+    }
     push(field("Reporting-MTA", &format!("dns; {hostname}")));
     let arrival = i64::try_from(received_ms)
         .ok()
@@ -299,16 +407,23 @@ fn status_part(
         push(field("Arrival-Date", &a.to_rfc2822()));
     }
     let (action, default_status) = match notice {
-        Notice::Failure => ("failed", "5.0.0"),
-        Notice::Delay => ("delayed", "4.0.0"),
+        Notice::Failure => (Action::Failed, "5.0.0"),
+        Notice::Delay => (Action::Delayed, "4.0.0"),
+        Notice::Success => (Action::Delivered, "2.0.0"),
     };
     for r in failed {
         push(String::new());
+        if let Some(orcpt) = &r.orcpt {
+            push(field(
+                "Original-Recipient",
+                &clean(&crate::dsn::orcpt_for_report(orcpt)),
+            ));
+        }
         push(field(
             "Final-Recipient",
             &format!("rfc822; {}", clean(&r.address)),
         ));
-        push(field("Action", action));
+        push(field("Action", r.action.unwrap_or(action).as_str()));
         let status = r.status.trim();
         push(field(
             "Status",

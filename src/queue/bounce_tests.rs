@@ -21,6 +21,7 @@ fn rcpt(addr: &str, status: &str, diag: &str, host: Option<&str>) -> FailedRecip
         status: status.into(),
         diagnostic: diag.into(),
         remote_host: host.map(str::to_string),
+        ..Default::default()
     }
 }
 
@@ -354,4 +355,112 @@ fn a_mime_parser_reads_the_report_and_8bit_human_text_is_encoded() {
         human.contains("550 5.1.1 unbekannter Empf\u{e4}nger"),
         "{human}"
     );
+}
+
+fn build_with(failed: &[FailedRecipient], notice: Notice, options: ReportOptions<'_>) -> Parsed {
+    let wire = build_report(
+        "mx.jes.test",
+        "trackstudio@localhost",
+        ORIGINAL,
+        1795605697556,
+        failed,
+        notice,
+        now(),
+        "1.dsn@mx.jes.test",
+        options,
+    );
+    parse(&unstuff(&wire))
+}
+
+/// RFC 3461: the ENVID and each ORCPT, decoded from xtext, in the report; `RET=FULL` returns the
+/// whole message (a failure), `RET=HDRS` and no RET its header section only.
+#[test]
+fn envid_orcpt_and_ret() {
+    let mut r = rcpt("boss@remote.test", "5.1.1", "550 5.1.1 no", None);
+    r.orcpt = Some("rfc822;Boss+2Bx@remote.test".into());
+    let failed = [r, rcpt("plain@remote.test", "5.1.1", "550 5.1.1 no", None)];
+    let full = ReportOptions {
+        envid: Some("QQ+2B314159"),
+        full: true,
+    };
+    let p = build_with(&failed, Notice::Failure, full);
+    let groups: Vec<&str> = p.parts[1].1.trim_end().split("\r\n\r\n").collect();
+    assert!(
+        groups[0].starts_with("Original-Envelope-Id: QQ+314159\r\n"),
+        "{}",
+        groups[0]
+    );
+    assert!(groups[1].contains("Original-Recipient: rfc822;Boss+x@remote.test\r\n"));
+    assert!(!groups[2].contains("Original-Recipient"), "{}", groups[2]);
+    let (h3, b3) = &p.parts[2];
+    assert!(h3.contains("Content-Type: message/rfc822"), "{h3}");
+    assert!(b3.contains("Subject: Task #2124 changed\r\n"));
+    assert!(
+        b3.contains("\r\n.a body line with a dot\r\n"),
+        "the body, un-stuffed: {b3}"
+    );
+
+    for hdrs in [
+        ReportOptions {
+            envid: None,
+            full: false,
+        },
+        ReportOptions::of(&crate::dsn::MessageDsn {
+            ret: Some(crate::dsn::Ret::Hdrs),
+            envid: None,
+        }),
+    ] {
+        let p = build_with(&failed, Notice::Failure, hdrs);
+        assert!(!p.parts[1].1.contains("Original-Envelope-Id"));
+        let (h3, b3) = &p.parts[2];
+        assert!(h3.contains("Content-Type: text/rfc822-headers"), "{h3}");
+        assert!(b3.contains("Subject: Task #2124 changed\r\n"));
+        assert!(!b3.contains("a body line"), "headers only");
+    }
+}
+
+/// `NOTIFY=SUCCESS`: `delivered` for a mailbox here, `relayed` to a server without DSN; the
+/// message goes back as headers only, whatever RET says (RET is about failures).
+#[test]
+fn success_report() {
+    let mut delivered = rcpt(
+        "ann@local.test",
+        "2.0.0",
+        "250 2.0.0 delivered locally",
+        None,
+    );
+    delivered.action = Some(Action::Delivered);
+    let mut relayed = rcpt(
+        "boss@remote.test",
+        "2.0.0",
+        "250 2.0.0 Ok: queued as 4F",
+        Some("up.test"),
+    );
+    relayed.action = Some(Action::Relayed);
+    let options = ReportOptions {
+        envid: Some("E1"),
+        full: true,
+    };
+    let p = build_with(&[delivered, relayed], Notice::Success, options);
+    assert_eq!(
+        header(&p.headers, "Subject"),
+        Some("Successful Mail Delivery Report")
+    );
+    let status = &p.parts[1].1;
+    let groups: Vec<&str> = status.trim_end().split("\r\n\r\n").collect();
+    assert!(groups[0].contains("Original-Envelope-Id: E1"));
+    assert!(
+        groups[1].contains("Action: delivered\r\nStatus: 2.0.0"),
+        "{}",
+        groups[1]
+    );
+    assert!(
+        groups[2].contains("Action: relayed\r\nStatus: 2.0.0"),
+        "{}",
+        groups[2]
+    );
+    assert!(groups[2].contains("Remote-MTA: dns; up.test"));
+    let (h3, b3) = &p.parts[2];
+    assert!(h3.contains("Content-Type: text/rfc822-headers"), "{h3}");
+    assert!(!b3.contains("a body line"));
 }

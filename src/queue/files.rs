@@ -109,13 +109,14 @@ impl Queue for FileQueue {
         id: &str,
         sender: &str,
         recipients: &[String],
+        dsn: &crate::dsn::Dsn,
         message: Arc<Vec<u8>>,
     ) -> Result<String, QueueError> {
         let (spool, id, sender) = (self.spool.clone(), id.to_string(), sender.to_string());
-        let recipients = recipients.to_vec();
+        let (recipients, dsn) = (recipients.to_vec(), dsn.clone());
         joined(
             tokio::task::spawn_blocking(move || {
-                spool.enqueue_as(&id, &sender, &recipients, &message)
+                spool.enqueue_dsn(&id, &sender, &recipients, &dsn, &message)
             })
             .await,
         )
@@ -367,7 +368,9 @@ mod tests {
     async fn enqueue(q: &FileQueue) -> String {
         let rcpt = vec!["bob@remote.test".to_string()];
         let msg = Arc::new(b"Subject: x\r\n\r\nbody\r\n".to_vec());
-        q.enqueue("", "app@local.test", &rcpt, msg).await.unwrap()
+        q.enqueue("", "app@local.test", &rcpt, &Default::default(), msg)
+            .await
+            .unwrap()
     }
 
     async fn lease(q: &FileQueue, id: &str, ttl: Duration) -> (Lease, QueuedMessage) {

@@ -6,9 +6,14 @@
 //! wire form, untouched. Times are written as epoch milliseconds (what the parser reads) followed by
 //! a UTC date in parentheses for people. JES 1.0 files are read as they are, including JES's null
 //! sender `unknown@example.com`: what that means is for the outbound code to decide.
+//!
+//! DSN parameters (RFC 3461) are optional lines: `Ret:` and `Envid:` for the message, `Notify:`
+//! and `Orcpt:` after the `To:` line of the recipient they belong to. A file without them (JES's,
+//! or jes's before DSN) reads as a message whose sender asked for nothing.
 
 use super::{QueueRecipient, QueuedMessage, RecipientState};
 use crate::address::closing_bracket;
+use crate::dsn::{MessageDsn, Notify, Ret};
 
 /// First line of a JES 1.0 queue file.
 pub const JES_V1: &str = "1.0";
@@ -108,6 +113,12 @@ pub fn format(msg: &QueuedMessage) -> Vec<u8> {
     if msg.delay_warned {
         head.push_str("Delay-Warned: yes\r\n");
     }
+    if let Some(ret) = msg.dsn.ret {
+        head.push_str(&format!("Ret: {}\r\n", ret.as_str()));
+    }
+    if let Some(envid) = &msg.dsn.envid {
+        head.push_str(&format!("Envid: {}\r\n", one_line(envid)));
+    }
     for r in &msg.recipients {
         head.push_str(&format!("To: <{}> {}", r.address, r.state.as_str()));
         if let Some(e) = r.last_error.as_deref().map(one_line) {
@@ -117,6 +128,13 @@ pub fn format(msg: &QueuedMessage) -> Vec<u8> {
             }
         }
         head.push_str("\r\n");
+        // The recipient's DSN parameters, on lines of their own after its `To:`.
+        if let Some(n) = r.dsn.notify {
+            head.push_str(&format!("Notify: {}\r\n", n.as_string()));
+        }
+        if let Some(orcpt) = &r.dsn.orcpt {
+            head.push_str(&format!("Orcpt: {}\r\n", one_line(orcpt)));
+        }
     }
     head.push_str("\r\n");
     let mut out = head.into_bytes();
@@ -195,6 +213,7 @@ fn parse_jes_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, ParseEr
             address: a.to_string(),
             state: RecipientState::Pending,
             last_error: None,
+            dsn: Default::default(),
         })
         .collect();
     if recipients.is_empty() {
@@ -211,6 +230,7 @@ fn parse_jes_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, ParseEr
         next_attempt_ms,
         attempts,
         delay_warned: false,
+        dsn: Default::default(),
         message: lines.rest(),
     })
 }
@@ -244,6 +264,7 @@ fn parse_recipient(value: &str, line: usize) -> Result<QueueRecipient, ParseErro
                 address,
                 state,
                 last_error: last_error.map(str::to_string),
+                dsn: Default::default(),
             });
         }
     }
@@ -253,13 +274,62 @@ fn parse_recipient(value: &str, line: usize) -> Result<QueueRecipient, ParseErro
     ))
 }
 
+/// A `Ret:` or `Envid:` line: a DSN parameter of the message.
+fn message_dsn(dsn: &mut MessageDsn, key: &str, value: &str, n: usize) -> Result<(), ParseError> {
+    let twice = || err(n, format!("{key} appears twice"));
+    if key.eq_ignore_ascii_case("ret") {
+        if dsn.ret.is_some() {
+            return Err(twice());
+        }
+        let ret = Ret::parse(value);
+        dsn.ret = Some(ret.ok_or_else(|| err(n, format!("Ret must be FULL or HDRS: {value:?}")))?);
+    } else {
+        if dsn.envid.is_some() {
+            return Err(twice());
+        }
+        if !crate::dsn::valid_envid(value) {
+            return Err(err(n, format!("Envid is not an ENVID (xtext): {value:?}")));
+        }
+        dsn.envid = Some(value.to_string());
+    }
+    Ok(())
+}
+
+/// A `Notify:` or `Orcpt:` line: a DSN parameter of the recipient on the `To:` line before it.
+fn recipient_dsn(
+    last: Option<&mut QueueRecipient>,
+    key: &str,
+    value: &str,
+    n: usize,
+) -> Result<(), ParseError> {
+    let r = last.ok_or_else(|| err(n, format!("{key} before any To line")))?;
+    if key.eq_ignore_ascii_case("notify") {
+        if r.dsn.notify.is_some() {
+            return Err(err(n, format!("{key} appears twice for one recipient")));
+        }
+        let notify = Notify::parse(value);
+        r.dsn.notify =
+            Some(notify.ok_or_else(|| err(n, format!("Notify is not a NOTIFY value: {value:?}")))?);
+    } else {
+        if r.dsn.orcpt.is_some() {
+            return Err(err(n, format!("{key} appears twice for one recipient")));
+        }
+        if !crate::dsn::valid_orcpt(value) {
+            return Err(err(n, format!("Orcpt is not type;xtext: {value:?}")));
+        }
+        r.dsn.orcpt = Some(value.to_string());
+    }
+    Ok(())
+}
+
 fn parse_jes_queue_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, ParseError> {
     let mut sender = None;
     let mut received = None;
     let mut attempts = None;
     let mut next_attempt = None;
     let mut delay_warned = None;
-    let mut recipients = Vec::new();
+    let mut dsn = MessageDsn::default();
+    let mut recipients: Vec<QueueRecipient> = Vec::new();
     loop {
         let text = lines.next("header or empty")?;
         let n = lines.line;
@@ -307,6 +377,8 @@ fn parse_jes_queue_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, P
                 });
             }
             "to" => recipients.push(parse_recipient(value, n)?),
+            "ret" | "envid" => message_dsn(&mut dsn, key.trim(), value, n)?,
+            "notify" | "orcpt" => recipient_dsn(recipients.last_mut(), key.trim(), value, n)?,
             _ => return Err(err(n, format!("unknown field {key:?}"))),
         }
     }
@@ -323,6 +395,7 @@ fn parse_jes_queue_v1(id: &str, mut lines: Lines<'_>) -> Result<QueuedMessage, P
         next_attempt_ms: next_attempt.ok_or_else(|| missing("Next-Attempt"))?,
         attempts: attempts.ok_or_else(|| missing("Attempts"))?,
         delay_warned: delay_warned.unwrap_or(false),
+        dsn,
         message: lines.rest(),
     })
 }

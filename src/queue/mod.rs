@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::dsn::{Dsn, MessageDsn, RecipientDsn};
 use crate::durable::is_full;
 
 /// Message ids are digits only (`<millis><counter>`), so an id can never name a file outside the
@@ -59,6 +60,8 @@ pub struct QueueRecipient {
     pub address: String,
     pub state: RecipientState,
     pub last_error: Option<String>,
+    /// `NOTIFY=` and `ORCPT=` as the sender gave them (RFC 3461), passed on or acted on.
+    pub dsn: RecipientDsn,
 }
 
 /// A queue file read back.
@@ -74,6 +77,8 @@ pub struct QueuedMessage {
     /// Whether the sender was already told the message is delayed (`smtpdelivery.delaywarning`),
     /// so that a restart does not tell them again.
     pub delay_warned: bool,
+    /// `RET=` and `ENVID=` as the sender gave them (RFC 3461).
+    pub dsn: MessageDsn,
     /// Wire form: CRLF, dot-stuffed, no terminating dot.
     pub message: Vec<u8>,
 }
@@ -143,6 +148,8 @@ pub struct Lease {
 }
 
 /// What `Queue::take` found.
+// One per attempt, moved straight out: the size of the message's fields costs nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Taken {
     /// Leased to the caller, with the message as stored.
@@ -163,12 +170,15 @@ pub trait Queue: Send + Sync + 'static {
     fn location(&self) -> String;
 
     /// Stores a new message durably (Ok is what allows the 250) under `id` (another id only if
-    /// that one is taken); every recipient pending, due now. Returns the id used.
+    /// that one is taken); every recipient pending, due now. Returns the id used. `dsn` holds the
+    /// DSN parameters (RFC 3461) of the message and of those recipients that had any: they are
+    /// kept with the message (`QueuedMessage::dsn`, `QueueRecipient::dsn`).
     async fn enqueue(
         &self,
         id: &str,
         sender: &str,
         recipients: &[String],
+        dsn: &Dsn,
         message: Arc<Vec<u8>>,
     ) -> Result<String, QueueError>;
 

@@ -85,13 +85,14 @@ fn message_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 fn message() -> impl Strategy<Value = QueuedMessage> {
     let sender = prop_oneof![1 => Just(String::new()), 4 => any_address()];
-    let rcpt = (any_address(), state(), error_text()).prop_map(|(address, state, last_error)| {
-        QueueRecipient {
+    let rcpt = (any_address(), state(), error_text(), recipient_dsn()).prop_map(
+        |(address, state, last_error, dsn)| QueueRecipient {
             address,
             state,
             last_error,
-        }
-    });
+            dsn,
+        },
+    );
     (
         "[0-9]{1,20}",
         sender,
@@ -101,6 +102,7 @@ fn message() -> impl Strategy<Value = QueuedMessage> {
         any::<u32>(),
         any::<bool>(),
         message_bytes(),
+        message_dsn(),
     )
         .prop_map(
             |(
@@ -112,6 +114,7 @@ fn message() -> impl Strategy<Value = QueuedMessage> {
                 attempts,
                 delay_warned,
                 message,
+                dsn,
             )| {
                 QueuedMessage {
                     id,
@@ -121,10 +124,35 @@ fn message() -> impl Strategy<Value = QueuedMessage> {
                     next_attempt_ms,
                     attempts,
                     delay_warned,
+                    dsn,
                     message,
                 }
             },
         )
+}
+
+/// DSN parameters as the SMTP session lets them through (xtext values), or none.
+fn recipient_dsn() -> impl Strategy<Value = crate::dsn::RecipientDsn> {
+    let notify = prop_oneof![
+        2 => Just(None),
+        1 => (any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(success, failure, delay)| Some(crate::dsn::Notify { success, failure, delay })),
+    ];
+    let orcpt = prop_oneof![
+        2 => Just(None),
+        1 => "[a-z0-9]{1,8};[!-*,-<>-~]{1,30}".prop_map(Some),
+    ];
+    (notify, orcpt).prop_map(|(notify, orcpt)| crate::dsn::RecipientDsn { notify, orcpt })
+}
+
+fn message_dsn() -> impl Strategy<Value = crate::dsn::MessageDsn> {
+    let ret = prop_oneof![
+        Just(None),
+        Just(Some(crate::dsn::Ret::Full)),
+        Just(Some(crate::dsn::Ret::Hdrs))
+    ];
+    let envid = prop_oneof![2 => Just(None), 1 => "[!-*,-<>-~]{1,40}".prop_map(Some)];
+    (ret, envid).prop_map(|(ret, envid)| crate::dsn::MessageDsn { ret, envid })
 }
 
 /// What the writer promises to keep of an error: one line, trimmed, absent when empty.
@@ -275,11 +303,13 @@ fn regression_quoted_address_with_state_word_reads_back() {
             address: "\"> pending \"@-".into(),
             state: RecipientState::Pending,
             last_error: None,
+            dsn: Default::default(),
         }],
         received_ms: 0,
         next_attempt_ms: 0,
         attempts: 0,
         delay_warned: false,
+        dsn: Default::default(),
         message: Vec::new(),
     };
     assert_eq!(parse("0", &format(&shrunk)), Ok(shrunk));
@@ -290,11 +320,13 @@ fn regression_quoted_address_with_state_word_reads_back() {
             address: "\"a> pending b\"@c".into(),
             state: RecipientState::Pending,
             last_error: Some("451 later> failed".into()),
+            dsn: Default::default(),
         }],
         received_ms: 0,
         next_attempt_ms: 0,
         attempts: 0,
         delay_warned: false,
+        dsn: Default::default(),
         message: Vec::new(),
     };
     assert_eq!(check_address(&m.recipients[0].address, false), Ok(()));

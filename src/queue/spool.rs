@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{format, parse};
 use super::{valid_id, QueueError, QueueRecipient, QueuedMessage, RecipientState};
+use crate::dsn::Dsn;
 use crate::durable::{create_temp, ensure_dir, fsync_dir, remove_if_exists};
 use crate::event::new_id;
 
@@ -110,14 +111,28 @@ impl Spool {
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, QueueError> {
-        self.enqueue_with(id, sender, recipients, message, |f, b| f.write_all(b))
+        self.enqueue_dsn(id, sender, recipients, &Dsn::default(), message)
+    }
+
+    /// `enqueue_as` with the DSN parameters of the message and its recipients (RFC 3461).
+    pub fn enqueue_dsn(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        dsn: &Dsn,
+        message: &[u8],
+    ) -> Result<String, QueueError> {
+        self.enqueue_with(id, sender, (recipients, dsn), message, |f, b| {
+            f.write_all(b)
+        })
     }
 
     fn enqueue_with<W>(
         &self,
         id: &str,
         sender: &str,
-        recipients: &[String],
+        (recipients, dsn): (&[String], &Dsn),
         message: &[u8],
         write: W,
     ) -> Result<String, QueueError>
@@ -139,12 +154,14 @@ impl Spool {
                     address: r.trim().to_string(),
                     state: RecipientState::Pending,
                     last_error: None,
+                    dsn: dsn.recipient(r),
                 })
                 .collect(),
             received_ms: now,
             next_attempt_ms: now,
             attempts: 0,
             delay_warned: false,
+            dsn: dsn.message.clone(),
             message: message.to_vec(),
         };
         self.check(&msg, &self.dir)?;

@@ -27,27 +27,32 @@ fn sample() -> QueuedMessage {
                 address: "boss@remote.test".into(),
                 state: RecipientState::Pending,
                 last_error: None,
+                dsn: Default::default(),
             },
             QueueRecipient {
                 address: "x@y.test".into(),
                 state: RecipientState::Failed,
                 last_error: Some("550 5.1.1 no such user".into()),
+                dsn: Default::default(),
             },
             QueueRecipient {
                 address: "a@b.test".into(),
                 state: RecipientState::Delivered,
                 last_error: Some("250 2.0.0 OK".into()),
+                dsn: Default::default(),
             },
             QueueRecipient {
                 address: "c@d.test".into(),
                 state: RecipientState::Pending,
                 last_error: Some("421 4.3.0 try again later > pending".into()),
+                dsn: Default::default(),
             },
         ],
         received_ms: 1795605697556,
         next_attempt_ms: 1795605758567,
         attempts: 3,
         delay_warned: false,
+        dsn: Default::default(),
         message: b"Subject: x\r\n\r\n..dot\r\nlast\r\n".to_vec(),
     }
 }
@@ -256,15 +261,25 @@ fn full_disk_leaves_no_file() {
     let tmp = tempfile::tempdir().unwrap();
     let q = Spool::new(tmp.path().join("smtp"));
     let rcpts = vec!["r@y".to_string()];
-    let r = q.enqueue_with("1", "s@x", &rcpts, b"m\r\n", |f, b| {
-        f.write_all(&b[..3])?;
-        Err(io::Error::from_raw_os_error(28))
-    });
+    let r = q.enqueue_with(
+        "1",
+        "s@x",
+        (&rcpts, &Default::default()),
+        b"m\r\n",
+        |f, b| {
+            f.write_all(&b[..3])?;
+            Err(io::Error::from_raw_os_error(28))
+        },
+    );
     assert!(matches!(r, Err(QueueError::Full(_))), "{r:?}");
     assert!(names_in(q.dir()).is_empty());
-    let r = q.enqueue_with("1", "s@x", &rcpts, b"m\r\n", |_, _| {
-        Err(io::Error::from_raw_os_error(5))
-    });
+    let r = q.enqueue_with(
+        "1",
+        "s@x",
+        (&rcpts, &Default::default()),
+        b"m\r\n",
+        |_, _| Err(io::Error::from_raw_os_error(5)),
+    );
     assert!(matches!(r, Err(QueueError::Io { .. })), "{r:?}");
     assert!(names_in(q.dir()).is_empty());
 
@@ -301,4 +316,58 @@ fn concurrent_enqueues_get_distinct_ids() {
     ids.dedup();
     assert_eq!(ids.len(), 200);
     assert_eq!(q.list_ids().unwrap(), ids);
+}
+
+/// The DSN parameters (RFC 3461) are kept in the queue file: on their own lines, read back as
+/// written; a file without them (JES's, jes's before DSN) reads as a message that asked nothing.
+#[test]
+fn dsn_parameters_are_kept() {
+    use crate::dsn::{Dsn, MessageDsn, Notify, RecipientDsn, Ret};
+    let tmp = tempfile::tempdir().unwrap();
+    let q = Spool::new(tmp.path().join("smtp"));
+    let dsn = Dsn {
+        message: MessageDsn {
+            ret: Some(Ret::Full),
+            envid: Some("QQ+2B1".into()),
+        },
+        recipients: vec![(
+            "b@y.test".into(),
+            RecipientDsn {
+                notify: Notify::parse("SUCCESS,DELAY"),
+                orcpt: Some("rfc822;b@y.test".into()),
+            },
+        )],
+    };
+    let rcpts = ["a@y.test".to_string(), "b@y.test".to_string()];
+    let id = q.enqueue_dsn("1", "s@x", &rcpts, &dsn, b"m\r\n").unwrap();
+    let text = String::from_utf8(std::fs::read(q.path_of(&id)).unwrap()).unwrap();
+    assert!(text.contains("Ret: FULL\r\nEnvid: QQ+2B1\r\n"), "{text}");
+    assert!(
+        text.contains(
+            "To: <a@y.test> pending\r\nTo: <b@y.test> pending\r\n\
+             Notify: SUCCESS,DELAY\r\nOrcpt: rfc822;b@y.test\r\n\r\n"
+        ),
+        "{text}"
+    );
+    let m = q.load(&id).unwrap();
+    assert_eq!(m.dsn, dsn.message);
+    assert_eq!(m.recipients[0].dsn, RecipientDsn::default());
+    assert_eq!(m.recipients[1].dsn, dsn.recipients[0].1);
+
+    for (bad, why) in [
+        (
+            "Notify: SUCCESS\r\nTo: <a@y> pending\r\n",
+            "Notify before any To",
+        ),
+        ("To: <a@y> pending\r\nNotify: SOMETIMES\r\n", "NOTIFY value"),
+        ("To: <a@y> pending\r\nOrcpt: a@y\r\n", "type;xtext"),
+        ("To: <a@y> pending\r\nRet: ALL\r\n", "FULL or HDRS"),
+        ("To: <a@y> pending\r\nEnvid: a b\r\n", "ENVID"),
+    ] {
+        let file = format!(
+            "jes-queue 1\r\nFrom: <s@x>\r\nReceived: 1\r\nAttempts: 0\r\nNext-Attempt: 1\r\n{bad}\r\nm\r\n"
+        );
+        let e = crate::queue::parse("7", file.as_bytes()).unwrap_err();
+        assert!(e.reason.contains(why), "{bad:?}: {e:?}");
+    }
 }

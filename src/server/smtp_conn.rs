@@ -225,6 +225,7 @@ async fn store(
         session: conn.peer.id.clone(),
         client: conn.peer.ip,
         tls: conn.tls_version().map(str::to_string),
+        dsn: envelope.dsn,
     };
     // Its own task: a session aborted at shutdown must not cut the accept step between the queue
     // and the mailboxes (the take-back would never run).

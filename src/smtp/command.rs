@@ -4,9 +4,12 @@
 //! leniently where real clients differ from the RFC (a space after `FROM:`, a path without `<>`).
 //! Addresses may hold UTF-8 (RFC 6531: local parts, and domains with a valid IDNA form); whether the
 //! transaction allows it (`SMTPUTF8`) is the session's decision. Invisible, direction-changing and
-//! control characters are never part of an address (`address::unsafe_in_name`).
+//! control characters are never part of an address (`address::unsafe_in_name`). The DSN
+//! parameters (RFC 3461: `RET`, `ENVID` on MAIL, `NOTIFY`, `ORCPT` on RCPT) are checked here too.
 
+use super::Body;
 use crate::address::{closing_bracket, unsafe_in_name};
+use crate::dsn::{MessageDsn, Notify, RecipientDsn, Ret};
 
 /// Splits a command line into its verb and the rest, both trimmed.
 pub(super) fn split_verb(line: &str) -> (&str, &str) {
@@ -228,4 +231,130 @@ fn parse_params(s: &str) -> Option<Vec<Param<'_>>> {
 pub(super) fn helo_name(args: &str) -> Option<&str> {
     let name = args.split([' ', '\t']).find(|w| !w.is_empty())?;
     (name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic())).then_some(name)
+}
+
+/// A refused parameter: the reply's code, enhanced status code and text.
+pub(super) type ParamError = (u16, &'static str, String);
+
+fn bad_value(keyword: &str) -> ParamError {
+    (
+        501,
+        "5.5.4",
+        format!("Syntax error in {} parameter", keyword.to_ascii_uppercase()),
+    )
+}
+
+fn duplicate(keyword: &str) -> ParamError {
+    (
+        501,
+        "5.5.4",
+        format!("Duplicate {} parameter", keyword.to_ascii_uppercase()),
+    )
+}
+
+/// The parameters of MAIL.
+pub(super) struct MailParams {
+    pub size: Option<u64>,
+    pub body: Option<Body>,
+    /// `AUTH=`: accepted, kept, not used yet.
+    pub auth: Option<String>,
+    pub smtputf8: bool,
+    /// `RET=` and `ENVID=` (RFC 3461).
+    pub dsn: MessageDsn,
+}
+
+/// Reads MAIL's parameters: `SIZE`, `BODY`, `SMTPUTF8`, `AUTH`, `RET`, `ENVID`; a malformed value
+/// is `501`, anything else `555`.
+pub(super) fn mail_params(params: &[Param<'_>]) -> Result<MailParams, ParamError> {
+    let mut m = MailParams {
+        size: None,
+        body: None,
+        auth: None,
+        smtputf8: false,
+        dsn: MessageDsn::default(),
+    };
+    let syntax = |text: &str| Err((501, "5.5.4", text.to_string()));
+    for p in params {
+        let value = p.value.unwrap_or("");
+        if mail_dsn_param(p, &mut m.dsn)? {
+            continue;
+        }
+        if p.keyword.eq_ignore_ascii_case("SIZE") {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return syntax("Syntax error in SIZE parameter");
+            }
+            m.size = Some(value.parse::<u64>().unwrap_or(u64::MAX));
+        } else if p.keyword.eq_ignore_ascii_case("BODY") {
+            m.body = Some(if value.eq_ignore_ascii_case("7BIT") {
+                Body::SevenBit
+            } else if value.eq_ignore_ascii_case("8BITMIME") {
+                Body::EightBitMime
+            } else if value.eq_ignore_ascii_case("BINARYMIME") {
+                Body::BinaryMime
+            } else {
+                return syntax("Unsupported BODY type");
+            });
+        } else if p.keyword.eq_ignore_ascii_case("SMTPUTF8") && p.value.is_none() {
+            m.smtputf8 = true;
+        } else if p.keyword.eq_ignore_ascii_case("AUTH") {
+            if p.value.is_none() {
+                return syntax("Syntax error in AUTH parameter");
+            }
+            m.auth = Some(value.to_string());
+        } else {
+            let text = format!("Unsupported parameter {}", p.keyword);
+            return Err((555, "5.5.4", text));
+        }
+    }
+    Ok(m)
+}
+
+/// Takes MAIL's `RET=` or `ENVID=` (RFC 3461 §4.3, §4.4) into `dsn`. `Ok(false)`: `p` is
+/// neither; a malformed or repeated value is `501`.
+fn mail_dsn_param(p: &Param<'_>, dsn: &mut MessageDsn) -> Result<bool, ParamError> {
+    let value = p.value.unwrap_or("");
+    if p.keyword.eq_ignore_ascii_case("RET") {
+        if dsn.ret.is_some() {
+            return Err(duplicate(p.keyword));
+        }
+        dsn.ret = Some(Ret::parse(value).ok_or_else(|| bad_value(p.keyword))?);
+        Ok(true)
+    } else if p.keyword.eq_ignore_ascii_case("ENVID") {
+        if dsn.envid.is_some() {
+            return Err(duplicate(p.keyword));
+        }
+        if !crate::dsn::valid_envid(value) {
+            return Err(bad_value(p.keyword));
+        }
+        dsn.envid = Some(value.to_string());
+        Ok(true)
+    } else {
+        Ok(false)
+    }
+}
+
+/// RCPT's parameters: `NOTIFY=` and `ORCPT=` (RFC 3461 §4.1, §4.2); anything else is `555`, a
+/// malformed or repeated value `501`.
+pub(super) fn rcpt_params(params: &[Param<'_>]) -> Result<RecipientDsn, ParamError> {
+    let mut dsn = RecipientDsn::default();
+    for p in params {
+        let value = p.value.unwrap_or("");
+        if p.keyword.eq_ignore_ascii_case("NOTIFY") {
+            if dsn.notify.is_some() {
+                return Err(duplicate(p.keyword));
+            }
+            dsn.notify = Some(Notify::parse(value).ok_or_else(|| bad_value(p.keyword))?);
+        } else if p.keyword.eq_ignore_ascii_case("ORCPT") {
+            if dsn.orcpt.is_some() {
+                return Err(duplicate(p.keyword));
+            }
+            if !crate::dsn::valid_orcpt(value) {
+                return Err(bad_value(p.keyword));
+            }
+            dsn.orcpt = Some(value.to_string());
+        } else {
+            return Err((555, "5.5.4", format!("Unsupported parameter {}", p.keyword)));
+        }
+    }
+    Ok(dsn)
 }

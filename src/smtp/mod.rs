@@ -27,7 +27,8 @@
 //! (CHUNKING, RFC 3030), `auth` decodes the SASL PLAIN and LOGIN responses, `data` finds the end of
 //! DATA and checks the message, `headers` looks at the header section and builds the `Received:`
 //! prefix, `reply` formats reply lines. Tests: `tests` (commands and the fake driver), `tests_data`
-//! (DATA), `tests_sec` (STARTTLS, AUTH, submission, header limit), `tests_prop` (property tests).
+//! (DATA), `tests_sec` (STARTTLS, AUTH, submission, header limit), `tests_prop` (property tests),
+//! `tests_dsn` (the DSN parameters of RFC 3461).
 
 use std::net::IpAddr;
 
@@ -45,6 +46,8 @@ mod tests;
 mod tests_bdat;
 #[cfg(test)]
 mod tests_data;
+#[cfg(test)]
+mod tests_dsn;
 #[cfg(test)]
 mod tests_prop;
 #[cfg(test)]
@@ -164,6 +167,8 @@ pub struct Envelope {
     pub header_prefix: Vec<u8>,
     /// The message as received: CRLF lines, still dot-stuffed, without the terminating `.CRLF`.
     pub data: Vec<u8>,
+    /// The DSN parameters of MAIL and of each RCPT (RFC 3461).
+    pub dsn: crate::dsn::Dsn,
 }
 
 /// Why storing failed, as the driver reports it back.
@@ -279,6 +284,8 @@ struct Transaction {
     /// MAIL said `SMTPUTF8` (RFC 6531): UTF-8 addresses are allowed, and the `Received:` line
     /// says `UTF8SMTP...`, which is how delivery later knows the message asked for it.
     smtputf8: bool,
+    /// `RET=` and `ENVID=` of MAIL, and the `NOTIFY=` / `ORCPT=` of each recipient accepted.
+    dsn: crate::dsn::Dsn,
 }
 
 impl Session {

@@ -262,6 +262,7 @@ impl Session {
         }
         lines.push("ENHANCEDSTATUSCODES".to_string());
         lines.push("SMTPUTF8".to_string());
+        lines.push("DSN".to_string());
         out.push(Output::Reply(reply::multiline(250, &lines)));
     }
 
@@ -297,36 +298,16 @@ impl Session {
                 )
             }
         };
-        let (mut size, mut body, mut auth, mut smtputf8) = (None, None, None, false);
-        for p in &arg.params {
-            let value = p.value.unwrap_or("");
-            if p.keyword.eq_ignore_ascii_case("SIZE") {
-                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                    return self.bad(out, 501, "5.5.4", "Syntax error in SIZE parameter");
-                }
-                size = Some(value.parse::<u64>().unwrap_or(u64::MAX));
-            } else if p.keyword.eq_ignore_ascii_case("BODY") {
-                body = Some(if value.eq_ignore_ascii_case("7BIT") {
-                    Body::SevenBit
-                } else if value.eq_ignore_ascii_case("8BITMIME") {
-                    Body::EightBitMime
-                } else if value.eq_ignore_ascii_case("BINARYMIME") {
-                    Body::BinaryMime
-                } else {
-                    return self.bad(out, 501, "5.5.4", "Unsupported BODY type");
-                });
-            } else if p.keyword.eq_ignore_ascii_case("SMTPUTF8") && p.value.is_none() {
-                smtputf8 = true;
-            } else if p.keyword.eq_ignore_ascii_case("AUTH") {
-                if p.value.is_none() {
-                    return self.bad(out, 501, "5.5.4", "Syntax error in AUTH parameter");
-                }
-                auth = Some(value.to_string());
-            } else {
-                let text = format!("Unsupported parameter {}", p.keyword);
-                return self.bad(out, 555, "5.5.4", &text);
-            }
-        }
+        let command::MailParams {
+            size,
+            body,
+            auth,
+            smtputf8,
+            dsn,
+        } = match command::mail_params(&arg.params) {
+            Ok(p) => p,
+            Err((code, enhanced, text)) => return self.bad(out, code, enhanced, &text),
+        };
         if !(smtputf8 || sender.is_ascii()) {
             return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
         }
@@ -355,6 +336,10 @@ impl Session {
             auth,
             chunks: None,
             smtputf8,
+            dsn: crate::dsn::Dsn {
+                message: dsn,
+                recipients: Vec::new(),
+            },
         });
         self.chunks_failed = false;
         self.say(out, 250, "2.1.0", "OK");
@@ -383,10 +368,10 @@ impl Session {
                 return self.bad(out, 501, "5.1.3", "Bad recipient address syntax")
             }
         };
-        if let Some(p) = arg.params.first() {
-            let text = format!("Unsupported parameter {}", p.keyword);
-            return self.bad(out, 555, "5.5.4", &text);
-        }
+        let rcpt_dsn = match command::rcpt_params(&arg.params) {
+            Ok(d) => d,
+            Err((code, enhanced, text)) => return self.bad(out, code, enhanced, &text),
+        };
         if !(tx.smtputf8 || rcpt.is_ascii()) {
             return self.say(out, 553, "5.6.7", NEEDS_SMTPUTF8);
         }
@@ -400,6 +385,9 @@ impl Session {
         match env.check_recipient(&tx.sender, &rcpt) {
             super::RcptDecision::Accept => {
                 if let Some(tx) = &mut self.transaction {
+                    if rcpt_dsn != crate::dsn::RecipientDsn::default() {
+                        tx.dsn.recipients.push((rcpt.clone(), rcpt_dsn));
+                    }
                     tx.recipients.push(rcpt);
                 }
                 self.say(out, 250, "2.1.5", "OK")
@@ -533,6 +521,7 @@ impl Session {
             recipients: tx.recipients.clone(),
             header_prefix: prefix.into_bytes(),
             data,
+            dsn: tx.dsn.clone(),
         }));
         self.state = State::StorePending;
     }

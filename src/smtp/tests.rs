@@ -224,7 +224,7 @@ fn greeting_and_ehlo() {
             "220 mx.example.test ESMTP jes\r\n",
             "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 5242880\r\n250-8BITMIME\r\n\
              250-BINARYMIME\r\n250-CHUNKING\r\n250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n\
-             250 SMTPUTF8\r\n"
+             250-SMTPUTF8\r\n250 DSN\r\n"
         ]
     );
     let mut d = Driver::new(params());
@@ -409,7 +409,9 @@ fn mail_parameters() {
         ("AUTH", "501 5.5.4"),
         ("SMTPUTF8", "250 2.1.0"),
         ("SMTPUTF8=yes", "555 5.5.4"),
-        ("RET=HDRS", "555 5.5.4"),
+        ("RET=HDRS", "250 2.1.0"),
+        ("RET=ALL", "501 5.5.4"),
+        ("FOO=BAR", "555 5.5.4"),
         ("=x", "501 5.5.4"),
     ] {
         let before = d.replies().len();
@@ -419,7 +421,7 @@ fn mail_parameters() {
     }
     d.feed(b"MAIL FROM:<a@b.test> BODY=8BITMIME\r\n");
     assert_eq!(d.session.body(), Some(Body::EightBitMime));
-    d.feed(b"RCPT TO:<c@d.test> NOTIFY=NEVER\r\n");
+    d.feed(b"RCPT TO:<c@d.test> XNOTIFY=NEVER\r\n");
     assert!(d.last().starts_with("555 5.5.4"));
 }
 

@@ -11,7 +11,7 @@ fn replies_after(d: &Driver, n: usize) -> Vec<String> {
 #[test]
 fn utf8_addresses_need_smtputf8() {
     let mut d = ehloed();
-    assert!(d.last().contains("250 SMTPUTF8\r\n"));
+    assert!(d.last().contains("250-SMTPUTF8\r\n"));
     d.feed("MAIL FROM:<иван@пример.рф>\r\n".as_bytes());
     d.feed(b"MAIL FROM:<a@b.test>\r\n");
     d.feed("RCPT TO:<иван@пример.рф>\r\n".as_bytes());

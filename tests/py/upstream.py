@@ -3,7 +3,8 @@
 Usage: upstream.py PORT LOGFILE [--auth USER:PASS] [--tls CERT KEY] [--reject ADDR=CODE ...]
        [--mode-file PATH] [--hostname NAME] [--queue-ids]
 
-Every transaction is appended to LOGFILE as one JSON line: mail_from, rcpt_tos, data (latin-1),
+Every transaction is appended to LOGFILE as one JSON line: mail_from, rcpt_tos, mail_options,
+rcpt_options, data (latin-1),
 auth user, whether TLS was on, the client's port (one per connection). --mode-file: when the file
 exists and holds "defer", every RCPT gets 451; "down" refuses at the greeting with 421. --queue-ids:
 answer the data "250 2.0.0 Ok: queued as <ID>" as Postfix does (ID also logged, as queue_id).
@@ -89,6 +90,9 @@ class Handler:
         entry = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
+            # The ESMTP parameters of MAIL and the RCPTs (the DSN tests check what was passed on).
+            "mail_options": [str(o) for o in envelope.mail_options],
+            "rcpt_options": [str(o) for o in envelope.rcpt_options],
             "data": envelope.original_content.decode("latin-1"),
             "auth": session.authenticated and (session.auth_data.login.decode() if session.auth_data else True),
             "tls": session.ssl is not None,

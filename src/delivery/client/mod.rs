@@ -113,6 +113,8 @@ pub struct Outgoing<'a> {
     pub recipients: &'a [String],
     /// Wire form: CRLF, dot-stuffed, without the terminating dot.
     pub message: &'a [u8],
+    /// DSN parameters (RFC 3461), passed on when the server offers DSN.
+    pub dsn: &'a crate::dsn::Dsn,
 }
 
 /// What became of one recipient.

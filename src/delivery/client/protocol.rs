@@ -153,6 +153,8 @@ pub struct Extensions {
     pub binary_mime: bool,
     /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers.
     pub smtputf8: bool,
+    /// `DSN` (RFC 3461): `RET`, `ENVID`, `NOTIFY`, `ORCPT`.
+    pub dsn: bool,
 }
 
 impl Extensions {
@@ -190,6 +192,7 @@ impl Extensions {
                 "CHUNKING" => ext.chunking = true,
                 "BINARYMIME" => ext.binary_mime = true,
                 "SMTPUTF8" => ext.smtputf8 = true,
+                "DSN" => ext.dsn = true,
                 "AUTH" => {
                     for p in params {
                         let p = p.to_ascii_uppercase();
@@ -260,6 +263,31 @@ pub fn mail_from(sender: &str, size: Option<usize>, body: Body, smtputf8: bool) 
 
 pub fn rcpt_to(recipient: &str) -> String {
     format!("RCPT TO:<{recipient}>\r\n")
+}
+
+/// ` RET=... ENVID=...` for MAIL, from what the sender gave (already xtext).
+pub fn mail_dsn(dsn: &crate::dsn::MessageDsn) -> String {
+    let mut params = String::new();
+    if let Some(ret) = dsn.ret {
+        params.push_str(&format!(" RET={}", ret.as_str()));
+    }
+    if let Some(envid) = &dsn.envid {
+        params.push_str(&format!(" ENVID={envid}"));
+    }
+    params
+}
+
+/// `RCPT TO:<recipient>` with ` NOTIFY=... ORCPT=...` from what the sender gave.
+pub fn rcpt_to_dsn(recipient: &str, dsn: &crate::dsn::RecipientDsn) -> String {
+    let mut line = format!("RCPT TO:<{recipient}>");
+    if let Some(n) = dsn.notify {
+        line.push_str(&format!(" NOTIFY={}", n.as_string()));
+    }
+    if let Some(orcpt) = &dsn.orcpt {
+        line.push_str(&format!(" ORCPT={orcpt}"));
+    }
+    line.push_str("\r\n");
+    line
 }
 
 /// `AUTH PLAIN` with its initial response (RFC 4616: empty authzid, NUL, user, NUL, password).
@@ -494,6 +522,28 @@ mod tests {
             assert!(!valid_path(bad), "{bad:?}");
         }
         assert!(has_8bit("café".as_bytes()) && !has_8bit(b"plain\r\n"));
+    }
+
+    #[test]
+    fn dsn_parameters_go_on_as_given() {
+        let ext = Extensions::parse(&["mx.test".to_string(), "DSN".to_string()]);
+        assert!(ext.dsn);
+        assert!(!Extensions::parse(&["mx.test".to_string()]).dsn);
+        let message = crate::dsn::MessageDsn {
+            ret: Some(crate::dsn::Ret::Hdrs),
+            envid: Some("QQ+2B1".into()),
+        };
+        assert_eq!(mail_dsn(&message), " RET=HDRS ENVID=QQ+2B1");
+        assert_eq!(mail_dsn(&Default::default()), "");
+        let rcpt = crate::dsn::RecipientDsn {
+            notify: crate::dsn::Notify::parse("SUCCESS,DELAY"),
+            orcpt: Some("rfc822;a+2Bb@c.test".into()),
+        };
+        assert_eq!(
+            rcpt_to_dsn("x@y.z", &rcpt),
+            "RCPT TO:<x@y.z> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+2Bb@c.test\r\n"
+        );
+        assert_eq!(rcpt_to_dsn("x@y.z", &Default::default()), rcpt_to("x@y.z"));
     }
 
     #[test]

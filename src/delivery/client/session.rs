@@ -12,6 +12,10 @@
 //! part), and a message that asked for SMTPUTF8 and has UTF-8 in its header, fails with
 //! `553 5.6.7` (RFC 6531 §3.2) and bounces. An ASCII message goes as it always did.
 //!
+//! DSN (RFC 3461): to a server that offers it, `RET=`/`ENVID=` and each recipient's
+//! `NOTIFY=`/`ORCPT=` go on as the sender gave them, so that server reports from then on; to one
+//! that does not, nothing is sent and the attempt reports `relayed` where `NOTIFY=SUCCESS` asked.
+//!
 //! The outcome of each recipient is decided only by what the server said about it; anything
 //! that breaks the dialogue (an I/O error, a timeout, a reply we cannot parse) is a
 //! [`AttemptError::Network`] and the caller defers every recipient not yet decided. After the
@@ -94,7 +98,12 @@ impl Connection {
             Some(s) if smtputf8 || !(asked && protocol::header_has_8bit(message.message)) => s,
             _ => return Ok(vec![needs_utf8(); message.recipients.len()]),
         };
-        let mail = protocol::mail_from(&sender, size, body, smtputf8);
+        let mut mail = protocol::mail_from(&sender, size, body, smtputf8);
+        let dsn = self.ext.dsn;
+        if dsn {
+            // RFC 3461 §5.2: to a server that offers DSN, the parameters go on as given.
+            mail.insert_str(mail.len() - 2, &protocol::mail_dsn(&message.dsn.message));
+        }
 
         // Recipients we will not even send: their outcome is known now.
         let wire: Vec<Option<String>> = message.recipients.iter().map(|r| ascii(r)).collect();
@@ -111,7 +120,14 @@ impl Connection {
                 }
             })
             .collect();
-        let rcpt_line = |i: usize| protocol::rcpt_to(wire[i].as_deref().unwrap_or_default());
+        let rcpt_line = |i: usize| {
+            let to = wire[i].as_deref().unwrap_or_default();
+            if dsn {
+                protocol::rcpt_to_dsn(to, &message.dsn.recipient(&message.recipients[i]))
+            } else {
+                protocol::rcpt_to(to)
+            }
+        };
         let to_send: Vec<usize> = (0..outcomes.len())
             .filter(|&i| outcomes[i].is_none())
             .collect();

@@ -37,6 +37,7 @@ async fn send(
         sender: "app@jes.test",
         recipients,
         message: message.as_bytes(),
+        dsn: &crate::dsn::Dsn::default(),
     })
     .await
 }
@@ -430,6 +431,7 @@ fn futures_are_send(target: &Target, settings: &ClientSettings, conn: &mut Conne
         sender: "",
         recipients: &[],
         message: b"",
+        dsn: &crate::dsn::Dsn::default(),
     };
     is_send(&conn.send(outgoing));
     is_send(&conn.reset());

@@ -27,6 +27,7 @@ async fn send(
         sender: "app@jes.test",
         recipients,
         message,
+        dsn: &crate::dsn::Dsn::default(),
     })
     .await
 }

@@ -37,6 +37,7 @@ async fn deliver(conn: &mut Connection) -> Vec<RecipientOutcome> {
         sender: "app@jes.test",
         recipients: &to,
         message: MESSAGE.as_bytes(),
+        dsn: &crate::dsn::Dsn::default(),
     };
     conn.send(outgoing).await.unwrap()
 }
