@@ -21,6 +21,7 @@ mod reader;
 pub mod sample;
 pub mod smart_host;
 pub mod users;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 
@@ -109,6 +110,8 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
     key("history.days", "30", "Days the delivery history (history.db in the mail root, read by `jes trace` and the console) keeps each event; 0 = no history.", false),
     key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),
+    key("webhook.secret", "", "Standard Webhooks signing secret (whsec_ and base64) for mailboxes whose userprop.ADDRESS.webhook.secret is unset.", false),
+    key("webhook.retrybase", "60", "Seconds in the unit of the webhook retry schedule: retries after 1, 2, 4 ... units, at most 60 apart, given up after 1440 units (a day). For tests.", false),
 ];
 
 /// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).

@@ -3,7 +3,8 @@
 //! `accept` is the one rule that takes a received message in (queue, mailboxes, one id). From the
 //! queue, the `runner` schedules attempts; an `attempt` takes one message with a lease, delivers
 //! its local routes and sends the rest through `remote` (smart hosts in order, or the MX hosts
-//! `mx` finds) over the SMTP `client`. Where each recipient goes is `crate::routing`'s decision.
+//! `mx` finds) over the SMTP `client`.
+//! `webhook` tells an application about each message delivered to a mailbox that asks for it. Where each recipient goes is `crate::routing`'s decision.
 
 pub mod accept;
 pub mod attempt;
@@ -11,3 +12,4 @@ pub mod client;
 pub mod mx;
 pub mod remote;
 pub mod runner;
+pub mod webhook;
