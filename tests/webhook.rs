@@ -1,8 +1,8 @@
 //! Inbound webhooks (issue 18) against a real `jes serve` and an independent receiver
 //! (tests/py/webhook.py: Python's http.server), which checks every signature twice without jes's
 //! code: by hand with hmac/hashlib, and with the `standardwebhooks` package from PyPI. Messages are
-//! sent with Python's smtplib and read over raw POP3; the history is read with `jes trace`, the
-//! counters from `/metrics`. `webhook.retrybase=1` makes the retry schedule's unit one second.
+//! sent with Python's smtplib and read with poplib (a raw POP3 session holds the mailbox); the
+//! history is read with `jes trace`, the counters from `/metrics`. `webhook.retrybase=1` makes the retry schedule's unit one second.
 
 mod common;
 #[path = "common/http.rs"]
@@ -29,6 +29,10 @@ struct Receiver {
 
 impl Receiver {
     fn start(fail: u32) -> Receiver {
+        Receiver::start_with(fail, &[])
+    }
+
+    fn start_with(fail: u32, extra: &[&std::ffi::OsStr]) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("calls.jsonl");
         let port = free_port();
@@ -38,6 +42,7 @@ impl Receiver {
             .arg(&log)
             .args([SECRET, "--fail", &fail.to_string(), "--schema"])
             .arg(repo_path("docs/webhook.schema.json"))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -135,20 +140,22 @@ fn calls_metric(port: u16, result: &str) -> u64 {
     )
 }
 
-/// `jes trace QUERY`, once its output holds `want` `times` times (the history commits each second).
-fn trace_until(server: &Server, query: &str, want: &str, times: usize) -> String {
+/// `jes trace QUERY --json` (one event per line), once it holds `times` events of kind `kind`
+/// (the history commits about once a second).
+fn trace_until(server: &Server, query: &str, kind: &str, times: usize) -> String {
     let mut last = String::new();
+    let want = format!("\"event\":\"{kind}\"");
     server.wait_until(
-        &format!("jes trace {query} shows {want:?} {times} times"),
+        &format!("jes trace {query} shows {kind} {times} times"),
         Duration::from_secs(30),
         || {
             let out = Command::new(jes_bin())
-                .args(["trace", query, "--dir"])
+                .args(["trace", query, "--json", "--dir"])
                 .arg(&server.etc)
                 .output()
                 .expect("run jes trace");
             last = String::from_utf8_lossy(&out.stdout).to_string();
-            last.matches(want).count() == times
+            last.matches(&want).count() == times
         },
     );
     last
@@ -354,7 +361,11 @@ fn a_receiver_that_fails_three_times_gets_the_call_after_a_restart() {
         "the message stays"
     );
     let trace = trace_until(&server, "bob@localhost", "webhook-sent", 1);
-    assert_eq!(trace.matches("webhook-failed").count(), 3, "{trace}");
+    assert_eq!(
+        trace.matches("\"event\":\"webhook-failed\"").count(),
+        3,
+        "{trace}"
+    );
     assert!(trace.contains("HTTP 503"), "{trace}");
 }
 
@@ -398,14 +409,89 @@ fn webhook_delete_removes_the_message_only_after_success_and_waits_for_pop3() {
     server.wait_until("the message deleted", Duration::from_secs(15), || {
         server.mailbox_files("bob@localhost").is_empty()
     });
-    assert_eq!(
-        metric(http_port, "jes_messages_deleted_total{by=\"webhook\"} "),
-        1
-    );
+    // The file goes first, the event after the spool forgets the call.
+    server.wait_until("the deletion counted", Duration::from_secs(10), || {
+        metric(http_port, "jes_messages_deleted_total{by=\"webhook\"} ") == 1
+    });
     assert!(spool_files(&server).is_empty());
     let trace = trace_until(&server, "bob@localhost", "webhook-deleted", 1);
     assert!(
         trace.contains("webhook-failed") && trace.contains("webhook-sent"),
         "{trace}"
     );
+}
+
+/// https: verified against `smtpdelivery.cafile` (besides the system's roots); a receiver whose
+/// certificate nobody vouches for gets no message, and the failure says why.
+#[test]
+fn https_is_verified_against_the_cafile() {
+    let trusted_dir = tempfile::tempdir().unwrap();
+    let (cert, key) = common::self_signed(trusted_dir.path());
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other_cert, other_key) = common::self_signed(other_dir.path());
+    let tls = |c: &PathBuf, k: &PathBuf| {
+        vec![
+            std::ffi::OsString::from("--tls"),
+            c.clone().into_os_string(),
+            k.clone().into_os_string(),
+        ]
+    };
+    let good_args = tls(&cert, &key);
+    let bad_args = tls(&other_cert, &other_key);
+    let good = Receiver::start_with(
+        0,
+        &good_args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(),
+    );
+    let bad = Receiver::start_with(
+        0,
+        &bad_args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(),
+    );
+    let http_port = free_port();
+    let server = Server::start(
+        &format!(
+            "http.port={http_port}\nwebhook.secret={SECRET}\nwebhook.retrybase=30\nsmtpdelivery.cafile={}",
+            cert.display()
+        ),
+        &format!(
+            "user.bob@localhost=secret\nuser.ann@localhost=secret\n\
+             userprop.bob@localhost.webhook=https://localhost:{}/hook\n\
+             userprop.ann@localhost.webhook=https://localhost:{}/hook\n",
+            good.port, bad.port
+        ),
+    );
+    wait_http(http_port);
+    send_mime(&server, "bob@localhost", "Task 7");
+    send_mime(&server, "ann@localhost", "Task 8");
+    let calls = good.wait_for(&server, 1, Duration::from_secs(20));
+    assert_signed_and_valid(&calls);
+    server.wait_until(
+        "the refused handshake counted",
+        Duration::from_secs(20),
+        || calls_metric(http_port, "failure") == 1,
+    );
+    assert_eq!(calls_metric(http_port, "success"), 1);
+    assert!(
+        bad.calls().is_empty(),
+        "no request over an unverified connection"
+    );
+    let trace = trace_until(&server, "ann@localhost", "webhook-failed", 1);
+    assert!(trace.to_lowercase().contains("certificate"), "{trace}");
+    trace_until(&server, "bob@localhost", "webhook-sent", 1);
+    let out = Command::new(jes_bin())
+        .args(["trace", "bob@localhost", "--json", "--dir"])
+        .arg(&server.etc)
+        .output()
+        .expect("run jes trace --json");
+    let json = String::from_utf8_lossy(&out.stdout);
+    let sent: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("one JSON object per line"))
+        .filter(|e| e["event"] == "webhook-sent")
+        .collect();
+    assert_eq!(sent.len(), 1, "{json}");
+    assert!(
+        sent[0]["tls"].as_str().unwrap_or("").starts_with("TLSv1."),
+        "{json}"
+    );
+    assert_eq!(sent[0]["remote_host"], "localhost", "{json}");
 }

@@ -1,12 +1,13 @@
 """A webhook receiver and a MIME sender for tests/webhook.rs.
 
-receive PORT LOGFILE SECRET [--fail N] [--schema PATH]
+receive PORT LOGFILE SECRET [--fail N] [--schema PATH] [--tls CERT KEY]
     Listens on 127.0.0.1:PORT. The first N POSTs are answered 503, the rest 200 ("ok"). Each POST
     becomes one JSON line in LOGFILE: the answer given, the Standard Webhooks headers, the parsed
     body, and the signature checks, made twice and independently of jes: by hand with hmac and
     hashlib (`verified`), and by the `standardwebhooks` package when it is installed
     (`verified_lib`: true/false, or null when the package is missing). With --schema the body is
-    also validated against that JSON schema (`schema_errors`). Prints "ready" when listening.
+    also validated against that JSON schema (`schema_errors`). --tls: https with that certificate.
+    Prints "ready" when listening.
 
 send SMTP_PORT FROM TO SUBJECT
     Sends a multipart message (text, HTML, a PDF attachment) with smtplib.
@@ -48,7 +49,7 @@ def verify_by_library(secret, headers, body):
         return False
 
 
-def receive(port, logfile, secret, fail, schema_path):
+def receive(port, logfile, secret, fail, schema_path, tls):
     validator = None
     if schema_path:
         import jsonschema_rs
@@ -94,6 +95,11 @@ def receive(port, logfile, secret, fail, schema_path):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls[0], tls[1])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
 
@@ -140,7 +146,12 @@ if __name__ == "__main__":
             i = args.index("--schema")
             schema = args[i + 1]
             del args[i:i + 2]
-        receive(int(args[0]), args[1], args[2], fail, schema)
+        tls = None
+        if "--tls" in args:
+            i = args.index("--tls")
+            tls = (args[i + 1], args[i + 2])
+            del args[i:i + 3]
+        receive(int(args[0]), args[1], args[2], fail, schema, tls)
     elif cmd == "send":
         send(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "retr":

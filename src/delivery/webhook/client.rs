@@ -146,12 +146,8 @@ impl Client {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS with {bare}: {e}"))?;
-            let version = stream
-                .get_ref()
-                .1
-                .protocol_version()
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
+            let version =
+                Some(crate::tls::version_name(stream.get_ref().1.protocol_version()).to_string());
             let mut answer = send(stream, request).await?;
             answer.tls = version;
             answer.ip = *ip;
