@@ -495,3 +495,40 @@ fn https_is_verified_against_the_cafile() {
     );
     assert_eq!(sent[0]["remote_host"], "localhost", "{json}");
 }
+
+/// A call that can no longer be made is given up: here the message was read and deleted over POP3
+/// while the receiver kept failing. An ERROR line, a `webhook-expired` event and its counter; the
+/// day-long schedule itself is unit-tested (`call::tests`), since a test cannot wait 1,440 units.
+#[test]
+fn a_call_whose_message_left_the_mailbox_is_given_up_with_an_error() {
+    let rx = Receiver::start(1000);
+    let http_port = free_port();
+    let server = Server::start(
+        &format!("http.port={http_port}\nwebhook.secret={SECRET}\nwebhook.retrybase=2"),
+        &users(&rx.url(), ""),
+    );
+    wait_http(http_port);
+    send_mime(&server, "bob@localhost", "Task 6");
+    rx.wait_for(&server, 1, Duration::from_secs(20));
+    let mut pop = server.connect(server.pop3_port);
+    assert!(pop.cmd("USER bob@localhost").starts_with("+OK"));
+    assert!(pop.cmd("PASS secret").starts_with("+OK"));
+    assert!(pop.cmd("DELE 1").starts_with("+OK"));
+    assert!(pop.cmd("QUIT").starts_with("+OK"));
+    server.wait_until("the call given up", Duration::from_secs(20), || {
+        metric(http_port, "jes_webhook_expired_total ") == 1
+    });
+    assert!(spool_files(&server).is_empty());
+    let failed_calls = rx.calls().len() as u64;
+    assert_eq!(calls_metric(http_port, "failure"), failed_calls);
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("webhook-expired")),
+        "{}",
+        server.log()
+    );
+    let trace = trace_until(&server, "bob@localhost", "webhook-expired", 1);
+    assert!(trace.contains("left the mailbox"), "{trace}");
+}
