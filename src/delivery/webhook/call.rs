@@ -59,8 +59,61 @@ pub async fn run(ctx: &CallContext, mut call: PendingCall) -> Option<PendingCall
         forget(ctx, &call).await;
         return None;
     };
-    let stored = match ctx.mailboxes.read(&call.mailbox, &call.uid).await {
-        Ok(bytes) => bytes,
+    let stored = match read_message(ctx, &config, call).await {
+        Ok((c, bytes)) => {
+            call = c;
+            bytes
+        }
+        Err(left) => return left,
+    };
+    let unstuffed = crate::stored_form::unstuff(&stored);
+    let facts = MessageFacts::of_stored(&call.id, &stored, unstuffed.len() as u64);
+    let now = now_ms();
+    let facts_for_body = Facts {
+        id: &call.id,
+        uid: &call.uid,
+        mailbox: &call.mailbox,
+        raw: settings.raw,
+        now_ms: now,
+    };
+    let body = match serde_json::to_vec(&payload::build(&facts_for_body, &unstuffed)) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(id = %call.id, "cannot write the webhook payload: {e}");
+            forget(ctx, &call).await;
+            return None;
+        }
+    };
+    let headers = signed_headers(&call, &settings, &config, now / 1000, &body);
+    if url.starts_with("http://") && !crate::config::webhook::is_loopback_url(&url) {
+        tracing::warn!(mailbox = %call.mailbox, url = %url,
+            "webhook over plain http to a host that is not loopback: the message travels unencrypted");
+    }
+    call.attempts += 1;
+    let ca = config.mail.delivery_ca_file.as_deref();
+    let result = ctx.client.post(&url, &headers, body, ca).await;
+    let host = url
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string));
+    let told = Told {
+        facts,
+        host,
+        delete: settings.delete,
+        base: config.mail.webhook_retry_base,
+    };
+    settle(ctx, call, result, told).await
+}
+
+/// The stored message of `call`; or, when it cannot be read, what is left of the call: nothing
+/// when the message left the mailbox (given up), a later try on any other error.
+async fn read_message(
+    ctx: &CallContext,
+    config: &crate::config::Config,
+    mut call: PendingCall,
+) -> Result<(PendingCall, Vec<u8>), Option<PendingCall>> {
+    match ctx.mailboxes.read(&call.mailbox, &call.uid).await {
+        Ok(bytes) => Ok((call, bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Read and deleted over POP3 before the call could be made: the application polls
             // anyway, and a call about a message that is gone could only confuse it.
@@ -74,36 +127,24 @@ pub async fn run(ctx: &CallContext, mut call: PendingCall) -> Option<PendingCall
                     .with_attempt(call.attempts)
                     .with_reply("the message left the mailbox before the webhook call succeeded"),
             );
-            return None;
+            Err(None)
         }
         Err(e) => {
             tracing::error!(id = %call.id, mailbox = %call.mailbox, "cannot read the message for its webhook call: {e}");
             call.next_ms = now_ms() + config.mail.webhook_retry_base.as_millis() as u64;
-            return Some(call);
+            Err(Some(call))
         }
-    };
-    let unstuffed = crate::stored_form::unstuff(&stored);
-    let facts = MessageFacts::of_stored(&call.id, &stored, unstuffed.len() as u64);
-    let now = now_ms();
-    let body = payload::build(
-        &Facts {
-            id: &call.id,
-            uid: &call.uid,
-            mailbox: &call.mailbox,
-            raw: settings.raw,
-            now_ms: now,
-        },
-        &unstuffed,
-    );
-    let body = match serde_json::to_vec(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(id = %call.id, "cannot write the webhook payload: {e}");
-            forget(ctx, &call).await;
-            return None;
-        }
-    };
-    let timestamp = now / 1000;
+    }
+}
+
+/// `webhook-id`, `webhook-timestamp` and, when there is a secret, `webhook-signature`.
+fn signed_headers(
+    call: &PendingCall,
+    settings: &crate::config::webhook::WebhookSettings,
+    config: &crate::config::Config,
+    timestamp: u64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         ("webhook-id", call.uid.clone()),
         ("webhook-timestamp", timestamp.to_string()),
@@ -112,76 +153,69 @@ pub async fn run(ctx: &CallContext, mut call: PendingCall) -> Option<PendingCall
         .secret
         .as_deref()
         .or(config.mail.webhook_secret.as_deref());
-    match secret.and_then(|s| super::sign::signature(s, &call.uid, timestamp, &body)) {
+    match secret.and_then(|s| super::sign::signature(s, &call.uid, timestamp, body)) {
         Some(sig) => headers.push(("webhook-signature", sig)),
         None => tracing::warn!(mailbox = %call.mailbox,
             "webhook call unsigned: set userprop.{}.webhook.secret or webhook.secret", call.mailbox),
     }
-    if url.starts_with("http://") && !crate::config::webhook::is_loopback_url(&url) {
-        tracing::warn!(mailbox = %call.mailbox, url = %url,
-            "webhook over plain http to a host that is not loopback: the message travels unencrypted");
-    }
-    call.attempts += 1;
-    let host = url
-        .parse::<hyper::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_string));
-    let result = ctx
-        .client
-        .post(
-            &url,
-            &headers,
-            body,
-            config.mail.delivery_ca_file.as_deref(),
-        )
-        .await;
-    let event = |kind: Kind, reply: &str, ip, tls: Option<&str>| {
-        Event::new(kind, &facts, &call.mailbox)
-            .with_reply(reply)
-            .with_remote(host.as_deref(), ip)
-            .with_tls(tls)
-            .with_attempt(call.attempts)
+    headers
+}
+
+/// What the events of a call's outcome say, and what the outcome leads to.
+struct Told {
+    facts: MessageFacts,
+    host: Option<String>,
+    delete: bool,
+    base: Duration,
+}
+
+/// Saves what a call's answer leaves to do, then reports it.
+async fn settle(
+    ctx: &CallContext,
+    mut call: PendingCall,
+    result: Result<super::client::Answer, super::client::Failure>,
+    told: Told,
+) -> Option<PendingCall> {
+    let (ok, reply, ip, tls) = match &result {
+        Ok(a) => (
+            (200..300).contains(&a.status),
+            a.summary.clone(),
+            a.ip,
+            a.tls.clone(),
+        ),
+        Err(f) => (false, f.reason.clone(), f.ip, None),
     };
-    match result {
-        Ok(answer) if (200..300).contains(&answer.status) => {
-            let sent = event(
-                Kind::WebhookSent,
-                &answer.summary,
-                answer.ip,
-                answer.tls.as_deref(),
-            );
-            if settings.delete {
-                call.sent = true;
-                save(ctx, &call).await;
-                crate::outcome::emit(sent);
-                delete_after_success(ctx, call).await
-            } else {
-                forget(ctx, &call).await;
-                crate::outcome::emit(sent);
-                None
-            }
+    let event = |kind: Kind, attempt: u32| {
+        Event::new(kind, &told.facts, &call.mailbox)
+            .with_reply(&reply)
+            .with_remote(told.host.as_deref(), ip)
+            .with_tls(tls.as_deref())
+            .with_attempt(attempt)
+    };
+    if ok {
+        let sent = event(Kind::WebhookSent, call.attempts);
+        if told.delete {
+            call.sent = true;
+            save(ctx, &call).await;
+            crate::outcome::emit(sent);
+            return delete_after_success(ctx, call).await;
         }
-        other => {
-            let (reply, ip, tls) = match &other {
-                Ok(a) => (a.summary.clone(), a.ip, a.tls.clone()),
-                Err(f) => (f.reason.clone(), f.ip, None),
-            };
-            let base = config.mail.webhook_retry_base;
-            let next = now_ms() + backoff(call.attempts, base).as_millis() as u64;
-            let failed = event(Kind::WebhookFailed, &reply, ip, tls.as_deref());
-            if past_deadline(&call, next, base) {
-                forget(ctx, &call).await;
-                crate::outcome::emit(failed);
-                crate::outcome::emit(event(Kind::WebhookExpired, &reply, ip, tls.as_deref()));
-                None
-            } else {
-                call.next_ms = next;
-                save(ctx, &call).await;
-                crate::outcome::emit(failed);
-                Some(call)
-            }
-        }
+        forget(ctx, &call).await;
+        crate::outcome::emit(sent);
+        return None;
     }
+    let failed = event(Kind::WebhookFailed, call.attempts);
+    let next = now_ms() + backoff(call.attempts, told.base).as_millis() as u64;
+    if past_deadline(&call, next, told.base) {
+        let expired = event(Kind::WebhookExpired, call.attempts);
+        forget(ctx, &call).await;
+        crate::outcome::emit_all(vec![failed, expired]);
+        return None;
+    }
+    call.next_ms = next;
+    save(ctx, &call).await;
+    crate::outcome::emit(failed);
+    Some(call)
 }
 
 /// The deletion `webhook.delete` asks for once the call succeeded, through the mailbox's session
