@@ -38,11 +38,20 @@ pub enum Kind {
     Pop3Retrieved,
     /// A POP3 client deleted the message (DELE, committed by QUIT).
     Pop3Deleted,
+    /// The mailbox's webhook was called and answered 2xx (`delivery::webhook`).
+    WebhookSent,
+    /// A webhook call failed (no answer within 10 s, not 2xx); it is tried again.
+    WebhookFailed,
+    /// A webhook call still failed after a day of retries: given up.
+    WebhookExpired,
+    /// The message was deleted from its mailbox after its webhook call succeeded
+    /// (`userprop.ADDRESS.webhook.delete=true`).
+    WebhookDeleted,
 }
 
 impl Kind {
     /// Every kind, in the order a message meets them.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Accepted,
         Kind::Refused,
         Kind::DeliveredLocally,
@@ -54,6 +63,10 @@ impl Kind {
         Kind::DeletedAdmin,
         Kind::Pop3Retrieved,
         Kind::Pop3Deleted,
+        Kind::WebhookSent,
+        Kind::WebhookFailed,
+        Kind::WebhookExpired,
+        Kind::WebhookDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +82,10 @@ impl Kind {
             Kind::DeletedAdmin => "deleted-admin",
             Kind::Pop3Retrieved => "pop3-retrieved",
             Kind::Pop3Deleted => "pop3-deleted",
+            Kind::WebhookSent => "webhook-sent",
+            Kind::WebhookFailed => "webhook-failed",
+            Kind::WebhookExpired => "webhook-expired",
+            Kind::WebhookDeleted => "webhook-deleted",
         }
     }
 

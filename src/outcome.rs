@@ -63,6 +63,16 @@ fn count(event: &Event) {
             metrics::counter!("jes_messages_deleted_total", "by" => "pop3").increment(1)
         }
         Kind::Pop3Retrieved => metrics::counter!("jes_messages_retrieved_total").increment(1),
+        Kind::WebhookSent => {
+            metrics::counter!("jes_webhook_calls_total", "result" => "success").increment(1)
+        }
+        Kind::WebhookFailed => {
+            metrics::counter!("jes_webhook_calls_total", "result" => "failure").increment(1)
+        }
+        Kind::WebhookExpired => metrics::counter!("jes_webhook_expired_total").increment(1),
+        Kind::WebhookDeleted => {
+            metrics::counter!("jes_messages_deleted_total", "by" => "webhook").increment(1)
+        }
     }
 }
 
@@ -77,6 +87,10 @@ pub const COUNTERS: &[(&str, Option<(&str, &str)>)] = &[
     ("jes_messages_deleted_total", Some(("by", "admin"))),
     ("jes_messages_deleted_total", Some(("by", "pop3"))),
     ("jes_messages_retrieved_total", None),
+    ("jes_webhook_calls_total", Some(("result", "success"))),
+    ("jes_webhook_calls_total", Some(("result", "failure"))),
+    ("jes_webhook_expired_total", None),
+    ("jes_messages_deleted_total", Some(("by", "webhook"))),
 ];
 
 /// Registers every counter `count` moves, and the history's dropped-events counter, at zero, so
@@ -117,7 +131,9 @@ fn log(e: &Event) {
         };
     }
     match e.kind {
-        Kind::Bounced | Kind::Expired => line!(warn),
+        Kind::Bounced | Kind::Expired | Kind::WebhookFailed => line!(warn),
+        // Given up: the application never heard of the message (issue 18 asks for an ERROR).
+        Kind::WebhookExpired => line!(error),
         Kind::Pop3Retrieved => line!(debug),
         _ => line!(info),
     }

@@ -158,6 +158,8 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
     key("history.days", "30", "Days the delivery history (history.db in the mail root, read by `jes trace` and the console) keeps each event; 0 = no history.", false),
     key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),
+    key("webhook.secret", "", "Standard Webhooks signing secret (whsec_ and base64) for mailboxes whose userprop.ADDRESS.webhook.secret is unset.", false),
+    key("webhook.retrybase", "60", "Seconds in the unit of the webhook retry schedule: retries after 1, 2, 4 ... units, at most 60 apart, given up after 1440 units (a day). For tests.", false),
 ];
 
 /// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).
@@ -182,6 +184,10 @@ pub const LOG_KEYS: &[KeyInfo] = &[
 pub const USER_KEYS: &[KeyInfo] = &[
     key("user.ADDRESS", "", "An account: its password (plaintext, replaced by a salted argon2id hash at the first read; JES 1.x SHA-1 hashes work too).", true),
     key("userprop.ADDRESS.forwardAddresses", "", "Comma list of addresses mail for the account goes on to (list the address itself to keep a copy here too).", true),
+    key("userprop.ADDRESS.webhook", "", "URL each message delivered to the mailbox is POSTed to as JSON (Standard Webhooks signed).", false),
+    key("userprop.ADDRESS.webhook.secret", "", "The mailbox's signing secret (whsec_ and base64); unset: webhook.secret.", false),
+    key("userprop.ADDRESS.webhook.raw", "false", "Also send the raw message, base64-encoded.", false),
+    key("userprop.ADDRESS.webhook.delete", "false", "Delete the message from the mailbox once its call succeeded.", false),
 ];
 
 #[cfg(test)]

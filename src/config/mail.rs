@@ -178,6 +178,11 @@ pub struct MailConf {
     pub history_days: u32,
     /// `history.subjects` (new; true): whether the history keeps each message's subject.
     pub history_subjects: bool,
+    /// `webhook.secret` (new): the `whsec_...` secret of mailboxes whose webhook has none.
+    pub webhook_secret: Option<String>,
+    /// `webhook.retrybase` (new; 60 s): the unit of the webhook retry schedule (retries after
+    /// 1, 2, 4 ... units, at most 60 apart, for 1,440 units: a day by default). Tests set 1.
+    pub webhook_retry_base: Duration,
 }
 
 impl MailConf {
@@ -268,6 +273,15 @@ impl MailConf {
             history_days: r.number_u32("history.days", 30, 0)?,
             history_subjects: r.boolean("history.subjects", true)?,
             read_at_start: read_at_start(&r),
+            webhook_secret: match r.value("webhook.secret") {
+                Some((e, v)) => Some(
+                    super::webhook::check_secret(v.trim())
+                        .map(|_| v.trim().to_string())
+                        .map_err(|why| r.err(e, why))?,
+                ),
+                None => None,
+            },
+            webhook_retry_base: Duration::from_secs(r.number("webhook.retrybase", 60, 1)?),
         };
 
         conf.check_ports_and_tls(&r)?;

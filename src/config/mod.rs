@@ -22,6 +22,7 @@ mod reader;
 pub mod sample;
 pub mod smart_host;
 pub mod users;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 

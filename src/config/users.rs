@@ -15,6 +15,7 @@ use std::io;
 use std::path::Path;
 
 use super::properties::{escape_key, escape_value, read_text, split_blocks, Block, Properties};
+use super::webhook::WebhookSettings;
 use super::{ConfigError, Warning};
 use crate::address::{canonical, mailbox_dir_name};
 use crate::auth::{hash_password, StoredPassword};
@@ -25,6 +26,8 @@ use crate::auth::{hash_password, StoredPassword};
 pub struct Users {
     pub accounts: HashMap<String, StoredPassword>,
     pub forwards: HashMap<String, Vec<String>>,
+    /// `userprop.ADDR.webhook*` (see `super::webhook`), only for mailboxes that have a URL.
+    pub webhooks: HashMap<String, WebhookSettings>,
 }
 
 /// What a `user.conf` key means.
@@ -110,6 +113,8 @@ impl Users {
         let (props, mut warnings) = Properties::parse(path, text);
         let mut users = Users::default();
         let mut first_line: HashMap<String, usize> = HashMap::new();
+        // Options may come before the URL; mailboxes without one are dropped (with a warning) below.
+        let mut webhooks: HashMap<String, (usize, WebhookSettings)> = HashMap::new();
         let warn = |warnings: &mut Vec<Warning>, line, message: String| {
             warnings.push(Warning {
                 path: path.to_path_buf(),
@@ -162,19 +167,45 @@ impl Users {
                     }
                     users.forwards.insert(addr, targets);
                 }
-                UserKey::OtherProp(rest) => warn(
-                    &mut warnings,
-                    e.line,
-                    format!(
-                        "unknown user property 'userprop.{rest}' ignored (known: {})",
-                        known_keys()
+                UserKey::OtherProp(rest) => match super::webhook::classify(rest) {
+                    Some((addr, field)) => {
+                        let addr = check(addr)?;
+                        let entry = webhooks.entry(addr).or_insert((e.line, Default::default()));
+                        super::webhook::apply(&mut entry.1, field, &e.value).map_err(value_err)?;
+                    }
+                    None => warn(
+                        &mut warnings,
+                        e.line,
+                        format!(
+                            "unknown user property 'userprop.{rest}' ignored (known: {})",
+                            known_keys()
+                        ),
                     ),
-                ),
+                },
                 UserKey::Unknown => warn(
                     &mut warnings,
                     e.line,
                     format!("unknown key '{}' ignored (known: {})", e.key, known_keys()),
                 ),
+            }
+        }
+        for (addr, (line, settings)) in webhooks {
+            if settings.url.is_none() {
+                warn(
+                    &mut warnings,
+                    line,
+                    format!("webhook options for {addr} without userprop.{addr}.webhook=URL are ignored"),
+                );
+            } else {
+                let url = settings.url.as_deref().unwrap_or_default();
+                if url.starts_with("http://") && !super::webhook::is_loopback_url(url) {
+                    warn(
+                        &mut warnings,
+                        line,
+                        format!("the webhook of {addr} is plain http to a host that is not loopback: messages travel unencrypted (use https://)"),
+                    );
+                }
+                users.webhooks.insert(addr, settings);
             }
         }
         for addr in users.forwards.keys() {
@@ -200,6 +231,11 @@ impl Users {
 
     pub fn password(&self, addr: &str) -> Option<&StoredPassword> {
         self.accounts.get(&crate::address::canonical(addr))
+    }
+
+    /// The webhook of mailbox `addr`, if it has one.
+    pub fn webhook(&self, addr: &str) -> Option<&WebhookSettings> {
+        self.webhooks.get(&crate::address::canonical(addr))
     }
 
     pub fn forwards(&self, addr: &str) -> Option<&[String]> {

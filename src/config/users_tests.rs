@@ -355,3 +355,38 @@ fn concurrent_changes_and_upgrades_lose_no_account() {
     let text = fs::read_to_string(&*path).unwrap();
     assert!(text.starts_with("# accounts\n"), "comment kept: {text}");
 }
+
+#[test]
+fn webhook_properties() {
+    let (u, w) = parse(
+        "user.bob@x.test=s\n\
+         userprop.Bob@X.test.webhook.raw=true\n\
+         userprop.bob@x.test.webhook=https://app.test/hook\n\
+         userprop.bob@x.test.webhook.delete=true\n\
+         userprop.bob@x.test.webhook.secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n\
+         userprop.ann@x.test.webhook.raw=true\n\
+         userprop.cy@x.test.webhook=http://app.test/hook\n\
+         userprop.dee@x.test.webhook=http://127.0.0.1:9/hook\n",
+    )
+    .unwrap();
+    let bob = u.webhook("BOB@x.test").unwrap();
+    assert_eq!(bob.url.as_deref(), Some("https://app.test/hook"));
+    assert!(bob.raw && bob.delete);
+    assert!(bob.secret.is_some());
+    assert!(u.webhook("ann@x.test").is_none(), "options without a URL");
+    assert!(u.webhook("dee@x.test").is_some());
+    let texts: Vec<String> = w.iter().map(|w| w.to_string()).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains(":6") && texts[0].contains("without userprop.ann@x.test.webhook=URL"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].contains(":7") && texts[1].contains("plain http"),
+        "{texts:?}"
+    );
+    let err = parse("userprop.bob@x.test.webhook=ftp://app.test/\n").unwrap_err();
+    assert!(err.to_string().contains(":1"), "{err}");
+    let err = parse("userprop.bob@x.test.webhook.secret=letmein\n").unwrap_err();
+    assert!(err.to_string().contains("whsec_"), "{err}");
+}

@@ -5,6 +5,7 @@
 //! its local routes and sends the rest through `remote` (smart hosts in order, or the MX hosts
 //! `mx` finds) over the SMTP `client`. Where each recipient goes is `crate::routing`'s decision.
 //! `notify` is the one place the sender is told (failure, delay and success reports, RFC 3461).
+//! `webhook` tells an application about each message delivered to a mailbox that asks for it.
 
 pub mod accept;
 pub mod attempt;
@@ -13,3 +14,4 @@ pub mod mx;
 pub mod notify;
 pub mod remote;
 pub mod runner;
+pub mod webhook;

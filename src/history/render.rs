@@ -141,6 +141,10 @@ pub fn words(e: &Record) -> String {
         "deleted-admin" => "deleted by an administrator".to_string(),
         "pop3-retrieved" => "read by a POP3 client".to_string(),
         "pop3-deleted" => "deleted by a POP3 client".to_string(),
+        "webhook-sent" => format!("webhook called{}{attempt}{reply}", at("at")),
+        "webhook-failed" => format!("webhook call failed{}{attempt}{reply}", at("at")),
+        "webhook-expired" => format!("webhook call given up{attempt}{reply}"),
+        "webhook-deleted" => "deleted after its webhook call (webhook.delete)".to_string(),
         other => format!("{other}{reply}"),
     }
 }

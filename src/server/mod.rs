@@ -28,6 +28,7 @@ use crate::shared::Shared;
 
 use crate::config::Config;
 use crate::delivery::runner::{self, RunnerContext};
+use crate::delivery::webhook::{self, CallSpool, FileCallSpool};
 use crate::queue::{FileQueue, Queue};
 use crate::store::{FileMailboxes, Mailboxes};
 
@@ -173,13 +174,15 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     reload::upgrade_passwords(&config);
     // The one place the storage backends are chosen; everything else sees the interfaces.
     let queue: Arc<dyn Queue> = Arc::new(FileQueue::new(config.queue_dir(), config.failed_dir()));
-    let mailboxes: Arc<dyn Mailboxes> = Arc::new(FileMailboxes::new(config.users_dir()));
+    let plain_mailboxes: Arc<dyn Mailboxes> = Arc::new(FileMailboxes::new(config.users_dir()));
+    let webhook_spool: Arc<dyn CallSpool> =
+        Arc::new(FileCallSpool::new(config.store_dir().join("webhooks")));
     match queue.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in the queue"),
         Err(e) => tracing::warn!("cannot clean temporary files from the queue: {e}"),
     }
-    match mailboxes.recover().await {
+    match plain_mailboxes.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in mailboxes"),
         Err(e) => tracing::warn!("cannot clean temporary files from the mailboxes: {e}"),
@@ -192,7 +195,30 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     let tls = crate::certificate::load_or_create(&config).map_err(StartError::Tls)?;
     let listeners = listen::bind_services(&config)?;
     let (runner_handle, new_ids) = runner::channel();
+    // Every delivery goes through the webhook decorator: the accept step and queue attempts alike.
+    // The configuration it reads is the server's current one, which `shared` holds; it is reached
+    // through a cell filled once `shared` exists (no delivery happens before that).
+    let current: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
+    let webhook_config: webhook::ConfigSource = {
+        let current = current.clone();
+        let fallback = Arc::new(config.clone());
+        Arc::new(move || {
+            current
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .map(|s| s.config())
+                .unwrap_or_else(|| fallback.clone())
+        })
+    };
+    let (webhook_tx, webhook_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mailboxes: Arc<dyn Mailboxes> = Arc::new(webhook::Notifying::new(
+        plain_mailboxes.clone(),
+        webhook_spool.clone(),
+        webhook_config.clone(),
+        webhook_tx,
+    ));
     let shared = Arc::new(Shared::new(config, runner_handle, mailboxes, queue));
+    let _ = current.set(Arc::downgrade(&shared));
     shared.set_tls(tls.config.clone());
     // The console's port is bound with the others, so a port in use stops the start. Its key is
     // read at start only: turning the console on or off, or moving it, needs a restart.
@@ -225,6 +251,17 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         mailboxes: shared.mailboxes.clone(),
     };
     sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
+    let webhook_ctx = webhook::call::CallContext {
+        config: webhook_config,
+        mailboxes: plain_mailboxes,
+        spool: webhook_spool,
+        client: Default::default(),
+    };
+    sessions.spawn(webhook::worker::run(
+        webhook_ctx,
+        webhook_rx,
+        stop_rx.clone(),
+    ));
     if let Some(listener) = http_listener {
         sessions.spawn(crate::http::run(listener, shared.clone(), stop_rx.clone()));
     }

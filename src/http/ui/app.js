@@ -1183,6 +1183,10 @@ const HISTORY_WORDS = {
   'deleted-admin': 'Deleted by an admin',
   'pop3-retrieved': 'Read over POP3',
   'pop3-deleted': 'Deleted over POP3',
+  'webhook-sent': 'Webhook called',
+  'webhook-failed': 'Webhook failed',
+  'webhook-expired': 'Webhook given up',
+  'webhook-deleted': 'Deleted after webhook',
 };
 
 function historyBadge(kind) {
