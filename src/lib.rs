@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod dkim;
 pub mod durable;
 pub mod event;
 pub mod history;

@@ -1,4 +1,5 @@
-//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`, `trace`.
+//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`, `dkim ...`,
+//! `trace`.
 //! Nothing else lives here.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -57,6 +58,14 @@ enum Command {
         #[arg(long, short, global = true)]
         dir: Option<PathBuf>,
     },
+    /// DKIM signing keys.
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+        /// Configuration directory (default: the current directory); keys go into its dkim/.
+        #[arg(long, short, global = true)]
+        dir: Option<PathBuf>,
+    },
     /// What became of messages: their timelines from the delivery history (creates no file).
     /// Exit 0 with events, 1 with none, 2 on error.
     Trace {
@@ -111,6 +120,28 @@ enum QueueAction {
 }
 
 #[derive(Subcommand)]
+enum DkimAction {
+    /// Make a signing key (DIR/dkim/DOMAIN.SELECTOR.key, mode 0600; never overwrites one) and print
+    /// the mail.conf line and the DNS record to publish.
+    Keygen {
+        /// The From: domain the key signs for.
+        domain: String,
+        /// The selector (default: s and the year and month, such as s202611).
+        #[arg(long)]
+        selector: Option<String>,
+        /// rsa (2048 bits, verified everywhere) or ed25519 (RFC 8463; not every receiver checks it).
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: KeyAlgorithm,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyAlgorithm {
+    Rsa,
+    Ed25519,
+}
+
+#[derive(Subcommand)]
 enum UserAction {
     /// Add an account.
     Add { address: String },
@@ -145,6 +176,7 @@ fn main() -> ExitCode {
         Command::Check { dir } => check(&dir.unwrap_or_else(|| PathBuf::from("."))),
         Command::User { action, dir } => user(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
         Command::Queue { action, dir } => queue(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
+        Command::Dkim { action, dir } => dkim(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -233,6 +265,7 @@ fn check(dir: &Path) -> Result<(), String> {
     }
     println!("configuration directory: {}", dir.display());
     print!("{}", config.mail.summary());
+    print!("{}", jes::cli::dkim::summary(&config.mail.dkim));
     print!("{}", accounts_summary(&config.users));
     println!(
         "log: {} (level {})",
@@ -324,6 +357,30 @@ fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
         QueueAction::Retry { id, all } => queue_cli::retry(dir, &target(id, all), out),
         QueueAction::Delete { id, all, bounce } => {
             queue_cli::delete(dir, &target(id, all), bounce, out)
+        }
+    }
+}
+
+fn dkim(action: DkimAction, dir: &Path) -> Result<(), String> {
+    use jes::dkim::keygen::Algorithm;
+    match action {
+        DkimAction::Keygen {
+            domain,
+            selector,
+            algorithm,
+        } => {
+            let algorithm = match algorithm {
+                KeyAlgorithm::Rsa => Algorithm::Rsa,
+                KeyAlgorithm::Ed25519 => Algorithm::Ed25519,
+            };
+            let stdout = std::io::stdout();
+            jes::cli::dkim::keygen(
+                dir,
+                &domain,
+                selector.as_deref(),
+                algorithm,
+                &mut stdout.lock(),
+            )
         }
     }
 }

@@ -175,6 +175,9 @@ pub struct MailConf {
     pub history_days: u32,
     /// `history.subjects` (new; true): whether the history keeps each message's subject.
     pub history_subjects: bool,
+    /// `dkim.DOMAIN=SELECTOR:KEYFILE,...` (new): the signing keys, each read at load (a key that
+    /// could not be read keeps why, for `jes check` and the log).
+    pub dkim: Vec<crate::dkim::DomainKey>,
 }
 
 impl MailConf {
@@ -191,7 +194,8 @@ impl MailConf {
     pub fn parse(path: &Path, text: &str) -> Result<(MailConf, Vec<Warning>), ConfigError> {
         let (props, mut warnings) = Properties::parse(path, text);
         for e in &props.entries {
-            if !MAIL_KEYS.iter().any(|k| k.name == e.key) {
+            // `dkim.DOMAIN` is a family of keys, one per signing domain (`super::dkim`).
+            if !MAIL_KEYS.iter().any(|k| k.name == e.key) && !e.key.starts_with("dkim.") {
                 warnings.push(super::unknown_key_warning(
                     path,
                     e.line,
@@ -402,6 +406,7 @@ impl MailConf {
             http: super::http::HttpConf::parse(path, &props)?,
             history_days: r.number_u32("history.days", 30, 0)?,
             history_subjects: r.boolean("history.subjects", true)?,
+            dkim: super::dkim::parse(path, &props, &mut warnings)?,
         };
 
         // Ports that must not collide, and TLS settings that need each other.

@@ -31,6 +31,10 @@ pub struct Incoming {
     pub client: IpAddr,
     /// The TLS version of the session (`TLSv1.3`), if it is encrypted.
     pub tls: Option<String>,
+    /// Whether the client proved who it is (`relay.ipaddresses`, POP-before-SMTP, SMTP AUTH), so
+    /// that its mail may carry our DKIM signature. Never for a client that may relay only because
+    /// of its envelope sender (`relay.emailaddresses`): anyone can claim an address.
+    pub may_sign: bool,
 }
 
 /// Why a message could not be taken: the SMTP session turns it into 452 or 451.
@@ -61,9 +65,16 @@ pub async fn accept(
     let queue_id = if remote.is_empty() {
         None
     } else {
+        // Signed before it is queued, so every retry sends the same bytes; mailbox copies stay as
+        // they came (the signature is for the receivers outside).
+        let signed = incoming
+            .may_sign
+            .then(|| crate::dkim::sign_stored(&config.mail.dkim, &message))
+            .flatten();
+        let outgoing = signed.map_or_else(|| message.clone(), Arc::new);
         let queued = stores
             .queue
-            .enqueue(&id, &incoming.sender, &remote, message.clone())
+            .enqueue(&id, &incoming.sender, &remote, outgoing)
             .await;
         Some(queued.map_err(|e| {
             tracing::error!(session = %incoming.session, "cannot queue a message: {e}");
@@ -144,6 +155,7 @@ mod tests {
             session: "S1".into(),
             client: "127.0.0.1".parse().unwrap(),
             tls: None,
+            may_sign: false,
         }
     }
 

@@ -462,6 +462,8 @@ async fn send_notice(
         now,
         &message_id,
     );
+    // jes's own notices are signed for the hostname's domain when it has a key (`MAILER-DAEMON@`).
+    let dsn = crate::dkim::sign_stored(&config.mail.dkim, &dsn).unwrap_or(dsn);
     let what = match notice {
         Notice::Failure => "bounce queued",
         Notice::Delay => "delay warning queued",

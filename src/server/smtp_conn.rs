@@ -127,7 +127,9 @@ pub async fn run(
                     Output::Reply(_) | Output::Refused { .. } => {}
                     Output::Store(envelope) => {
                         let tls = conn.tls_version();
-                        let result = store(&shared, &session_id, ip, tls, envelope).await;
+                        let may_sign = trusted_ip || session.authenticated_user().is_some();
+                        let result =
+                            store(&shared, &session_id, ip, (tls, may_sign), envelope).await;
                         let mut after = Vec::new();
                         session.stored(result, &mut after);
                         for output in after {
@@ -242,7 +244,7 @@ async fn store(
     shared: &Arc<Shared>,
     session_id: &str,
     ip: std::net::IpAddr,
-    tls: Option<String>,
+    (tls, may_sign): (Option<String>, bool),
     envelope: Envelope,
 ) -> Result<String, StoreError> {
     let mut message = envelope.header_prefix;
@@ -254,6 +256,7 @@ async fn store(
         session: session_id.to_string(),
         client: ip,
         tls,
+        may_sign,
     };
     // Its own task: a session aborted at shutdown must not cut the accept step between the queue
     // and the mailboxes (the take-back would never run).
