@@ -38,11 +38,15 @@ pub enum Kind {
     Pop3Retrieved,
     /// A POP3 client deleted the message (DELE, committed by QUIT).
     Pop3Deleted,
+    /// Capture mode kept a recipient back instead of sending (issue 17).
+    Held,
+    /// An administrator released a held recipient (to the address the event names).
+    Released,
 }
 
 impl Kind {
     /// Every kind, in the order a message meets them.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Accepted,
         Kind::Refused,
         Kind::DeliveredLocally,
@@ -54,6 +58,8 @@ impl Kind {
         Kind::DeletedAdmin,
         Kind::Pop3Retrieved,
         Kind::Pop3Deleted,
+        Kind::Held,
+        Kind::Released,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +75,8 @@ impl Kind {
             Kind::DeletedAdmin => "deleted-admin",
             Kind::Pop3Retrieved => "pop3-retrieved",
             Kind::Pop3Deleted => "pop3-deleted",
+            Kind::Held => "held",
+            Kind::Released => "released",
         }
     }
 

@@ -58,6 +58,14 @@ enum Command {
         #[arg(long, short, global = true)]
         dir: Option<PathBuf>,
     },
+    /// Mail held by capture mode (capture=true): list, show, release or delete it.
+    Capture {
+        #[command(subcommand)]
+        action: CaptureAction,
+        /// Configuration directory (default: the current directory).
+        #[arg(long, short, global = true)]
+        dir: Option<PathBuf>,
+    },
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -120,6 +128,36 @@ enum QueueAction {
 }
 
 #[derive(Subcommand)]
+enum CaptureAction {
+    /// One line per captured message: id, age, sender, held recipients, subject.
+    List,
+    /// A captured message: envelope and text.
+    Show {
+        /// The message's queue id (as `list` shows it).
+        id: String,
+    },
+    /// Send a captured message (or all) now, even while capture stays on.
+    Release {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every captured message.
+        #[arg(long)]
+        all: bool,
+        /// Send it to this address instead of its held recipients (the envelope only).
+        #[arg(long, value_name = "ADDRESS")]
+        to: Option<String>,
+    },
+    /// Delete a captured message (or all); nobody is told.
+    Delete {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every captured message.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum DkimAction {
     /// Make a signing key (DIR/dkim/DOMAIN.SELECTOR.key, mode 0600; never overwrites one) and print
     /// the mail.conf line and the DNS record to publish.
@@ -176,6 +214,9 @@ fn main() -> ExitCode {
         Command::Check { dir } => check(&dir.unwrap_or_else(|| PathBuf::from("."))),
         Command::User { action, dir } => user(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
         Command::Queue { action, dir } => queue(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
+        Command::Capture { action, dir } => {
+            capture(action, &dir.unwrap_or_else(|| PathBuf::from(".")))
+        }
         Command::Dkim { action, dir } => dkim(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
     };
     match result {
@@ -358,6 +399,25 @@ fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
         QueueAction::Delete { id, all, bounce } => {
             queue_cli::delete(dir, &target(id, all), bounce, out)
         }
+    }
+}
+
+fn capture(action: CaptureAction, dir: &Path) -> Result<(), String> {
+    use jes::cli::capture as cli;
+    use jes::cli::queue::Target;
+    let target = |id: Option<String>, all: bool| match (id, all) {
+        (Some(id), false) => Target::One(id),
+        _ => Target::All,
+    };
+    let stdout = std::io::stdout();
+    let out = &mut stdout.lock();
+    match action {
+        CaptureAction::List => cli::list(dir, out),
+        CaptureAction::Show { id } => cli::show(dir, &id, out),
+        CaptureAction::Release { id, all, to } => {
+            cli::release(dir, &target(id, all), to.as_deref(), out)
+        }
+        CaptureAction::Delete { id, all } => cli::delete(dir, &target(id, all), out),
     }
 }
 

@@ -63,6 +63,8 @@ fn count(event: &Event) {
             metrics::counter!("jes_messages_deleted_total", "by" => "pop3").increment(1)
         }
         Kind::Pop3Retrieved => metrics::counter!("jes_messages_retrieved_total").increment(1),
+        Kind::Held => metrics::counter!("jes_recipients_held_total").increment(1),
+        Kind::Released => metrics::counter!("jes_recipients_released_total").increment(1),
     }
 }
 
@@ -77,6 +79,8 @@ pub const COUNTERS: &[(&str, Option<(&str, &str)>)] = &[
     ("jes_messages_deleted_total", Some(("by", "admin"))),
     ("jes_messages_deleted_total", Some(("by", "pop3"))),
     ("jes_messages_retrieved_total", None),
+    ("jes_recipients_held_total", None),
+    ("jes_recipients_released_total", None),
 ];
 
 /// Registers every counter `count` moves, and the history's dropped-events counter, at zero, so

@@ -110,6 +110,8 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
     key("history.days", "30", "Days the delivery history (history.db in the mail root, read by `jes trace` and the console) keeps each event; 0 = no history.", false),
     key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),
+    key("capture", "false", "Capture mode: mail that would leave over SMTP (bounces and forwards too) is held in the queue for `jes capture` and the console's Captured page; local mailboxes are not affected.", false),
+    key("capture.allow", "", "Comma list of recipients (address or @domain, as relay.emailaddresses) that still go out while capture is on.", false),
 ];
 
 /// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).

@@ -57,8 +57,9 @@ pub async fn run(
         Ok(p) => p,
         Err(outcome) => return (outcome, Vec::new()),
     };
+    hold_captured(&config, &mut msg, &mut work);
     let remote_idx: Vec<usize> = (0..msg.recipients.len())
-        .filter(|i| msg.recipients[*i].state == RecipientState::Pending)
+        .filter(|i| msg.recipients[*i].state.is_pending())
         .collect();
     let mut deferred = false;
     if !remote_idx.is_empty() {
@@ -164,11 +165,7 @@ impl Work {
     /// Gives up on every recipient still pending after `smtpdelivery.threshold` attempts.
     fn expire(&mut self, msg: &mut QueuedMessage) {
         let attempts = msg.attempts;
-        for r in msg
-            .recipients
-            .iter_mut()
-            .filter(|r| r.state == RecipientState::Pending)
-        {
+        for r in msg.recipients.iter_mut().filter(|r| r.state.is_pending()) {
             let last = r.last_error.clone().unwrap_or_default();
             r.state = RecipientState::Failed;
             r.last_error = Some(format!(
@@ -181,6 +178,24 @@ impl Work {
                 diagnostic: last,
                 remote_host: None,
             });
+        }
+    }
+}
+
+/// Capture mode (`capture=true`): every recipient still to be sent over SMTP that `capture.allow`
+/// does not list is held in the queue instead. This is the one place mail leaves, so the
+/// application's mail, bounces, delay notices and forwards are all caught here; local mailboxes
+/// were served just before. Recipients an administrator released are not held again.
+fn hold_captured(config: &Config, msg: &mut QueuedMessage, work: &mut Work) {
+    if !config.mail.capture {
+        return;
+    }
+    let reply = "held by capture mode (jes capture release)";
+    for r in msg.recipients.iter_mut() {
+        if r.state == RecipientState::Pending && !config.mail.capture_lets_out(&r.address) {
+            r.state = RecipientState::Held;
+            r.last_error = Some(reply.into());
+            work.event(Kind::Held, &r.address, reply, msg.attempts);
         }
     }
 }
@@ -241,10 +256,7 @@ async fn finish(
     let bounce = send_bounce(config, queue, msg, &work.newly_failed).await;
     let bounced = bounce.is_some();
     work.notices.extend(bounce);
-    let pending = msg
-        .recipients
-        .iter()
-        .any(|r| r.state == RecipientState::Pending);
+    let pending = msg.recipients.iter().any(|r| r.state.is_pending());
     if pending {
         warn_of_delay(config, queue, msg, &mut work).await;
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
@@ -253,6 +265,18 @@ async fn finish(
         }
         queue.release(lease).await;
         return (Outcome::RetryAt(msg.next_attempt_ms), work);
+    }
+    // Held recipients keep the message in the queue, not due, until it is released or deleted.
+    if msg
+        .recipients
+        .iter()
+        .any(|r| r.state == RecipientState::Held)
+    {
+        if let Err(e) = queue.record(&lease, msg).await {
+            tracing::error!(queue_id = %msg.id, "cannot save the held message's state: {e}");
+        }
+        queue.release(lease).await;
+        return (Outcome::Finished, work);
     }
     // A failure nobody could be told about (a bounce that bounced) is kept, as JES did.
     let keep = (!work.newly_failed.is_empty() && !bounced).then_some(&*msg);
@@ -279,7 +303,7 @@ async fn deliver_local(
     let mut expanded: Vec<usize> = Vec::new();
     let mut new_remote: Vec<String> = Vec::new();
     for (i, r) in msg.recipients.iter_mut().enumerate() {
-        if r.state != RecipientState::Pending {
+        if !r.state.is_pending() {
             continue;
         }
         let routes = expand(config, &r.address);
@@ -352,7 +376,7 @@ async fn deliver_local(
         if !msg
             .recipients
             .iter()
-            .any(|r| r.address.eq_ignore_ascii_case(&addr) && r.state == RecipientState::Pending)
+            .any(|r| r.address.eq_ignore_ascii_case(&addr) && r.state.is_pending())
         {
             msg.recipients.push(QueueRecipient {
                 address: addr,
@@ -395,7 +419,7 @@ async fn warn_of_delay(
     let delayed: Vec<FailedRecipient> = msg
         .recipients
         .iter()
-        .filter(|r| r.state == RecipientState::Pending)
+        .filter(|r| r.state.is_pending())
         .map(|r| {
             let diagnostic = r
                 .last_error

@@ -36,6 +36,8 @@ impl RecipientState {
             RecipientState::Pending => "pending",
             RecipientState::Delivered => "delivered",
             RecipientState::Failed => "failed",
+            RecipientState::Held => "held",
+            RecipientState::Released => "released",
         }
     }
 
@@ -44,6 +46,8 @@ impl RecipientState {
             "pending" => Some(RecipientState::Pending),
             "delivered" => Some(RecipientState::Delivered),
             "failed" => Some(RecipientState::Failed),
+            "held" => Some(RecipientState::Held),
+            "released" => Some(RecipientState::Released),
             _ => None,
         }
     }
