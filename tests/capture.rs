@@ -204,6 +204,16 @@ fn capture_holds_outside_mail_and_releases_it_through_the_upstream() {
     assert!(ok, "{out}");
     let got = up.wait_for(2, Duration::from_secs(20));
     assert_eq!(got[1]["rcpt_tos"], serde_json::json!(["boss@remote.test"]));
+    server.wait_until(
+        "the CLI's release in the history",
+        Duration::from_secs(10),
+        || {
+            server
+                .jes(&["trace", "<first@localhost>"])
+                .1
+                .contains("released by jes capture")
+        },
+    );
     assert!(got[1]["data"].as_str().unwrap().contains("Text of first."));
 
     // Release through the API to another address: only the envelope changes.

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::queue::{format_age, printable, sender_text, store_of, Target};
-use crate::event::now_ms;
+use crate::event::{now_ms, Event, Kind, MessageFacts};
 use crate::queue::capture::{self, ReleaseError};
 use crate::queue::{FileQueue, Queue, QueuedMessage};
 
@@ -144,15 +144,26 @@ pub fn release(
     let rt = runtime()?;
     let owner = format!("jes-capture:{}", std::process::id());
     let mut failed = 0;
+    let mut events = Vec::new();
     for id in ids(&q, target, &rt)? {
         match rt.block_on(capture::release(&q, &id, to, &owner)) {
-            Ok(r) => writeln!(
-                out,
-                "released {id}: {} -> {}",
-                r.held.join(", "),
-                r.to.join(", ")
-            )
-            .map_err(out_err)?,
+            Ok(r) => {
+                writeln!(
+                    out,
+                    "released {id}: {} -> {}",
+                    r.held.join(", "),
+                    r.to.join(", ")
+                )
+                .map_err(out_err)?;
+                let m = &r.message;
+                let facts = MessageFacts::of(&m.id, &m.sender, &m.message, m.received_ms);
+                let reply = format!("released by jes capture (held for {})", r.held.join(", "));
+                events.extend(r.to.iter().map(|a| {
+                    Event::new(Kind::Released, &facts, a)
+                        .with_reply(&reply)
+                        .with_attempt(m.attempts)
+                }));
+            }
             Err(e @ (ReleaseError::NotFound(_) | ReleaseError::NotHeld(_)))
                 if *target == Target::All =>
             {
@@ -165,10 +176,39 @@ pub fn release(
             }
         }
     }
+    if let Err(e) = record_in_history(dir, &events) {
+        writeln!(
+            out,
+            "warning: the releases are not in the delivery history: {e}"
+        )
+        .map_err(out_err)?;
+    }
     match failed {
         0 => Ok(()),
         n => Err(format!("{n} message(s) not released")),
     }
+}
+
+/// Adds `events` to the mail root's history (as the server's writer would), when history is on.
+/// The server's own events (held, delivered) are written by the server.
+fn record_in_history(dir: &Path, events: &[Event]) -> Result<(), String> {
+    use crate::history::{HistoryStore, Record, SqliteHistory};
+    let Ok((conf, _)) = crate::config::MailConf::load(&dir.join("mail.conf")) else {
+        return Ok(());
+    };
+    if events.is_empty() || conf.history_days == 0 {
+        return Ok(());
+    }
+    let root = conf.store_dir.clone().unwrap_or_else(|| dir.to_path_buf());
+    let path = crate::history::db_path(&root);
+    let Some(mut h) = SqliteHistory::open_existing(&path).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let records: Vec<Record> = events
+        .iter()
+        .map(|e| Record::of(e, conf.history_subjects))
+        .collect();
+    h.append(&records).map_err(|e| e.to_string())
 }
 
 /// Deletes one captured message or all, without telling anybody: capture mode is for mail that
