@@ -147,6 +147,8 @@ fn capture_holds_outside_mail_and_releases_it_through_the_upstream() {
         "{shown}"
     );
     assert_eq!(metric(http, "jes_recipients_held_total"), held_before + 1);
+    let first_file = server.etc.join(format!("smtp/smtp{first}.ser"));
+    let held_at = std::fs::metadata(&first_file).unwrap().modified().unwrap();
 
     // A forward to an outside address and a bounce to an outside sender are held too.
     assert!(server
@@ -170,6 +172,13 @@ fn capture_holds_outside_mail_and_releases_it_through_the_upstream() {
     assert!(list.contains("-> boss@forward.test"), "{list}");
     assert!(list.contains("<>  -> someone@remote.test"), "{list}");
     assert_eq!(up.received().len(), 1, "nothing held reached the upstream");
+    // Held mail is not taken again and again while other mail comes and goes (scans every 1 s).
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        std::fs::metadata(&first_file).unwrap().modified().unwrap(),
+        held_at
+    );
+    assert_eq!(metric(http, "jes_recipients_held_total"), held_before + 3);
 
     // The API shows them; the history has the held events.
     let (jar, csrf) = login(&server, http);

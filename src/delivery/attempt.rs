@@ -266,17 +266,21 @@ async fn finish(
         queue.release(lease).await;
         return (Outcome::RetryAt(msg.next_attempt_ms), work);
     }
-    // Held recipients keep the message in the queue, not due, until it is released or deleted.
+    // Held recipients keep the message in the queue until it is released (which makes it due
+    // and wakes the runner) or deleted. It stays on the runner's schedule, looked at only once
+    // per longest back-off: a message the runner forgot would be found again by the next scan
+    // of the queue and taken again and again.
     if msg
         .recipients
         .iter()
         .any(|r| r.state == RecipientState::Held)
     {
+        msg.next_attempt_ms = now_ms() + crate::queue::schedule::MAX_BACKOFF_MINUTES * 60_000;
         if let Err(e) = queue.record(&lease, msg).await {
             tracing::error!(queue_id = %msg.id, "cannot save the held message's state: {e}");
         }
         queue.release(lease).await;
-        return (Outcome::Finished, work);
+        return (Outcome::RetryAt(msg.next_attempt_ms), work);
     }
     // A failure nobody could be told about (a bounce that bounced) is kept, as JES did.
     let keep = (!work.newly_failed.is_empty() && !bounced).then_some(&*msg);
