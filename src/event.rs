@@ -47,11 +47,15 @@ pub enum Kind {
     /// The message was deleted from its mailbox after its webhook call succeeded
     /// (`userprop.ADDRESS.webhook.delete=true`).
     WebhookDeleted,
+    /// Capture mode kept a recipient back instead of sending (issue 17).
+    Held,
+    /// An administrator released a held recipient (to the address the event names).
+    Released,
 }
 
 impl Kind {
     /// Every kind, in the order a message meets them.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Accepted,
         Kind::Refused,
         Kind::DeliveredLocally,
@@ -67,6 +71,8 @@ impl Kind {
         Kind::WebhookFailed,
         Kind::WebhookExpired,
         Kind::WebhookDeleted,
+        Kind::Held,
+        Kind::Released,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +92,8 @@ impl Kind {
             Kind::WebhookFailed => "webhook-failed",
             Kind::WebhookExpired => "webhook-expired",
             Kind::WebhookDeleted => "webhook-deleted",
+            Kind::Held => "held",
+            Kind::Released => "released",
         }
     }
 

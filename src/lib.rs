@@ -13,6 +13,7 @@ pub mod certificate;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod dkim;
 pub mod dsn;
 pub mod durable;
 pub mod event;

@@ -1,4 +1,5 @@
-//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`, `trace`.
+//! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`, `dkim ...`,
+//! `trace`.
 //! Nothing else lives here.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -57,6 +58,22 @@ enum Command {
         #[arg(long, short, global = true)]
         dir: Option<PathBuf>,
     },
+    /// Mail held by capture mode (capture=true): list, show, release or delete it.
+    Capture {
+        #[command(subcommand)]
+        action: CaptureAction,
+        /// Configuration directory (default: the current directory).
+        #[arg(long, short, global = true)]
+        dir: Option<PathBuf>,
+    },
+    /// DKIM signing keys.
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+        /// Configuration directory (default: the current directory); keys go into its dkim/.
+        #[arg(long, short, global = true)]
+        dir: Option<PathBuf>,
+    },
     /// What became of messages: their timelines from the delivery history (creates no file).
     /// Exit 0 with events, 1 with none, 2 on error.
     Trace {
@@ -111,6 +128,58 @@ enum QueueAction {
 }
 
 #[derive(Subcommand)]
+enum CaptureAction {
+    /// One line per captured message: id, age, sender, held recipients, subject.
+    List,
+    /// A captured message: envelope and text.
+    Show {
+        /// The message's queue id (as `list` shows it).
+        id: String,
+    },
+    /// Send a captured message (or all) now, even while capture stays on.
+    Release {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every captured message.
+        #[arg(long)]
+        all: bool,
+        /// Send it to this address instead of its held recipients (the envelope only).
+        #[arg(long, value_name = "ADDRESS")]
+        to: Option<String>,
+    },
+    /// Delete a captured message (or all); nobody is told.
+    Delete {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every captured message.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DkimAction {
+    /// Make a signing key (DIR/dkim/DOMAIN.SELECTOR.key, mode 0600; never overwrites one) and print
+    /// the mail.conf line and the DNS record to publish.
+    Keygen {
+        /// The From: domain the key signs for.
+        domain: String,
+        /// The selector (default: s and the year and month, such as s202611).
+        #[arg(long)]
+        selector: Option<String>,
+        /// rsa (2048 bits, verified everywhere) or ed25519 (RFC 8463; not every receiver checks it).
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: KeyAlgorithm,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyAlgorithm {
+    Rsa,
+    Ed25519,
+}
+
+#[derive(Subcommand)]
 enum UserAction {
     /// Add an account.
     Add { address: String },
@@ -145,6 +214,10 @@ fn main() -> ExitCode {
         Command::Check { dir } => check(&dir.unwrap_or_else(|| PathBuf::from("."))),
         Command::User { action, dir } => user(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
         Command::Queue { action, dir } => queue(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
+        Command::Capture { action, dir } => {
+            capture(action, &dir.unwrap_or_else(|| PathBuf::from(".")))
+        }
+        Command::Dkim { action, dir } => dkim(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -233,6 +306,7 @@ fn check(dir: &Path) -> Result<(), String> {
     }
     println!("configuration directory: {}", dir.display());
     print!("{}", config.mail.summary());
+    print!("{}", jes::cli::dkim::summary(&config.mail.dkim));
     print!("{}", accounts_summary(&config.users));
     println!(
         "log: {} (level {})",
@@ -324,6 +398,49 @@ fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
         QueueAction::Retry { id, all } => queue_cli::retry(dir, &target(id, all), out),
         QueueAction::Delete { id, all, bounce } => {
             queue_cli::delete(dir, &target(id, all), bounce, out)
+        }
+    }
+}
+
+fn capture(action: CaptureAction, dir: &Path) -> Result<(), String> {
+    use jes::cli::capture as cli;
+    use jes::cli::queue::Target;
+    let target = |id: Option<String>, all: bool| match (id, all) {
+        (Some(id), false) => Target::One(id),
+        _ => Target::All,
+    };
+    let stdout = std::io::stdout();
+    let out = &mut stdout.lock();
+    match action {
+        CaptureAction::List => cli::list(dir, out),
+        CaptureAction::Show { id } => cli::show(dir, &id, out),
+        CaptureAction::Release { id, all, to } => {
+            cli::release(dir, &target(id, all), to.as_deref(), out)
+        }
+        CaptureAction::Delete { id, all } => cli::delete(dir, &target(id, all), out),
+    }
+}
+
+fn dkim(action: DkimAction, dir: &Path) -> Result<(), String> {
+    use jes::dkim::keygen::Algorithm;
+    match action {
+        DkimAction::Keygen {
+            domain,
+            selector,
+            algorithm,
+        } => {
+            let algorithm = match algorithm {
+                KeyAlgorithm::Rsa => Algorithm::Rsa,
+                KeyAlgorithm::Ed25519 => Algorithm::Ed25519,
+            };
+            let stdout = std::io::stdout();
+            jes::cli::dkim::keygen(
+                dir,
+                &domain,
+                selector.as_deref(),
+                algorithm,
+                &mut stdout.lock(),
+            )
         }
     }
 }

@@ -73,6 +73,8 @@ fn count(event: &Event) {
         Kind::WebhookDeleted => {
             metrics::counter!("jes_messages_deleted_total", "by" => "webhook").increment(1)
         }
+        Kind::Held => metrics::counter!("jes_recipients_held_total").increment(1),
+        Kind::Released => metrics::counter!("jes_recipients_released_total").increment(1),
     }
 }
 
@@ -91,6 +93,8 @@ pub const COUNTERS: &[(&str, Option<(&str, &str)>)] = &[
     ("jes_webhook_calls_total", Some(("result", "failure"))),
     ("jes_webhook_expired_total", None),
     ("jes_messages_deleted_total", Some(("by", "webhook"))),
+    ("jes_recipients_held_total", None),
+    ("jes_recipients_released_total", None),
 ];
 
 /// Registers every counter `count` moves, and the history's dropped-events counter, at zero, so

@@ -65,3 +65,33 @@ fn console_in_a_browser() {
         "the browser test did not finish:\n{out}"
     );
 }
+
+/// The Captured page (capture mode, issue 17): banner, list, message view, release, delete.
+#[test]
+fn captured_page_in_a_browser() {
+    let http_port = free_port();
+    let dead_smart_host = free_port();
+    let users = format!("user.{ADMIN}={ADMIN_PASSWORD}\nuser.trackstudio@127.0.0.1=secret\n");
+    let server = Server::start(
+        &format!(
+            "http.port={http_port}\nhttp.admins={ADMIN}\ncapture=true\n\
+             defaultsmtpservers=127.0.0.1:{dead_smart_host}\nsmtpdelivery.interval=1\n"
+        ),
+        &users,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+        assert!(Instant::now() < deadline, "no console\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let env = vec![
+        ("JES_HTTP_PORT", http_port.to_string()),
+        ("JES_ADMIN", ADMIN.to_string()),
+        ("JES_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+    ];
+    let out = server.python_env_ok("e2e_captured.py", &[], &env);
+    assert!(
+        out.contains("captured e2e: all checks passed"),
+        "the browser test did not finish:\n{out}"
+    );
+}

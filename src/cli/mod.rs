@@ -3,5 +3,7 @@
 //! Each subcommand's work is done below (the queue's administrative operations, the user.conf
 //! editor, the configuration checks); here it is found, called and put into words for a terminal.
 
+pub mod capture;
+pub mod dkim;
 pub mod queue;
 pub mod trace;

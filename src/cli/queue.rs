@@ -14,7 +14,7 @@ use crate::event::now_ms;
 use crate::queue::admin::{
     delete_entry, header_lines_raw, is_not_found, last_error, load_all, retry_entry, Deleted,
 };
-use crate::queue::{request_retry, QueuedMessage, RecipientState, Spool};
+use crate::queue::{request_retry, QueuedMessage, Spool};
 
 /// Which entries a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ fn out_err(e: std::io::Error) -> String {
 }
 
 /// Text from a file, made safe for a terminal: control characters are shown escaped.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     let mut s = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() && c != '\t' {
@@ -84,7 +84,7 @@ fn next_attempt(ms: u64, now: u64) -> String {
     }
 }
 
-fn sender_text(sender: &str) -> String {
+pub(crate) fn sender_text(sender: &str) -> String {
     if sender.is_empty() {
         "<>".to_string()
     } else {
@@ -115,7 +115,13 @@ pub fn render_list(msgs: &[QueuedMessage], now: u64) -> String {
             m.id.clone(),
             format_age(now.saturating_sub(m.received_ms)),
             m.attempts.to_string(),
-            next_attempt(m.next_attempt_ms, now),
+            if crate::queue::capture::is_captured(m)
+                && !m.recipients.iter().any(|r| r.state.is_pending())
+            {
+                "held".to_string()
+            } else {
+                next_attempt(m.next_attempt_ms, now)
+            },
             sender_text(&m.sender),
             to,
             printable(last_error(m)),
@@ -142,12 +148,7 @@ pub fn render_list(msgs: &[QueuedMessage], now: u64) -> String {
     }
     let pending: usize = msgs
         .iter()
-        .map(|m| {
-            m.recipients
-                .iter()
-                .filter(|r| r.state == RecipientState::Pending)
-                .count()
-        })
+        .map(|m| m.recipients.iter().filter(|r| r.state.is_pending()).count())
         .sum();
     text.push_str(&format!(
         "{} message{}, {pending} recipient{} pending\n",

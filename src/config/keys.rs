@@ -76,6 +76,12 @@ impl KeyInfo {
         None
     }
 
+    /// Whether the name stands for a family (`dkim.DOMAIN`): the sample shows it with its
+    /// placeholder, which is not a value to uncomment.
+    pub fn is_family(&self) -> bool {
+        self.family().is_some()
+    }
+
     /// Whether `key` (as written in a file) is this key, or a member of this family.
     pub fn matches(&self, key: &str) -> bool {
         match self.family() {
@@ -160,6 +166,9 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),
     key("webhook.secret", "", "Standard Webhooks signing secret (whsec_ and base64) for mailboxes whose userprop.ADDRESS.webhook.secret is unset.", false),
     key("webhook.retrybase", "60", "Seconds in the unit of the webhook retry schedule: retries after 1, 2, 4 ... units, at most 60 apart, given up after 1440 units (a day). For tests.", false),
+    key("capture", "false", "Capture mode: mail that would leave over SMTP (bounces and forwards too) is held in the queue for `jes capture` and the console's Captured page; local mailboxes are not affected.", false),
+    key("capture.allow", "", "Comma list of recipients (address or @domain, as relay.emailaddresses) that still go out while capture is on.", false),
+    key("dkim.DOMAIN", "", "DKIM keys SELECTOR:KEYFILE[,SELECTOR:KEYFILE...] (relative to this folder) for mail whose From: domain is DOMAIN; every key listed signs. Make one with `jes dkim keygen DOMAIN`.", false),
 ];
 
 /// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).

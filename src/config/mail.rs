@@ -183,6 +183,13 @@ pub struct MailConf {
     /// `webhook.retrybase` (new; 60 s): the unit of the webhook retry schedule (retries after
     /// 1, 2, 4 ... units, at most 60 apart, for 1,440 units: a day by default). Tests set 1.
     pub webhook_retry_base: Duration,
+    /// `dkim.DOMAIN=SELECTOR:KEYFILE,...` (new): the signing keys, each read at load (a key that
+    /// could not be read keeps why, for `jes check` and the log).
+    pub dkim: Vec<crate::dkim::DomainKey>,
+    /// `capture` (new; false): hold everything that would leave over SMTP (issue 17).
+    pub capture: bool,
+    /// `capture.allow` (new), lower-cased: addresses or `@domain` that still go out under capture.
+    pub capture_allow: Vec<String>,
 }
 
 impl MailConf {
@@ -282,6 +289,9 @@ impl MailConf {
                 None => None,
             },
             webhook_retry_base: Duration::from_secs(r.number("webhook.retrybase", 60, 1)?),
+            dkim: super::dkim::parse(path, &props, &mut warnings)?,
+            capture: r.boolean("capture", false)?,
+            capture_allow: address_patterns(&r, "capture.allow")?,
         };
 
         conf.check_ports_and_tls(&r)?;
@@ -364,6 +374,21 @@ impl MailConf {
         self.relay_senders
             .iter()
             .any(|r| *r == sender || (r.starts_with('@') && r == domain_form))
+    }
+
+    /// Whether capture mode lets mail to `rcpt` go out now (`capture` off, or `capture.allow`).
+    pub fn capture_lets_out(&self, rcpt: &str) -> bool {
+        if !self.capture {
+            return true;
+        }
+        let rcpt = rcpt.trim().to_ascii_lowercase();
+        let Some(at) = rcpt.rfind('@') else {
+            return false;
+        };
+        let domain_form = &rcpt[at..];
+        self.capture_allow
+            .iter()
+            .any(|a| *a == rcpt || (a.starts_with('@') && a == domain_form))
     }
 
     /// A human-readable account of the settings for `jes check` (smart host passwords masked).
@@ -499,6 +524,19 @@ impl MailConf {
             self.delivery_tls.name()
         );
         let _ = writeln!(s, "{}", self.http.summary());
+        if self.capture {
+            let allow = if self.capture_allow.is_empty() {
+                "nothing goes out".to_string()
+            } else {
+                format!("still going out: {}", self.capture_allow.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "capture:         ON: mail that would leave is held (jes capture list); {allow}"
+            );
+        } else {
+            let _ = writeln!(s, "capture:         off");
+        }
         s
     }
 }
@@ -678,6 +716,29 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A comma list of addresses or `@domain`s (the `relay.emailaddresses` syntax), lower-cased.
+fn address_patterns(r: &Reader, key: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    if let Some((e, items)) = r.list(key) {
+        for item in items {
+            let s = item.to_ascii_lowercase();
+            let ok = match s.split_once('@') {
+                Some((local, domain)) => {
+                    !domain.is_empty()
+                        && !domain.contains('@')
+                        && !local.contains(char::is_whitespace)
+                }
+                None => false,
+            };
+            if !ok {
+                return Err(r.err(e, format!("{item:?} is neither an address nor @domain")));
+            }
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
 fn missing(path: &Path, key: &str, reason: &str) -> ConfigError {

@@ -9,6 +9,7 @@
 //! `users` (user.conf: accounts, forwards, in-place rewriting that keeps comments and order),
 //! `log` (log.conf: level, file, rotation), `http` (the `http.*` keys of mail.conf), `sample` (what `jes init` writes).
 
+mod dkim;
 pub mod hostname;
 pub mod http;
 pub mod ip_pattern;

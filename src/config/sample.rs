@@ -174,7 +174,7 @@ mod tests {
                 Some(rest)
                     if MAIL_KEYS
                         .iter()
-                        .any(|k| rest.starts_with(&format!("{}=", k.name))) =>
+                        .any(|k| !k.is_family() && rest.starts_with(&format!("{}=", k.name))) =>
                 {
                     rest
                 }

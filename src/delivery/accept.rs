@@ -36,6 +36,10 @@ pub struct Incoming {
     pub tls: Option<String>,
     /// The DSN parameters of MAIL and the RCPTs (RFC 3461).
     pub dsn: Dsn,
+    /// Whether the client proved who it is (`relay.ipaddresses`, POP-before-SMTP, SMTP AUTH), so
+    /// that its mail may carry our DKIM signature. Never for a client that may relay only because
+    /// of its envelope sender (`relay.emailaddresses`): anyone can claim an address.
+    pub may_sign: bool,
 }
 
 /// Why a message could not be taken: the SMTP session turns it into 452 or 451.
@@ -73,9 +77,16 @@ pub async fn accept(
     let queue_id = if remote.is_empty() {
         None
     } else {
+        // Signed before it is queued, so every retry sends the same bytes; mailbox copies stay as
+        // they came (the signature is for the receivers outside).
+        let signed = incoming
+            .may_sign
+            .then(|| crate::dkim::sign_stored(&config.mail.dkim, &message))
+            .flatten();
+        let outgoing = signed.map_or_else(|| message.clone(), Arc::new);
         let queued = stores
             .queue
-            .enqueue(&id, &incoming.sender, &remote, &remote_dsn, message.clone())
+            .enqueue(&id, &incoming.sender, &remote, &remote_dsn, outgoing)
             .await;
         Some(queued.map_err(|e| {
             tracing::error!(session = %incoming.session, "cannot queue a message: {e}");
@@ -212,6 +223,7 @@ mod tests {
             client: "127.0.0.1".parse().unwrap(),
             tls: None,
             dsn: Dsn::default(),
+            may_sign: false,
         }
     }
 

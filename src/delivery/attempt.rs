@@ -59,8 +59,9 @@ pub async fn run(
         Ok(p) => p,
         Err(outcome) => return (outcome, Vec::new()),
     };
+    hold_captured(&config, &mut msg, &mut work);
     let remote_idx: Vec<usize> = (0..msg.recipients.len())
-        .filter(|i| msg.recipients[*i].state == RecipientState::Pending)
+        .filter(|i| msg.recipients[*i].state.is_pending())
         .collect();
     let mut deferred = false;
     if !remote_idx.is_empty() {
@@ -207,11 +208,7 @@ impl Work {
     /// Gives up on every recipient still pending after `smtpdelivery.threshold` attempts.
     fn expire(&mut self, msg: &mut QueuedMessage) {
         let attempts = msg.attempts;
-        for r in msg
-            .recipients
-            .iter_mut()
-            .filter(|r| r.state == RecipientState::Pending)
-        {
+        for r in msg.recipients.iter_mut().filter(|r| r.state.is_pending()) {
             let last = r.last_error.clone().unwrap_or_default();
             r.state = RecipientState::Failed;
             r.last_error = Some(format!(
@@ -225,6 +222,24 @@ impl Work {
                 ..Default::default()
             };
             self.newly_failed.push((failed, r.dsn.clone()));
+        }
+    }
+}
+
+/// Capture mode (`capture=true`): every recipient still to be sent over SMTP that `capture.allow`
+/// does not list is held in the queue instead. This is the one place mail leaves, so the
+/// application's mail, bounces, delay notices and forwards are all caught here; local mailboxes
+/// were served just before. Recipients an administrator released are not held again.
+fn hold_captured(config: &Config, msg: &mut QueuedMessage, work: &mut Work) {
+    if !config.mail.capture {
+        return;
+    }
+    let reply = "held by capture mode (jes capture release)";
+    for r in msg.recipients.iter_mut() {
+        if r.state == RecipientState::Pending && !config.mail.capture_lets_out(&r.address) {
+            r.state = RecipientState::Held;
+            r.last_error = Some(reply.into());
+            work.event(Kind::Held, &r.address, reply, msg.attempts);
         }
     }
 }
@@ -292,15 +307,28 @@ async fn finish(
             .iter()
             .filter_map(|t| t.queued().map(str::to_string)),
     );
-    let pending = msg
-        .recipients
-        .iter()
-        .any(|r| r.state == RecipientState::Pending);
+    let pending = msg.recipients.iter().any(|r| r.state.is_pending());
     if pending {
         warn_of_delay(config, queue, msg, &mut work).await;
         msg.next_attempt_ms = now_ms() + backoff(msg.attempts.max(1)).as_millis() as u64;
         if let Err(e) = queue.record(&lease, msg).await {
             tracing::error!(queue_id = %msg.id, "cannot save the queued message's new state: {e}");
+        }
+        queue.release(lease).await;
+        return (Outcome::RetryAt(msg.next_attempt_ms), work);
+    }
+    // Held recipients keep the message in the queue until it is released (which makes it due
+    // and wakes the runner) or deleted. It stays on the runner's schedule, looked at only once
+    // per longest back-off: a message the runner forgot would be found again by the next scan
+    // of the queue and taken again and again.
+    if msg
+        .recipients
+        .iter()
+        .any(|r| r.state == RecipientState::Held)
+    {
+        msg.next_attempt_ms = now_ms() + crate::queue::schedule::MAX_BACKOFF_MINUTES * 60_000;
+        if let Err(e) = queue.record(&lease, msg).await {
+            tracing::error!(queue_id = %msg.id, "cannot save the held message's state: {e}");
         }
         queue.release(lease).await;
         return (Outcome::RetryAt(msg.next_attempt_ms), work);
@@ -334,7 +362,7 @@ async fn deliver_local(
     // Forward targets carry their recipient's NOTIFY, and its address as ORCPT.
     let mut new_remote: Vec<(String, RecipientDsn)> = Vec::new();
     for (i, r) in msg.recipients.iter_mut().enumerate() {
-        if r.state != RecipientState::Pending {
+        if !r.state.is_pending() {
             continue;
         }
         let routes = expand(config, &r.address);
@@ -424,7 +452,7 @@ fn mark_expanded(
         if !msg
             .recipients
             .iter()
-            .any(|r| r.address.eq_ignore_ascii_case(&addr) && r.state == RecipientState::Pending)
+            .any(|r| r.address.eq_ignore_ascii_case(&addr) && r.state.is_pending())
         {
             msg.recipients.push(QueueRecipient {
                 address: addr,
@@ -469,7 +497,7 @@ async fn warn_of_delay(
     let delayed: Vec<(FailedRecipient, RecipientDsn)> = msg
         .recipients
         .iter()
-        .filter(|r| r.state == RecipientState::Pending && notify::wanted(&r.dsn, Notice::Delay))
+        .filter(|r| r.state.is_pending() && notify::wanted(&r.dsn, Notice::Delay))
         .map(|r| {
             let diagnostic = r
                 .last_error

@@ -99,6 +99,8 @@ pub async fn tell(
         &message_id,
         ReportOptions::of(about.dsn),
     );
+    // jes's own reports are signed for the hostname's domain when it has a key (`MAILER-DAEMON@`).
+    let report = crate::dkim::sign_stored(&config.mail.dkim, &report).unwrap_or(report);
     let what = match notice {
         Notice::Failure => "bounce queued",
         Notice::Delay => "delay warning queued",

@@ -14,7 +14,7 @@ use super::session::Admin;
 use super::{ApiError, ApiResult, AppState};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::admin::{self, Deleted};
-use crate::queue::{valid_id, QueueError, QueuedMessage, RecipientState};
+use crate::queue::{valid_id, QueueError, QueuedMessage};
 
 #[derive(Debug, Serialize)]
 pub struct RecipientJson {
@@ -39,10 +39,7 @@ pub struct EntryJson {
 }
 
 fn entry_json(m: &QueuedMessage, with_headers: bool) -> EntryJson {
-    let pending = m
-        .recipients
-        .iter()
-        .any(|r| r.state == RecipientState::Pending);
+    let pending = m.recipients.iter().any(|r| r.state.is_pending());
     let last_error = admin::last_error(m);
     EntryJson {
         id: m.id.clone(),
@@ -199,7 +196,7 @@ pub async fn delete(
     let events = msg
         .recipients
         .iter()
-        .filter(|r| r.state == RecipientState::Pending)
+        .filter(|r| r.state.is_pending())
         .map(|r| {
             Event::new(Kind::DeletedAdmin, &facts, &r.address)
                 .with_reply(&reply)

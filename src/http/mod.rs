@@ -13,6 +13,7 @@
 //! Every error is JSON `{"error": msg}` with a fitting status, including the router's own 404 and
 //! 405, so that the console and API clients need exactly one error path.
 
+mod api_captured;
 mod api_history;
 mod api_mail;
 mod api_queue;
@@ -105,6 +106,11 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/queue/retry-all", &["POST"]),
     ("/api/queue/{id}", &["GET", "DELETE"]),
     ("/api/queue/{id}/retry", &["POST"]),
+    ("/api/captured", &["GET"]),
+    ("/api/captured/release-all", &["POST"]),
+    ("/api/captured/{id}", &["GET", "DELETE"]),
+    ("/api/captured/{id}/release", &["POST"]),
+    ("/api/captured/{id}/html", &["GET"]),
     ("/api/mailboxes", &["GET"]),
     ("/api/mailboxes/{address}/messages", &["GET"]),
     ("/api/mailboxes/{address}/messages/{id}", &["GET", "DELETE"]),
@@ -136,6 +142,14 @@ pub fn router(state: AppState) -> Router {
             get(api_queue::show).delete(api_queue::delete),
         )
         .route("/api/queue/{id}/retry", post(api_queue::retry))
+        .route("/api/captured", get(api_captured::list))
+        .route("/api/captured/release-all", post(api_captured::release_all))
+        .route(
+            "/api/captured/{id}",
+            get(api_captured::show).delete(api_captured::delete),
+        )
+        .route("/api/captured/{id}/release", post(api_captured::release))
+        .route("/api/captured/{id}/html", get(api_captured::html))
         .route("/api/mailboxes", get(api_mail::mailboxes))
         .route("/api/mailboxes/{address}/messages", get(api_mail::messages))
         .route(

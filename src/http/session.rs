@@ -184,6 +184,8 @@ struct LoginBody {
 pub struct SessionInfo {
     pub user: String,
     pub csrf: String,
+    /// Whether capture mode holds outgoing mail (`capture=true`), for the console's banner.
+    pub capture: bool,
 }
 
 fn set_cookie(value: &str, max_age: u64) -> ApiResult<HeaderValue> {
@@ -227,7 +229,11 @@ pub async fn login(
     let cookie = set_cookie(&token, SESSION_TTL.as_secs())?;
     Ok((
         [(header::SET_COOKIE, cookie)],
-        Json(SessionInfo { user, csrf }),
+        Json(SessionInfo {
+            user,
+            csrf,
+            capture: state.shared.config().mail.capture,
+        }),
     )
         .into_response())
 }
@@ -240,10 +246,11 @@ pub async fn logout(State(state): State<AppState>, admin: Admin) -> ApiResult<Re
 }
 
 /// `GET /api/session`: who is logged in, and the CSRF token for the console's later calls.
-pub async fn current(admin: Admin) -> Json<SessionInfo> {
+pub async fn current(State(state): State<AppState>, admin: Admin) -> Json<SessionInfo> {
     Json(SessionInfo {
         user: admin.user,
         csrf: admin.csrf,
+        capture: state.shared.config().mail.capture,
     })
 }
 

@@ -10,15 +10,12 @@
 use chrono::DateTime;
 
 use super::bounce::{build_report, is_null_sender, FailedRecipient, Notice, ReportOptions};
-use super::{lock, request_retry, QueueError, QueuedMessage, RecipientState, Spool};
+use super::{lock, request_retry, QueueError, QueuedMessage, Spool};
 use crate::event::{new_id, now_ms};
 
 /// The error to show for a message: the first pending recipient's, else any recipient's.
 pub fn last_error(m: &QueuedMessage) -> &str {
-    let pending = m
-        .recipients
-        .iter()
-        .filter(|r| r.state == RecipientState::Pending);
+    let pending = m.recipients.iter().filter(|r| r.state.is_pending());
     pending
         .chain(m.recipients.iter())
         .find_map(|r| r.last_error.as_deref())
@@ -93,7 +90,7 @@ pub fn deletion_bounce(
     let failed: Vec<FailedRecipient> = m
         .recipients
         .iter()
-        .filter(|r| r.state == RecipientState::Pending && r.dsn.wants_failure())
+        .filter(|r| r.state.is_pending() && r.dsn.wants_failure())
         .map(|r| FailedRecipient {
             address: r.address.clone(),
             status: "5.0.0".into(),

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::queue::QueueRecipient;
+use crate::queue::RecipientState;
 
 /// A queued message with one pending and one delivered recipient and a header a terminal must not
 /// see raw; shared with the `jes queue` tests.

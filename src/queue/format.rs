@@ -41,6 +41,8 @@ impl RecipientState {
             RecipientState::Pending => "pending",
             RecipientState::Delivered => "delivered",
             RecipientState::Failed => "failed",
+            RecipientState::Held => "held",
+            RecipientState::Released => "released",
         }
     }
 
@@ -49,6 +51,8 @@ impl RecipientState {
             "pending" => Some(RecipientState::Pending),
             "delivered" => Some(RecipientState::Delivered),
             "failed" => Some(RecipientState::Failed),
+            "held" => Some(RecipientState::Held),
+            "released" => Some(RecipientState::Released),
             _ => None,
         }
     }

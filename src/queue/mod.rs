@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod bounce;
+pub mod capture;
 pub mod file_lock;
 pub mod files;
 mod format;
@@ -53,6 +54,19 @@ pub enum RecipientState {
     Pending,
     Delivered,
     Failed,
+    /// Kept back by capture mode (`capture=true`): not tried, not due, until an administrator
+    /// releases or deletes it. Held mail stays in the queue, so it is as durable as pending mail.
+    Held,
+    /// Released from capture by an administrator: pending, and not held again while capture
+    /// stays on.
+    Released,
+}
+
+impl RecipientState {
+    /// Still to be delivered: pending, or released from capture.
+    pub fn is_pending(self) -> bool {
+        matches!(self, RecipientState::Pending | RecipientState::Released)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -168,7 +168,10 @@ impl Handler {
             // Given back only when they are actions: these two were answered above.
             Output::Reply(_) | Output::Refused { .. } => return ControlFlow::Continue(false),
             Output::Store(envelope) => {
-                let result = store(&self.shared, conn, envelope).await;
+                // DKIM signs only for clients that proved who they are (the relay address list,
+                // POP-before-SMTP, AUTH), never for an envelope sender anyone can claim.
+                let may_sign = self.trusted_ip || self.session.authenticated_user().is_some();
+                let result = store(&self.shared, conn, envelope, may_sign).await;
                 let mut after = Vec::new();
                 self.session.stored(result, &mut after);
                 for output in after {
@@ -215,6 +218,7 @@ async fn store(
     shared: &Arc<Shared>,
     conn: &Connection,
     envelope: Envelope,
+    may_sign: bool,
 ) -> Result<String, StoreError> {
     let mut message = envelope.header_prefix;
     message.extend_from_slice(&envelope.data);
@@ -226,6 +230,7 @@ async fn store(
         client: conn.peer.ip,
         tls: conn.tls_version().map(str::to_string),
         dsn: envelope.dsn,
+        may_sign,
     };
     // Its own task: a session aborted at shutdown must not cut the accept step between the queue
     // and the mailboxes (the take-back would never run).

@@ -335,6 +335,17 @@ function setSession(data) {
   document.getElementById('account-user').textContent = data.user;
   document.getElementById('account').hidden = false;
   document.getElementById('mainnav').hidden = false;
+  setCaptureBanner(data.capture);
+}
+
+/** The banner every page shows while capture mode holds outgoing mail. */
+function setCaptureBanner(on) {
+  document.getElementById('capture-banner').hidden = !on;
+}
+
+/** Capture mode follows configuration reloads: each page asks again. */
+function refreshCaptureBanner() {
+  api('GET', '/api/session').then((d) => setCaptureBanner(d.capture)).catch(() => {});
 }
 
 function clearSession() {
@@ -343,6 +354,7 @@ function clearSession() {
   state.lastTotals = null;
   document.getElementById('account').hidden = true;
   document.getElementById('mainnav').hidden = true;
+  setCaptureBanner(false);
 }
 
 function sessionExpired() {
@@ -486,6 +498,7 @@ function route() {
   }
   leaveView();
   clearError();
+  refreshCaptureBanner();
   const view = state.view;
   const [top, a, b, c] = parts;
   let shown;
@@ -495,6 +508,8 @@ function route() {
   else if (top === 'mailboxes' && !a) shown = showMailboxes(view);
   else if (top === 'mailboxes' && !b) shown = showMailbox(view, a);
   else if (top === 'mailboxes' && !c) shown = showMessage(view, a, b);
+  else if (top === 'captured' && !a) shown = showCaptured(view);
+  else if (top === 'captured' && !b) shown = showCapturedMessage(view, a);
   else if (top === 'history' && !a) shown = showHistory(view, routeParams().get('q') || '');
   else if (top === 'history' && !b) shown = showHistoryMessage(view, a);
   else shown = showNotFound();
@@ -1169,6 +1184,191 @@ async function showMessage(view, addr, id) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Captured mail (capture=true): GET /api/captured, release and delete
+
+async function releaseCaptured(id, to) {
+  const r = await api('POST', `/api/captured/${seg(id)}/release`, to ? { to } : {});
+  notify(`Released: sent to ${(r.to || []).join(', ')}.`);
+}
+
+function showCaptured(view) {
+  setActiveNav('captured');
+  const box = h('div', { id: 'captured-list', class: 'card table-card' }, loadingBlock('captured mail'));
+  const count = h('span');
+  const all = h('button', { type: 'button', class: 'btn', id: 'release-all', text: 'Release all…' });
+  all.addEventListener('click', async () => {
+    const ok = await confirmDialog({
+      title: 'Release all captured mail?',
+      body: 'Every captured message is sent to its recipients now, even though capture mode stays on.',
+      ok: 'Release all',
+    });
+    if (!ok) return;
+    try {
+      const r = await api('POST', '/api/captured/release-all');
+      notify(`Released ${plural(r.released, 'message', 'messages')}.`);
+      load();
+    } catch (e) {
+      showError(e);
+    }
+  });
+  render(main(), pageHeader('Captured mail', { sub: count, actions: [all] }), box);
+  const load = async () => {
+    try {
+      const list = await api('GET', '/api/captured');
+      if (!current(view)) return;
+      const msgs = Array.isArray(list) ? list : [];
+      count.textContent = msgs.length ? `${plural(msgs.length, 'message', 'messages')} held, oldest first` : '';
+      if (!changed(box, msgs)) return;
+      if (!msgs.length) {
+        render(box, h('p', { class: 'empty', text: 'No mail is held.' }));
+        return;
+      }
+      render(box, h('table', { class: 'data responsive messages' },
+        h('thead', {}, h('tr', {},
+          h('th', { scope: 'col', text: 'Subject' }),
+          h('th', { scope: 'col', text: 'From' }),
+          h('th', { scope: 'col', text: 'Held for' }),
+          h('th', { scope: 'col', text: 'Received' }),
+          h('th', { scope: 'col', class: 'num', text: 'Size' }))),
+        h('tbody', {}, msgs.map((m) => h('tr', {},
+          h('th', { scope: 'row', 'data-label': 'Subject' },
+            h('a', {
+              href: `#/captured/${seg(m.id)}`, class: 'break subject-link',
+              text: m.subject || '(no subject)', dataset: { key: `cap-${m.id}` },
+            })),
+          h('td', { 'data-label': 'From', class: 'break', text: m.from || m.sender || '<>' }),
+          h('td', { 'data-label': 'Held for', class: 'break held-for', text: (m.held || []).join(', ') }),
+          h('td', { 'data-label': 'Received' }, timeEl(m.received)),
+          h('td', { class: 'num', 'data-label': 'Size', text: bytes(m.size) }))))));
+    } catch (e) {
+      if (!current(view) || e.status === 401) return;
+      renderFresh(box, errorBlock(e, load));
+    }
+  };
+  poll(load);
+  return load();
+}
+
+async function showCapturedMessage(view, id) {
+  setActiveNav('captured');
+  const crumbs = [{ label: 'Captured mail', href: '#/captured' }, { label: 'Message' }];
+  render(main(), pageHeader('Captured message', { crumbs }), loadingBlock('the message'));
+  let m;
+  try {
+    m = await api('GET', `/api/captured/${seg(id)}`);
+  } catch (e) {
+    if (!current(view) || e.status === 401) return;
+    render(main(), pageHeader('Captured message', { crumbs }),
+      e.status === 404
+        ? h('p', { class: 'notice' }, 'This message is no longer held (released or deleted). ',
+          h('a', { href: '#/captured', text: 'Back to the captured mail' }), '.')
+        : errorBlock(e, () => showCapturedMessage(view, id)));
+    return;
+  }
+  if (!current(view)) return;
+  const base = `/api/captured/${seg(m.id)}`;
+  const subject = m.subject || '(no subject)';
+
+  const release = h('button', { type: 'button', class: 'btn btn-primary', id: 'captured-release', text: 'Release' });
+  release.addEventListener('click', async () => {
+    release.disabled = true;
+    try {
+      await releaseCaptured(m.id, null);
+      location.hash = '#/captured';
+    } catch (e) {
+      release.disabled = false;
+      showError(e);
+    }
+  });
+  const del = h('button', { type: 'button', class: 'btn btn-danger-quiet', id: 'captured-delete', text: 'Delete…' });
+  del.addEventListener('click', async () => {
+    const ok = await confirmDialog({
+      title: 'Delete this captured message?',
+      body: h('p', {}, 'The message ', h('strong', { class: 'break', text: subject }),
+        ' is removed without being sent; nobody is told. This cannot be undone.'),
+      ok: 'Delete message',
+    });
+    if (!ok) return;
+    try {
+      await api('DELETE', base);
+      notify(`Deleted “${subject}”.`);
+      location.hash = '#/captured';
+    } catch (e) {
+      showError(e);
+    }
+  });
+  const toInput = h('input', {
+    id: 'release-to', type: 'email', name: 'to', placeholder: 'tester@example.org', spellcheck: 'false', autocapitalize: 'none',
+  });
+  const toForm = h('form', { class: 'release-to', id: 'release-to-form' },
+    h('label', { for: 'release-to', text: 'Send it to another address instead:' }), toInput,
+    h('button', { type: 'submit', class: 'btn', id: 'release-to-submit', text: 'Release to this address' }));
+  toForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const to = toInput.value.trim();
+    if (!to) {
+      toInput.focus();
+      return;
+    }
+    try {
+      await releaseCaptured(m.id, to);
+      location.hash = '#/captured';
+    } catch (e) {
+      showError(e);
+    }
+  });
+
+  const meta = h('dl', { class: 'facts message-meta' },
+    fact('Held for', h('span', { class: 'break', id: 'captured-held', text: (m.held || []).join(', ') })),
+    fact('Envelope sender', h('span', { class: 'break', text: m.sender || '<> (a notice from jes)' })),
+    fact('From', h('span', { class: 'break', id: 'msg-from', text: m.from || '—' })),
+    fact('To', h('span', { class: 'break', text: m.to || '—' })),
+    m.cc ? fact('Cc', h('span', { class: 'break', text: m.cc })) : null,
+    fact('Date', h('span', { text: m.date ? absTimeOrRaw(m.date) : '—' })),
+    fact('Size', bytes(m.size)));
+
+  const parts = [];
+  if (m.text !== null && m.text !== undefined) {
+    parts.push(h('section', { class: 'card', 'aria-labelledby': 'text-title' },
+      h('h2', { id: 'text-title', text: 'Text' }),
+      h('pre', { class: 'mail-text', id: 'mail-text', text: m.text })));
+  }
+  if (m.has_html) {
+    // Sandboxed as in the mailbox view: no scripts, no same origin, and the server's CSP.
+    parts.push(h('section', { class: 'card', 'aria-labelledby': 'html-title' },
+      h('div', { class: 'card-head' },
+        h('h2', { id: 'html-title', text: 'HTML' }),
+        h('span', { class: 'muted small', text: 'Shown in a sandbox: scripts and forms in the mail do not run.' })),
+      h('iframe', {
+        class: 'mail-html', id: 'mail-html', src: `${base}/html`, sandbox: '', referrerpolicy: 'no-referrer',
+        title: `HTML part of “${subject}”`, loading: 'lazy',
+      })));
+  }
+  if (!parts.length) parts.push(h('p', { class: 'notice', text: 'This message has no text or HTML part to show.' }));
+  const atts = m.attachments || [];
+  const attSection = atts.length ? h('section', { class: 'card', 'aria-labelledby': 'att-title' },
+    h('h2', { id: 'att-title', text: `Attachments (${atts.length})` }),
+    h('ul', { class: 'attachments', id: 'attachments' }, atts.map((a) => h('li', {},
+      h('span', { class: 'attachment break', text: a.filename || `attachment ${a.index}` }),
+      h('span', { class: 'muted small', text: ` ${a.content_type || 'application/octet-stream'}, ${bytes(a.size)}` }))))) : null;
+  const headers = h('section', { class: 'card', 'aria-labelledby': 'headers-title' },
+    h('details', { id: 'all-headers' },
+      h('summary', {}, h('h2', { id: 'headers-title', class: 'inline-h', text: `All headers (${(m.headers || []).length})` })),
+      h('table', { class: 'data headers-table' },
+        h('tbody', {}, (m.headers || []).map((hd) => h('tr', {},
+          h('th', { scope: 'row', text: hd.name }),
+          h('td', { class: 'break', text: hd.value })))))));
+  const historyLink = h('a', { class: 'btn', id: 'message-history', href: `#/history/${seg(m.id)}`, text: 'Delivery history' });
+
+  render(main(),
+    pageHeader(subject, { crumbs, actions: [release, historyLink, del] }),
+    h('section', { class: 'card', 'aria-label': 'Summary' }, meta, toForm),
+    parts,
+    attSection,
+    headers);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Delivery history: GET /api/history (the same search and events as `jes trace`)
 
 const HISTORY_WORDS = {
@@ -1187,6 +1387,8 @@ const HISTORY_WORDS = {
   'webhook-failed': 'Webhook failed',
   'webhook-expired': 'Webhook given up',
   'webhook-deleted': 'Deleted after webhook',
+  held: 'Held (capture mode)',
+  released: 'Released from capture',
 };
 
 function historyBadge(kind) {
