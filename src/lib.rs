@@ -18,6 +18,7 @@ pub mod history;
 pub mod http;
 pub mod logging;
 pub mod outcome;
+pub mod pg;
 pub mod pop3;
 pub mod preflight;
 pub mod queue;

@@ -175,6 +175,9 @@ pub struct MailConf {
     pub history_days: u32,
     /// `history.subjects` (new; true): whether the history keeps each message's subject.
     pub history_subjects: bool,
+    /// `store.*` (new, issue 14): the PostgreSQL store shared by several servers; `None` (no
+    /// `store.url`): the files.
+    pub database: Option<crate::pg::Settings>,
 }
 
 impl MailConf {
@@ -402,6 +405,7 @@ impl MailConf {
             http: super::http::HttpConf::parse(path, &props)?,
             history_days: r.number_u32("history.days", 30, 0)?,
             history_subjects: r.boolean("history.subjects", true)?,
+            database: database_settings(&r)?,
         };
 
         // Ports that must not collide, and TLS settings that need each other.
@@ -553,6 +557,19 @@ impl MailConf {
             (d, false) => format!("{d} days, without subjects, in history.db of the mail root"),
         };
         let _ = writeln!(s, "history:         {history}");
+        if let Some(db) = &self.database {
+            let password = match &db.password_file {
+                Some(p) => format!(", password from {}", p.display()),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "store:           PostgreSQL {} ({} connections, leases {} s{password})",
+                crate::pg::url::masked(&db.url),
+                db.max_connections,
+                db.lease.as_secs()
+            );
+        }
         let bare_lf = match self.bare_lf {
             BareLf::Normalize => "normalize (a line end, stored as CRLF)",
             BareLf::Reject => "reject (550 5.6.11)",
@@ -616,6 +633,21 @@ impl MailConf {
         let _ = writeln!(s, "{}", self.http.summary());
         s
     }
+}
+
+/// The `store.url` group of keys (issue 14). The URL is checked here, so that a typo in it
+/// names mail.conf's line rather than failing at the first connection.
+fn database_settings(r: &Reader<'_>) -> Result<Option<crate::pg::Settings>, ConfigError> {
+    let Some((e, url)) = r.value("store.url") else {
+        return Ok(None);
+    };
+    crate::pg::url::parse(url).map_err(|why| r.err(e, why))?;
+    Ok(Some(crate::pg::Settings {
+        url: url.to_string(),
+        password_file: r.path("store.passwordfile"),
+        max_connections: r.count("store.maxconnections", 10, 1)?,
+        lease: Duration::from_secs(r.number("store.leaseseconds", 60, 5)?),
+    }))
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {

@@ -109,6 +109,10 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
     key("history.days", "30", "Days the delivery history (history.db in the mail root, read by `jes trace` and the console) keeps each event; 0 = no history.", false),
     key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),
+    key("store.url", "", "PostgreSQL shared by several jes servers (queue and mailboxes), libpq URL postgresql://USER@HOST[:PORT][,HOST2...]/DB?sslmode=disable|prefer|require|verify-ca|verify-full&sslrootcert=FILE&target_session_attrs=read-write. Unset: the files in store.dir. Read at start.", false),
+    key("store.passwordfile", "", "File (mode 0600) holding the database password, relative to this folder; keeps it out of mail.conf.", false),
+    key("store.maxconnections", "10", "Most database connections this server opens.", false),
+    key("store.leaseseconds", "60", "Seconds a server's claim on a queued message or a POP3 session outlives the server (renewed while it works).", false),
 ];
 
 /// The `log.conf` keys jes reads besides `log4j.*` (all of which are accepted).

@@ -151,6 +151,9 @@ pub fn try_lock(store: &Spool, id: &str) -> Result<Option<QueueLock>, QueueError
 pub enum RetryRequest {
     All,
     One(String),
+    /// Not a retry: a message another server sharing the queue just queued (the database
+    /// backend's `NOTIFY`), due now.
+    Arrived(String),
 }
 
 const RETRY_DIR: &str = ".retry";

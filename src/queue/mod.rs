@@ -20,6 +20,7 @@ pub mod bounce;
 pub mod files;
 mod format;
 pub mod lock;
+pub mod postgres;
 #[cfg(test)]
 mod prop_tests;
 pub mod schedule;

@@ -1,0 +1,221 @@
+//! Several jes servers on one PostgreSQL (issue 14): a real PostgreSQL from Debian's packages
+//! (`common/postgres.rs`), real jes servers, Python's smtplib and poplib as the clients.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod pg;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{jes_bin, Server, DEFAULT_USERS};
+use pg::Postgres;
+
+const USER: &str = "trackstudio@127.0.0.1";
+const PASS: &str = "secret";
+const LEASE: u64 = 5;
+
+/// A server on database `db` of `pg`, not started yet.
+fn prepare(pg: &Postgres, db: &str, extra: &str) -> Server {
+    let server = Server::prepare(
+        &format!("smtpdelivery.interval=1\nstore.leaseseconds={LEASE}\n{extra}"),
+        DEFAULT_USERS,
+    );
+    let conf = server.etc.join("mail.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&pg.store_conf(&server.etc, db));
+    std::fs::write(&conf, text).unwrap();
+    server
+}
+
+/// Two servers started at the same moment on a fresh database: the schema is made once.
+fn two_servers(pg: &Postgres) -> (Server, Server) {
+    let (a, b) = (prepare(pg, "jes", ""), prepare(pg, "jes", ""));
+    std::thread::scope(|s| {
+        let a = s.spawn(|| a.launch());
+        let b = s.spawn(|| b.launch());
+        (a.join().unwrap(), b.join().unwrap())
+    })
+}
+
+/// `jes check DIR`: (success, stdout + stderr).
+fn check(server: &Server) -> (bool, String) {
+    let out = Command::new(jes_bin())
+        .arg("check")
+        .arg(&server.etc)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn fetch(server: &Server, dele: bool) -> Vec<serde_json::Value> {
+    let mut args = vec!["fetch", USER, PASS];
+    if dele {
+        args.push("dele");
+    }
+    let out = server.python_ok("cluster.py", &args);
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// A POP3 login over a raw connection: the reply to PASS.
+fn login(server: &Server) -> (common::Raw, String) {
+    let mut c = server.connect(server.pop3_port);
+    assert!(c.cmd(&format!("USER {USER}")).starts_with("+OK"));
+    let r = c.cmd(&format!("PASS {PASS}"));
+    (c, r)
+}
+
+#[test]
+fn smtp_to_one_server_pop3_from_another_one_session_across_servers() {
+    let Some(pg) =
+        Postgres::start("smtp_to_one_server_pop3_from_another_one_session_across_servers")
+    else {
+        return;
+    };
+    let (mut a, b) = two_servers(&pg);
+    assert_eq!(
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_schema_history"),
+        "1",
+        "the schema is made once though both servers started together"
+    );
+
+    // SMTP to A; POP3 from B sees it, with LIST's size what RETR sends.
+    let sent = a.python_ok("cluster.py", &["send", USER, "cluster-one"]);
+    assert!(sent.contains("\"refused\": []"), "{sent}");
+    let seen = fetch(&b, false);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["subject"], "cluster-one");
+    assert_eq!(seen[0]["list"], seen[0]["retr"], "{seen:?}");
+    let uid = seen[0]["uid"].as_str().unwrap().to_string();
+    // Stable UIDLs: A shows the same one.
+    assert_eq!(fetch(&a, false)[0]["uid"], uid.as_str());
+
+    // A session on A makes B answer [IN-USE], and the other way round.
+    let (mut on_a, r) = login(&a);
+    assert!(r.starts_with("+OK"), "{r}");
+    let (_, r) = login(&b);
+    assert!(
+        r.starts_with("-ERR [IN-USE]"),
+        "B while A holds the mailbox: {r}"
+    );
+    assert!(on_a.cmd("QUIT").starts_with("+OK"));
+    // The session's row goes when it ends (not only when its lease runs out).
+    b.wait_until(
+        "B can open the mailbox after A's QUIT",
+        Duration::from_secs(3),
+        || {
+            let (mut c, r) = login(&b);
+            let _ = c.cmd("QUIT");
+            r.starts_with("+OK")
+        },
+    );
+
+    // kill -9 of A while it holds the mailbox: B gets it within store.leaseseconds.
+    let (_on_a, r) = login(&a);
+    assert!(r.starts_with("+OK"), "{r}");
+    a.kill9();
+    let killed = Instant::now();
+    let (_, r) = login(&b);
+    assert!(r.starts_with("-ERR [IN-USE]"), "just after the kill: {r}");
+    b.wait_until(
+        "B can open the mailbox once A's lease ran out",
+        Duration::from_secs(LEASE + 3),
+        || {
+            let (mut c, r) = login(&b);
+            let _ = c.cmd("QUIT");
+            r.starts_with("+OK")
+        },
+    );
+    assert!(killed.elapsed() <= Duration::from_secs(LEASE + 2));
+
+    // Deleted at QUIT on B; the shared body goes with the last copy.
+    let gone = fetch(&b, true);
+    assert_eq!(gone[0]["uid"], uid.as_str());
+    assert!(fetch(&b, false).is_empty());
+    assert_eq!(pg.psql("jes", "SELECT COUNT(*) FROM jes_mail"), "0");
+    assert_eq!(pg.psql("jes", "SELECT COUNT(*) FROM jes_bodies"), "0");
+
+    // jes check: connects, shows the schema version, never the password.
+    let (ok, out) = check(&b);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("database: connected, schema version 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("store:           PostgreSQL postgresql://jes@127.0.0.1"),
+        "{out}"
+    );
+    assert!(!out.contains(pg::PASSWORD), "{out}");
+}
+
+#[test]
+fn a_message_for_two_mailboxes_is_stored_once() {
+    let Some(pg) = Postgres::start("a_message_for_two_mailboxes_is_stored_once") else {
+        return;
+    };
+    let a = prepare(&pg, "jes", "").launch();
+    let reply = a.send(
+        "app@localhost",
+        &[USER, "analyst@localhost"],
+        "Subject: both\r\n\r\nhello\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(pg.psql("jes", "SELECT COUNT(*) FROM jes_mail"), "2");
+    assert_eq!(pg.psql("jes", "SELECT COUNT(*) FROM jes_bodies"), "1");
+}
+
+#[test]
+fn a_schema_newer_than_the_server_is_refused_naming_both_versions() {
+    let Some(pg) =
+        Postgres::start("a_schema_newer_than_the_server_is_refused_naming_both_versions")
+    else {
+        return;
+    };
+    // The first server makes the schema; then a "later release" adds version 99.
+    let mut a = prepare(&pg, "jes", "").launch();
+    a.signal("TERM");
+    assert!(a.wait_exit(Duration::from_secs(15)));
+    pg.psql(
+        "jes",
+        "INSERT INTO jes_schema_history (version, name, applied_on, checksum) VALUES (99, 'future', '', '0')",
+    );
+    let b = prepare(&pg, "jes", "");
+    let out = Command::new(jes_bin())
+        .arg("serve")
+        .arg(&b.etc)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("schema is version 99, newer than this jes knows (1)"),
+        "{text}"
+    );
+    let (ok, out) = check(&b);
+    assert!(!ok);
+    assert!(
+        out.contains("version 99, newer than this jes knows (1)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_password_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(pg) = Postgres::start("a_password_file_others_can_read_is_refused") else {
+        return;
+    };
+    let b = prepare(&pg, "jes", "");
+    let pw = b.etc.join("pgpass");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = check(&b);
+    assert!(!ok, "{out}");
+    assert!(out.contains("must be readable by its owner only"), "{out}");
+}
