@@ -219,3 +219,138 @@ fn a_password_file_others_can_read_is_refused() {
     assert!(!ok, "{out}");
     assert!(out.contains("must be readable by its owner only"), "{out}");
 }
+
+/// Sends one-recipient messages numbered `numbers` over one SMTP connection to `port`, recording in
+/// `accepted` each number answered 250; stops quietly when the server goes away.
+fn inject(
+    port: u16,
+    numbers: std::ops::Range<usize>,
+    to: &str,
+    accepted: &std::sync::Mutex<Vec<usize>>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let mut out = stream.try_clone().unwrap();
+    let mut input = BufReader::new(stream);
+    // The final line of a reply (multi-line replies have "NNN-" before it).
+    let mut reply = || -> Option<String> {
+        loop {
+            let mut line = String::new();
+            if input.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Some(line);
+            }
+        }
+    };
+    let mut cmd = |out: &mut std::net::TcpStream, text: &str, want: &str| -> Option<()> {
+        out.write_all(text.as_bytes()).ok()?;
+        reply()?.starts_with(want).then_some(())
+    };
+    let mut run = || -> Option<()> {
+        cmd(&mut out, "", "220")?;
+        cmd(&mut out, "EHLO client.test\r\n", "250")?;
+        for i in numbers.clone() {
+            cmd(&mut out, "MAIL FROM:<app@localhost>\r\n", "250")?;
+            cmd(&mut out, &format!("RCPT TO:<{to}>\r\n"), "250")?;
+            cmd(&mut out, "DATA\r\n", "354")?;
+            let body = format!("Subject: relay-{i}\r\n\r\nmessage {i}\r\n.\r\n");
+            cmd(&mut out, &body, "250")?;
+            accepted.lock().unwrap().push(i);
+        }
+        cmd(&mut out, "QUIT\r\n", "221")
+    };
+    let _ = run();
+}
+
+#[test]
+fn relayed_mail_survives_kill_9_of_one_server() {
+    let Some(pg) = Postgres::start("relayed_mail_survives_kill_9_of_one_server") else {
+        return;
+    };
+    const N: usize = 2000;
+    const CONCURRENCY: usize = 4;
+    let upstream = common::Upstream::start(&[]);
+    let extra = format!(
+        "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.concurrency={CONCURRENCY}\n",
+        upstream.port
+    );
+    let mut a = prepare(&pg, "jes", &extra).launch();
+    let b = prepare(&pg, "jes", &extra).launch();
+    // Mail goes to A while A and B relay it; A is killed part way through the injection.
+    let accepted = std::sync::Mutex::new(Vec::new());
+    let before_kill = std::thread::scope(|s| {
+        let port = a.smtp_port;
+        let accepted = &accepted;
+        s.spawn(move || inject(port, 0..N, "someone@remote.test", accepted));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while accepted.lock().unwrap().len() < N / 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let before = upstream.received().len();
+        a.kill9();
+        before
+    });
+    let by_a = accepted.lock().unwrap().len();
+    println!("A answered 250 to {by_a} messages; upstream had {before_kill} when A was killed");
+    assert!((N / 2..N).contains(&by_a), "{by_a}");
+    // The rest of the 2,000 go to B (the number in DATA at the kill is sent again).
+    inject(b.smtp_port, by_a..N, "someone@remote.test", &accepted);
+    let accepted = accepted.into_inner().unwrap();
+    assert_eq!(accepted.len(), N);
+
+    // B finishes the work: A's claims run out after store.leaseseconds.
+    let subject_of = |t: &serde_json::Value| -> Option<usize> {
+        let data = t["data"].as_str()?;
+        let at = data.find("Subject: relay-")? + "Subject: relay-".len();
+        data[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (unique, total) = loop {
+        let got = upstream.received();
+        let mut seen: Vec<usize> = got.iter().filter_map(subject_of).collect();
+        let total = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        let all = accepted.iter().all(|i| seen.binary_search(i).is_ok());
+        if all || Instant::now() > deadline {
+            break (seen, total);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let missing: Vec<&usize> = accepted
+        .iter()
+        .filter(|i| unique.binary_search(i).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "every message answered 250 reaches the upstream; missing: {missing:?}"
+    );
+    // The one message in DATA at the kill may or may not have been committed.
+    assert!(unique.len() <= accepted.len() + 1);
+    let duplicates = total - unique.len();
+    println!("{duplicates} duplicates (messages relayed by A whose completion the kill lost)");
+    assert!(
+        duplicates <= CONCURRENCY,
+        "{duplicates} duplicates, more than A had in flight ({CONCURRENCY})"
+    );
+    b.wait_until("the shared queue is empty", Duration::from_secs(30), || {
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_queue") == "0"
+    });
+    // A killed between a commit and its removal of the body: at most one body per attempt in
+    // flight is left, and the next server start sweeps them.
+    let orphans: usize = pg
+        .psql("jes", "SELECT COUNT(*) FROM jes_bodies")
+        .parse()
+        .unwrap();
+    assert!(orphans <= CONCURRENCY, "{orphans} bodies left");
+    let _c = prepare(&pg, "jes", &extra).launch();
+    assert_eq!(pg.psql("jes", "SELECT COUNT(*) FROM jes_bodies"), "0");
+}

@@ -48,3 +48,17 @@ pub async fn collect(client: &tokio_postgres::Client, keys: &[Vec<u8>]) {
         tracing::debug!("bodies kept for now: {e}");
     }
 }
+
+/// Removes every body nothing refers to: those a server left when it died between its commit
+/// and its `collect`. Returns how many went; an error (a race with a new reference) leaves them
+/// for the next sweep.
+pub async fn sweep(client: &tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM jes_bodies b \
+             WHERE NOT EXISTS (SELECT 1 FROM jes_queue q WHERE q.digest = b.digest) \
+             AND NOT EXISTS (SELECT 1 FROM jes_mail m WHERE m.digest = b.digest)",
+            &[],
+        )
+        .await
+}

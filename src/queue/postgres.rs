@@ -607,7 +607,10 @@ impl Queue for PgQueue {
     }
 
     async fn recover(&self) -> io::Result<usize> {
-        // Nothing is half-written in a database: a transaction either committed or not.
-        Ok(0)
+        // Nothing is half-written in a database, but a server killed between a commit and its
+        // `bodies::collect` leaves bodies nothing refers to.
+        let client = self.db.client().await?;
+        let n = bodies::sweep(&client).await.map_err(|e| self.db.err(e))?;
+        Ok(n as usize)
     }
 }
