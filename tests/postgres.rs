@@ -354,3 +354,19 @@ fn relayed_mail_survives_kill_9_of_one_server() {
     let _c = prepare(&pg, "jes", &extra).launch();
     assert_eq!(pg.psql("jes", "SELECT COUNT(*) FROM jes_bodies"), "0");
 }
+
+#[test]
+fn while_the_database_is_away_pop3_says_sys_temp_and_smtp_4xx() {
+    let Some(pg) = Postgres::start("while_the_database_is_away_pop3_says_sys_temp_and_smtp_4xx")
+    else {
+        return;
+    };
+    let a = prepare(&pg, "jes", "").launch();
+    let r = a.send("app@localhost", &[USER], "Subject: before\r\n\r\nx\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    pg.stop();
+    let (_, r) = login(&a);
+    assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
+    let r = a.send("app@localhost", &[USER], "Subject: during\r\n\r\nx\r\n");
+    assert!(r.starts_with('4'), "{r}");
+}

@@ -231,6 +231,23 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Stops the server at once (as a crash would), keeping its folder.
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = self
