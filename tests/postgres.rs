@@ -388,3 +388,40 @@ fn jes_queue_says_the_queue_is_in_the_database() {
         assert!(!out.contains("hidden"), "{out}");
     }
 }
+
+#[test]
+fn sslmode_verify_full_checks_the_database_certificate() {
+    let Some(pg) =
+        Postgres::start_with("sslmode_verify_full_checks_the_database_certificate", true)
+    else {
+        return;
+    };
+    let cert = pg.tls_cert();
+    let with = |query: &str| {
+        let server = Server::prepare("", DEFAULT_USERS);
+        let pw = pg.password_file(&server.etc);
+        let conf = server.etc.join("mail.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!(
+            "store.url=postgresql://jes@127.0.0.1:{}/jes?{query}\nstore.passwordfile={}\n",
+            pg.port,
+            pw.display()
+        ));
+        std::fs::write(&conf, text).unwrap();
+        check(&server)
+    };
+    // The certificate names 127.0.0.1 and is its own root: verify-full passes with it as
+    // sslrootcert, and fails against the system's roots.
+    let (ok, out) = with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        cert.display()
+    ));
+    assert!(ok, "{out}");
+    assert!(out.contains("database: connected"), "{out}");
+    let (ok, out) = with("sslmode=verify-full");
+    assert!(!ok, "{out}");
+    assert!(out.contains("cannot use the database"), "{out}");
+    // require encrypts without checking the certificate (libpq's meaning).
+    let (ok, out) = with("sslmode=require");
+    assert!(ok, "{out}");
+}

@@ -55,6 +55,12 @@ impl Postgres {
     /// Starts a cluster with a database `jes`, or prints `SKIPPED <test>: <why>` and returns
     /// `None` when no PostgreSQL can be run here (no binaries; root without a `postgres` user).
     pub fn start(test: &str) -> Option<Postgres> {
+        Postgres::start_with(test, false)
+    }
+
+    /// With `tls`, the server also offers TLS with a self-signed certificate for 127.0.0.1
+    /// (`tls_cert` returns its path, for `sslrootcert`).
+    pub fn start_with(test: &str, tls: bool) -> Option<Postgres> {
         let Some(bin) = bin_dir() else {
             println!(
                 "SKIPPED {test}: no PostgreSQL server binaries (run scripts/install-test-deps)"
@@ -123,10 +129,29 @@ impl Postgres {
                 &format!("--pwfile={}", pwfile.display()),
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
             pg.socket_dir.display()
         );
+        if tls {
+            let (cert, key) = crate::common::self_signed(&pg.socket_dir);
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if pg.run_as.is_some() {
+                for f in [&cert, &key] {
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(f)
+                        .status()
+                        .unwrap();
+                }
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+        }
         let log = pg.socket_dir.join("postgres.log");
         pg.run(
             "pg_ctl",
@@ -209,6 +234,11 @@ impl Postgres {
             "postgresql://jes@127.0.0.1:{}/{db}?sslmode=disable",
             self.port
         )
+    }
+
+    /// The server's certificate when started with TLS.
+    pub fn tls_cert(&self) -> PathBuf {
+        self.socket_dir.join("cert.pem")
     }
 
     /// Writes the password into `dir/pgpass` with mode 0600 and returns its path.
