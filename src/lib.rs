@@ -21,6 +21,7 @@ pub mod history;
 pub mod http;
 pub mod logging;
 pub mod outcome;
+pub mod pg;
 pub mod pop3;
 pub mod preflight;
 pub mod queue;

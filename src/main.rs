@@ -314,7 +314,23 @@ fn check(dir: &Path) -> Result<(), String> {
         config.log.level.name()
     );
     // What `jes serve` would stop on besides the files' contents (the same function it runs).
-    let problems = jes::preflight::problems(&config);
+    let mut problems = jes::preflight::problems(&config);
+    if let Some(settings) = &config.mail.database {
+        match database_status(settings) {
+            Ok((found, known)) if found > known => problems.push(format!(
+                "the database's schema is version {found}, newer than this jes knows ({known})"
+            )),
+            Ok((found, known)) => println!(
+                "database: connected, schema version {found} (this jes: {known}{})",
+                if found < known {
+                    "; `jes serve` upgrades it"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => problems.push(format!("cannot use the database: {e}")),
+        }
+    }
     for p in &problems {
         println!("error: {p}");
     }
@@ -326,6 +342,17 @@ fn check(dir: &Path) -> Result<(), String> {
     }
     println!("configuration OK");
     Ok(())
+}
+
+/// Connects to the `store.url` database once: its schema version and this binary's.
+fn database_status(settings: &jes::pg::Settings) -> Result<(i64, i64), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(jes::pg::migrate::status(settings))
+        .map_err(|e| e.to_string())
 }
 
 /// The accounts by address, each with where its mail goes when `user.conf` forwards it.

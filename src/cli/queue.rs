@@ -34,6 +34,20 @@ pub fn store_of(dir: &Path) -> Spool {
     Spool::new(root.join("smtp"))
 }
 
+/// The queue of a configuration with `store.url` is in PostgreSQL, which these tools do not
+/// read yet (issue 14): saying so beats showing an empty spool folder as "the queue is empty".
+fn refuse_database(dir: &Path) -> Result<(), String> {
+    let conf = crate::config::MailConf::load(&dir.join("mail.conf")).ok();
+    match conf.and_then(|(c, _)| c.database) {
+        Some(db) => Err(format!(
+            "the queue of {} is in the database {} (store.url); `jes queue` does not read it yet: use the console (http.port)",
+            dir.display(),
+            crate::pg::url::masked(&db.url)
+        )),
+        None => Ok(()),
+    }
+}
+
 fn out_err(e: std::io::Error) -> String {
     format!("cannot write the output: {e}")
 }
@@ -162,6 +176,7 @@ pub fn render_list(msgs: &[QueuedMessage], now: u64) -> String {
 /// `jes queue list`: one line per queued message. Unreadable files are reported after the table
 /// (and make the command fail) without hiding the others.
 pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
+    refuse_database(dir)?;
     let store = store_of(dir);
     let (msgs, errors) = load_all(&store)?;
     if msgs.is_empty() && errors.is_empty() {
@@ -191,6 +206,7 @@ fn header_lines(wire: &[u8]) -> Vec<String> {
 
 /// `jes queue show ID`: the queue file's fields, each recipient, then the message's headers.
 pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
+    refuse_database(dir)?;
     let store = store_of(dir);
     let path = store.path_of(id);
     let m = store.load(id).map_err(|e| {
@@ -267,6 +283,7 @@ fn not_in_queue(path: &Path) -> String {
 /// `jes queue retry ID|--all`: makes the entries due now (in the file, under its lock) and asks a
 /// running server to look at once.
 pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), String> {
+    refuse_database(dir)?;
     let store = store_of(dir);
     let mut done = 0;
     let mut errors = Vec::new();
@@ -323,6 +340,7 @@ pub fn delete(
     bounce: bool,
     out: &mut dyn Write,
 ) -> Result<(), String> {
+    refuse_database(dir)?;
     let store = store_of(dir);
     let hostname = if bounce {
         bounce_hostname(dir)

@@ -190,6 +190,9 @@ pub struct MailConf {
     pub capture: bool,
     /// `capture.allow` (new), lower-cased: addresses or `@domain` that still go out under capture.
     pub capture_allow: Vec<String>,
+    /// `store.*` (new, issue 14): the PostgreSQL store shared by several servers; `None` (no
+    /// `store.url`): the files.
+    pub database: Option<crate::pg::Settings>,
 }
 
 impl MailConf {
@@ -235,7 +238,7 @@ impl MailConf {
                 60,
             )?),
             relay_ips,
-            relay_senders: read_relay_senders(&r)?,
+            relay_senders: address_patterns(&r, "relay.emailaddresses")?,
             limits_exempt,
             hostname,
             submission_port: r.optional_port("submissionport")?,
@@ -292,6 +295,7 @@ impl MailConf {
             dkim: super::dkim::parse(path, &props, &mut warnings)?,
             capture: r.boolean("capture", false)?,
             capture_allow: address_patterns(&r, "capture.allow")?,
+            database: database_settings(&r)?,
         };
 
         conf.check_ports_and_tls(&r)?;
@@ -463,6 +467,19 @@ impl MailConf {
             (d, false) => format!("{d} days, without subjects, in history.db of the mail root"),
         };
         let _ = writeln!(s, "history:         {history}");
+        if let Some(db) = &self.database {
+            let password = match &db.password_file {
+                Some(p) => format!(", password from {}", p.display()),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "store:           PostgreSQL {} ({} connections, leases {} s{password})",
+                crate::pg::url::masked(&db.url),
+                db.max_connections,
+                db.lease.as_secs()
+            );
+        }
         let bare_lf = match self.bare_lf {
             BareLf::Normalize => "normalize (a line end, stored as CRLF)",
             BareLf::Reject => "reject (550 5.6.11)",
@@ -663,24 +680,6 @@ fn read_limits_exempt(r: &Reader, relay_ips: &[IpPattern]) -> Result<Vec<IpPatte
     }
 }
 
-/// `relay.emailaddresses`: `user@domain` or `@domain`, compared in lower case.
-fn read_relay_senders(r: &Reader) -> Result<Vec<String>, ConfigError> {
-    read_list(r, "relay.emailaddresses", |item| {
-        let s = item.to_ascii_lowercase();
-        let ok = match s.split_once('@') {
-            Some((local, domain)) => {
-                !domain.is_empty() && !domain.contains('@') && !local.contains(char::is_whitespace)
-            }
-            None => false,
-        };
-        if ok {
-            Ok(s)
-        } else {
-            Err(format!("{item:?} is neither an address nor @domain"))
-        }
-    })
-}
-
 fn read_hostname(r: &Reader, domains: &[String]) -> Result<String, ConfigError> {
     match r.value("hostname") {
         Some((e, v)) => {
@@ -708,6 +707,21 @@ fn read_max_recipients(r: &Reader, warnings: &mut Vec<Warning>) -> Result<usize,
         (None, Some(_)) => r.count("max.valid.rcpt", 1000, 1),
         _ => r.count("smtp.maxrecipients", 1000, 1),
     }
+}
+
+/// The `store.url` group of keys (issue 14). The URL is checked here, so that a typo in it
+/// names mail.conf's line rather than failing at the first connection.
+fn database_settings(r: &Reader<'_>) -> Result<Option<crate::pg::Settings>, ConfigError> {
+    let Some((e, url)) = r.value("store.url") else {
+        return Ok(None);
+    };
+    crate::pg::url::parse(url).map_err(|why| r.err(e, why))?;
+    Ok(Some(crate::pg::Settings {
+        url: url.to_string(),
+        password_file: r.path("store.passwordfile"),
+        max_connections: r.count("store.maxconnections", 10, 1)?,
+        lease: Duration::from_secs(r.number("store.leaseseconds", 60, 5)?),
+    }))
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {

@@ -305,6 +305,12 @@ fn apply_retry(runner: &mut Runner, request: RetryRequest) {
             tracing::info!("queue: retry of {id} requested");
             runner.retry_now(id);
         }
+        RetryRequest::Arrived(id) => {
+            if !runner.schedule.contains(&id) && !runner.in_flight.contains(&id) {
+                runner.received.insert(id.clone(), now_ms());
+                runner.schedule.insert(id, Instant::now());
+            }
+        }
         RetryRequest::All => {
             tracing::info!("queue: retry of every message requested");
             for id in runner.schedule.ids() {

@@ -21,6 +21,7 @@ pub mod capture;
 pub mod file_lock;
 pub mod files;
 mod format;
+pub mod postgres;
 #[cfg(test)]
 mod prop_tests;
 pub mod retry_request;

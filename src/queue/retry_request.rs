@@ -17,6 +17,9 @@ use crate::durable::ensure_dir;
 pub enum RetryRequest {
     All,
     One(String),
+    /// Not a retry: a message another server sharing the queue just queued (the database
+    /// backend's `NOTIFY`), due now.
+    Arrived(String),
 }
 
 const RETRY_DIR: &str = ".retry";

@@ -70,6 +70,9 @@ pub enum StartError {
     /// What `crate::preflight` found (also what `jes check` reports), one problem per line.
     #[error("{}", .0.join("\n"))]
     Preflight(Vec<String>),
+    /// The PostgreSQL store (`store.url`) cannot be used.
+    #[error("{0}")]
+    Database(#[from] crate::pg::PgError),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -173,8 +176,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);
     // The one place the storage backends are chosen; everything else sees the interfaces.
-    let queue: Arc<dyn Queue> = Arc::new(FileQueue::new(config.queue_dir(), config.failed_dir()));
-    let plain_mailboxes: Arc<dyn Mailboxes> = Arc::new(FileMailboxes::new(config.users_dir()));
+    let (queue, plain_mailboxes) = storage(&config).await?;
     let webhook_spool: Arc<dyn CallSpool> =
         Arc::new(FileCallSpool::new(config.store_dir().join("webhooks")));
     match queue.recover().await {
@@ -298,6 +300,27 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     let _ = tokio::task::spawn_blocking(|| crate::history::close(Duration::from_secs(5))).await;
     tracing::info!("jes stopped");
     Ok(())
+}
+
+/// The queue and mailboxes `config` names: the files of `store.dir`, or the PostgreSQL database
+/// of `store.url` (shared with other servers), whose schema is brought up to date first.
+async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>), StartError> {
+    let Some(settings) = &config.mail.database else {
+        let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
+        let mailboxes = FileMailboxes::new(config.users_dir());
+        return Ok((Arc::new(queue), Arc::new(mailboxes)));
+    };
+    let db = crate::pg::Database::open(settings)?;
+    let version = crate::pg::migrate::migrate(&db).await?;
+    tracing::info!(
+        "store: PostgreSQL {} (schema version {version}); queue and mailboxes are shared with every server on it",
+        db.location
+    );
+    // Who holds a lease, for an administrator reading the tables: one name per process.
+    let me = format!("{}:{}", config.mail.hostname, std::process::id());
+    let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
+    let mailboxes = crate::store::postgres::PgMailboxes::new(db, me);
+    Ok((Arc::new(queue), Arc::new(mailboxes)))
 }
 
 /// Turns the delivery history on or off and applies its settings (at start and after a reload).

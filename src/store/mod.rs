@@ -12,6 +12,7 @@
 //! the lock `jes serve` holds on its mail root.
 
 pub mod files;
+pub mod postgres;
 pub mod root_lock;
 
 pub use crate::durable::is_full;

@@ -1,0 +1,296 @@
+//! A real PostgreSQL for the database store's tests: Debian's server binaries (installed by
+//! `scripts/install-test-deps`), a cluster made by `initdb` in a temporary folder and run by
+//! `pg_ctl` on a free loopback port, stopped (immediately) when the value drops.
+//!
+//! PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user the
+//! package creates and every server command runs through `runuser -u postgres --`; as any other
+//! user it runs as that user. Password logins over TCP use SCRAM with the password `PASSWORD`, so
+//! the tests exercise the real authentication (and `store.passwordfile`), not `trust`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::free_port;
+
+/// The password of the cluster's superuser `jes` (SCRAM over TCP).
+pub const PASSWORD: &str = "pg-secret";
+
+pub struct Postgres {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    bin: PathBuf,
+    run_as: Option<&'static str>,
+    pub port: u16,
+}
+
+/// The newest Debian server binaries (`/usr/lib/postgresql/<major>/bin`), else `initdb` on PATH.
+fn bin_dir() -> Option<PathBuf> {
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((major, bin))
+        })
+        .collect();
+    majors.sort();
+    if let Some((_, bin)) = majors.pop() {
+        return Some(bin);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Postgres {
+    /// Starts a cluster with a database `jes`, or prints `SKIPPED <test>: <why>` and returns
+    /// `None` when no PostgreSQL can be run here (no binaries; root without a `postgres` user).
+    pub fn start(test: &str) -> Option<Postgres> {
+        Postgres::start_with(test, false)
+    }
+
+    /// With `tls`, the server also offers TLS with a self-signed certificate for 127.0.0.1
+    /// (`tls_cert` returns its path, for `sslrootcert`).
+    pub fn start_with(test: &str, tls: bool) -> Option<Postgres> {
+        let Some(bin) = bin_dir() else {
+            println!(
+                "SKIPPED {test}: no PostgreSQL server binaries (run scripts/install-test-deps)"
+            );
+            return None;
+        };
+        let run_as = if is_root() {
+            let known = Command::new("id")
+                .arg("-u")
+                .arg("postgres")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !known {
+                println!("SKIPPED {test}: running as root and there is no `postgres` user to run PostgreSQL as");
+                return None;
+            }
+            Some("postgres")
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("jes-pg")
+            .tempdir()
+            .expect("tempdir");
+        if run_as.is_some() {
+            let st = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(st.success(), "chown of the cluster folder failed");
+        }
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().to_path_buf();
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        if run_as.is_some() {
+            Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&pwfile)
+                .status()
+                .unwrap();
+        }
+        let port = free_port();
+        let pg = Postgres {
+            _dir: dir,
+            data,
+            socket_dir,
+            bin,
+            run_as,
+            port,
+        };
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                pg.data.to_str().unwrap(),
+                "-U",
+                "jes",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
+            ],
+        );
+        let mut options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
+            pg.socket_dir.display()
+        );
+        if tls {
+            let (cert, key) = crate::common::self_signed(&pg.socket_dir);
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if pg.run_as.is_some() {
+                for f in [&cert, &key] {
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(f)
+                        .status()
+                        .unwrap();
+                }
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+        }
+        let log = pg.socket_dir.join("postgres.log");
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                pg.data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        pg.create_db("jes");
+        Some(pg)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let exe = self.bin.join(program);
+        match self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(user).arg("--").arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .current_dir("/")
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs SQL through `psql` over the cluster's socket (as the superuser), returning its
+    /// unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self
+            .command("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "jes"])
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-d")
+            .arg(db)
+            .arg("-c")
+            .arg(sql)
+            .current_dir("/")
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn create_db(&self, name: &str) {
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+    }
+
+    /// A `store.url` for database `db`, without the password (see `password_file`).
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgresql://jes@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// The server's certificate when started with TLS.
+    pub fn tls_cert(&self) -> PathBuf {
+        self.socket_dir.join("cert.pem")
+    }
+
+    /// Writes the password into `dir/pgpass` with mode 0600 and returns its path.
+    pub fn password_file(&self, dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("pgpass");
+        std::fs::write(&path, format!("{PASSWORD}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// The mail.conf lines that put a jes server on database `db`.
+    pub fn store_conf(&self, etc: &Path, db: &str) -> String {
+        let pw = self.password_file(etc);
+        format!(
+            "store.url={}\nstore.passwordfile={}\n",
+            self.url(db),
+            pw.display()
+        )
+    }
+}
+
+impl Postgres {
+    /// Stops the server at once (as a crash would), keeping its folder.
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                self.data.to_str().unwrap_or(""),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .current_dir("/")
+            .output();
+    }
+}
