@@ -14,7 +14,7 @@ use crate::event::now_ms;
 use crate::queue::admin::{
     delete_entry, header_lines_raw, is_not_found, last_error, load_all, retry_entry, Deleted,
 };
-use crate::queue::{request_retry, QueuedMessage, Spool};
+use crate::queue::{request_retry, BounceFrom, QueuedMessage, Spool};
 
 /// Which entries a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,10 +325,17 @@ fn finish(errors: Vec<String>) -> Result<(), String> {
 
 /// The name bounces are signed with: `hostname` from `mail.conf` when it can be read, else the
 /// machine's name (the tools do not require a configuration).
-fn bounce_hostname(dir: &Path) -> String {
+/// Our host name and DKIM keys from the folder's mail.conf, for a deletion's bounce.
+fn bounce_from(dir: &Path) -> BounceFrom {
     match crate::config::MailConf::load(&dir.join("mail.conf")) {
-        Ok((conf, _)) => conf.hostname,
-        Err(_) => crate::config::mail::default_hostname("localhost"),
+        Ok((conf, _)) => BounceFrom {
+            hostname: conf.hostname,
+            dkim: conf.dkim,
+        },
+        Err(_) => BounceFrom {
+            hostname: crate::config::mail::default_hostname("localhost"),
+            dkim: Vec::new(),
+        },
     }
 }
 
@@ -342,28 +349,23 @@ pub fn delete(
 ) -> Result<(), String> {
     refuse_database(dir)?;
     let store = store_of(dir);
-    let hostname = if bounce {
-        bounce_hostname(dir)
-    } else {
-        String::new()
-    };
+    let from = bounce.then(|| bounce_from(dir));
     let mut done = 0;
     let mut errors = Vec::new();
     for id in ids_of(&store, target)? {
         let path = store.path_of(&id);
-        let result =
-            delete_entry(&store, &id, bounce.then_some(hostname.as_str())).map(|(d, _)| match d {
-                Deleted::Silently => String::new(),
-                Deleted::Bounced { sender, bounce_id } => format!(
-                    " (bounce to <{}> queued as {})",
-                    printable(&sender),
-                    store.path_of(&bounce_id).display()
-                ),
-                Deleted::NullSender(sender) => {
-                    format!(" (no bounce: null sender {})", sender_text(&sender))
-                }
-                Deleted::NonePending => " (no bounce: no recipient pending)".into(),
-            });
+        let result = delete_entry(&store, &id, from.as_ref()).map(|(d, _)| match d {
+            Deleted::Silently => String::new(),
+            Deleted::Bounced { sender, bounce_id } => format!(
+                " (bounce to <{}> queued as {})",
+                printable(&sender),
+                store.path_of(&bounce_id).display()
+            ),
+            Deleted::NullSender(sender) => {
+                format!(" (no bounce: null sender {})", sender_text(&sender))
+            }
+            Deleted::NonePending => " (no bounce: no recipient pending)".into(),
+        });
         match result {
             Ok(note) => {
                 done += 1;

@@ -14,7 +14,7 @@ use super::session::Admin;
 use super::{ApiError, ApiResult, AppState};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::admin::{self, Deleted};
-use crate::queue::{valid_id, QueueError, QueuedMessage};
+use crate::queue::{valid_id, BounceFrom, QueueError, QueuedMessage};
 
 #[derive(Debug, Serialize)]
 pub struct RecipientJson {
@@ -184,11 +184,16 @@ pub async fn delete(
 ) -> ApiResult<Json<serde_json::Value>> {
     check_id(&id)?;
     let bounce = bounce_param(query.as_deref())?;
-    let hostname = state.shared.config().mail.hostname.clone();
+    let config = state.shared.config();
+    let from = BounceFrom {
+        hostname: config.mail.hostname.clone(),
+        dkim: config.mail.dkim.clone(),
+    };
+    drop(config);
     let (outcome, msg) = state
         .shared
         .queue
-        .delete(&id, bounce.then_some(hostname.as_str()))
+        .delete(&id, bounce.then_some(&from))
         .await
         .map_err(|e| queue_error(&id, e))?;
     let facts = MessageFacts::of(&msg.id, &msg.sender, &msg.message, msg.received_ms);

@@ -10,7 +10,7 @@
 use chrono::DateTime;
 
 use super::bounce::{build_report, is_null_sender, FailedRecipient, Notice, ReportOptions};
-use super::{lock, request_retry, QueueError, QueuedMessage, Spool};
+use super::{lock, request_retry, BounceFrom, QueueError, QueuedMessage, Spool};
 use crate::event::{new_id, now_ms};
 
 /// The error to show for a message: the first pending recipient's, else any recipient's.
@@ -81,9 +81,10 @@ pub fn retry_entry(store: &Spool, id: &str, wake: bool) -> Result<(), QueueError
 /// whose `NOTIFY=` leaves failures out (RFC 3461).
 pub fn deletion_bounce(
     m: &QueuedMessage,
-    hostname: &str,
+    from: &BounceFrom,
     now: DateTime<chrono::Utc>,
 ) -> Option<Vec<u8>> {
+    let hostname = from.hostname.as_str();
     if is_null_sender(&m.sender) {
         return None;
     }
@@ -115,6 +116,7 @@ pub fn deletion_bounce(
         &message_id,
         ReportOptions::of(&m.dsn),
     ))
+    .map(|report| crate::dkim::sign_stored(&from.dkim, &report).unwrap_or(report))
 }
 
 /// What `delete_entry` did besides removing the entry.
@@ -135,13 +137,13 @@ pub enum Deleted {
 pub fn delete_entry(
     store: &Spool,
     id: &str,
-    bounce_hostname: Option<&str>,
+    bounce_from: Option<&BounceFrom>,
 ) -> Result<(Deleted, QueuedMessage), QueueError> {
     let l = lock(store, id)?;
     let m = l.load(store)?;
     let mut outcome = Deleted::Silently;
-    if let Some(hostname) = bounce_hostname {
-        outcome = match deletion_bounce(&m, hostname, chrono::Utc::now()) {
+    if let Some(from) = bounce_from {
+        outcome = match deletion_bounce(&m, from, chrono::Utc::now()) {
             Some(dsn) => {
                 let bounce_id = store.enqueue("", std::slice::from_ref(&m.sender), &dsn)?;
                 Deleted::Bounced {

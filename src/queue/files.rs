@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use super::admin::{self, Deleted};
 use super::file_lock::{self, QueueLock};
 use super::retry_request::{self, RetryRequest};
-use super::{Lease, Queue, QueueError, QueuedMessage, Spool, Taken};
+use super::{BounceFrom, Lease, Queue, QueueError, QueuedMessage, Spool, Taken};
 use crate::event::now_ms;
 use crate::store::blocking;
 
@@ -332,13 +332,13 @@ impl Queue for FileQueue {
     async fn delete(
         &self,
         id: &str,
-        bounce_from: Option<&str>,
+        bounce_from: Option<&BounceFrom>,
     ) -> Result<(Deleted, QueuedMessage), QueueError> {
         let (spool, id) = (self.spool.clone(), id.to_string());
-        let bounce_from = bounce_from.map(str::to_string);
+        let bounce_from = bounce_from.cloned();
         joined(
             tokio::task::spawn_blocking(move || {
-                admin::delete_entry(&spool, &id, bounce_from.as_deref())
+                admin::delete_entry(&spool, &id, bounce_from.as_ref())
             })
             .await,
         )

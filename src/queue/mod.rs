@@ -30,6 +30,14 @@ pub mod spool;
 
 pub use file_lock::{lock, lock_timeout, try_lock, QueueLock};
 pub use files::FileQueue;
+
+/// Who the bounce of an administrator's deletion is from: our host name, and the DKIM keys
+/// (`dkim.DOMAIN`) that sign jes's own reports, so that it is signed as an attempt's bounce is.
+#[derive(Debug, Clone)]
+pub struct BounceFrom {
+    pub hostname: String,
+    pub dkim: Vec<crate::dkim::DomainKey>,
+}
 pub use format::{check_address, format, parse, ParseError, JES_QUEUE_V1, JES_V1};
 pub use retry_request::{request_retry, retry_dir_stamp, take_retry_requests, RetryRequest};
 pub use spool::Spool;
@@ -243,12 +251,12 @@ pub trait Queue: Send + Sync + 'static {
     /// The retry requests made since the last call (`retry`, or `jes queue retry` from outside).
     async fn retry_requests(&self) -> Vec<RetryRequest>;
 
-    /// Deletes message `id`, bouncing it to its sender first when `bounce_from` (our hostname) is
-    /// given. Waits a little for an attempt in progress.
+    /// Deletes message `id`, bouncing it to its sender first when `bounce_from` is given. Waits a
+    /// little for an attempt in progress.
     async fn delete(
         &self,
         id: &str,
-        bounce_from: Option<&str>,
+        bounce_from: Option<&BounceFrom>,
     ) -> Result<(Deleted, QueuedMessage), QueueError>;
 
     /// Whether a message could be stored now (`/healthz`).

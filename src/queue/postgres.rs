@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use super::admin::{deletion_bounce, Deleted};
 use super::RetryRequest;
 use super::{
-    valid_id, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState, Taken,
+    valid_id, BounceFrom, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState,
+    Taken,
 };
 use crate::dsn::{Dsn, MessageDsn, Notify, Ret};
 use crate::event::{new_id, now_ms};
@@ -589,7 +590,7 @@ impl Queue for PgQueue {
     async fn delete(
         &self,
         id: &str,
-        bounce_from: Option<&str>,
+        bounce_from: Option<&BounceFrom>,
     ) -> Result<(Deleted, QueuedMessage), QueueError> {
         // Waits a little for an attempt in progress, as the file backend does.
         let mut tries = 0;
@@ -610,8 +611,8 @@ impl Queue for PgQueue {
             }
         };
         let mut outcome = Deleted::Silently;
-        if let Some(hostname) = bounce_from {
-            outcome = match deletion_bounce(&m, hostname, chrono::Utc::now()) {
+        if let Some(from) = bounce_from {
+            outcome = match deletion_bounce(&m, from, chrono::Utc::now()) {
                 Some(dsn) => {
                     let sender = std::slice::from_ref(&m.sender);
                     match self
