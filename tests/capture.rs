@@ -200,6 +200,29 @@ fn capture_holds_outside_mail_and_releases_it_through_the_upstream() {
     let detail: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(detail["subject"], "first");
     assert!(detail["text"].as_str().unwrap().contains("Text of first."));
+    // The message as it would be sent, as the mailbox view offers it; no attachment 0 here.
+    let (code, raw) = api(
+        http,
+        &jar,
+        &csrf,
+        "GET",
+        &format!("/api/captured/{first}/raw"),
+        None,
+    );
+    assert_eq!(code, 200, "{raw}");
+    assert!(
+        raw.contains("Subject: first") && raw.contains("Text of first."),
+        "{raw}"
+    );
+    let (code, _) = api(
+        http,
+        &jar,
+        &csrf,
+        "GET",
+        &format!("/api/captured/{first}/attachments/0"),
+        None,
+    );
+    assert_eq!(code, 404);
     server.wait_until("held in the history", Duration::from_secs(10), || {
         server
             .jes(&["trace", "<first@localhost>"])

@@ -141,6 +141,60 @@ pub async fn html(
         .into_response())
 }
 
+/// `GET /api/captured/{id}/raw`: the message as it would be sent (un-stuffed), as a download.
+pub async fn raw(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let m = load(&state, &id).await?;
+    let bytes = crate::stored_form::unstuff(&m.message);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "message/rfc822".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                super::api_mail::disposition(&format!("{id}.eml")),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /api/captured/{id}/attachments/{index}`: the decoded bytes, always as a download.
+pub async fn attachment(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((id, index)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no attachment {index:?}")))?;
+    let m = load(&state, &id).await?;
+    let found = blocking(move || {
+        Ok(message::attachment(
+            &crate::stored_form::unstuff(&m.message),
+            index,
+        ))
+    })
+    .await?;
+    let (name, contents) =
+        found.ok_or_else(|| ApiError::not_found(format!("no attachment {index}")))?;
+    let name = name.unwrap_or_else(|| format!("attachment-{index}"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                super::api_mail::disposition(&name),
+            ),
+        ],
+        contents,
+    )
+        .into_response())
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReleaseBody {

@@ -173,7 +173,7 @@ pub async fn message(
     }))
 }
 
-fn disposition(filename: &str) -> String {
+pub(super) fn disposition(filename: &str) -> String {
     format!(
         "attachment; filename=\"{}\"",
         message::safe_filename(filename)

@@ -111,6 +111,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/captured/{id}", &["GET", "DELETE"]),
     ("/api/captured/{id}/release", &["POST"]),
     ("/api/captured/{id}/html", &["GET"]),
+    ("/api/captured/{id}/raw", &["GET"]),
+    ("/api/captured/{id}/attachments/{index}", &["GET"]),
     ("/api/mailboxes", &["GET"]),
     ("/api/mailboxes/{address}/messages", &["GET"]),
     ("/api/mailboxes/{address}/messages/{id}", &["GET", "DELETE"]),
@@ -150,6 +152,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/captured/{id}/release", post(api_captured::release))
         .route("/api/captured/{id}/html", get(api_captured::html))
+        .route("/api/captured/{id}/raw", get(api_captured::raw))
+        .route(
+            "/api/captured/{id}/attachments/{index}",
+            get(api_captured::attachment),
+        )
         .route("/api/mailboxes", get(api_mail::mailboxes))
         .route("/api/mailboxes/{address}/messages", get(api_mail::messages))
         .route(

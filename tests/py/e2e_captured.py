@@ -71,6 +71,10 @@ def run(c):
     c.wait(lambda: "HTML of the captured one" in d.find_element(By.TAG_NAME, "body").text, "HTML part rendered")
     d.switch_to.default_content()
     check("tasks.csv" in c.text_of("#attachments"), "attachment listed")
+    att = c.find("#attachments a.attachment")
+    check(att.get_attribute("href").endswith("/attachments/0") and att.get_attribute("download") == "tasks.csv",
+          "attachment offered as a download, as in the mailbox view")
+    check(c.find("#download-eml").get_attribute("href").endswith("/raw"), "the .eml download is offered")
     check(c.text_of("#captured-held") == "boss@remote.test", "held recipient shown")
 
     # Release to another address: it leaves the Captured page (and waits in the queue, the

@@ -1349,7 +1349,12 @@ async function showCapturedMessage(view, id) {
   const attSection = atts.length ? h('section', { class: 'card', 'aria-labelledby': 'att-title' },
     h('h2', { id: 'att-title', text: `Attachments (${atts.length})` }),
     h('ul', { class: 'attachments', id: 'attachments' }, atts.map((a) => h('li', {},
-      h('span', { class: 'attachment break', text: a.filename || `attachment ${a.index}` }),
+      h('a', {
+        href: `${base}/attachments/${seg(a.index)}`,
+        download: a.filename || `attachment-${a.index}`,
+        class: 'attachment break',
+        text: a.filename || `attachment ${a.index}`,
+      }),
       h('span', { class: 'muted small', text: ` ${a.content_type || 'application/octet-stream'}, ${bytes(a.size)}` }))))) : null;
   const headers = h('section', { class: 'card', 'aria-labelledby': 'headers-title' },
     h('details', { id: 'all-headers' },
@@ -1359,9 +1364,13 @@ async function showCapturedMessage(view, id) {
           h('th', { scope: 'row', text: hd.name }),
           h('td', { class: 'break', text: hd.value })))))));
   const historyLink = h('a', { class: 'btn', id: 'message-history', href: `#/history/${seg(m.id)}`, text: 'Delivery history' });
+  const download = h('a', {
+    class: 'btn', id: 'download-eml', href: `${base}/raw`, download: `${String(m.id).replace(/[^A-Za-z0-9._-]/g, '_')}.eml`,
+    text: 'Download .eml',
+  });
 
   render(main(),
-    pageHeader(subject, { crumbs, actions: [release, historyLink, del] }),
+    pageHeader(subject, { crumbs, actions: [release, download, historyLink, del] }),
     h('section', { class: 'card', 'aria-label': 'Summary' }, meta, toForm),
     parts,
     attSection,
