@@ -378,7 +378,12 @@ fn jes_queue_says_the_queue_is_in_the_database() {
         "store.url=postgresql://jes:hidden@127.0.0.1:1/jes?sslmode=disable\n",
         DEFAULT_USERS,
     );
-    for args in [vec!["queue", "list"], vec!["queue", "retry", "--all"]] {
+    for args in [
+        vec!["queue", "list"],
+        vec!["queue", "retry", "--all"],
+        vec!["capture", "list"],
+        vec!["capture", "release", "--all"],
+    ] {
         let (ok, out) = server.jes(&args);
         assert!(!ok, "{args:?}: {out}");
         assert!(

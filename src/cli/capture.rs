@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::queue::{format_age, printable, sender_text, store_of, Target};
+use super::queue::{format_age, printable, refuse_database, sender_text, store_of, Target};
 use crate::event::{now_ms, Event, Kind, MessageFacts};
 use crate::queue::capture::{self, ReleaseError};
 use crate::queue::{FileQueue, Queue, QueuedMessage};
@@ -16,11 +16,16 @@ fn out_err(e: std::io::Error) -> String {
     format!("cannot write the output: {e}")
 }
 
-/// The queue of configuration folder `dir`, as the server uses it.
-fn queue_of(dir: &Path) -> FileQueue {
+/// The queue of configuration folder `dir`, as the server uses it. A folder whose queue is in
+/// the database (`store.url`) is refused rather than shown as an empty spool.
+fn queue_of(dir: &Path) -> Result<FileQueue, String> {
+    refuse_database(dir)?;
     let spool = store_of(dir);
     let root = spool.dir().parent().unwrap_or(dir).to_path_buf();
-    FileQueue::new(spool.dir().to_path_buf(), root.join("failed"))
+    Ok(FileQueue::new(
+        spool.dir().to_path_buf(),
+        root.join("failed"),
+    ))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -33,7 +38,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// One line per captured message: id, age, sender, held recipients, subject.
 pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
-    let q = queue_of(dir);
+    let q = queue_of(dir)?;
     let (msgs, errors) = runtime()?
         .block_on(capture::list(&q))
         .map_err(|e| e.to_string())?;
@@ -70,7 +75,7 @@ fn subject(m: &QueuedMessage) -> String {
 
 /// A captured message: its envelope, then the message as the recipient would read it.
 pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
-    let q = queue_of(dir);
+    let q = queue_of(dir)?;
     let m = load_captured(&q, id)?;
     writeln!(out, "id:      {}", m.id).map_err(out_err)?;
     writeln!(out, "from:    {}", sender_text(&m.sender)).map_err(out_err)?;
@@ -140,7 +145,7 @@ pub fn release(
             return Err(format!("--to: {to:?} is not an address"));
         }
     }
-    let q = queue_of(dir);
+    let q = queue_of(dir)?;
     let rt = runtime()?;
     let owner = format!("jes-capture:{}", std::process::id());
     let mut failed = 0;
@@ -214,7 +219,7 @@ fn record_in_history(dir: &Path, events: &[Event]) -> Result<(), String> {
 /// Deletes one captured message or all, without telling anybody: capture mode is for mail that
 /// was never meant to reach its recipients.
 pub fn delete(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), String> {
-    let q = queue_of(dir);
+    let q = queue_of(dir)?;
     let rt = runtime()?;
     let mut failed = 0;
     for id in ids(&q, target, &rt)? {

@@ -36,11 +36,11 @@ pub fn store_of(dir: &Path) -> Spool {
 
 /// The queue of a configuration with `store.url` is in PostgreSQL, which these tools do not
 /// read yet (issue 14): saying so beats showing an empty spool folder as "the queue is empty".
-fn refuse_database(dir: &Path) -> Result<(), String> {
+pub(super) fn refuse_database(dir: &Path) -> Result<(), String> {
     let conf = crate::config::MailConf::load(&dir.join("mail.conf")).ok();
     match conf.and_then(|(c, _)| c.database) {
         Some(db) => Err(format!(
-            "the queue of {} is in the database {} (store.url); `jes queue` does not read it yet: use the console (http.port)",
+            "the queue of {} is in the database {} (store.url); `jes queue` and `jes capture` do not read it yet: use the console (http.port)",
             dir.display(),
             crate::pg::url::masked(&db.url)
         )),
