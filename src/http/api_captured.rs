@@ -7,12 +7,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::api_mail::MESSAGE_HTML_CSP;
+use super::api_mail;
 use super::message::{self, Detail, Summary};
 use super::session::Admin;
 use super::{blocking, ApiError, ApiResult, AppState};
@@ -130,15 +130,7 @@ pub async fn html(
     let html =
         blocking(move || Ok(message::html_body(&crate::stored_form::unstuff(&m.message)))).await?;
     let html = html.ok_or_else(|| ApiError::not_found("the message has no HTML part"))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, MESSAGE_HTML_CSP),
-            (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
-        ],
-        html,
-    )
-        .into_response())
+    Ok(api_mail::html_frame(html))
 }
 
 /// `GET /api/captured/{id}/raw`: the message as it would be sent (un-stuffed), as a download.
@@ -148,18 +140,10 @@ pub async fn raw(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let m = load(&state, &id).await?;
-    let bytes = crate::stored_form::unstuff(&m.message);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "message/rfc822".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                super::api_mail::disposition(&format!("{id}.eml")),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    Ok(api_mail::eml_download(
+        &id,
+        crate::stored_form::unstuff(&m.message),
+    ))
 }
 
 /// `GET /api/captured/{id}/attachments/{index}`: the decoded bytes, always as a download.
@@ -168,31 +152,8 @@ pub async fn attachment(
     _admin: Admin,
     Path((id, index)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let index: usize = index
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("no attachment {index:?}")))?;
     let m = load(&state, &id).await?;
-    let found = blocking(move || {
-        Ok(message::attachment(
-            &crate::stored_form::unstuff(&m.message),
-            index,
-        ))
-    })
-    .await?;
-    let (name, contents) =
-        found.ok_or_else(|| ApiError::not_found(format!("no attachment {index}")))?;
-    let name = name.unwrap_or_else(|| format!("attachment-{index}"));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                super::api_mail::disposition(&name),
-            ),
-        ],
-        contents,
-    )
-        .into_response())
+    api_mail::attachment_download(crate::stored_form::unstuff(&m.message), &index).await
 }
 
 #[derive(Debug, Default, Deserialize)]

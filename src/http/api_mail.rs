@@ -173,7 +173,7 @@ pub async fn message(
     }))
 }
 
-pub(super) fn disposition(filename: &str) -> String {
+fn disposition(filename: &str) -> String {
     format!(
         "attachment; filename=\"{}\"",
         message::safe_filename(filename)
@@ -188,15 +188,53 @@ pub async fn raw(
     Path((address, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (info, bytes) = load(&state, &address, &id).await?;
-    Ok((
+    Ok(eml_download(&info.uid, bytes))
+}
+
+/// A whole message as a download named `<name>.eml` (the mailbox view and captured mail).
+pub(super) fn eml_download(name: &str, bytes: Vec<u8>) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "message/rfc822".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                disposition(&format!("{}.eml", info.uid)),
+                disposition(&format!("{name}.eml")),
             ),
         ],
         bytes,
+    )
+        .into_response()
+}
+
+/// A message's first HTML part for the console's sandboxed frame: no scripts, no remote
+/// content, framed only by the console itself.
+pub(super) fn html_frame(html: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, MESSAGE_HTML_CSP),
+            (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// Attachment `index` of a message (as stored or as sent), decoded, always as a download.
+pub(super) async fn attachment_download(message: Vec<u8>, index: &str) -> ApiResult<Response> {
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no attachment {index:?}")))?;
+    let found = blocking(move || Ok(message::attachment(&message, index))).await?;
+    let (name, contents) =
+        found.ok_or_else(|| ApiError::not_found(format!("no attachment {index}")))?;
+    let name = name.unwrap_or_else(|| format!("attachment-{index}"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, disposition(&name)),
+        ],
+        contents,
     )
         .into_response())
 }
@@ -210,15 +248,7 @@ pub async fn html(
     let (_, bytes) = load(&state, &address, &id).await?;
     let html = blocking(move || Ok(message::html_body(&bytes))).await?;
     let html = html.ok_or_else(|| ApiError::not_found("the message has no HTML part"))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, MESSAGE_HTML_CSP),
-            (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
-        ],
-        html,
-    )
-        .into_response())
+    Ok(html_frame(html))
 }
 
 /// `GET .../{id}/attachments/{index}`: the decoded bytes, always as a download.
@@ -227,22 +257,8 @@ pub async fn attachment(
     _admin: Admin,
     Path((address, id, index)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let index: usize = index
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("no attachment {index:?}")))?;
     let (_, bytes) = load(&state, &address, &id).await?;
-    let found = blocking(move || Ok(message::attachment(&bytes, index))).await?;
-    let (name, contents) =
-        found.ok_or_else(|| ApiError::not_found(format!("no attachment {index}")))?;
-    let name = name.unwrap_or_else(|| format!("attachment-{index}"));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_DISPOSITION, disposition(&name)),
-        ],
-        contents,
-    )
-        .into_response())
+    attachment_download(bytes, &index).await
 }
 
 /// `DELETE /api/mailboxes/{address}/messages/{id}`: 204, or 409 while a POP3 session holds the
