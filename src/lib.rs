@@ -7,6 +7,7 @@
 //! web console, JSON API and /metrics, on the same runtime. `preflight` is what must hold for a
 //! start, shared by `jes check` and `jes serve`. See ARCHITECTURE.md.
 
+pub mod accounts;
 pub mod address;
 pub mod auth;
 pub mod certificate;

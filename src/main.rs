@@ -2,7 +2,7 @@
 //! `trace`.
 //! Nothing else lives here.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -42,7 +42,8 @@ enum Command {
     },
     /// Validate a configuration directory and print what the server would do, without starting it.
     Check { dir: Option<PathBuf> },
-    /// Manage accounts in user.conf (passwords are read from a prompt or stdin, never arguments).
+    /// Manage accounts: user.conf, or the database of store.url (passwords are read from a prompt
+    /// or stdin, never arguments).
     User {
         #[command(subcommand)]
         action: UserAction,
@@ -185,10 +186,18 @@ enum UserAction {
     Add { address: String },
     /// Change an account's password.
     Passwd { address: String },
-    /// Delete an account (its mailbox folder is kept).
+    /// Delete an account (its mailbox is kept).
     Del { address: String },
     /// List accounts.
     List,
+    /// Set a user property: forwardAddresses, webhook, webhook.secret, webhook.raw, webhook.delete.
+    Set {
+        address: String,
+        name: String,
+        value: String,
+    },
+    /// Remove a user property.
+    Unset { address: String, name: String },
 }
 
 fn main() -> ExitCode {
@@ -307,7 +316,7 @@ fn check(dir: &Path) -> Result<(), String> {
     println!("configuration directory: {}", dir.display());
     print!("{}", config.mail.summary());
     print!("{}", jes::cli::dkim::summary(&config.mail.dkim));
-    print!("{}", accounts_summary(&config.users));
+    print!("{}", jes::cli::user::accounts_summary(&config));
     println!(
         "log: {} (level {})",
         config.log.file.display(),
@@ -355,60 +364,26 @@ fn database_status(settings: &jes::pg::Settings) -> Result<(i64, i64), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The accounts by address, each with where its mail goes when `user.conf` forwards it.
-fn accounts_summary(users: &config::Users) -> String {
-    let mut addresses: Vec<&String> = users.accounts.keys().collect();
-    addresses.sort();
-    let mut s = format!("accounts: {}\n", addresses.len());
-    for address in addresses {
-        s.push_str("  ");
-        s.push_str(address);
-        if let Some(to) = users.forwards.get(address) {
-            s.push_str(" -> ");
-            s.push_str(&to.join(", "));
-        }
-        s.push('\n');
-    }
-    // Forwards for an address that has no account of its own are listed too.
-    let mut orphans: Vec<(&String, &Vec<String>)> = users
-        .forwards
-        .iter()
-        .filter(|(a, _)| !users.accounts.contains_key(*a))
-        .collect();
-    orphans.sort();
-    for (address, to) in orphans {
-        s.push_str(&format!(
-            "  {address} (forward only) -> {}\n",
-            to.join(", ")
-        ));
-    }
-    s
-}
-
 fn user(action: UserAction, dir: &Path) -> Result<(), String> {
-    let path = dir.join("user.conf");
-    match action {
-        UserAction::Add { address } => {
-            let password = read_password(&format!("password for {address}: "))?;
-            config::users::add_user(&path, &address, &password).map_err(|e| e.to_string())?;
-            println!("added {address} to {}", path.display());
-        }
-        UserAction::Passwd { address } => {
-            let password = read_password(&format!("new password for {address}: "))?;
-            config::users::set_password(&path, &address, &password).map_err(|e| e.to_string())?;
-            println!("changed the password of {address}");
-        }
-        UserAction::Del { address } => {
-            config::users::delete_user(&path, &address).map_err(|e| e.to_string())?;
-            println!("deleted {address} (its mailbox folder is kept)");
-        }
-        UserAction::List => {
-            for address in config::users::list_users(&path).map_err(|e| e.to_string())? {
-                println!("{address}");
-            }
-        }
-    }
-    Ok(())
+    use jes::cli::user::{self as user_cli, Action};
+    let action = match action {
+        UserAction::Add { address } => Action::Add { address },
+        UserAction::Passwd { address } => Action::Passwd { address },
+        UserAction::Del { address } => Action::Del { address },
+        UserAction::List => Action::List,
+        UserAction::Set {
+            address,
+            name,
+            value,
+        } => Action::Set {
+            address,
+            name,
+            value,
+        },
+        UserAction::Unset { address, name } => Action::Unset { address, name },
+    };
+    let stdout = std::io::stdout();
+    user_cli::run(dir, action, &mut stdout.lock())
 }
 
 fn queue(action: QueueAction, dir: &Path) -> Result<(), String> {
@@ -511,23 +486,4 @@ fn trace(
             ExitCode::from(2)
         }
     }
-}
-
-/// Reads a password from the terminal without echo (rpassword: the prompt and the typing go
-/// through /dev/tty, and the terminal's settings are restored when the read ends), or one line
-/// from stdin when it is not a terminal (scripts: `echo pw | jes user add a@b`).
-fn read_password(prompt: &str) -> Result<String, String> {
-    let stdin = std::io::stdin();
-    let password = if stdin.is_terminal() {
-        rpassword::prompt_password(prompt)
-    } else {
-        let mut line = String::new();
-        stdin.lock().read_line(&mut line).map(|_| line)
-    };
-    let password = password.map_err(|e| format!("cannot read the password: {e}"))?;
-    let password = password.trim_end_matches(['\r', '\n']).to_string();
-    if password.is_empty() {
-        return Err("the password is empty".into());
-    }
-    Ok(password)
 }

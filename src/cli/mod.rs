@@ -7,3 +7,4 @@ pub mod capture;
 pub mod dkim;
 pub mod queue;
 pub mod trace;
+pub mod user;

@@ -92,7 +92,8 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// A value is wrong: `mail.conf:12: key 'smtpport': "abc" is not a port number (1-65535)`.
-    #[error("{}:{line}: key '{key}': {reason}", path.display())]
+    /// Line 0 is a value with no line: an account row of the database store.
+    #[error("{}{}: key '{key}': {reason}", path.display(), at_line(*line))]
     Value {
         path: PathBuf,
         line: usize,
@@ -106,6 +107,14 @@ pub enum ConfigError {
         key: String,
         reason: String,
     },
+}
+
+/// `:LINE`, or nothing for line 0 (a value that comes from no file line).
+fn at_line(line: usize) -> String {
+    match line {
+        0 => String::new(),
+        line => format!(":{line}"),
+    }
 }
 
 /// Something worth telling the administrator that does not stop the server (unknown key, ...).
@@ -125,6 +134,9 @@ impl std::fmt::Display for Warning {
         }
     }
 }
+
+/// The warning for a `user.conf` beside `store.url` (its path goes before it).
+pub const USER_CONF_IGNORED: &str = "ignored: with store.url the accounts, forwards and user properties are in the database (manage them with `jes user ... --dir DIR`)";
 
 /// What a reload read: the new configuration, its warnings, and, when `user.conf` could not be
 /// used and the running accounts were kept instead, why (for an ERROR line).
@@ -169,6 +181,9 @@ impl Config {
     fn read(dir: &Path, running: Option<&Users>) -> Result<Reloaded, ConfigError> {
         let (mail, mut warnings) = MailConf::load(&dir.join("mail.conf"))?;
         let users_path = dir.join("user.conf");
+        if mail.database.is_some() {
+            return Config::with_database_accounts(dir, mail, warnings, running);
+        }
         // An error in the file stops the load either way; only "not there" differs.
         let found = match Users::read(&users_path) {
             Ok(found) => Ok(found),
@@ -225,6 +240,39 @@ impl Config {
             },
             warnings,
             kept_accounts,
+        })
+    }
+
+    /// With `store.url`, the accounts and everything else `user.conf` held are in the database
+    /// (`crate::accounts`), shared by every server on it: the server fills `users` from there
+    /// (empty here; a reload keeps the running ones, since the database, not this folder,
+    /// decides them). A `user.conf` beside it is not read at all, and said so: an administrator
+    /// editing it would otherwise wonder why nothing changes.
+    fn with_database_accounts(
+        dir: &Path,
+        mail: MailConf,
+        mut warnings: Vec<Warning>,
+        running: Option<&Users>,
+    ) -> Result<Reloaded, ConfigError> {
+        let users_path = dir.join("user.conf");
+        if users_path.symlink_metadata().is_ok() {
+            warnings.push(Warning {
+                path: users_path,
+                line: 0,
+                message: USER_CONF_IGNORED.to_string(),
+            });
+        }
+        let (log, log_warnings) = LogConf::load(&dir.join("log.conf"), dir)?;
+        warnings.extend(log_warnings);
+        Ok(Reloaded {
+            config: Config {
+                dir: dir.to_path_buf(),
+                mail,
+                users: running.cloned().unwrap_or_default(),
+                log,
+            },
+            warnings,
+            kept_accounts: None,
         })
     }
 
@@ -455,6 +503,35 @@ mod tests {
             Config::load(dir.path()),
             Err(ConfigError::Io { .. })
         ));
+    }
+
+    /// With store.url, user.conf is not read (a broken one does not stop the load), its presence
+    /// is a warning naming it, and a reload keeps the running (the database's) accounts.
+    #[test]
+    fn user_conf_beside_store_url_is_ignored_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mail.conf"),
+            "domains=localhost\nstore.url=postgresql://jes@127.0.0.1:1/jes\n",
+        )
+        .unwrap();
+        let path = dir.path().join("user.conf");
+        std::fs::write(&path, "user.a@localhost=\n").unwrap();
+        let (config, warnings) = Config::load(dir.path()).unwrap();
+        assert!(config.users.accounts.is_empty());
+        let shown: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![format!("{}: {USER_CONF_IGNORED}", path.display())]
+        );
+        let (running, _) = Users::parse(&path, "user.db@localhost=pw\n").unwrap();
+        let r = Config::reload(dir.path(), &running).unwrap();
+        assert!(r.config.users.exists("db@localhost") && r.kept_accounts.is_none());
+        assert!(!r.config.users.exists("a@localhost"));
+        // Without user.conf: no warning at all.
+        std::fs::remove_file(&path).unwrap();
+        let (_, warnings) = Config::load(dir.path()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use super::properties::{escape_key, escape_value, read_text, split_blocks, Block, Properties};
+use super::properties::{
+    escape_key, escape_value, read_text, split_blocks, Block, Entry, Properties,
+};
 use super::webhook::WebhookSettings;
 use super::{ConfigError, Warning};
 use crate::address::{canonical, mailbox_dir_name};
@@ -110,7 +112,40 @@ impl Users {
 
     /// Parses `user.conf` text (`path` for messages only).
     pub fn parse(path: &Path, text: &str) -> Result<(Users, Vec<Warning>), ConfigError> {
-        let (props, mut warnings) = Properties::parse(path, text);
+        let (props, warnings) = Properties::parse(path, text);
+        Users::from_entries(path, &props.entries, warnings)
+    }
+
+    /// The accounts of the database store (`store.url`), from its rows: `(address, None,
+    /// password)` for an account, `(address, Some(NAME), value)` for `userprop.ADDRESS.NAME`.
+    /// They are read as the `user.conf` lines they stand for, by the same code, so that a value
+    /// `user.conf` refuses is refused here too and the warnings are the same; `source` names the
+    /// database in them (there are no line numbers: the key names the row).
+    pub fn from_rows(
+        source: &Path,
+        rows: &[(String, Option<String>, String)],
+    ) -> Result<(Users, Vec<Warning>), ConfigError> {
+        let entries: Vec<Entry> = rows
+            .iter()
+            .map(|(address, name, value)| Entry {
+                key: match name {
+                    None => format!("user.{address}"),
+                    Some(name) => format!("userprop.{address}.{name}"),
+                },
+                value: value.clone(),
+                line: 0,
+            })
+            .collect();
+        Users::from_entries(source, &entries, Vec::new())
+    }
+
+    /// The one reading of accounts, forwards and user properties, whether they come from
+    /// `user.conf` or the database: `entries` as `user.conf` keys and values.
+    fn from_entries(
+        path: &Path,
+        entries: &[Entry],
+        mut warnings: Vec<Warning>,
+    ) -> Result<(Users, Vec<Warning>), ConfigError> {
         let mut users = Users::default();
         let mut first_line: HashMap<String, usize> = HashMap::new();
         // Options may come before the URL; mailboxes without one are dropped (with a warning) below.
@@ -122,7 +157,7 @@ impl Users {
                 message,
             })
         };
-        for e in &props.entries {
+        for e in entries {
             let value_err = |reason: String| ConfigError::Value {
                 path: path.to_path_buf(),
                 line: e.line,
@@ -145,10 +180,16 @@ impl Users {
                         )));
                     }
                     if let Some(line) = first_line.insert(addr.clone(), e.line) {
+                        let also = match line {
+                            0 => "defined twice".to_string(),
+                            line => format!("also defined on line {line}"),
+                        };
                         warn(
                             &mut warnings,
                             e.line,
-                            format!("account {addr} is also defined on line {line} (addresses ignore case); this one wins"),
+                            format!(
+                                "account {addr} is {also} (addresses ignore case); this one wins"
+                            ),
                         );
                     }
                     users.accounts.insert(addr, StoredPassword::parse(&e.value));
@@ -210,7 +251,7 @@ impl Users {
         }
         for addr in users.forwards.keys() {
             if !users.accounts.contains_key(addr) {
-                if let Some(e) = props.entries.iter().find(
+                if let Some(e) = entries.iter().find(
                     |e| matches!(classify(&e.key), UserKey::Forwards(a) if canonical(a) == *addr),
                 ) {
                     warn(
@@ -475,6 +516,69 @@ pub(super) fn remove_account(doc: &mut Doc, addr: &str) {
         },
         None => true,
     });
+}
+
+/// The user properties `jes user set` takes (the `NAME` of `userprop.ADDRESS.NAME`, from
+/// `super::USER_KEYS`): the spelling `name` names, ignoring case, or `InvalidInput` listing them.
+pub fn property_name(name: &str) -> io::Result<&'static str> {
+    let known: Vec<&'static str> = super::USER_KEYS
+        .iter()
+        .filter_map(|k| k.name.strip_prefix("userprop.ADDRESS."))
+        .collect();
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .copied()
+        .ok_or_else(|| {
+            invalid(format!(
+                "unknown user property {name:?} (known: {})",
+                known.join(", ")
+            ))
+        })
+}
+
+/// Sets (`Some`) or removes (`None`) the user property `userprop.ADDR.NAME`, keeping the rest of
+/// the file. The result is read back before it is written, so a value the server would refuse
+/// (a forward that is no address, a webhook URL that is not http(s)) leaves the file as it was.
+pub fn set_property(path: &Path, addr: &str, name: &str, value: Option<&str>) -> io::Result<()> {
+    with_lock(path, || {
+        let addr = mailbox_dir_name(addr).map_err(|why| invalid(format!("{addr:?}: {why}")))?;
+        let name = property_name(name)?;
+        let mut doc = Doc::read(path)?.unwrap_or_else(|| Doc::parse(""));
+        let target = canonical(&format!("{addr}.{name}"));
+        let same = |k: &str| {
+            matches!(classify(k), UserKey::Forwards(a) if name == "forwardAddresses" && canonical(a) == addr)
+                || matches!(classify(k), UserKey::OtherProp(rest) if canonical(rest) == target)
+        };
+        let first = doc
+            .blocks
+            .iter()
+            .position(|b| matches!(&b.entry, Some((k, _)) if same(k)));
+        let key = format!("userprop.{addr}.{name}");
+        match (first, value) {
+            (None, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{addr} has no property {name} in {}", path.display()),
+                ))
+            }
+            (Some(i), Some(v)) => {
+                doc.set_line(i, &key, v);
+                let mut n = 0;
+                doc.blocks.retain(|b| {
+                    n += 1;
+                    n - 1 == i || !matches!(&b.entry, Some((k, _)) if same(k))
+                });
+            }
+            (Some(_), None) => doc
+                .blocks
+                .retain(|b| !matches!(&b.entry, Some((k, _)) if same(k))),
+            (None, Some(v)) => doc.push_line(&key, v),
+        }
+        let text = doc.render();
+        Users::parse(path, &text).map_err(|e| invalid(e.to_string()))?;
+        write_atomically(path, text.as_bytes())
+    })
 }
 
 /// The accounts in file order (canonical, each once); a missing file has none.

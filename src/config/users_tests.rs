@@ -390,3 +390,143 @@ fn webhook_properties() {
     let err = parse("userprop.bob@x.test.webhook.secret=letmein\n").unwrap_err();
     assert!(err.to_string().contains("whsec_"), "{err}");
 }
+
+/// Rows of the database store as `Users::from_rows` takes them.
+fn row(address: &str, name: Option<&str>, value: &str) -> (String, Option<String>, String) {
+    (address.into(), name.map(Into::into), value.into())
+}
+
+const DB: &str = "database postgresql://jes@db.test/jes";
+
+/// The database's rows are read by user.conf's reader: the same accounts, forwards and webhooks
+/// as the lines they stand for, and the same refusals and warnings, naming the database and the
+/// key instead of a line.
+#[test]
+fn rows_read_as_the_lines_they_stand_for() {
+    let rows = [
+        row("ann@x.test", None, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"),
+        row("bob@x.test", None, "pw"),
+        row("bob@x.test", Some("forwardAddresses"), "Bob@X.test, Boss@Remote.test"),
+        row("bob@x.test", Some("webhook"), "https://app.test/hook"),
+        row("bob@x.test", Some("webhook.raw"), "true"),
+        row("cy@x.test", Some("forwardAddresses"), "dee@y.test"),
+    ];
+    let (u, w) = Users::from_rows(Path::new(DB), &rows).unwrap();
+    let text = "user.ann@x.test=$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\n\
+                user.bob@x.test=pw\n\
+                userprop.bob@x.test.forwardAddresses=Bob@X.test, Boss@Remote.test\n\
+                userprop.bob@x.test.webhook=https://app.test/hook\n\
+                userprop.bob@x.test.webhook.raw=true\n\
+                userprop.cy@x.test.forwardAddresses=dee@y.test\n";
+    let (f, fw) = parse(text).unwrap();
+    assert_eq!(u.accounts, f.accounts);
+    assert_eq!(u.forwards, f.forwards);
+    assert_eq!(u.webhooks, f.webhooks);
+    assert_eq!(
+        u.forwards("BOB@x.test"),
+        Some(&["bob@x.test".to_string(), "boss@remote.test".to_string()][..])
+    );
+    assert!(u.password("bob@x.test").unwrap().verify("pw"));
+    assert!(u.webhook("bob@x.test").unwrap().raw);
+    // The same warning (cy has forwards and no account), naming the database, no line.
+    assert_eq!(fw.len(), 1, "{fw:?}");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].message, fw[0].message);
+    assert_eq!(w[0].line, 0);
+    assert_eq!(
+        w[0].to_string(),
+        format!("{DB}: {}", fw[0].message),
+        "no line number for a row"
+    );
+    // No rows: no accounts, nothing to warn about.
+    let (u, w) = Users::from_rows(Path::new(DB), &[]).unwrap();
+    assert!(u.accounts.is_empty() && w.is_empty());
+}
+
+#[test]
+fn rows_with_values_user_conf_refuses_are_refused_naming_the_key() {
+    for (rows, says) in [
+        (
+            vec![row("a@x", Some("forwardAddresses"), "b@y, nonsense")],
+            "database postgresql://jes@db.test/jes: key 'userprop.a@x.forwardAddresses': \"nonsense\" is not a mail address",
+        ),
+        (
+            vec![row("a@x", None, "")],
+            "database postgresql://jes@db.test/jes: key 'user.a@x': the account a@x has an empty password",
+        ),
+        (
+            vec![row("../evil@x", None, "pw")],
+            "key 'user.../evil@x': \"../evil@x\" cannot be an account",
+        ),
+        (
+            vec![row("a@x", Some("webhook"), "ftp://app.test/")],
+            "key 'userprop.a@x.webhook'",
+        ),
+    ] {
+        let e = Users::from_rows(Path::new(DB), &rows).unwrap_err();
+        assert!(matches!(e, ConfigError::Value { line: 0, .. }), "{e:?}");
+        assert!(e.to_string().contains(says), "{e} / {says}");
+    }
+    // Unknown properties and accounts spelled twice are warnings, as in user.conf.
+    let (u, w) = Users::from_rows(
+        Path::new(DB),
+        &[
+            row("a@x", None, "1"),
+            row("A@X", None, "2"),
+            row("a@x", Some("color"), "red"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(u.accounts.len(), 1);
+    let texts: Vec<String> = w.iter().map(ToString::to_string).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("account a@x is defined twice")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("unknown user property 'userprop.a@x.color'")),
+        "{texts:?}"
+    );
+}
+
+/// `jes user set|unset` on user.conf: the line is replaced in place (comments kept), removed, or
+/// added; a value the reader refuses and an unknown name leave the file as it was.
+#[test]
+fn set_and_unset_a_property_in_user_conf() {
+    let (_d, path) = temp_with(
+        "# keep\nuser.a@x.test=pw\nuserprop.A@x.test.forwardAddresses=old@y.test\n# end\n",
+    );
+    set_property(&path, "a@x.test", "forwardaddresses", Some("new@y.test")).unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        "# keep\nuser.a@x.test=pw\nuserprop.a@x.test.forwardAddresses=new@y.test\n# end\n"
+    );
+    set_property(&path, "a@x.test", "webhook", Some("https://app.test/h")).unwrap();
+    let (u, _) = Users::load(&path).unwrap();
+    assert_eq!(
+        u.forwards("a@x.test"),
+        Some(&["new@y.test".to_string()][..])
+    );
+    assert!(u.webhook("a@x.test").is_some());
+    let before = fs::read_to_string(&path).unwrap();
+    let e = set_property(&path, "a@x.test", "forwardAddresses", Some("nonsense")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("is not a mail address"), "{e}");
+    let e = set_property(&path, "a@x.test", "color", Some("red")).unwrap_err();
+    assert!(
+        e.to_string().contains("known: forwardAddresses, webhook"),
+        "{e}"
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), before);
+    set_property(&path, "a@x.test", "forwardAddresses", None).unwrap();
+    let e = set_property(&path, "a@x.test", "forwardAddresses", None).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    let (u, _) = Users::load(&path).unwrap();
+    assert!(u.forwards("a@x.test").is_none());
+    assert!(fs::read_to_string(&path).unwrap().starts_with("# keep\n"));
+}

@@ -8,6 +8,7 @@
 //! watches the configuration and the certificate. The optional HTTP console (`crate::http`) is
 //! started here too, on the same runtime, with the same `Shared`.
 
+mod accounts;
 mod connection;
 mod listen;
 mod pop3_conn;
@@ -73,6 +74,13 @@ pub enum StartError {
     /// The PostgreSQL store (`store.url`) cannot be used.
     #[error("{0}")]
     Database(#[from] crate::pg::PgError),
+    /// The accounts of the database store cannot be read (or hold a value the reader refuses).
+    #[error("cannot read the accounts from {location}: {source}")]
+    Accounts {
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -150,7 +158,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
 async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     // Mail is private: files and folders jes creates are for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let (config, warnings) = Config::load(&options.dir)?;
+    let (mut config, warnings) = Config::load(&options.dir)?;
     let log = crate::logging::init(&config.log, options.log_to_stderr).map_err(|source| {
         StartError::Log {
             path: config.log.file.clone(),
@@ -176,7 +184,22 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);
     // The one place the storage backends are chosen; everything else sees the interfaces.
-    let (queue, plain_mailboxes) = storage(&config).await?;
+    let (queue, plain_mailboxes, database) = storage(&config).await?;
+    // With store.url the accounts are the database's, read now and watched below.
+    let account_store = match database {
+        Some(db) => {
+            let store: Arc<dyn crate::accounts::AccountStore> =
+                Arc::new(crate::accounts::postgres::PgAccounts::new(db));
+            let snapshot = store.load().await.map_err(|e| StartError::Accounts {
+                location: store.location(),
+                source: e,
+            })?;
+            accounts::report(store.as_ref(), &snapshot, "read");
+            config.users = snapshot.users;
+            Some((store, snapshot.revision))
+        }
+        None => None,
+    };
     let webhook_spool: Arc<dyn CallSpool> =
         Arc::new(FileCallSpool::new(config.store_dir().join("webhooks")));
     match queue.recover().await {
@@ -276,6 +299,15 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         stop_rx.clone(),
     ));
 
+    if let Some((store, revision)) = account_store {
+        sessions.spawn(accounts::watch(
+            shared.clone(),
+            store,
+            revision,
+            stop_rx.clone(),
+        ));
+    }
+
     wait_for_stop().await;
     tracing::info!(
         "shutting down: no new connections; sessions get {}s to finish",
@@ -303,12 +335,22 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
 }
 
 /// The queue and mailboxes `config` names: the files of `store.dir`, or the PostgreSQL database
-/// of `store.url` (shared with other servers), whose schema is brought up to date first.
-async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>), StartError> {
+/// of `store.url` (shared with other servers), whose schema is brought up to date first; then
+/// also the database, for the accounts.
+async fn storage(
+    config: &Config,
+) -> Result<
+    (
+        Arc<dyn Queue>,
+        Arc<dyn Mailboxes>,
+        Option<crate::pg::Database>,
+    ),
+    StartError,
+> {
     let Some(settings) = &config.mail.database else {
         let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
         let mailboxes = FileMailboxes::new(config.users_dir());
-        return Ok((Arc::new(queue), Arc::new(mailboxes)));
+        return Ok((Arc::new(queue), Arc::new(mailboxes), None));
     };
     let db = crate::pg::Database::open(settings)?;
     let version = crate::pg::migrate::migrate(&db).await?;
@@ -319,8 +361,8 @@ async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>)
     // Who holds a lease, for an administrator reading the tables: one name per process.
     let me = format!("{}:{}", config.mail.hostname, std::process::id());
     let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
-    let mailboxes = crate::store::postgres::PgMailboxes::new(db, me);
-    Ok((Arc::new(queue), Arc::new(mailboxes)))
+    let mailboxes = crate::store::postgres::PgMailboxes::new(db.clone(), me);
+    Ok((Arc::new(queue), Arc::new(mailboxes), Some(db)))
 }
 
 /// Turns the delivery history on or off and applies its settings (at start and after a reload).

@@ -4,7 +4,8 @@
 //! applied only once the files have held still for one poll, so a file caught in the middle of
 //! being written (truncated, half copied) is not read. A file that no longer parses leaves the
 //! running configuration in place, with an error in the log; a `user.conf` that is missing or
-//! blank keeps the running accounts (see `Config::reload`).
+//! blank keeps the running accounts (see `Config::reload`). With `store.url` the accounts are
+//! the database's (`server::accounts` watches them) and a reload keeps them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +39,10 @@ pub(super) fn stamp(dir: &Path) -> Stamp {
 /// Replaces plaintext passwords in `user.conf` by salted hashes, keeping comments and order.
 /// A read-only file is left alone: plaintext passwords keep working.
 pub fn upgrade_passwords(config: &Config) {
+    if config.mail.database.is_some() {
+        // The accounts are the database's; user.conf is not read, so not rewritten either.
+        return;
+    }
     let plain = config
         .users
         .accounts
@@ -97,7 +102,12 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
                 config.users.accounts.len(),
                 config.mail.domains.join(", ")
             );
-            shared.set_config(config);
+            if running.mail.database.is_some() {
+                // The accounts stay the database's (the store is chosen at start).
+                shared.set_config_keeping_users(config);
+            } else {
+                shared.set_config(config);
+            }
         }
         Err(e) => tracing::error!("configuration not reloaded, the running one stays: {e}"),
     }

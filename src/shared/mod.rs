@@ -90,6 +90,23 @@ impl Shared {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
+    /// Replaces the accounts of the current configuration, keeping the rest (the database's
+    /// accounts changed). Under the lock, so that it cannot cross a reload's swap and lose either.
+    pub(super) fn set_users(&self, users: crate::config::Users) {
+        let mut current = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let mut config = Config::clone(&current);
+        config.users = users;
+        *current = Arc::new(config);
+    }
+
+    /// Installs a configuration read from the files but keeps the running accounts: with
+    /// `store.url` the database decides them, not the reload (see `set_users`).
+    pub(super) fn set_config_keeping_users(&self, mut config: Config) {
+        let mut current = self.config.write().unwrap_or_else(|p| p.into_inner());
+        config.users = current.users.clone();
+        *current = Arc::new(config);
+    }
+
     pub fn tls(&self) -> Option<TlsAcceptor> {
         self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

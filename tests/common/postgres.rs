@@ -261,6 +261,43 @@ impl Postgres {
     }
 }
 
+/// Puts the accounts of `users` (`user.ADDRESS=PASSWORD` lines, as `Server::prepare` takes them)
+/// into the database `etc/mail.conf` names, with `jes user add --dir etc` (with `store.url`,
+/// `user.conf` is ignored); accounts already there are left as they are. Brings the schema up
+/// to date, as `jes user` does.
+pub fn add_accounts(etc: &Path, users: &str) {
+    use std::io::Write;
+    for line in users.lines() {
+        let Some((address, password)) = line.strip_prefix("user.").and_then(|l| l.split_once('='))
+        else {
+            continue;
+        };
+        let mut child = Command::new(crate::common::jes_bin())
+            .args(["user", "add", address, "--dir"])
+            .arg(etc)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run jes");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        // Servers on one database share the accounts: the second server's folder finds them.
+        let shared = String::from_utf8_lossy(&out.stderr).contains("already has an account");
+        assert!(
+            out.status.success() || shared,
+            "jes user add {address}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Postgres {
     /// Stops the server at once (as a crash would), keeping its folder.
     pub fn stop(&self) {
