@@ -230,10 +230,31 @@ impl Users {
                 ),
             }
         }
+        users.finish(path, entries, webhooks, &mut warnings);
+        warnings.sort_by_key(|w| w.line);
+        Ok((users, warnings))
+    }
+
+    /// What the reader can say only once every entry is read: webhooks without a URL (dropped)
+    /// or over plain http, and forwards for an address without an account.
+    fn finish(
+        &mut self,
+        path: &Path,
+        entries: &[Entry],
+        webhooks: HashMap<String, (usize, WebhookSettings)>,
+        warnings: &mut Vec<Warning>,
+    ) {
+        let warn = |warnings: &mut Vec<Warning>, line, message: String| {
+            warnings.push(Warning {
+                path: path.to_path_buf(),
+                line,
+                message,
+            })
+        };
         for (addr, (line, settings)) in webhooks {
             if settings.url.is_none() {
                 warn(
-                    &mut warnings,
+                    warnings,
                     line,
                     format!("webhook options for {addr} without userprop.{addr}.webhook=URL are ignored"),
                 );
@@ -241,29 +262,27 @@ impl Users {
                 let url = settings.url.as_deref().unwrap_or_default();
                 if url.starts_with("http://") && !super::webhook::is_loopback_url(url) {
                     warn(
-                        &mut warnings,
+                        warnings,
                         line,
                         format!("the webhook of {addr} is plain http to a host that is not loopback: messages travel unencrypted (use https://)"),
                     );
                 }
-                users.webhooks.insert(addr, settings);
+                self.webhooks.insert(addr, settings);
             }
         }
-        for addr in users.forwards.keys() {
-            if !users.accounts.contains_key(addr) {
+        for addr in self.forwards.keys() {
+            if !self.accounts.contains_key(addr) {
                 if let Some(e) = entries.iter().find(
                     |e| matches!(classify(&e.key), UserKey::Forwards(a) if canonical(a) == *addr),
                 ) {
                     warn(
-                        &mut warnings,
+                        warnings,
                         e.line,
                         format!("forwards for {addr}, which has no user.{addr} account; they apply only if it is a local address"),
                     );
                 }
             }
         }
-        warnings.sort_by_key(|w| w.line);
-        Ok((users, warnings))
     }
 
     pub fn exists(&self, addr: &str) -> bool {
