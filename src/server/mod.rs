@@ -303,7 +303,8 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
 }
 
 /// The queue and mailboxes `config` names: the files of `store.dir`, or the PostgreSQL database
-/// of `store.url` (shared with other servers), whose schema is brought up to date first.
+/// of `store.url` (shared with other servers), whose schema is brought up to date first; with
+/// the database, the delivery history is kept there as well.
 async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>), StartError> {
     let Some(settings) = &config.mail.database else {
         let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
@@ -318,6 +319,8 @@ async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>)
     );
     // Who holds a lease, for an administrator reading the tables: one name per process.
     let me = format!("{}:{}", config.mail.hostname, std::process::id());
+    // The delivery history goes to the database too (history.db is not made).
+    crate::history::use_database(db.clone(), me.clone());
     let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
     let mailboxes = crate::store::postgres::PgMailboxes::new(db, me);
     Ok((Arc::new(queue), Arc::new(mailboxes)))
