@@ -8,13 +8,15 @@
 //! and further events are dropped and counted in `jes_history_dropped_total` instead of growing
 //! memory: history is a convenience, mail is what must not be lost.
 //!
-//! Storage is behind [`HistoryStore`] (append, query, prune, forget) so that a database backend
-//! can keep history in its own tables later; today's store is SQLite (`sqlite`), `history.db` in
-//! the mail root. A stored row is a [`Record`]: the event's fields that matter after the fact
+//! Storage is behind [`HistoryStore`] (append, query, prune, forget): SQLite (`sqlite`),
+//! `history.db` in the mail root, or, with `store.url`, the database's `jes_history` table
+//! (`postgres`), which every server on that database writes to. The server names the database
+//! once at start ([`use_database`]); the writer and the API then use it instead of the file. A stored row is a [`Record`]: the event's fields that matter after the fact
 //! (no session or client address, no bodies). `query` reads what `jes trace` and the console ask
 //! for ([`Query`], parsed from one search string by [`Query::parse`]); `render` turns records into
 //! plain-word timelines and the JSON objects both print.
 
+pub mod postgres;
 pub mod render;
 pub mod sqlite;
 mod writer;
@@ -23,9 +25,11 @@ mod writer;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::event::Event;
 
+pub use postgres::PgHistory;
 pub use sqlite::SqliteHistory;
 pub use writer::{close, configure, record, DROPPED_METRIC};
 
@@ -34,7 +38,23 @@ pub const BATCH_MAX: usize = 1_000;
 /// The history file's name in the mail root.
 pub const DB_FILE: &str = "history.db";
 
-/// Where the history of the mail root `store_dir` lives.
+/// The server's history in the database, when its configuration has `store.url`.
+static DATABASE: OnceLock<PgHistory> = OnceLock::new();
+
+/// Keeps this server's history in the database `db` instead of `history.db` (called once at
+/// start, on the runtime whose pool `db` is, before the first `configure`). `server` names this
+/// process in each row.
+pub fn use_database(db: crate::pg::Database, server: String) {
+    let handle = tokio::runtime::Handle::current();
+    let _ = DATABASE.set(PgHistory::new(db, handle, server));
+}
+
+/// The server's history in the database, if it has one (for the API: `None` means the file).
+pub fn database() -> Option<&'static PgHistory> {
+    DATABASE.get()
+}
+
+/// Where the history of the mail root `store_dir` lives (without `store.url`).
 pub fn db_path(store_dir: &Path) -> PathBuf {
     store_dir.join(DB_FILE)
 }
@@ -156,6 +176,27 @@ pub enum HistoryError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("database {location}: {why}")]
+    Database {
+        location: String,
+        why: String,
+        /// The database could not be reached (as opposed to refusing the statement): the same
+        /// work may succeed later.
+        transient: bool,
+    },
+}
+
+impl HistoryError {
+    /// Whether trying the same thing again later may succeed (the database is away).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            HistoryError::Database {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 /// Where history is kept. Appends come from one writer; queries may run beside it (the console,

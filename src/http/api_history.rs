@@ -2,8 +2,9 @@
 //!
 //! The same search as `jes trace` (`history::Query`, `history::parse_duration`) and the same JSON
 //! objects (`history::render::JsonEvent`), so the console, the API and the command line agree.
-//! Each request opens `history.db` read-only on the blocking pool; a server whose history is off
-//! and has never had one answers an empty list.
+//! With `store.url` the search runs on the database's history (every server's events); otherwise
+//! each request opens `history.db` read-only on the blocking pool, and a server whose history is
+//! off and has never had one answers an empty list.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -63,6 +64,17 @@ pub async fn history(
         None => 0,
     };
     let query = history::Query::parse(p.q.as_deref().unwrap_or(""));
+    if let Some(db) = history::database() {
+        let records = db
+            .query_async(&query, since_ms, Some(limit))
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                false => ApiError::internal(e),
+            })?;
+        let events: Vec<JsonEvent> = records.iter().map(JsonEvent::of).collect();
+        return Ok(Json(serde_json::json!({ "events": events })));
+    }
     let path = history::db_path(&state.shared.config().store_dir());
     blocking(move || {
         let Some(store) = SqliteHistory::open_read_only(&path).map_err(ApiError::internal)? else {

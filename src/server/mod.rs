@@ -360,6 +360,8 @@ async fn storage(
     );
     // Who holds a lease, for an administrator reading the tables: one name per process.
     let me = format!("{}:{}", config.mail.hostname, std::process::id());
+    // The delivery history goes to the database too (history.db is not made).
+    crate::history::use_database(db.clone(), me.clone());
     let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
     let mailboxes = crate::store::postgres::PgMailboxes::new(db.clone(), me);
     Ok((Arc::new(queue), Arc::new(mailboxes), Some(db)))

@@ -331,3 +331,30 @@ impl Drop for Postgres {
             .output();
     }
 }
+
+impl Postgres {
+    /// Starts the server again after `stop`: the same folder, port and settings (without TLS).
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
+            self.port,
+            self.socket_dir.display()
+        );
+        let log = self.socket_dir.join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+    }
+}
