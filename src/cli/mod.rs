@@ -6,4 +6,5 @@
 pub mod capture;
 pub mod dkim;
 pub mod queue;
+mod queue_store;
 pub mod trace;
