@@ -13,6 +13,7 @@ mod listen;
 mod pop3_conn;
 mod reload;
 mod smtp_conn;
+mod sweeper;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -176,7 +177,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);
     // The one place the storage backends are chosen; everything else sees the interfaces.
-    let (queue, plain_mailboxes) = storage(&config).await?;
+    let (queue, plain_mailboxes, database) = storage(&config).await?;
     let webhook_spool: Arc<dyn CallSpool> =
         Arc::new(FileCallSpool::new(config.store_dir().join("webhooks")));
     match queue.recover().await {
@@ -267,6 +268,10 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     if let Some(listener) = http_listener {
         sessions.spawn(crate::http::run(listener, shared.clone(), stop_rx.clone()));
     }
+    if let Some((db, every)) = database {
+        metrics::counter!("jes_bodies_swept_total").increment(0);
+        sessions.spawn(sweeper::run(db, every, stop_rx.clone()));
+    }
     sessions.spawn(reload::watch(
         shared.clone(),
         log,
@@ -303,12 +308,13 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
 }
 
 /// The queue and mailboxes `config` names: the files of `store.dir`, or the PostgreSQL database
-/// of `store.url` (shared with other servers), whose schema is brought up to date first.
-async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>), StartError> {
+/// of `store.url` (shared with other servers), whose schema is brought up to date first; with the
+/// database, also what the body sweeper (`sweeper`) needs: the database and how often.
+async fn storage(config: &Config) -> Result<Storage, StartError> {
     let Some(settings) = &config.mail.database else {
         let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
         let mailboxes = FileMailboxes::new(config.users_dir());
-        return Ok((Arc::new(queue), Arc::new(mailboxes)));
+        return Ok((Arc::new(queue), Arc::new(mailboxes), None));
     };
     let db = crate::pg::Database::open(settings)?;
     let version = crate::pg::migrate::migrate(&db).await?;
@@ -319,9 +325,20 @@ async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>)
     // Who holds a lease, for an administrator reading the tables: one name per process.
     let me = format!("{}:{}", config.mail.hostname, std::process::id());
     let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
-    let mailboxes = crate::store::postgres::PgMailboxes::new(db, me);
-    Ok((Arc::new(queue), Arc::new(mailboxes)))
+    let mailboxes = crate::store::postgres::PgMailboxes::new(db.clone(), me);
+    Ok((
+        Arc::new(queue),
+        Arc::new(mailboxes),
+        Some((db, settings.sweep)),
+    ))
 }
+
+/// The storage backends `storage` chose, and the database to sweep when there is one.
+type Storage = (
+    Arc<dyn Queue>,
+    Arc<dyn Mailboxes>,
+    Option<(crate::pg::Database, Duration)>,
+);
 
 /// Turns the delivery history on or off and applies its settings (at start and after a reload).
 /// A history that cannot be opened is an error in the log, never a reason to stop taking mail.
