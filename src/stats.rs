@@ -124,6 +124,11 @@ pub fn tls_handshake(ok: bool) {
     metrics::counter!("jes_tls_handshakes_total", "outcome" => outcome).increment(1);
 }
 
+/// `n` message bodies nothing referred to were removed from the database by a sweep.
+pub fn bodies_swept(n: u64) {
+    metrics::counter!("jes_bodies_swept_total").increment(n);
+}
+
 /// A login (POP3 or SMTP AUTH) was refused.
 pub fn auth_failure() {
     metrics::counter!("jes_auth_failures_total").increment(1);

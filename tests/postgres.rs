@@ -423,29 +423,6 @@ fn while_the_database_is_away_pop3_says_sys_temp_and_smtp_4xx() {
 }
 
 #[test]
-fn jes_queue_says_the_queue_is_in_the_database() {
-    // Needs no running database: the tools stop before connecting.
-    let server = Server::prepare(
-        "store.url=postgresql://jes:hidden@127.0.0.1:1/jes?sslmode=disable\n",
-        DEFAULT_USERS,
-    );
-    for args in [
-        vec!["queue", "list"],
-        vec!["queue", "retry", "--all"],
-        vec!["capture", "list"],
-        vec!["capture", "release", "--all"],
-    ] {
-        let (ok, out) = server.jes(&args);
-        assert!(!ok, "{args:?}: {out}");
-        assert!(
-            out.contains("is in the database postgresql://jes:****@127.0.0.1:1/jes"),
-            "{out}"
-        );
-        assert!(!out.contains("hidden"), "{out}");
-    }
-}
-
-#[test]
 fn sslmode_verify_full_checks_the_database_certificate() {
     let Some(pg) =
         Postgres::start_with("sslmode_verify_full_checks_the_database_certificate", true)

@@ -1,46 +1,38 @@
 //! `jes capture list|show|release|delete`: the mail capture mode holds, printed and handled.
 //!
-//! The work is `queue::capture`'s, through the `Queue` interface on a `FileQueue` over the
+//! The work is `queue::capture`'s, through the `Queue` interface: a `FileQueue` over the
 //! configuration's spool (under the same locks as the running server, which a release wakes
-//! through a retry request). Text from messages is escaped as in `jes queue`.
+//! through a retry request) or the `PgQueue` of its `store.url` (the servers woken by `NOTIFY`);
+//! `cli::queue_store` finds which. Text from messages is escaped as in `jes queue`.
 
 use std::io::Write;
 use std::path::Path;
 
-use super::queue::{format_age, printable, refuse_database, sender_text, store_of, Target};
+use tokio::runtime::Runtime;
+
+use super::queue::{format_age, printable, sender_text, Target};
+use super::queue_store::{runtime, QueueStore};
 use crate::event::{now_ms, Event, Kind, MessageFacts};
 use crate::queue::capture::{self, ReleaseError};
-use crate::queue::{FileQueue, Queue, QueuedMessage};
+use crate::queue::{Queue, QueuedMessage};
 
 fn out_err(e: std::io::Error) -> String {
     format!("cannot write the output: {e}")
 }
 
-/// The queue of configuration folder `dir`, as the server uses it. A folder whose queue is in
-/// the database (`store.url`) is refused rather than shown as an empty spool.
-fn queue_of(dir: &Path) -> Result<FileQueue, String> {
-    refuse_database(dir)?;
-    let spool = store_of(dir);
-    let root = spool.dir().parent().unwrap_or(dir).to_path_buf();
-    Ok(FileQueue::new(
-        spool.dir().to_path_buf(),
-        root.join("failed"),
-    ))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
+/// The queue of configuration folder `dir`, as the server uses it (the spool, or the database
+/// of `store.url`), and the runtime its work runs on.
+fn queue_of(dir: &Path) -> Result<(Runtime, QueueStore), String> {
+    let rt = runtime()?;
+    let store = QueueStore::open(dir, &rt, "jes-capture")?;
+    Ok((rt, store))
 }
 
 /// One line per captured message: id, age, sender, held recipients, subject.
 pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
-    let q = queue_of(dir)?;
-    let (msgs, errors) = runtime()?
-        .block_on(capture::list(&q))
+    let (rt, store) = queue_of(dir)?;
+    let (msgs, errors) = rt
+        .block_on(capture::list(store.queue()))
         .map_err(|e| e.to_string())?;
     let now = now_ms();
     for m in &msgs {
@@ -75,8 +67,8 @@ fn subject(m: &QueuedMessage) -> String {
 
 /// A captured message: its envelope, then the message as the recipient would read it.
 pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
-    let q = queue_of(dir)?;
-    let m = load_captured(&q, id)?;
+    let (rt, store) = queue_of(dir)?;
+    let m = load_captured(store.queue(), &rt, id)?;
     writeln!(out, "id:      {}", m.id).map_err(out_err)?;
     writeln!(out, "from:    {}", sender_text(&m.sender)).map_err(out_err)?;
     for r in &m.recipients {
@@ -96,11 +88,11 @@ pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
     Ok(())
 }
 
-fn load_captured(q: &FileQueue, id: &str) -> Result<QueuedMessage, String> {
+fn load_captured(q: &dyn Queue, rt: &Runtime, id: &str) -> Result<QueuedMessage, String> {
     if !crate::queue::valid_id(id) {
         return Err(format!("no captured message {id}"));
     }
-    let m = runtime()?
+    let m = rt
         .block_on(q.load(id))
         .map_err(|e| match e.is_not_found() {
             true => format!("no captured message {id}"),
@@ -114,11 +106,7 @@ fn load_captured(q: &FileQueue, id: &str) -> Result<QueuedMessage, String> {
     Ok(m)
 }
 
-fn ids(
-    q: &FileQueue,
-    target: &Target,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Vec<String>, String> {
+fn ids(q: &dyn Queue, target: &Target, rt: &Runtime) -> Result<Vec<String>, String> {
     Ok(match target {
         Target::One(id) => vec![id.clone()],
         Target::All => rt
@@ -145,13 +133,13 @@ pub fn release(
             return Err(format!("--to: {to:?} is not an address"));
         }
     }
-    let q = queue_of(dir)?;
-    let rt = runtime()?;
+    let (rt, store) = queue_of(dir)?;
+    let q = store.queue();
     let owner = format!("jes-capture:{}", std::process::id());
     let mut failed = 0;
     let mut events = Vec::new();
-    for id in ids(&q, target, &rt)? {
-        match rt.block_on(capture::release(&q, &id, to, &owner)) {
+    for id in ids(q, target, &rt)? {
+        match rt.block_on(capture::release(q, &id, to, &owner)) {
             Ok(r) => {
                 writeln!(
                     out,
@@ -219,11 +207,11 @@ fn record_in_history(dir: &Path, events: &[Event]) -> Result<(), String> {
 /// Deletes one captured message or all, without telling anybody: capture mode is for mail that
 /// was never meant to reach its recipients.
 pub fn delete(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), String> {
-    let q = queue_of(dir)?;
-    let rt = runtime()?;
+    let (rt, store) = queue_of(dir)?;
+    let q = store.queue();
     let mut failed = 0;
-    for id in ids(&q, target, &rt)? {
-        if let Err(e) = load_captured(&q, &id) {
+    for id in ids(q, target, &rt)? {
+        if let Err(e) = load_captured(q, &rt, &id) {
             if *target == Target::All {
                 continue;
             }

@@ -6,5 +6,6 @@
 pub mod capture;
 pub mod dkim;
 pub mod queue;
+mod queue_store;
 pub mod trace;
 pub mod user;

@@ -1,8 +1,9 @@
 //! `jes queue list|show|retry|delete`: the administrator's view of the spool, printed.
 //!
-//! The work is done by `queue::admin` (under the queue files' locks, safe next to a running
-//! server; the console uses the same operations); this module finds the spool of a configuration
-//! folder and turns the results into text. Everything shown comes from files a stranger may have
+//! The work is done through the `Queue` interface, as the console does it: on the spool folder
+//! (`FileQueue`: `queue::admin` under the queue files' locks, safe next to a running server) or
+//! on the PostgreSQL database of `store.url` (`PgQueue`: under the message's lease, the servers
+//! woken by `NOTIFY`); `cli::queue_store` finds which. This module turns the results into text. Everything shown comes from files a stranger may have
 //! written (a sender's headers), so control characters are escaped before they reach the terminal.
 
 use std::io::Write;
@@ -11,10 +12,11 @@ use std::path::Path;
 use chrono::{Local, TimeZone};
 
 use crate::event::now_ms;
-use crate::queue::admin::{
-    delete_entry, header_lines_raw, is_not_found, last_error, load_all, retry_entry, Deleted,
-};
-use crate::queue::{request_retry, BounceFrom, QueuedMessage, Spool};
+use tokio::runtime::Runtime;
+
+use super::queue_store::{runtime, QueueStore};
+use crate::queue::admin::{header_lines_raw, is_not_found, last_error, retry_entry, Deleted};
+use crate::queue::{request_retry, valid_id, BounceFrom, Queue, QueueError, QueuedMessage, Spool};
 
 /// Which entries a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,20 +34,6 @@ pub fn store_of(dir: &Path) -> Spool {
         .and_then(|(conf, _)| conf.store_dir)
         .unwrap_or_else(|| dir.to_path_buf());
     Spool::new(root.join("smtp"))
-}
-
-/// The queue of a configuration with `store.url` is in PostgreSQL, which these tools do not
-/// read yet (issue 14): saying so beats showing an empty spool folder as "the queue is empty".
-pub(super) fn refuse_database(dir: &Path) -> Result<(), String> {
-    let conf = crate::config::MailConf::load(&dir.join("mail.conf")).ok();
-    match conf.and_then(|(c, _)| c.database) {
-        Some(db) => Err(format!(
-            "the queue of {} is in the database {} (store.url); `jes queue` and `jes capture` do not read it yet: use the console (http.port)",
-            dir.display(),
-            crate::pg::url::masked(&db.url)
-        )),
-        None => Ok(()),
-    }
 }
 
 fn out_err(e: std::io::Error) -> String {
@@ -173,14 +161,22 @@ pub fn render_list(msgs: &[QueuedMessage], now: u64) -> String {
     text
 }
 
+/// The queue of `dir` and the runtime its work runs on.
+fn open(dir: &Path) -> Result<(Runtime, QueueStore), String> {
+    let rt = runtime()?;
+    let store = QueueStore::open(dir, &rt, "jes-queue")?;
+    Ok((rt, store))
+}
+
 /// `jes queue list`: one line per queued message. Unreadable files are reported after the table
 /// (and make the command fail) without hiding the others.
 pub fn list(dir: &Path, out: &mut dyn Write) -> Result<(), String> {
-    refuse_database(dir)?;
-    let store = store_of(dir);
-    let (msgs, errors) = load_all(&store)?;
+    let (rt, store) = open(dir)?;
+    let (msgs, errors) = rt
+        .block_on(store.queue().list())
+        .map_err(|e| e.to_string())?;
     if msgs.is_empty() && errors.is_empty() {
-        writeln!(out, "queue is empty ({})", store.dir().display()).map_err(out_err)?;
+        writeln!(out, "queue is empty ({})", store.location()).map_err(out_err)?;
         return Ok(());
     }
     if !msgs.is_empty() {
@@ -204,26 +200,40 @@ fn header_lines(wire: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// `jes queue show ID`: the queue file's fields, each recipient, then the message's headers.
+/// Where `show` says the entry is: its file and that file's format, or the database.
+fn stored_where(store: &QueueStore, id: &str) -> Result<String, String> {
+    match store {
+        QueueStore::Files { spool, .. } => {
+            let path = spool.path_of(id);
+            let format = match std::fs::read(&path) {
+                Ok(b) if b.starts_with(b"1.0\r\n") || b.starts_with(b"1.0\n") => "JES 1.0 format",
+                Ok(_) => "jes-queue 1 format",
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
+            Ok(format!("file:          {} ({format})\n", path.display()))
+        }
+        QueueStore::Database { location, .. } => {
+            Ok(format!("stored:        database {location}\n"))
+        }
+    }
+}
+
+/// `jes queue show ID`: where the entry is, its fields, each recipient, then the message's
+/// headers.
 pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
-    refuse_database(dir)?;
-    let store = store_of(dir);
-    let path = store.path_of(id);
-    let m = store.load(id).map_err(|e| {
+    let (rt, store) = open(dir)?;
+    if !valid_id(id) {
+        return Err(store.not_in_queue(id));
+    }
+    let m = rt.block_on(store.queue().load(id)).map_err(|e| {
         if is_not_found(&e) {
-            not_in_queue(&path)
+            store.not_in_queue(id)
         } else {
             e.to_string()
         }
     })?;
-    let format = match std::fs::read(&path) {
-        Ok(b) if b.starts_with(b"1.0\r\n") || b.starts_with(b"1.0\n") => "JES 1.0 format",
-        Ok(_) => "jes-queue 1 format",
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
     let now = now_ms();
-    let mut t = String::new();
-    t.push_str(&format!("file:          {} ({format})\n", path.display()));
+    let mut t = stored_where(&store, id)?;
     t.push_str(&format!("from:          <{}>\n", printable(&m.sender)));
     t.push_str(&format!(
         "received:      {} ({} ago)\n",
@@ -264,44 +274,62 @@ pub fn show(dir: &Path, id: &str, out: &mut dyn Write) -> Result<(), String> {
     out.write_all(t.as_bytes()).map_err(out_err)
 }
 
-fn ids_of(store: &Spool, target: &Target) -> Result<Vec<String>, String> {
-    match target {
-        Target::One(id) => Ok(vec![id.clone()]),
-        Target::All => store
+/// The ids `target` names: every queued one for `All`.
+fn ids_of(store: &QueueStore, rt: &Runtime, target: &Target) -> Result<Vec<String>, String> {
+    match (target, store) {
+        (Target::One(id), _) => Ok(vec![id.clone()]),
+        (Target::All, QueueStore::Files { spool, .. }) => spool
             .list_ids()
-            .map_err(|e| format!("cannot read {}: {e}", store.dir().display())),
+            .map_err(|e| format!("cannot read {}: {e}", spool.dir().display())),
+        (Target::All, QueueStore::Database { .. }) => Ok(rt
+            .block_on(store.queue().list())
+            .map_err(|e| e.to_string())?
+            .0
+            .into_iter()
+            .map(|m| m.id)
+            .collect()),
     }
 }
 
-fn not_in_queue(path: &Path) -> String {
-    format!(
-        "{}: not in the queue (delivered or deleted?)",
-        path.display()
-    )
+/// Makes entry `id` due now. `wake`: tell a running server about this one at once; for many
+/// entries the spool gets one request for all afterwards (`wake_all`) rather than a file each.
+fn make_due(store: &QueueStore, rt: &Runtime, id: &str, wake: bool) -> Result<(), QueueError> {
+    if !valid_id(id) {
+        return Err(QueueError::Io {
+            path: store.entry(id).into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a queue id"),
+        });
+    }
+    match store {
+        QueueStore::Files { spool, .. } => retry_entry(spool, id, wake),
+        // The database's NOTIFY names the message and costs nothing: always sent.
+        QueueStore::Database { queue, .. } => rt.block_on(queue.retry(Some(id))).map(|_| ()),
+    }
 }
 
-/// `jes queue retry ID|--all`: makes the entries due now (in the file, under its lock) and asks a
-/// running server to look at once.
+/// `jes queue retry ID|--all`: makes the entries due now (under their lease or lock) and asks the
+/// running servers to look at once.
 pub fn retry(dir: &Path, target: &Target, out: &mut dyn Write) -> Result<(), String> {
-    refuse_database(dir)?;
-    let store = store_of(dir);
+    let (rt, store) = open(dir)?;
     let mut done = 0;
     let mut errors = Vec::new();
-    for id in ids_of(&store, target)? {
-        match retry_entry(&store, &id, *target != Target::All) {
+    for id in ids_of(&store, &rt, target)? {
+        match make_due(&store, &rt, &id, *target != Target::All) {
             Ok(()) => {
                 done += 1;
-                writeln!(out, "{}: due now", store.path_of(&id).display()).map_err(out_err)?;
+                writeln!(out, "{}: due now", store.entry(&id)).map_err(out_err)?;
             }
             Err(e) if is_not_found(&e) && *target == Target::All => {}
-            Err(e) if is_not_found(&e) => errors.push(not_in_queue(&store.path_of(&id))),
+            Err(e) if is_not_found(&e) => errors.push(store.not_in_queue(&id)),
             Err(e) => errors.push(e.to_string()),
         }
     }
     if *target == Target::All {
-        request_retry(&store, None).map_err(|e| e.to_string())?;
+        if let QueueStore::Files { spool, .. } = &store {
+            request_retry(spool, None).map_err(|e| e.to_string())?;
+        }
         if done == 0 && errors.is_empty() {
-            writeln!(out, "queue is empty ({})", store.dir().display()).map_err(out_err)?;
+            writeln!(out, "queue is empty ({})", store.location()).map_err(out_err)?;
         }
     }
     if done > 0 {
@@ -347,19 +375,24 @@ pub fn delete(
     bounce: bool,
     out: &mut dyn Write,
 ) -> Result<(), String> {
-    refuse_database(dir)?;
-    let store = store_of(dir);
+    let (rt, store) = open(dir)?;
     let from = bounce.then(|| bounce_from(dir));
     let mut done = 0;
     let mut errors = Vec::new();
-    for id in ids_of(&store, target)? {
-        let path = store.path_of(&id);
-        let result = delete_entry(&store, &id, from.as_ref()).map(|(d, _)| match d {
+    for id in ids_of(&store, &rt, target)? {
+        let deleted = match valid_id(&id) {
+            true => rt.block_on(store.queue().delete(&id, from.as_ref())),
+            false => Err(QueueError::Io {
+                path: store.entry(&id).into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a queue id"),
+            }),
+        };
+        let result = deleted.map(|(d, _)| match d {
             Deleted::Silently => String::new(),
             Deleted::Bounced { sender, bounce_id } => format!(
                 " (bounce to <{}> queued as {})",
                 printable(&sender),
-                store.path_of(&bounce_id).display()
+                store.entry(&bounce_id)
             ),
             Deleted::NullSender(sender) => {
                 format!(" (no bounce: null sender {})", sender_text(&sender))
@@ -369,15 +402,15 @@ pub fn delete(
         match result {
             Ok(note) => {
                 done += 1;
-                writeln!(out, "deleted {}{note}", path.display()).map_err(out_err)?;
+                writeln!(out, "deleted {}{note}", store.entry(&id)).map_err(out_err)?;
             }
             Err(e) if is_not_found(&e) && *target == Target::All => {}
-            Err(e) if is_not_found(&e) => errors.push(not_in_queue(&path)),
+            Err(e) if is_not_found(&e) => errors.push(store.not_in_queue(&id)),
             Err(e) => errors.push(e.to_string()),
         }
     }
     if done == 0 && errors.is_empty() {
-        writeln!(out, "queue is empty ({})", store.dir().display()).map_err(out_err)?;
+        writeln!(out, "queue is empty ({})", store.location()).map_err(out_err)?;
     }
     finish(errors)
 }

@@ -165,6 +165,7 @@ pub const MAIL_KEYS: &[KeyInfo] = &[
     key("store.passwordfile", "", "File (mode 0600) holding the database password, relative to this folder; keeps it out of mail.conf.", false).restart(),
     key("store.maxconnections", "10", "Most database connections this server opens.", false).restart(),
     key("store.leaseseconds", "60", "Seconds a server's claim on a queued message or a POP3 session outlives the server (renewed while it works).", false).restart(),
+    key("store.sweepseconds", "300", "Seconds between this server's sweeps of message bodies nothing in the database refers to any more (tests set 1).", false).restart(),
     key("http.metrics.public", "true", "Serve /metrics and /healthz without a login.", false),
     key("history.days", "30", "Days the delivery history (history.db in the mail root, read by `jes trace` and the console) keeps each event; 0 = no history.", false),
     key("history.subjects", "true", "Keep each message's subject in the delivery history (false: none is stored).", false),

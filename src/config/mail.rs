@@ -721,6 +721,7 @@ fn database_settings(r: &Reader<'_>) -> Result<Option<crate::pg::Settings>, Conf
         password_file: r.path("store.passwordfile"),
         max_connections: r.count("store.maxconnections", 10, 1)?,
         lease: Duration::from_secs(r.number("store.leaseseconds", 60, 5)?),
+        sweep: Duration::from_secs(r.number("store.sweepseconds", 300, 1)?),
     }))
 }
 

@@ -189,9 +189,21 @@ impl Runner {
             }
             Err(e) => tracing::error!("cannot list the queue {}: {e}", self.ctx.queue.location()),
         }
+        self.take_retry_requests().await;
+    }
+
+    /// Applies the queue's retry requests. Arrivals another server announced are scheduled by
+    /// their stored times, not now: by the time the notice is read, the server that queued the
+    /// message may have tried it already and set its next attempt a minute ahead.
+    async fn take_retry_requests(&mut self) {
+        let mut arrived = Vec::new();
         for request in self.ctx.queue.retry_requests().await {
-            apply_retry(self, request);
+            match request {
+                RetryRequest::Arrived(id) => arrived.push(id),
+                request => apply_retry(self, request),
+            }
         }
+        self.discover(arrived).await;
     }
 
     /// Starts every due attempt that fits under the concurrency cap.
@@ -278,9 +290,7 @@ impl Runner {
             .map(|r| now.saturating_sub(*r))
             .unwrap_or(0);
         crate::stats::queue_state(self.received.len(), oldest as f64 / 1000.0);
-        for request in self.ctx.queue.retry_requests().await {
-            apply_retry(self, request);
-        }
+        self.take_retry_requests().await;
         let config = (self.ctx.config)();
         if !Arc::ptr_eq(&config, config_seen) {
             self.remote = Arc::new(Remote::new(&config));
@@ -305,6 +315,7 @@ fn apply_retry(runner: &mut Runner, request: RetryRequest) {
             tracing::info!("queue: retry of {id} requested");
             runner.retry_now(id);
         }
+        // `take_retry_requests` reads these with their times; due now otherwise.
         RetryRequest::Arrived(id) => {
             if !runner.schedule.contains(&id) && !runner.in_flight.contains(&id) {
                 runner.received.insert(id.clone(), now_ms());

@@ -33,6 +33,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// `store.leaseseconds` (60): how long a lease lasts without renewal.
     pub lease: Duration,
+    /// `store.sweepseconds` (300): how often this server removes bodies nothing refers to.
+    pub sweep: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

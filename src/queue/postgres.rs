@@ -9,8 +9,9 @@
 //! process holds it, so a long delivery keeps its message and a dead server's leases run out;
 //! every later write names the token and fails with `LeaseLost` once another server took over.
 //!
-//! Other servers learn of new mail at once through `NOTIFY jes_queue` (payload `owner id`, or
-//! `owner *` for "retry everything"), handed to the runner as retry requests; the runner's
+//! Other servers learn of new mail at once through `NOTIFY jes_queue` (payload `owner id`;
+//! `owner retry:id` for a retry of one message, `owner *` for "retry everything": the console's
+//! and `jes queue retry`'s, and a capture release's), handed to the runner as retry requests; the runner's
 //! periodic `arrivals` (due, unleased rows) is the fallback when a notification is missed.
 
 use std::collections::HashMap;
@@ -80,6 +81,19 @@ impl PgQueue {
     /// Must run on the tokio runtime (it starts the `LISTEN` task).
     pub fn new(db: Database, me: String) -> PgQueue {
         let notified = db.listen(CHANNEL);
+        PgQueue {
+            db,
+            me,
+            notified: Mutex::new(notified),
+            local_retries: Mutex::default(),
+            renewals: Mutex::default(),
+        }
+    }
+
+    /// For a command-line tool (`jes queue`, `jes capture`): no `LISTEN` connection, since a
+    /// tool only makes changes and wakes the servers with `NOTIFY`.
+    pub fn for_tool(db: Database, me: String) -> PgQueue {
+        let (_, notified) = mpsc::unbounded_channel();
         PgQueue {
             db,
             me,
@@ -564,7 +578,12 @@ impl Queue for PgQueue {
             None => RetryRequest::All,
         };
         guard(&self.local_retries).push(request);
-        self.notify(id.unwrap_or("*")).await;
+        // `retry:ID`, not the bare id of an arrival: a server that already has the message
+        // scheduled must move it to now (a release before this one ignores the unknown word).
+        match id {
+            Some(id) => self.notify(&format!("retry:{id}")).await,
+            None => self.notify("*").await,
+        }
         Ok(n as usize)
     }
 
@@ -580,6 +599,8 @@ impl Queue for PgQueue {
             }
             if what == "*" {
                 out.push(RetryRequest::All);
+            } else if let Some(id) = what.strip_prefix("retry:").filter(|id| valid_id(id)) {
+                out.push(RetryRequest::One(id.to_string()));
             } else if valid_id(what) {
                 out.push(RetryRequest::Arrived(what.to_string()));
             }
@@ -649,10 +670,9 @@ impl Queue for PgQueue {
     }
 
     async fn recover(&self) -> io::Result<usize> {
-        // Nothing is half-written in a database, but a server killed between a commit and its
-        // `bodies::collect` leaves bodies nothing refers to.
-        let client = self.db.client().await?;
-        let n = bodies::sweep(&client).await.map_err(|e| self.db.err(e))?;
-        Ok(n as usize)
+        // Nothing is half-written in a database. Bodies a server killed between a commit and
+        // its `bodies::collect` left are the periodic sweep's (`server::sweeper`), which starts
+        // with the server.
+        Ok(0)
     }
 }

@@ -14,6 +14,7 @@ mod listen;
 mod pop3_conn;
 mod reload;
 mod smtp_conn;
+mod sweeper;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -185,8 +186,9 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     reload::upgrade_passwords(&config);
     // The one place the storage backends are chosen; everything else sees the interfaces.
     let (queue, plain_mailboxes, database) = storage(&config).await?;
+    let config_sweep = config.mail.database.clone();
     // With store.url the accounts are the database's, read now and watched below.
-    let account_store = match database {
+    let account_store = match database.clone() {
         Some(db) => {
             let store: Arc<dyn crate::accounts::AccountStore> =
                 Arc::new(crate::accounts::postgres::PgAccounts::new(db));
@@ -289,6 +291,11 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     ));
     if let Some(listener) = http_listener {
         sessions.spawn(crate::http::run(listener, shared.clone(), stop_rx.clone()));
+    }
+    if let (Some(db), Some(settings)) = (database.clone(), &config_sweep) {
+        let every = settings.sweep;
+        metrics::counter!("jes_bodies_swept_total").increment(0);
+        sessions.spawn(sweeper::run(db, every, stop_rx.clone()));
     }
     sessions.spawn(reload::watch(
         shared.clone(),
