@@ -5,5 +5,6 @@
 
 pub mod capture;
 pub mod dkim;
+pub mod migrate;
 pub mod queue;
 pub mod trace;
