@@ -15,8 +15,8 @@
 //! on it meanwhile; the schema is brought up to date first (`pg::migrate`); a database that
 //! already holds mailbox messages or queue entries is refused (a second run must not duplicate
 //! mail); everything is copied in one transaction (a failure leaves the database as it was, so
-//! the run can simply be repeated); the source is only read (the lock file is the one file the
-//! run may create). After the commit every part is read back through the database backends the
+//! the run can simply be repeated); the source is only read (a lock file the run creates is
+//! removed again). After the commit every part is read back through the database backends the
 //! servers use and compared with the folder read again: counts, UIDLs, sizes, SHA-256 of every
 //! message, every queue field. A JES (Java) server still running on the folder holds no jes lock;
 //! mail it added or removed meanwhile shows up there as a mismatch.
@@ -81,10 +81,7 @@ pub async fn run(
     targets: Targets,
 ) -> Result<Summary, String> {
     let root = config.store_dir();
-    let _lock = lock_root(&root).map_err(|e| match e {
-        RootLockError::Held { .. } => format!("refusing to migrate while a server runs: {e}"),
-        e => e.to_string(),
-    })?;
+    let _lock = FolderLock::take(&root)?;
     let db = Database::open(settings).map_err(|e| e.to_string())?;
     let schema_version = crate::pg::migrate::migrate(&db)
         .await
@@ -127,6 +124,39 @@ pub async fn run(
         history,
         mismatches,
     })
+}
+
+/// The mail-root lock for the run. A lock file the run had to create is removed again before
+/// the lock is let go: a JES folder gets no new file, and a migration run as root leaves no
+/// root-owned `jes.lock` that would stop the server's own user from starting on the folder.
+struct FolderLock {
+    lock: Option<crate::store::root_lock::RootLock>,
+    created: bool,
+}
+
+impl FolderLock {
+    fn take(root: &std::path::Path) -> Result<FolderLock, String> {
+        let existed = root.join(crate::store::root_lock::LOCK_FILE).exists();
+        let lock = lock_root(root).map_err(|e| match e {
+            RootLockError::Held { .. } => format!("refusing to migrate while a server runs: {e}"),
+            e => e.to_string(),
+        })?;
+        Ok(FolderLock {
+            lock: Some(lock),
+            created: !existed,
+        })
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            if self.created {
+                // Still held: a server starting now finds it taken, then a fresh file.
+                let _ = std::fs::remove_file(&lock.path);
+            }
+        }
+    }
 }
 
 /// Refuses a database that already holds mail (or accounts or events, for the parts connected).
