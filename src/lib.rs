@@ -21,6 +21,7 @@ pub mod event;
 pub mod history;
 pub mod http;
 pub mod logging;
+pub mod migrate;
 pub mod outcome;
 pub mod pg;
 pub mod pop3;

@@ -1,5 +1,5 @@
 //! The `jes` command line: `serve`, `demo`, `init`, `check`, `user ...`, `queue ...`, `dkim ...`,
-//! `trace`.
+//! `trace`, `migrate`.
 //! Nothing else lives here.
 
 use std::io::Write;
@@ -93,6 +93,19 @@ enum Command {
         /// Configuration directory (default: the current directory).
         #[arg(long, short)]
         dir: Option<PathBuf>,
+    },
+    /// Copy a JES or jes folder (mailboxes with their UIDLs, the queue) into a PostgreSQL
+    /// database, then check the copy; the folder is only read. Stop its server first.
+    Migrate {
+        /// The configuration directory (JES's `Mail DIR`; the mail is in its store.dir).
+        dir: PathBuf,
+        /// The database, postgresql://USER@HOST:PORT/DB?sslmode=... (default: store.url of
+        /// DIR/mail.conf).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// A file (mode 0600) holding the database password, to keep it off the command line.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -227,6 +240,18 @@ fn main() -> ExitCode {
             capture(action, &dir.unwrap_or_else(|| PathBuf::from(".")))
         }
         Command::Dkim { action, dir } => dkim(action, &dir.unwrap_or_else(|| PathBuf::from("."))),
+        Command::Migrate {
+            dir,
+            to,
+            password_file,
+        } => {
+            let args = jes::cli::migrate::Args {
+                dir,
+                to,
+                password_file,
+            };
+            jes::cli::migrate::migrate(&args, &mut std::io::stdout().lock())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

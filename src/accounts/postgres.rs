@@ -27,7 +27,7 @@ const CHANNEL: &str = "jes_accounts";
 
 /// A row as `Users::from_rows` reads it: (address, property name or `None` for the password,
 /// value).
-type Row = (String, Option<String>, String);
+pub type Row = (String, Option<String>, String);
 
 pub struct PgAccounts {
     db: Database,
@@ -57,6 +57,44 @@ impl PgAccounts {
             ),
         )
     }
+}
+
+/// For `jes migrate`: how many accounts the database holds, in its transaction.
+pub async fn count_in(tx: &tokio_postgres::Transaction<'_>) -> Result<i64, tokio_postgres::Error> {
+    Ok(tx
+        .query_one("SELECT COUNT(*) FROM jes_accounts", &[])
+        .await?
+        .get(0))
+}
+
+/// For `jes migrate`: writes `rows` (as `Users::from_rows` reads them: the password as stored,
+/// or a property) in its transaction; returns how many accounts were written.
+pub async fn import(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[Row],
+) -> Result<usize, tokio_postgres::Error> {
+    let mut accounts = 0;
+    for (address, name, value) in rows {
+        match name {
+            None => {
+                tx.execute(
+                    "INSERT INTO jes_accounts (address, password) VALUES ($1, $2)",
+                    &[address, value],
+                )
+                .await?;
+                accounts += 1;
+            }
+            Some(name) => {
+                tx.execute(
+                    "INSERT INTO jes_account_props (address, name, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (address, name) DO UPDATE SET value = EXCLUDED.value",
+                    &[address, name, value],
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(accounts)
 }
 
 /// An argon2id hash of `password`, on a blocking thread (it takes a noticeable moment and memory).

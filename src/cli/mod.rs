@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod dkim;
+pub mod migrate;
 pub mod queue;
 mod queue_store;
 pub mod trace;

@@ -92,57 +92,10 @@ impl PgHistory {
         if records.is_empty() {
             return Ok(());
         }
-        let col = |f: fn(&Record) -> Option<String>| records.iter().map(f).collect::<Vec<_>>();
-        let time: Vec<i64> = records.iter().map(|r| to_i64(r.time_ms)).collect();
-        let size: Vec<i64> = records.iter().map(|r| to_i64(r.size)).collect();
-        let attempt: Vec<i32> = records
-            .iter()
-            .map(|r| i32::try_from(r.attempt).unwrap_or(i32::MAX))
-            .collect();
-        let id = col(|r| Some(r.id.clone()));
-        let message_id = col(|r| r.message_id.clone());
-        let event = col(|r| Some(r.event.clone()));
-        let sender = col(|r| Some(r.sender.clone()));
-        let recipient = col(|r| Some(r.recipient.clone()));
-        let subject = col(|r| r.subject.clone());
-        let folded = col(|r| r.subject.as_ref().map(|s| s.to_lowercase()));
-        let remote_host = col(|r| r.remote_host.clone());
-        let remote_ip = col(|r| r.remote_ip.clone());
-        let tls = col(|r| r.tls.clone());
-        let reply = col(|r| Some(r.reply.clone()));
-        let status = col(|r| r.status.clone());
         let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO jes_history ({COLUMNS}, subject_folded, server) \
-                     SELECT t.*, $16 FROM unnest($1::bigint[], $2::text[], $3::text[], \
-                     $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::int[], \
-                     $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
-                     $15::text[]) AS t"
-                ),
-                &[
-                    &time,
-                    &id,
-                    &message_id,
-                    &event,
-                    &sender,
-                    &recipient,
-                    &subject,
-                    &size,
-                    &attempt,
-                    &remote_host,
-                    &remote_ip,
-                    &tls,
-                    &reply,
-                    &status,
-                    &folded,
-                    &self.server,
-                ],
-            )
+        insert_records(&**client, records, &self.server)
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            .map_err(|e| self.err(e))
     }
 
     /// The timelines `query` matches, as `HistoryStore::query` describes.
@@ -412,6 +365,72 @@ fn to_i64(n: u64) -> i64 {
 
 fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
+}
+
+/// For `jes migrate`: how many events the database holds, in its transaction.
+pub async fn count_in(tx: &tokio_postgres::Transaction<'_>) -> Result<i64, tokio_postgres::Error> {
+    Ok(tx
+        .query_one("SELECT COUNT(*) FROM jes_history", &[])
+        .await?
+        .get(0))
+}
+
+/// Stores `records` through `client` (a pooled connection, or `jes migrate`'s transaction) in
+/// one statement, naming `server` as the one that reported them.
+pub async fn insert_records<C: tokio_postgres::GenericClient + Sync>(
+    client: &C,
+    records: &[Record],
+    server: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let col = |f: fn(&Record) -> Option<String>| records.iter().map(f).collect::<Vec<_>>();
+    let time: Vec<i64> = records.iter().map(|r| to_i64(r.time_ms)).collect();
+    let size: Vec<i64> = records.iter().map(|r| to_i64(r.size)).collect();
+    let attempt: Vec<i32> = records
+        .iter()
+        .map(|r| i32::try_from(r.attempt).unwrap_or(i32::MAX))
+        .collect();
+    let id = col(|r| Some(r.id.clone()));
+    let message_id = col(|r| r.message_id.clone());
+    let event = col(|r| Some(r.event.clone()));
+    let sender = col(|r| Some(r.sender.clone()));
+    let recipient = col(|r| Some(r.recipient.clone()));
+    let subject = col(|r| r.subject.clone());
+    let folded = col(|r| r.subject.as_ref().map(|s| s.to_lowercase()));
+    let remote_host = col(|r| r.remote_host.clone());
+    let remote_ip = col(|r| r.remote_ip.clone());
+    let tls = col(|r| r.tls.clone());
+    let reply = col(|r| Some(r.reply.clone()));
+    let status = col(|r| r.status.clone());
+    client
+        .execute(
+            &format!(
+                "INSERT INTO jes_history ({COLUMNS}, subject_folded, server) \
+                 SELECT t.*, $16 FROM unnest($1::bigint[], $2::text[], $3::text[], \
+                 $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::int[], \
+                 $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
+                 $15::text[]) AS t"
+            ),
+            &[
+                &time,
+                &id,
+                &message_id,
+                &event,
+                &sender,
+                &recipient,
+                &subject,
+                &size,
+                &attempt,
+                &remote_host,
+                &remote_ip,
+                &tls,
+                &reply,
+                &status,
+                &folded,
+                &server,
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -258,6 +258,34 @@ impl FileMailboxes {
         })
     }
 
+    /// The mailbox folders under `users/`, sorted (for `jes migrate`, which copies every one):
+    /// the names that are text, and the paths of those that are not (no address names them).
+    /// Files, symbolic links and hidden entries are not mailboxes and are left out.
+    pub fn mailbox_folders(&self) -> io::Result<(Vec<String>, Vec<PathBuf>)> {
+        let Some(entries) = read_dir_if_exists(&self.users_dir)
+            .map_err(|e| with_path(e, "cannot list", &self.users_dir))?
+        else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let (mut names, mut odd) = (Vec::new(), Vec::new());
+        for entry in entries {
+            let entry = entry.map_err(|e| with_path(e, "cannot list", &self.users_dir))?;
+            let path = entry.path();
+            let meta =
+                std::fs::symlink_metadata(&path).map_err(|e| with_path(e, "cannot stat", &path))?;
+            if !meta.is_dir() {
+                continue;
+            }
+            match entry.file_name().into_string() {
+                Ok(name) if name.starts_with('.') => {}
+                Ok(name) => names.push(name),
+                Err(_) => odd.push(path),
+            }
+        }
+        names.sort();
+        Ok((names, odd))
+    }
+
     /// Lists a mailbox without locking it, oldest first: for looking (the web console), never for
     /// deleting, so a POP3 session holding the mailbox does not stop an administrator from reading.
     /// A mailbox that does not exist yet is empty.
