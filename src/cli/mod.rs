@@ -4,6 +4,8 @@
 //! editor, the configuration checks); here it is found, called and put into words for a terminal.
 
 pub mod capture;
+pub mod check;
 pub mod dkim;
+pub mod init;
 pub mod queue;
 pub mod trace;
