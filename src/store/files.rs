@@ -150,7 +150,7 @@ impl FileMailboxes {
     where
         W: FnMut(&mut File, &[u8]) -> io::Result<()>,
     {
-        let rp = clean_return_path(return_path)?;
+        let rp = super::clean_return_path(return_path)?;
         // Refuse every unsafe name before anything touches the disk.
         let mut targets = Vec::with_capacity(mailboxes.len());
         for mb in mailboxes {
@@ -249,23 +249,6 @@ fn free_name(dir: &Path, id: &str, size: u64) -> (String, PathBuf) {
         }
         stem = new_id();
     }
-}
-
-/// The return path without its angle brackets; one with a control character is refused (it
-/// would break the header line it is written into).
-fn clean_return_path(return_path: &str) -> Result<&str, DeliverError> {
-    let rp = return_path.trim();
-    let rp = rp
-        .strip_prefix('<')
-        .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(rp);
-    if rp.chars().any(|c| c.is_control()) {
-        return Err(DeliverError::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "return path contains a control character",
-        )));
-    }
-    Ok(rp)
 }
 
 /// Each mailbox's copy in a temporary file of its folder: the `X-DeliveredTo:` and
