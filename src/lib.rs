@@ -13,6 +13,7 @@ pub mod auth;
 pub mod certificate;
 pub mod cli;
 pub mod config;
+pub mod conn_params;
 pub mod delivery;
 pub mod dkim;
 pub mod dsn;

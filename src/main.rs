@@ -323,70 +323,13 @@ fn demo(dir: PathBuf) -> Result<(), String> {
 }
 
 fn init(dir: &Path, smtp_port: u16, pop3_port: u16) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    config::sample::write_sample(dir, smtp_port, pop3_port).map_err(|e| e.to_string())?;
-    println!(
-        "wrote mail.conf, user.conf and log.conf into {} (SMTP port {smtp_port}, POP3 port {pop3_port}); start it with: jes serve {}",
-        dir.display(),
-        dir.display()
-    );
-    Ok(())
+    let stdout = std::io::stdout();
+    jes::cli::init::init(dir, smtp_port, pop3_port, &mut stdout.lock())
 }
 
 fn check(dir: &Path) -> Result<(), String> {
-    let (config, warnings) = Config::load(dir).map_err(|e| e.to_string())?;
-    for w in &warnings {
-        println!("warning: {w}");
-    }
-    println!("configuration directory: {}", dir.display());
-    print!("{}", config.mail.summary());
-    print!("{}", jes::cli::dkim::summary(&config.mail.dkim));
-    print!("{}", jes::cli::user::accounts_summary(&config));
-    println!(
-        "log: {} (level {})",
-        config.log.file.display(),
-        config.log.level.name()
-    );
-    // What `jes serve` would stop on besides the files' contents (the same function it runs).
-    let mut problems = jes::preflight::problems(&config);
-    if let Some(settings) = &config.mail.database {
-        match database_status(settings) {
-            Ok((found, known)) if found > known => problems.push(format!(
-                "the database's schema is version {found}, newer than this jes knows ({known})"
-            )),
-            Ok((found, known)) => println!(
-                "database: connected, schema version {found} (this jes: {known}{})",
-                if found < known {
-                    "; `jes serve` upgrades it"
-                } else {
-                    ""
-                }
-            ),
-            Err(e) => problems.push(format!("cannot use the database: {e}")),
-        }
-    }
-    for p in &problems {
-        println!("error: {p}");
-    }
-    if !problems.is_empty() {
-        return Err(format!(
-            "{} problem(s) would stop `jes serve` (listed above)",
-            problems.len()
-        ));
-    }
-    println!("configuration OK");
-    Ok(())
-}
-
-/// Connects to the `store.url` database once: its schema version and this binary's.
-fn database_status(settings: &jes::pg::Settings) -> Result<(i64, i64), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(jes::pg::migrate::status(settings))
-        .map_err(|e| e.to_string())
+    let stdout = std::io::stdout();
+    jes::cli::check::check(dir, &mut stdout.lock())
 }
 
 fn user(action: UserAction, dir: &Path) -> Result<(), String> {

@@ -265,6 +265,7 @@ fn searches_use_indexes_not_a_scan() {
         password_file: Some(pg.password_file(&a.etc)),
         max_connections: 2,
         lease: Duration::from_secs(60),
+        sweep: Duration::from_secs(300),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = jes::pg::Database::open(&settings).unwrap();

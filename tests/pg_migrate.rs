@@ -182,7 +182,10 @@ fn a_migrated_jes_folder_keeps_its_pop3_view_and_relays_its_queue() {
     // The history the folder's server wrote (history.db) is copied event for event.
     let events: String = out
         .lines()
-        .find_map(|l| l.strip_prefix("history: ")?.strip_suffix(" event(s) copied"))
+        .find_map(|l| {
+            l.strip_prefix("history: ")?
+                .strip_suffix(" event(s) copied")
+        })
         .unwrap_or_else(|| panic!("no history line: {out}"))
         .to_string();
     assert!(events.parse::<u64>().unwrap() > 0, "{out}");

@@ -5,7 +5,7 @@
 //! logins and leftover input do not depend on how the input is split into reads.
 #![no_main]
 
-use jes::smtp::{SessionParams, MAX_AUTH_LINE, MAX_COMMAND_LINE};
+use jes::smtp::{MAX_AUTH_LINE, MAX_COMMAND_LINE};
 use jes_fuzz::smtp::{params_from, Driver};
 use jes_fuzz::{contains_ci, Input};
 use libfuzzer_sys::fuzz_target;
@@ -27,10 +27,8 @@ fuzz_target!(|raw: &[u8]| {
     }
 
     // Without a certificate, the split must not matter.
-    let p = SessionParams {
-        tls_available: false,
-        ..p
-    };
+    let mut p = p;
+    p.conn.tls_available = false;
     let whole = Driver::run(p.clone(), tls_ok, &[input.data]);
     let split = Driver::run(p, tls_ok, &input.chunks());
     assert_eq!(whole.log, split.log);

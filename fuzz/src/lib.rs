@@ -98,16 +98,17 @@ pub mod smtp {
 
     /// Session parameters from the input's switches (bit 7 is left for the caller).
     pub fn params_from(input: &Input) -> SessionParams {
-        SessionParams {
+        let mut p = SessionParams {
             max_message_size: [0, 40, 5000][(input.flags as usize >> 6) % 3],
             trusted: input.flag(0),
-            tls_available: input.flag(1),
-            encrypted: input.flag(2),
-            clear_text_auth: input.flag(3),
             submission: input.flag(4),
             require_sender_match: input.flag(5),
             ..params()
-        }
+        };
+        p.conn.tls_available = input.flag(1);
+        p.conn.encrypted = input.flag(2);
+        p.conn.clear_text_allowed = input.flag(3);
+        p
     }
 
     pub struct Driver {

@@ -4,7 +4,9 @@
 //! editor, the configuration checks); here it is found, called and put into words for a terminal.
 
 pub mod capture;
+pub mod check;
 pub mod dkim;
+pub mod init;
 pub mod migrate;
 pub mod queue;
 mod queue_store;

@@ -158,7 +158,7 @@ pub fn accounts_summary(config: &Config) -> String {
 }
 
 /// The accounts by address, each with where its mail goes when it is forwarded.
-fn summary(users: &Users, at: &str) -> String {
+pub(crate) fn summary(users: &Users, at: &str) -> String {
     let mut addresses: Vec<&String> = users.accounts.keys().collect();
     addresses.sort();
     let mut s = format!("accounts: {}{at}\n", addresses.len());

@@ -99,30 +99,6 @@ impl HttpConf {
         let user = crate::address::canonical(user);
         self.admins.contains(&user)
     }
-
-    /// The line `jes check` prints.
-    pub fn summary(&self) -> String {
-        match self.port {
-            None => "HTTP console:    off (no http.port)".to_string(),
-            Some(p) => {
-                let host = match self.address {
-                    IpAddr::V6(a) => format!("[{a}]"),
-                    a => a.to_string(),
-                };
-                let admins = if self.admins.is_empty() {
-                    "no admins: nobody can log in (set http.admins)".to_string()
-                } else {
-                    format!("admins {}", self.admins.join(", "))
-                };
-                let metrics = if self.metrics_public {
-                    "public"
-                } else {
-                    "login required"
-                };
-                format!("HTTP console:    http://{host}:{p}/ ({admins}; /metrics {metrics})")
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -139,7 +115,6 @@ mod tests {
     fn defaults_are_off_and_loopback() {
         let c = parse("").unwrap();
         assert_eq!(c, HttpConf::default());
-        assert!(c.summary().contains("off"));
         assert_eq!(parse("http.port=0\n").unwrap().port, None);
     }
 
@@ -153,11 +128,6 @@ mod tests {
         assert_eq!(c.address, "::1".parse::<IpAddr>().unwrap());
         assert!(c.is_admin("admin@X.test") && c.is_admin("b@y") && !c.is_admin("c@y"));
         assert!(!c.metrics_public);
-        assert!(
-            c.summary().contains("http://[::1]:8025/"),
-            "{}",
-            c.summary()
-        );
     }
 
     #[test]

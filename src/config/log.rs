@@ -109,29 +109,37 @@ impl LogConf {
         mut warnings: Vec<Warning>,
     ) -> Result<(LogConf, Vec<Warning>), ConfigError> {
         let mut conf = LogConf::default_for(config_dir);
-        let err = |e: &Entry, reason: String| ConfigError::Value {
-            path: path.to_path_buf(),
-            line: e.line,
-            key: e.key.clone(),
-            reason,
-        };
-        let resolve = |v: &str| {
-            let p = PathBuf::from(v);
-            if p.is_absolute() {
-                p
-            } else {
-                install_dir(config_dir).join(p)
+        conf.read_log4j(path, config_dir, props)?;
+        // The plain keys come after, so they win over JES's log4j lines.
+        for e in &props.entries {
+            if !conf.read_plain_key(path, config_dir, e)? {
+                warnings.push(super::unknown_key_warning(
+                    path,
+                    e.line,
+                    &e.key,
+                    LOG_KEYS.iter().map(|k| k.name),
+                ));
             }
-        };
+        }
+        Ok((conf, warnings))
+    }
 
-        // The root logger's appenders: the first file appender among them gives file and rotation.
+    /// JES's log4j lines: the root logger's level, and the file and rotation of the first file
+    /// appender among its appenders.
+    fn read_log4j(
+        &mut self,
+        path: &Path,
+        config_dir: &Path,
+        props: &Properties,
+    ) -> Result<(), ConfigError> {
+        let err = |e: &Entry, reason: String| value_error(path, e, reason);
         let mut appenders: Vec<String> = Vec::new();
         for root in ["log4j.rootLogger", "log4j.rootCategory"] {
             if let Some(e) = props.get(root) {
                 let mut parts = e.value.split(',').map(str::trim);
                 let level = parts.next().unwrap_or("");
                 if !level.is_empty() {
-                    conf.level = Level::parse(level)
+                    self.level = Level::parse(level)
                         .ok_or_else(|| err(e, format!("{level:?} is not a log level")))?;
                 }
                 appenders.extend(parts.filter(|s| !s.is_empty()).map(str::to_string));
@@ -144,53 +152,75 @@ impl LogConf {
         };
         if let Some(e) = appender_key("File") {
             if !e.value.trim().is_empty() {
-                conf.file = resolve(e.value.trim());
+                self.file = resolve(config_dir, e.value.trim());
             }
         }
         if let Some(e) = appender_key("MaxFileSize") {
-            conf.max_file_size = parse_size(&e.value)
+            self.max_file_size = parse_size(&e.value)
                 .ok_or_else(|| err(e, format!("{:?} is not a size like 10MB", e.value)))?;
         }
         if let Some(e) = appender_key("MaxBackupIndex") {
-            conf.max_backups = e
+            self.max_backups = e
                 .value
                 .trim()
                 .parse()
                 .map_err(|_| err(e, format!("{:?} is not a whole number", e.value)))?;
         }
+        Ok(())
+    }
 
-        for e in &props.entries {
-            let v = e.value.trim();
-            match e.key.as_str() {
-                "level" => {
-                    conf.level = Level::parse(v).ok_or_else(|| {
-                        err(
-                            e,
-                            format!("{v:?} is not a log level (error, warn, info, debug, trace)"),
-                        )
-                    })?
-                }
-                "log.file" if !v.is_empty() => conf.file = resolve(v),
-                "log.file" => {}
-                "log.maxfilesize" => {
-                    conf.max_file_size = parse_size(v)
-                        .ok_or_else(|| err(e, format!("{v:?} is not a size like 10MB")))?
-                }
-                "log.maxbackups" => {
-                    conf.max_backups = v
-                        .parse()
-                        .map_err(|_| err(e, format!("{v:?} is not a whole number")))?
-                }
-                k if k.starts_with("log4j.") => {}
-                k => warnings.push(super::unknown_key_warning(
-                    path,
-                    e.line,
-                    k,
-                    LOG_KEYS.iter().map(|k| k.name),
-                )),
+    /// One of jes's own keys (`level`, `log.*`); false for a key that is neither one of them
+    /// nor a log4j line (the caller warns).
+    fn read_plain_key(
+        &mut self,
+        path: &Path,
+        config_dir: &Path,
+        e: &Entry,
+    ) -> Result<bool, ConfigError> {
+        let err = |reason: String| value_error(path, e, reason);
+        let v = e.value.trim();
+        match e.key.as_str() {
+            "level" => {
+                self.level = Level::parse(v).ok_or_else(|| {
+                    err(format!(
+                        "{v:?} is not a log level (error, warn, info, debug, trace)"
+                    ))
+                })?
             }
+            "log.file" if !v.is_empty() => self.file = resolve(config_dir, v),
+            "log.file" => {}
+            "log.maxfilesize" => {
+                self.max_file_size =
+                    parse_size(v).ok_or_else(|| err(format!("{v:?} is not a size like 10MB")))?
+            }
+            "log.maxbackups" => {
+                self.max_backups = v
+                    .parse()
+                    .map_err(|_| err(format!("{v:?} is not a whole number")))?
+            }
+            k if k.starts_with("log4j.") => {}
+            _ => return Ok(false),
         }
-        Ok((conf, warnings))
+        Ok(true)
+    }
+}
+
+fn value_error(path: &Path, e: &Entry, reason: String) -> ConfigError {
+    ConfigError::Value {
+        path: path.to_path_buf(),
+        line: e.line,
+        key: e.key.clone(),
+        reason,
+    }
+}
+
+/// A relative log file is beside the configuration folder's parent, as JES had it.
+fn resolve(config_dir: &Path, v: &str) -> PathBuf {
+    let p = PathBuf::from(v);
+    if p.is_absolute() {
+        p
+    } else {
+        install_dir(config_dir).join(p)
     }
 }
 

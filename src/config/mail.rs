@@ -8,7 +8,6 @@
 //! that does not start. Lookups used on every connection (`relay_ip_allowed`, `is_local_domain`) work
 //! on pre-parsed values and allocate nothing for IP checks.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -394,168 +393,6 @@ impl MailConf {
             .iter()
             .any(|a| *a == rcpt || (a.starts_with('@') && a == domain_form))
     }
-
-    /// A human-readable account of the settings for `jes check` (smart host passwords masked).
-    pub fn summary(&self) -> String {
-        let mut s = String::new();
-        let addrs = if self.listen_addresses.is_empty() {
-            "all addresses".to_string()
-        } else {
-            join(&self.listen_addresses)
-        };
-        let _ = writeln!(s, "hostname:        {}", self.hostname);
-        let _ = writeln!(s, "listening on:    {addrs}");
-        let _ = writeln!(s, "  SMTP           port {}", self.smtp_port);
-        let _ = writeln!(s, "  POP3           port {}", self.pop3_port);
-        for (name, port) in [
-            ("submission", self.submission_port),
-            ("SMTP over TLS", self.secure_smtp_port),
-            ("POP3 over TLS", self.secure_pop3_port),
-        ] {
-            if let Some(p) = port {
-                let _ = writeln!(s, "  {name:<14} port {p}");
-            }
-        }
-        // TLS is always on: without tls.certificate jes makes its own (see `tls`).
-        let mut offered = vec!["STARTTLS (SMTP)".to_string(), "STLS (POP3)".to_string()];
-        for (name, port) in [
-            ("SMTP", self.secure_smtp_port),
-            ("POP3", self.secure_pop3_port),
-        ] {
-            if let Some(p) = port {
-                offered.push(format!("implicit TLS on port {p} ({name})"));
-            }
-        }
-        let _ = writeln!(s, "TLS:             {}", offered.join(", "));
-        match (&self.tls_certificate, &self.tls_key) {
-            (Some(c), Some(k)) => {
-                let _ = writeln!(s, "  certificate    {} (key {})", c.display(), k.display());
-            }
-            _ => {
-                let _ = writeln!(
-                    s,
-                    "  certificate    self-signed for {} in tls/ (made when missing, as tls.certificate is unset)",
-                    self.hostname
-                );
-            }
-        }
-        let clear_text = match self.allow_clear_text {
-            ClearText::Never => "never (passwords only inside TLS)",
-            ClearText::EncryptedOnly => {
-                "encryptedOnly (passwords only inside TLS or from loopback addresses)"
-            }
-            ClearText::Always => "always (passwords also over unencrypted connections)",
-        };
-        let _ = writeln!(s, "allowClearText:  {clear_text}");
-        let _ = writeln!(s, "local domains:   {}", self.domains.join(", "));
-        let _ = writeln!(
-            s,
-            "catch-all:       {}",
-            self.default_user
-                .as_deref()
-                .unwrap_or("none (unknown local users are refused)")
-        );
-        let size = if self.max_message_size == 0 {
-            "no limit".to_string()
-        } else {
-            format!("{} MB", self.max_message_size / MB)
-        };
-        let _ = writeln!(s, "message size:    {size}");
-        let history = match (self.history_days, self.history_subjects) {
-            (0, _) => "off (history.days=0)".to_string(),
-            (d, true) => format!("{d} days, in history.db of the mail root (jes trace)"),
-            (d, false) => format!("{d} days, without subjects, in history.db of the mail root"),
-        };
-        let _ = writeln!(s, "history:         {history}");
-        if let Some(db) = &self.database {
-            let password = match &db.password_file {
-                Some(p) => format!(", password from {}", p.display()),
-                None => String::new(),
-            };
-            let _ = writeln!(
-                s,
-                "store:           PostgreSQL {} ({} connections, leases {} s{password})",
-                crate::pg::url::masked(&db.url),
-                db.max_connections,
-                db.lease.as_secs()
-            );
-        }
-        let bare_lf = match self.bare_lf {
-            BareLf::Normalize => "normalize (a line end, stored as CRLF)",
-            BareLf::Reject => "reject (550 5.6.11)",
-        };
-        let _ = writeln!(s, "bare LF in data: {bare_lf}");
-        let _ = writeln!(
-            s,
-            "relay from IPs:  {}",
-            if self.relay_ips.is_empty() {
-                "none".to_string()
-            } else {
-                join(&self.relay_ips)
-            }
-        );
-        let _ = writeln!(
-            s,
-            "relay senders:   {}",
-            if self.relay_senders.is_empty() {
-                "none".to_string()
-            } else {
-                self.relay_senders.join(", ")
-            }
-        );
-        let _ = writeln!(
-            s,
-            "limits exempt:   {}",
-            if self.limits_exempt.is_empty() {
-                "none".to_string()
-            } else {
-                format!(
-                    "{} (no per-address connection limit or login delay)",
-                    join(&self.limits_exempt)
-                )
-            }
-        );
-        if self.pop_before_smtp {
-            let _ = writeln!(
-                s,
-                "POP before SMTP: on, {} minutes",
-                self.pop_before_smtp_timeout.as_secs() / 60
-            );
-        } else {
-            let _ = writeln!(s, "POP before SMTP: off");
-        }
-        let _ = writeln!(
-            s,
-            "delivery:        {}",
-            if self.smart_hosts.is_empty() {
-                "direct to each domain's MX".to_string()
-            } else {
-                format!("via {}", join(&self.smart_hosts))
-            }
-        );
-        let _ = writeln!(
-            s,
-            "  retries        {} attempts, queue scan every {} s, smtpdelivery.tls {}",
-            self.delivery_threshold,
-            self.delivery_interval.as_secs(),
-            self.delivery_tls.name()
-        );
-        let _ = writeln!(s, "{}", self.http.summary());
-        if self.capture {
-            let allow = if self.capture_allow.is_empty() {
-                "nothing goes out".to_string()
-            } else {
-                format!("still going out: {}", self.capture_allow.join(", "))
-            };
-            let _ = writeln!(
-                s,
-                "capture:         ON: mail that would leave is held (jes capture list); {allow}"
-            );
-        } else {
-            let _ = writeln!(s, "capture:         off");
-        }
-        s
-    }
 }
 
 fn warn_unknown_keys(path: &Path, props: &Properties, warnings: &mut Vec<Warning>) {
@@ -723,14 +560,6 @@ fn database_settings(r: &Reader<'_>) -> Result<Option<crate::pg::Settings>, Conf
         lease: Duration::from_secs(r.number("store.leaseseconds", 60, 5)?),
         sweep: Duration::from_secs(r.number("store.sweepseconds", 300, 1)?),
     }))
-}
-
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A comma list of addresses or `@domain`s (the `relay.emailaddresses` syntax), lower-cased.

@@ -377,10 +377,6 @@ fn limits_exempt_defaults_to_the_relay_addresses_and_none_exempts_nobody() {
         err("domains=a\nlimits.exempt=127.0.0.1,nobody\n"),
         r#"/x/mail.conf:2: key 'limits.exempt': "nobody" is not an IP address, an IPv4 pattern like 192.168.*.* or a CIDR block like 10.0.0.0/8"#
     );
-    let s = ok("domains=a\nrelay.ipaddresses=127.0.0.1\n").summary();
-    assert!(s.contains("limits exempt:   127.0.0.1"), "{s}");
-    let s = ok("domains=a\nrelay.ipaddresses=127.0.0.1\nlimits.exempt=none\n").summary();
-    assert!(s.contains("limits exempt:   none"), "{s}");
 }
 
 #[test]
@@ -415,12 +411,6 @@ fn smart_hosts() {
         c.smart_hosts[0].to_string(),
         "smtp.example.com:587/user:***"
     );
-    let summary = c.summary();
-    assert!(
-        summary.contains("smtp.example.com:587/user:***"),
-        "{summary}"
-    );
-    assert!(!summary.contains("pa:ss"), "{summary}");
     // Errors do not echo a password either.
     assert!(SmartHost::parse("h:x/u:secret")
         .err()
@@ -453,23 +443,6 @@ fn hostname_rules() {
     assert_eq!(bracket_if_ip("mx.example.com"), "mx.example.com");
     let h = default_hostname("fallback.example");
     assert!(!h.is_empty() && !h.contains(char::is_whitespace), "{h}");
-}
-
-#[test]
-fn summary_mentions_the_essentials() {
-    let s = ok("domains=localhost,127.0.0.1\nrelay.ipaddresses=127.0.0.1\nhostname=mx.test\n")
-        .summary();
-    for want in [
-        "mx.test",
-        "port 25",
-        "port 110",
-        "localhost, 127.0.0.1",
-        "127.0.0.1",
-        "all addresses",
-        "MX",
-    ] {
-        assert!(s.contains(want), "{want} missing from\n{s}");
-    }
 }
 
 #[test]
@@ -550,56 +523,14 @@ fn bare_lf_setting() {
         e.contains(":2:") && e.contains("smtp.barelf") && e.contains("normalize, reject"),
         "{e}"
     );
-    assert!(ok("domains=a\nsmtp.barelf=reject\n")
-        .summary()
-        .contains("bare LF in data: reject"));
-    assert!(ok("domains=a\n")
-        .summary()
-        .contains("bare LF in data: normalize"));
-}
-
-/// `jes check` speaks the configuration's language: TLS as it will be (a certificate always, made
-/// when none is configured), values as mail.conf spells them, never Rust's Debug names.
-#[test]
-fn summary_tells_the_truth_about_tls_in_config_spelling() {
-    let s = ok("domains=a\nhostname=mx.a.test\nallowClearText=encryptedOnly\n").summary();
-    assert!(
-        s.contains("TLS:             STARTTLS (SMTP), STLS (POP3)\n"),
-        "{s}"
-    );
-    assert!(s.contains("self-signed for mx.a.test"), "{s}");
-    assert!(!s.contains("off (no tls.certificate)"), "{s}");
-    assert!(s.contains("allowClearText:  encryptedOnly ("), "{s}");
-    assert!(s.contains("smtpdelivery.tls opportunistic"), "{s}");
-    for debug in ["EncryptedOnly", "Opportunistic", "Normalize"] {
-        assert!(!s.contains(debug), "{debug} in {s}");
-    }
-    let s = ok(
-        "domains=a\nsecuresmtpport=465\nsecurepop3port=995\ntls.certificate=c.pem\n\
-                tls.key=k.pem\nallowClearText=never\nsmtpdelivery.tls=required\n",
-    )
-    .summary();
-    assert!(
-        s.contains("implicit TLS on port 465 (SMTP), implicit TLS on port 995 (POP3)"),
-        "{s}"
-    );
-    assert!(s.contains("certificate    /x/c.pem (key /x/k.pem)"), "{s}");
-    assert!(s.contains("allowClearText:  never"), "{s}");
-    assert!(s.contains("smtpdelivery.tls required"), "{s}");
 }
 
 #[test]
 fn history_keys() {
     let c = ok("domains=a\n");
     assert_eq!((c.history_days, c.history_subjects), (30, true));
-    assert!(c
-        .summary()
-        .contains("history:         30 days, in history.db"));
     let c = ok("domains=a\nhistory.days=0\nhistory.subjects=false\n");
     assert_eq!((c.history_days, c.history_subjects), (0, false));
-    assert!(c
-        .summary()
-        .contains("history:         off (history.days=0)"));
     let c = ok("domains=a\nhistory.days=365\n");
     assert_eq!(c.history_days, 365);
     assert_eq!(

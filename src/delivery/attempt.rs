@@ -355,44 +355,12 @@ async fn deliver_local(
     msg: &mut QueuedMessage,
     work: &mut Work,
 ) {
-    let mut mailboxes: Vec<String> = Vec::new();
-    // Each mailbox's DSN parameters, for a success report the sender may want.
-    let mut local_dsn: Vec<(String, RecipientDsn)> = Vec::new();
-    let mut expanded: Vec<usize> = Vec::new();
-    // Forward targets carry their recipient's NOTIFY, and its address as ORCPT.
-    let mut new_remote: Vec<(String, RecipientDsn)> = Vec::new();
-    for (i, r) in msg.recipients.iter_mut().enumerate() {
-        if !r.state.is_pending() {
-            continue;
-        }
-        let routes = expand(config, &r.address);
-        if routes.is_empty() {
-            work.no_such_user(r, msg.attempts);
-            continue;
-        }
-        let own = crate::address::canonical(&r.address);
-        if routes == [Route::Remote(own.clone())] {
-            continue;
-        }
-        for route in routes {
-            match route {
-                Route::Local(m) if !mailboxes.contains(&m) => {
-                    let dsn = if m == own {
-                        r.dsn.clone()
-                    } else {
-                        r.dsn.forwarded_from(&r.address)
-                    };
-                    local_dsn.push((m.clone(), dsn));
-                    mailboxes.push(m);
-                }
-                Route::Remote(a) if !new_remote.iter().any(|(n, _)| *n == a) => {
-                    new_remote.push((a, r.dsn.forwarded_from(&r.address)));
-                }
-                _ => {}
-            }
-        }
-        expanded.push(i);
-    }
+    let Expansion {
+        mailboxes,
+        local_dsn,
+        expanded,
+        new_remote,
+    } = expand_pending(config, msg, work);
     if expanded.is_empty() {
         return;
     }
@@ -429,6 +397,63 @@ async fn deliver_local(
         }
     }
     mark_expanded(msg, &expanded, new_remote);
+}
+
+/// Where the pending recipients' mail goes (`routing::expand`), each mailbox and each new remote
+/// address once.
+struct Expansion {
+    /// The local mailboxes to deliver into.
+    mailboxes: Vec<String>,
+    /// Each mailbox's DSN parameters, for a success report the sender may want.
+    local_dsn: Vec<(String, RecipientDsn)>,
+    /// The recipients (by place) this expansion takes care of.
+    expanded: Vec<usize>,
+    /// Forward targets elsewhere: they carry their recipient's NOTIFY, and its address as ORCPT.
+    new_remote: Vec<(String, RecipientDsn)>,
+}
+
+/// Expands each pending recipient; one with no route at all (no such user) is failed here, and
+/// one that routes only to itself elsewhere stays pending for remote delivery.
+fn expand_pending(config: &Config, msg: &mut QueuedMessage, work: &mut Work) -> Expansion {
+    let mut x = Expansion {
+        mailboxes: Vec::new(),
+        local_dsn: Vec::new(),
+        expanded: Vec::new(),
+        new_remote: Vec::new(),
+    };
+    for (i, r) in msg.recipients.iter_mut().enumerate() {
+        if !r.state.is_pending() {
+            continue;
+        }
+        let routes = expand(config, &r.address);
+        if routes.is_empty() {
+            work.no_such_user(r, msg.attempts);
+            continue;
+        }
+        let own = crate::address::canonical(&r.address);
+        if routes == [Route::Remote(own.clone())] {
+            continue;
+        }
+        for route in routes {
+            match route {
+                Route::Local(m) if !x.mailboxes.contains(&m) => {
+                    let dsn = if m == own {
+                        r.dsn.clone()
+                    } else {
+                        r.dsn.forwarded_from(&r.address)
+                    };
+                    x.local_dsn.push((m.clone(), dsn));
+                    x.mailboxes.push(m);
+                }
+                Route::Remote(a) if !x.new_remote.iter().any(|(n, _)| *n == a) => {
+                    x.new_remote.push((a, r.dsn.forwarded_from(&r.address)));
+                }
+                _ => {}
+            }
+        }
+        x.expanded.push(i);
+    }
+    x
 }
 
 /// The recipients at `expanded` are done (delivered here, or handed on to `new_remote`, which

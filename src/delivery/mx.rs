@@ -160,8 +160,16 @@ impl MxResolver {
             }]);
         }
         let domain = normalize(domain);
-        let name = absolute_name(&domain).ok_or_else(|| MxError::NoSuchDomain(domain.clone()))?;
+        let mx = self.mx_hosts(&domain, &ours).await?;
+        let found = self.addresses_of(&mx).await?;
+        targets(&domain, mx, found)
+    }
 
+    /// The MX hosts of `domain` in the order to try: the null MX and the implicit MX applied,
+    /// ourselves and every host no better than us left out, equal preferences shuffled.
+    async fn mx_hosts(&self, domain: &str, ours: &[String]) -> Result<Vec<(u16, String)>, MxError> {
+        let name =
+            absolute_name(domain).ok_or_else(|| MxError::NoSuchDomain(domain.to_string()))?;
         let mut mx = match self.resolver.mx_lookup(name).await {
             Ok(lookup) => lookup
                 .answers()
@@ -171,7 +179,7 @@ impl MxResolver {
                     _ => None,
                 })
                 .collect(),
-            Err(e) if e.is_nx_domain() => return Err(MxError::NoSuchDomain(domain)),
+            Err(e) if e.is_nx_domain() => return Err(MxError::NoSuchDomain(domain.to_string())),
             Err(e) if e.is_no_records_found() => Vec::new(),
             Err(e) => return Err(MxError::Temporary(format!("MX lookup for {domain}: {e}"))),
         };
@@ -181,24 +189,28 @@ impl MxResolver {
         let had_null = mx.iter().any(|(_, host): &(u16, String)| host.is_empty());
         mx.retain(|(_, host)| !host.is_empty());
         if mx.is_empty() && had_null {
-            return Err(MxError::NullMx(domain));
+            return Err(MxError::NullMx(domain.to_string()));
         }
         if mx.is_empty() {
             // RFC 5321 §5.1: the domain itself is an implicit MX of preference 0.
-            mx.push((0, domain.clone()));
+            mx.push((0, domain.to_string()));
         }
-        drop_self_and_worse(&mut mx, &ours).map_err(|()| MxError::Loop(domain.clone()))?;
+        drop_self_and_worse(&mut mx, ours).map_err(|()| MxError::Loop(domain.to_string()))?;
         // A fresh seed from the OS for each lookup; should the OS have none, the order is merely
         // fixed, which still delivers.
         order(&mut mx, getrandom::u64().unwrap_or(0));
+        Ok(mx)
+    }
 
+    /// Every MX host's addresses, looked up at once; in `mx`'s order, `None` for a lookup lost.
+    async fn addresses_of(&self, mx: &[(u16, String)]) -> Result<Vec<Found>, MxError> {
         let mut lookups = tokio::task::JoinSet::new();
         for (i, (_, host)) in mx.iter().enumerate() {
             let resolver = self.resolver.clone();
             let host = host.clone();
             lookups.spawn(async move { (i, addresses(&resolver, &host).await) });
         }
-        let mut found: Vec<Option<Result<Vec<IpAddr>, String>>> = vec![None; mx.len()];
+        let mut found: Vec<Found> = vec![None; mx.len()];
         while let Some(joined) = lookups.join_next().await {
             match joined {
                 Ok((i, result)) => {
@@ -209,31 +221,43 @@ impl MxResolver {
                 Err(e) => return Err(MxError::Temporary(format!("address lookup: {e}"))),
             }
         }
+        Ok(found)
+    }
+}
 
-        let mut targets = Vec::new();
-        let mut failure = None;
-        for ((preference, host), result) in mx.into_iter().zip(found) {
-            match result {
-                Some(Ok(addrs)) if !addrs.is_empty() => targets.push(MxTarget {
-                    host,
-                    preference,
-                    addrs,
-                }),
-                Some(Ok(_)) => tracing::debug!(domain, host, "MX host has no address; skipped"),
-                Some(Err(e)) => {
-                    tracing::debug!(domain, host, error = %e, "address lookup failed");
-                    failure.get_or_insert(e);
-                }
-                None => {
-                    failure.get_or_insert_with(|| format!("address lookup for {host} lost"));
-                }
+/// One MX host's address lookup: its addresses, why it failed, or `None` when it was lost.
+type Found = Option<Result<Vec<IpAddr>, String>>;
+
+/// The hosts that have addresses, in order; with none, the first failure (try again later) or,
+/// when every lookup said there are no addresses, `NoAddress`.
+fn targets(
+    domain: &str,
+    mx: Vec<(u16, String)>,
+    found: Vec<Found>,
+) -> Result<Vec<MxTarget>, MxError> {
+    let mut targets = Vec::new();
+    let mut failure = None;
+    for ((preference, host), result) in mx.into_iter().zip(found) {
+        match result {
+            Some(Ok(addrs)) if !addrs.is_empty() => targets.push(MxTarget {
+                host,
+                preference,
+                addrs,
+            }),
+            Some(Ok(_)) => tracing::debug!(domain, host, "MX host has no address; skipped"),
+            Some(Err(e)) => {
+                tracing::debug!(domain, host, error = %e, "address lookup failed");
+                failure.get_or_insert(e);
+            }
+            None => {
+                failure.get_or_insert_with(|| format!("address lookup for {host} lost"));
             }
         }
-        match (targets.is_empty(), failure) {
-            (false, _) => Ok(targets),
-            (true, Some(e)) => Err(MxError::Temporary(e)),
-            (true, None) => Err(MxError::NoAddress(domain)),
-        }
+    }
+    match (targets.is_empty(), failure) {
+        (false, _) => Ok(targets),
+        (true, Some(e)) => Err(MxError::Temporary(e)),
+        (true, None) => Err(MxError::NoAddress(domain.to_string())),
     }
 }
 

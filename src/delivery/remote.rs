@@ -331,6 +331,12 @@ impl Remote {
         targets: Vec<Target>,
     ) -> Vec<RemoteOutcome> {
         let mut last_error = String::from("451 4.4.1 no host to deliver to");
+        let out = Outgoing {
+            sender,
+            recipients,
+            message,
+            dsn,
+        };
         for target in targets {
             if self.is_self(target.addr) {
                 tracing::error!(queue_id = id, host = %target.host, addr = %target.addr, "mail loops back to myself; skipping this host");
@@ -340,79 +346,9 @@ impl Remote {
                 );
                 continue;
             }
-            let key = format!("{}|{}", target.host, target.addr);
-            let started = Instant::now();
-            let mut pooled = self.take_pooled(&key);
-            loop {
-                let reused = pooled.is_some();
-                let mut conn = match pooled.take() {
-                    Some(c) => c,
-                    None => match Connection::open(&target, settings).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            log_attempt_error(id, &target, recipients, &e);
-                            last_error = attempt_error_reply(&e);
-                            break;
-                        }
-                    },
-                };
-                let out = Outgoing {
-                    sender,
-                    recipients,
-                    message,
-                    dsn,
-                };
-                match conn.send(out).await {
-                    Ok(results) => {
-                        let via = Via {
-                            host: Some(target.host.clone()),
-                            ip: Some(target.addr.ip()),
-                            tls: conn.tls_version(),
-                        };
-                        let dsn_passed = conn.extensions().dsn;
-                        let outcomes: Vec<RemoteOutcome> = results
-                            .into_iter()
-                            .map(|r| match r {
-                                RecipientOutcome::Delivered(reply) => RemoteOutcome::Delivered {
-                                    host: target.host.clone(),
-                                    reply: reply.to_string(),
-                                    via: via.clone(),
-                                    dsn_passed,
-                                },
-                                RecipientOutcome::Failed(reply) => RemoteOutcome::Failed {
-                                    host: Some(target.host.clone()),
-                                    status: status_of(&reply, "5.0.0"),
-                                    reply: reply.to_string(),
-                                    via: via.clone(),
-                                },
-                                RecipientOutcome::Deferred(reply) => RemoteOutcome::Deferred {
-                                    reply: reply.to_string(),
-                                    via: via.clone(),
-                                },
-                            })
-                            .collect();
-                        // Each recipient's outcome is logged by the attempt's outcome event.
-                        tracing::debug!(
-                            queue_id = id, host = %target.host, addr = %target.addr,
-                            delay_ms = started.elapsed().as_millis() as u64, "delivery transaction done"
-                        );
-                        if !self.pool_idle.is_zero() && conn.reset().await {
-                            self.put_pooled(key, conn).await;
-                        } else {
-                            conn.quit().await;
-                        }
-                        return outcomes;
-                    }
-                    Err(e) => {
-                        if reused && matches!(e, AttemptError::Network(_)) {
-                            // The kept connection had gone stale: open a fresh one once.
-                            continue;
-                        }
-                        log_attempt_error(id, &target, recipients, &e);
-                        last_error = attempt_error_reply(&e);
-                        break;
-                    }
-                }
+            match self.try_target(settings, id, &out, &target).await {
+                Ok(outcomes) => return outcomes,
+                Err(reply) => last_error = reply,
             }
         }
         recipients
@@ -420,6 +356,88 @@ impl Remote {
             .map(|_| RemoteOutcome::deferred(last_error.clone()))
             .collect()
     }
+
+    /// One transaction with one host, on a kept connection when there is one (and on a fresh
+    /// one should that have gone stale); `Err` with the reply to keep when it did not happen.
+    async fn try_target(
+        &self,
+        settings: &ClientSettings,
+        id: &str,
+        out: &Outgoing<'_>,
+        target: &Target,
+    ) -> Result<Vec<RemoteOutcome>, String> {
+        let key = format!("{}|{}", target.host, target.addr);
+        let started = Instant::now();
+        let mut pooled = self.take_pooled(&key);
+        loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(c) => c,
+                None => Connection::open(target, settings).await.map_err(|e| {
+                    log_attempt_error(id, target, out.recipients, &e);
+                    attempt_error_reply(&e)
+                })?,
+            };
+            match conn.send(*out).await {
+                Ok(results) => {
+                    let outcomes = remote_outcomes(results, target, &conn);
+                    // Each recipient's outcome is logged by the attempt's outcome event.
+                    tracing::debug!(
+                        queue_id = id, host = %target.host, addr = %target.addr,
+                        delay_ms = started.elapsed().as_millis() as u64, "delivery transaction done"
+                    );
+                    if !self.pool_idle.is_zero() && conn.reset().await {
+                        self.put_pooled(key, conn).await;
+                    } else {
+                        conn.quit().await;
+                    }
+                    return Ok(outcomes);
+                }
+                // The kept connection had gone stale: open a fresh one once.
+                Err(AttemptError::Network(_)) if reused => continue,
+                Err(e) => {
+                    log_attempt_error(id, target, out.recipients, &e);
+                    return Err(attempt_error_reply(&e));
+                }
+            }
+        }
+    }
+}
+
+/// What the server said of each recipient, with how the message went (host, address, TLS) and
+/// whether the DSN parameters went on.
+fn remote_outcomes(
+    results: Vec<RecipientOutcome>,
+    target: &Target,
+    conn: &Connection,
+) -> Vec<RemoteOutcome> {
+    let via = Via {
+        host: Some(target.host.clone()),
+        ip: Some(target.addr.ip()),
+        tls: conn.tls_version(),
+    };
+    let dsn_passed = conn.extensions().dsn;
+    results
+        .into_iter()
+        .map(|r| match r {
+            RecipientOutcome::Delivered(reply) => RemoteOutcome::Delivered {
+                host: target.host.clone(),
+                reply: reply.to_string(),
+                via: via.clone(),
+                dsn_passed,
+            },
+            RecipientOutcome::Failed(reply) => RemoteOutcome::Failed {
+                host: Some(target.host.clone()),
+                status: status_of(&reply, "5.0.0"),
+                reply: reply.to_string(),
+                via: via.clone(),
+            },
+            RecipientOutcome::Deferred(reply) => RemoteOutcome::Deferred {
+                reply: reply.to_string(),
+                via: via.clone(),
+            },
+        })
+        .collect()
 }
 
 /// Removes the connections idle for `idle` or longer (reused ones were taken out, or put back

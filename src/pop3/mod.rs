@@ -39,41 +39,8 @@ mod tests;
 
 pub use session::{Session, MAX_AUTH_LINE, MAX_ERRORS, MAX_LINE};
 
-use std::net::IpAddr;
-
-#[derive(Debug, Clone)]
-pub struct SessionParams {
-    pub hostname: String,
-    pub session_id: String,
-    pub client_ip: IpAddr,
-    /// A certificate is loaded, so STLS can be offered.
-    pub tls_available: bool,
-    /// The connection is already encrypted (implicit TLS, port 995). STLS is then refused.
-    pub encrypted: bool,
-    /// USER/PASS and AUTH PLAIN may be used while the connection is not encrypted. The driver
-    /// computes it from `allowClearText` and whether the client is on loopback; it does not matter
-    /// once the connection is encrypted.
-    pub clear_text_allowed: bool,
-}
-
-impl SessionParams {
-    /// Parameters as JES 1.x behaved: no TLS, clear-text login allowed. Meant for struct-update
-    /// syntax: `SessionParams { tls_available: true, ..SessionParams::new(host, id, ip) }`.
-    pub fn new(
-        hostname: impl Into<String>,
-        session_id: impl Into<String>,
-        client_ip: IpAddr,
-    ) -> Self {
-        SessionParams {
-            hostname: hostname.into(),
-            session_id: session_id.into(),
-            client_ip,
-            tls_available: false,
-            encrypted: false,
-            clear_text_allowed: true,
-        }
-    }
-}
+/// What the session knows of its connection: the facts SMTP's sessions get too, nothing more.
+pub use crate::conn_params::ConnParams as SessionParams;
 
 /// One message as the session sees it (from `store::MessageInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]

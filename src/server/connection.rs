@@ -24,6 +24,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::Config;
+use crate::conn_params::ConnParams;
+use crate::shared::{clear_text_allowed, Shared};
 use crate::stream::{self, Stream};
 
 /// How long a client may take to finish a TLS handshake.
@@ -54,6 +57,22 @@ pub enum Farewell {
     TimedOut,
     /// The server is shutting down.
     Stopping,
+}
+
+/// What an SMTP or POP3 session is told about its connection, filled the same way for both.
+pub fn conn_params(
+    shared: &Shared,
+    config: &Config,
+    session_id: &str,
+    ip: IpAddr,
+    stream: &Stream,
+) -> ConnParams {
+    ConnParams {
+        tls_available: shared.tls().is_some(),
+        encrypted: stream::tls_version(stream).is_some(),
+        clear_text_allowed: clear_text_allowed(config, ip),
+        ..ConnParams::new(config.mail.hostname.clone(), session_id, ip)
+    }
 }
 
 /// Who a session is with, for its log lines and outcome events.

@@ -159,30 +159,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), StartError> {
 async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     // Mail is private: files and folders jes creates are for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let (mut config, warnings) = Config::load(&options.dir)?;
-    let log = crate::logging::init(&config.log, options.log_to_stderr).map_err(|source| {
-        StartError::Log {
-            path: config.log.file.clone(),
-            source,
-        }
-    })?;
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    // The same checks `jes check` makes, so that it cannot call OK what stops a start.
-    let problems = crate::preflight::problems(&config);
-    if !problems.is_empty() {
-        return Err(StartError::Preflight(problems));
-    }
+    let (mut config, log) = load_and_check(&options)?;
     raise_nofile_limit();
     return_large_blocks_to_the_system();
-    // Before anything touches the folder: a second server on it would deliver every message twice.
-    // The lock is in the mail root (`store.dir`), not the configuration folder: that one may be
-    // read-only (/etc/jes in the Debian package).
-    ensure_dir(&config.store_dir())?;
-    let _root_lock = crate::store::root_lock::lock_root(&config.store_dir())?;
-    ensure_dir(&config.users_dir())?;
-    ensure_dir(&config.queue_dir())?;
+    let _root_lock = lock_mail_root(&config)?;
     reload::upgrade_passwords(&config);
     // The one place the storage backends are chosen; everything else sees the interfaces.
     let (queue, plain_mailboxes, database) = storage(&config).await?;
@@ -202,18 +182,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         }
         None => None,
     };
-    let webhook_spool: Arc<dyn CallSpool> =
-        Arc::new(FileCallSpool::new(config.store_dir().join("webhooks")));
-    match queue.recover().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in the queue"),
-        Err(e) => tracing::warn!("cannot clean temporary files from the queue: {e}"),
-    }
-    match plain_mailboxes.recover().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in mailboxes"),
-        Err(e) => tracing::warn!("cannot clean temporary files from the mailboxes: {e}"),
-    }
+    recover(queue.as_ref(), plain_mailboxes.as_ref()).await;
 
     crate::stats::install_recorder();
     crate::outcome::register_metrics();
@@ -222,30 +191,10 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     let tls = crate::certificate::load_or_create(&config).map_err(StartError::Tls)?;
     let listeners = listen::bind_services(&config)?;
     let (runner_handle, new_ids) = runner::channel();
-    // Every delivery goes through the webhook decorator: the accept step and queue attempts alike.
-    // The configuration it reads is the server's current one, which `shared` holds; it is reached
-    // through a cell filled once `shared` exists (no delivery happens before that).
-    let current: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
-    let webhook_config: webhook::ConfigSource = {
-        let current = current.clone();
-        let fallback = Arc::new(config.clone());
-        Arc::new(move || {
-            current
-                .get()
-                .and_then(std::sync::Weak::upgrade)
-                .map(|s| s.config())
-                .unwrap_or_else(|| fallback.clone())
-        })
-    };
-    let (webhook_tx, webhook_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mailboxes: Arc<dyn Mailboxes> = Arc::new(webhook::Notifying::new(
-        plain_mailboxes.clone(),
-        webhook_spool.clone(),
-        webhook_config.clone(),
-        webhook_tx,
-    ));
+    let webhooks = Webhooks::new(&config, plain_mailboxes);
+    let mailboxes = webhooks.mailboxes.clone();
     let shared = Arc::new(Shared::new(config, runner_handle, mailboxes, queue));
-    let _ = current.set(Arc::downgrade(&shared));
+    webhooks.attach(&shared);
     shared.set_tls(tls.config.clone());
     // The console's port is bound with the others, so a port in use stops the start. Its key is
     // read at start only: turning the console on or off, or moving it, needs a restart.
@@ -278,17 +227,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         mailboxes: shared.mailboxes.clone(),
     };
     sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
-    let webhook_ctx = webhook::call::CallContext {
-        config: webhook_config,
-        mailboxes: plain_mailboxes,
-        spool: webhook_spool,
-        client: Default::default(),
-    };
-    sessions.spawn(webhook::worker::run(
-        webhook_ctx,
-        webhook_rx,
-        stop_rx.clone(),
-    ));
+    sessions.spawn(webhooks.worker(stop_rx.clone()));
     if let Some(listener) = http_listener {
         sessions.spawn(crate::http::run(listener, shared.clone(), stop_rx.clone()));
     }
@@ -316,6 +255,65 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     }
 
     wait_for_stop().await;
+    shut_down(stop_tx, acceptors, &conn_tasks, sessions).await;
+    Ok(())
+}
+
+/// The configuration, and the log it names opened with its warnings written; then the same
+/// checks `jes check` makes, so that it cannot call OK what stops a start.
+fn load_and_check(
+    options: &ServeOptions,
+) -> Result<(Config, crate::logging::LogHandle), StartError> {
+    let (config, warnings) = Config::load(&options.dir)?;
+    let log = crate::logging::init(&config.log, options.log_to_stderr).map_err(|source| {
+        StartError::Log {
+            path: config.log.file.clone(),
+            source,
+        }
+    })?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let problems = crate::preflight::problems(&config);
+    if !problems.is_empty() {
+        return Err(StartError::Preflight(problems));
+    }
+    Ok((config, log))
+}
+
+/// Creates the mail root's folders and locks it. Before anything touches the folder: a second
+/// server on it would deliver every message twice. The lock is in the mail root (`store.dir`),
+/// not the configuration folder: that one may be read-only (/etc/jes in the Debian package).
+fn lock_mail_root(config: &Config) -> Result<crate::store::root_lock::RootLock, StartError> {
+    ensure_dir(&config.store_dir())?;
+    let lock = crate::store::root_lock::lock_root(&config.store_dir())?;
+    ensure_dir(&config.users_dir())?;
+    ensure_dir(&config.queue_dir())?;
+    Ok(lock)
+}
+
+/// Removes the temporary files an interrupted run left; a failure is only a warning.
+async fn recover(queue: &dyn Queue, mailboxes: &dyn Mailboxes) {
+    match queue.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in the queue"),
+        Err(e) => tracing::warn!("cannot clean temporary files from the queue: {e}"),
+    }
+    match mailboxes.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} temporary files an interrupted run left in mailboxes"),
+        Err(e) => tracing::warn!("cannot clean temporary files from the mailboxes: {e}"),
+    }
+}
+
+/// Stops accepting, gives open sessions `SHUTDOWN_GRACE` to finish, stops the background tasks
+/// and commits the last of the delivery history.
+async fn shut_down(
+    stop_tx: watch::Sender<bool>,
+    mut acceptors: JoinSet<()>,
+    conn_tasks: &Mutex<JoinSet<()>>,
+    mut sessions: JoinSet<()>,
+) {
     tracing::info!(
         "shutting down: no new connections; sessions get {}s to finish",
         SHUTDOWN_GRACE.as_secs()
@@ -338,7 +336,71 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     // The writer commits about once a second; a clean stop keeps that last second too.
     let _ = tokio::task::spawn_blocking(|| crate::history::close(Duration::from_secs(5))).await;
     tracing::info!("jes stopped");
-    Ok(())
+}
+
+/// Inbound webhooks' parts. Every delivery goes through the decorator (`mailboxes`): the accept
+/// step and queue attempts alike. The configuration it reads is the server's current one, which
+/// `Shared` holds; it is reached through a cell filled once `Shared` exists (`attach`; no
+/// delivery happens before that).
+struct Webhooks {
+    current: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>>,
+    config: webhook::ConfigSource,
+    spool: Arc<dyn CallSpool>,
+    /// The mailboxes without the decorator: the worker reads and deletes through them.
+    plain: Arc<dyn Mailboxes>,
+    /// The mailboxes every delivery goes through.
+    mailboxes: Arc<dyn Mailboxes>,
+    calls: tokio::sync::mpsc::UnboundedReceiver<webhook::PendingCall>,
+}
+
+impl Webhooks {
+    fn new(config: &Config, plain: Arc<dyn Mailboxes>) -> Webhooks {
+        let spool: Arc<dyn CallSpool> =
+            Arc::new(FileCallSpool::new(config.store_dir().join("webhooks")));
+        let current: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
+        let source: webhook::ConfigSource = {
+            let current = current.clone();
+            let fallback = Arc::new(config.clone());
+            Arc::new(move || {
+                current
+                    .get()
+                    .and_then(std::sync::Weak::upgrade)
+                    .map(|s| s.config())
+                    .unwrap_or_else(|| fallback.clone())
+            })
+        };
+        let (tx, calls) = tokio::sync::mpsc::unbounded_channel();
+        let mailboxes: Arc<dyn Mailboxes> = Arc::new(webhook::Notifying::new(
+            plain.clone(),
+            spool.clone(),
+            source.clone(),
+            tx,
+        ));
+        Webhooks {
+            current,
+            config: source,
+            spool,
+            plain,
+            mailboxes,
+            calls,
+        }
+    }
+
+    /// From now on the webhooks read `shared`'s configuration of the moment.
+    fn attach(&self, shared: &Arc<Shared>) {
+        let _ = self.current.set(Arc::downgrade(shared));
+    }
+
+    /// The worker that makes the calls, until `stop`.
+    async fn worker(self, stop: watch::Receiver<bool>) {
+        let ctx = webhook::call::CallContext {
+            config: self.config,
+            mailboxes: self.plain,
+            spool: self.spool,
+            client: Default::default(),
+        };
+        webhook::worker::run(ctx, self.calls, stop).await
+    }
 }
 
 /// The queue and mailboxes `config` names: the files of `store.dir`, or the PostgreSQL database

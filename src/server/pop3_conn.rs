@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use super::connection::{self, Connection, Farewell, Limits, Peer, Protocol};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::pop3::{Listing, OpenFailure, Output, Session, SessionParams};
-use crate::shared::{clear_text_allowed, normalize_ip, Shared};
+use crate::shared::{normalize_ip, Shared};
 use crate::store::{OpenError, OpenMailbox};
-use crate::stream::{self, Stream};
+use crate::stream::Stream;
 
 /// Facts of retrieved messages a session keeps for their deletion events.
 const RETRIEVED_FACTS_KEPT: usize = 1000;
@@ -30,10 +30,7 @@ pub async fn run(
     let ip = normalize_ip(peer.ip());
     let session_id = shared.session_id();
     let config = shared.config();
-    let mut params = SessionParams::new(config.mail.hostname.clone(), session_id.clone(), ip);
-    params.tls_available = shared.tls().is_some();
-    params.encrypted = stream::tls_version(&stream).is_some();
-    params.clear_text_allowed = clear_text_allowed(&config, ip);
+    let params: SessionParams = connection::conn_params(&shared, &config, &session_id, ip, &stream);
     let limits = Limits {
         idle: config.mail.pop3_timeout,
         session: config.mail.pop3_max_session_time,

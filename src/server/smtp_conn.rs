@@ -14,9 +14,9 @@ use crate::config::Config;
 use crate::delivery::accept::{accept, AcceptError, Incoming, Stores};
 use crate::event::{Event, Kind, MessageFacts};
 use crate::routing::{self, ClientRights, Decision};
-use crate::shared::{clear_text_allowed, normalize_ip, Shared};
+use crate::shared::{normalize_ip, Shared};
 use crate::smtp::{Env, Envelope, Output, RcptDecision, Session, SessionParams, StoreError};
-use crate::stream::{self, Stream};
+use crate::stream::Stream;
 
 struct ConnEnv<'a> {
     config: &'a Config,
@@ -82,14 +82,17 @@ pub async fn run(
     let config = shared.config();
     let trusted_ip = config.mail.relay_ip_allowed(ip) || shared.pop_before_smtp(ip);
     let session_id = shared.session_id();
-    let mut params = SessionParams::new(config.mail.hostname.clone(), session_id.clone(), ip);
+    let mut params = SessionParams::with(connection::conn_params(
+        &shared,
+        &config,
+        &session_id,
+        ip,
+        &stream,
+    ));
     params.max_message_size = config.mail.max_message_size;
     params.max_header_size = config.mail.max_header_size;
     params.normalize_bare_lf = config.mail.bare_lf == crate::config::BareLf::Normalize;
     params.trusted = trusted_ip;
-    params.tls_available = shared.tls().is_some();
-    params.encrypted = stream::tls_version(&stream).is_some();
-    params.clear_text_auth = clear_text_allowed(&config, ip);
     params.submission = service.is_submission();
     params.require_sender_match = service.is_submission() && config.mail.submission_sender_match;
     let mut session = Session::new(params);

@@ -32,6 +32,8 @@
 
 use std::net::IpAddr;
 
+use crate::conn_params::ConnParams;
+
 mod auth;
 mod bdat;
 mod command;
@@ -75,21 +77,13 @@ pub const MAX_RECEIVED_HEADERS: usize = 100;
 /// What a session needs to know about its connection and the server.
 #[derive(Debug, Clone)]
 pub struct SessionParams {
-    /// Our name: greeting, `Received:` lines.
-    pub hostname: String,
-    /// Short unique id for logs and the `Received:` line.
-    pub session_id: String,
-    pub client_ip: IpAddr,
+    /// Our name, the session id, the client's address and the TLS facts, as POP3 gets them.
+    /// `conn.clear_text_allowed`: AUTH may be used on an unencrypted connection.
+    pub conn: ConnParams,
     /// Maximum message size in octets (`smtp.messagesize`); 0 means unlimited.
     pub max_message_size: u64,
     /// A trusted client (may relay by IP, or logged in): gets `Date:` / `Message-ID:` added when missing.
     pub trusted: bool,
-    /// A certificate is loaded: STARTTLS is offered while the connection is not encrypted.
-    pub tls_available: bool,
-    /// The connection is already TLS (implicit TLS, port 465).
-    pub encrypted: bool,
-    /// AUTH may be used on an unencrypted connection (`allowClearText`, loopback): the driver decides.
-    pub clear_text_auth: bool,
     /// Submission (ports 587 and 465): MAIL needs a successful AUTH first (`530 5.7.0`).
     pub submission: bool,
     /// A logged-in client's envelope sender must be its login address, case-insensitively; the null
@@ -103,24 +97,24 @@ pub struct SessionParams {
 }
 
 impl SessionParams {
-    /// Safe defaults for everything but the names: no TLS, not encrypted, clear-text AUTH allowed,
-    /// not submission, no sender check, 1 MiB of header, no size limit, not trusted, bare LF
-    /// normalised (`smtp.barelf`'s default). Use struct
-    /// update syntax for the rest: `SessionParams { trusted: true, ..SessionParams::new(h, id, ip) }`.
+    /// Safe defaults for everything but the names: no TLS, not encrypted, clear-text AUTH allowed
+    /// (`ConnParams::new`), not submission, no sender check, 1 MiB of header, no size limit, not
+    /// trusted, bare LF normalised (`smtp.barelf`'s default). Use struct update syntax for the
+    /// rest: `SessionParams { trusted: true, ..SessionParams::new(h, id, ip) }`.
     pub fn new(
         hostname: impl Into<String>,
         session_id: impl Into<String>,
         client_ip: IpAddr,
     ) -> Self {
+        SessionParams::with(ConnParams::new(hostname, session_id, client_ip))
+    }
+
+    /// The same defaults around a connection's facts.
+    pub fn with(conn: ConnParams) -> Self {
         SessionParams {
-            hostname: hostname.into(),
-            session_id: session_id.into(),
-            client_ip,
+            conn,
             max_message_size: 0,
             trusted: false,
-            tls_available: false,
-            encrypted: false,
-            clear_text_auth: true,
             submission: false,
             require_sender_match: false,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
@@ -299,7 +293,7 @@ impl Session {
             discarding_long_line: false,
             errors: 0,
             messages: 0,
-            encrypted: params.encrypted,
+            encrypted: params.conn.encrypted,
             auth_user: None,
             chunks_failed: false,
             params,
@@ -308,7 +302,7 @@ impl Session {
 
     /// The `220` greeting.
     pub fn greeting(&mut self) -> Vec<u8> {
-        format!("220 {} ESMTP jes\r\n", self.params.hostname).into_bytes()
+        format!("220 {} ESMTP jes\r\n", self.params.conn.hostname).into_bytes()
     }
 
     /// Consumes input, pushing replies and actions onto `out`; returns how many bytes of `input`
@@ -363,13 +357,13 @@ impl Session {
 
     /// The reply to send when the server's read timeout expires (`421 4.4.2 ...`).
     pub fn timeout_reply(&self) -> Vec<u8> {
-        let text = format!("{} Error: timeout exceeded", self.params.hostname);
+        let text = format!("{} Error: timeout exceeded", self.params.conn.hostname);
         reply::reply(421, "4.4.2", &text)
     }
 
     /// The reply to send when the server shuts down (`421 4.3.2 ...`).
     pub fn shutdown_reply(&self) -> Vec<u8> {
-        let text = format!("{} Service shutting down", self.params.hostname);
+        let text = format!("{} Service shutting down", self.params.conn.hostname);
         reply::reply(421, "4.3.2", &text)
     }
 

@@ -240,7 +240,7 @@ impl Session {
         });
         self.transaction = None;
         self.chunks_failed = false;
-        let host = &self.params.hostname;
+        let host = &self.params.conn.hostname;
         // RFC 2034: no enhanced status codes in the replies to HELO and EHLO.
         if !esmtp {
             out.push(Output::Reply(reply::plain(250, host)));
@@ -254,7 +254,7 @@ impl Session {
         lines.push("8BITMIME".to_string());
         lines.push("BINARYMIME".to_string());
         lines.push("CHUNKING".to_string());
-        if self.params.tls_available && !self.encrypted {
+        if self.params.conn.tls_available && !self.encrypted {
             lines.push("STARTTLS".to_string());
         }
         if self.auth_allowed() {
@@ -490,7 +490,7 @@ impl Session {
         };
         self.messages += 1;
         let now = env.now_rfc5322();
-        let id = format!("{}-{}", self.params.session_id, self.messages);
+        let id = format!("{}-{}", self.params.conn.session_id, self.messages);
         let single = match tx.recipients.as_slice() {
             [one] => Some(one.as_str()),
             _ => None,
@@ -503,8 +503,8 @@ impl Session {
                 self.auth_user.is_some(),
                 tx.smtputf8,
             ),
-            client_ip: self.params.client_ip,
-            hostname: &self.params.hostname,
+            client_ip: self.params.conn.client_ip,
+            hostname: &self.params.conn.hostname,
             id: &id,
             single_recipient: single,
             now: &now,

@@ -11,7 +11,7 @@ use super::{AuthStep, Output, Session, State};
 impl Session {
     /// AUTH may be used: the connection is encrypted, or the driver allows clear text here.
     pub(super) fn auth_allowed(&self) -> bool {
-        self.encrypted || self.params.clear_text_auth
+        self.encrypted || self.params.conn.clear_text_allowed
     }
 
     /// RFC 3207. On success the session stops consuming right after this line (see `run`), so that
@@ -23,7 +23,7 @@ impl Session {
         if self.encrypted {
             return self.bad(out, 503, "5.5.1", "TLS already active");
         }
-        if !self.params.tls_available {
+        if !self.params.conn.tls_available {
             return self.say(out, 502, "5.5.1", "STARTTLS not available");
         }
         self.say(out, 220, "2.0.0", "Ready to start TLS");

@@ -49,6 +49,15 @@ pub(super) fn params() -> SessionParams {
     )
 }
 
+/// `p` with its connection's facts (`p.conn`, shared with POP3) changed by `change`.
+pub(super) fn with_conn(
+    mut p: SessionParams,
+    change: impl FnOnce(&mut ConnParams),
+) -> SessionParams {
+    change(&mut p.conn);
+    p
+}
+
 /// A driver as the server would be, logging everything the session asks for.
 pub(super) struct Driver {
     pub session: Session,

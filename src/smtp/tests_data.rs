@@ -2,7 +2,7 @@
 //! prefix. Each smuggling case is also fed one byte at a time, since a split read is exactly where
 //! a terminator scanner goes wrong.
 
-use super::tests::{ehloed, params, Driver, MSGID, NOW};
+use super::tests::{ehloed, params, with_conn, Driver, MSGID, NOW};
 use super::*;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -289,10 +289,9 @@ fn received_prefix_untrusted() {
 
 #[test]
 fn received_prefix_helo_two_recipients_ipv6() {
-    let mut d = Driver::new(SessionParams {
-        client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ..params()
-    });
+    let mut d = Driver::new(with_conn(params(), |c| {
+        c.client_ip = IpAddr::V6(Ipv6Addr::LOCALHOST)
+    }));
     d.feed(b"HELO old.test\r\nMAIL FROM:<>\r\nRCPT TO:<c@d.test>\r\nRCPT TO:<e@d.test>\r\n");
     d.feed(b"DATA\r\n.\r\n");
     let expected = format!(
@@ -310,10 +309,9 @@ fn received_prefix_helo_two_recipients_ipv6() {
 
 #[test]
 fn ipv4_mapped_client_shown_as_ipv4() {
-    let mut d = Driver::new(SessionParams {
-        client_ip: "::ffff:10.1.2.3".parse().unwrap(),
-        ..params()
-    });
+    let mut d = Driver::new(with_conn(params(), |c| {
+        c.client_ip = "::ffff:10.1.2.3".parse().unwrap()
+    }));
     d.feed(b"EHLO c.test\r\n");
     d.feed(START);
     d.feed(b".\r\n");

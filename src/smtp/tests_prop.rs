@@ -6,7 +6,7 @@
 //! split, on purpose (what came in the same read is thrown away), so the split tests run without
 //! a certificate, where STARTTLS is only refused; a separate test covers AUTH transcripts.
 
-use super::tests::{params, Driver, PASSWORD, USER};
+use super::tests::{params, with_conn, Driver, PASSWORD, USER};
 use super::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -101,26 +101,27 @@ fn session_params() -> impl Strategy<Value = SessionParams> {
         prop_oneof![Just(0u64), Just(30), Just(DEFAULT_MAX_HEADER_SIZE)],
         any::<[bool; 7]>(),
     )
-        .prop_map(|(max, max_header, flags)| SessionParams {
-            max_message_size: max,
-            max_header_size: max_header,
-            trusted: flags[0],
-            tls_available: flags[1],
-            encrypted: flags[2],
-            clear_text_auth: flags[3],
-            submission: flags[4],
-            require_sender_match: flags[5],
-            normalize_bare_lf: flags[6],
-            ..params()
+        .prop_map(|(max, max_header, flags)| {
+            let p = SessionParams {
+                max_message_size: max,
+                max_header_size: max_header,
+                trusted: flags[0],
+                submission: flags[4],
+                require_sender_match: flags[5],
+                normalize_bare_lf: flags[6],
+                ..params()
+            };
+            with_conn(p, |c| {
+                c.tls_available = flags[1];
+                c.encrypted = flags[2];
+                c.clear_text_allowed = flags[3];
+            })
         })
 }
 
 /// Session parameters for the split tests: no certificate, so STARTTLS is only refused.
 fn split_params() -> impl Strategy<Value = SessionParams> {
-    session_params().prop_map(|p| SessionParams {
-        tls_available: false,
-        ..p
-    })
+    session_params().prop_map(|p| with_conn(p, |c| c.tls_available = false))
 }
 
 /// Cuts `input` into chunks of the given sizes (cycled), the rest in one last chunk.

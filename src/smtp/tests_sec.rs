@@ -3,7 +3,7 @@
 //! and the header size limit. All go through the fake driver of `tests`, which throws its buffer
 //! away at StartTls exactly as the real one must.
 
-use super::tests::{params, Driver, MSGID, NOW, PASSWORD, USER};
+use super::tests::{params, with_conn, Driver, MSGID, NOW, PASSWORD, USER};
 use super::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -18,10 +18,7 @@ fn plain(user: &str, password: &str) -> String {
 }
 
 fn tls_params() -> SessionParams {
-    SessionParams {
-        tls_available: true,
-        ..params()
-    }
+    with_conn(params(), |c| c.tls_available = true)
 }
 
 /// A driver with `p`, after EHLO.
@@ -60,10 +57,7 @@ fn starttls_advertised_before_and_not_after() {
     // Nothing to offer without a certificate, nor on implicit TLS.
     let d = ehloed_with(params());
     assert!(!d.last().contains("STARTTLS"));
-    let d = ehloed_with(SessionParams {
-        encrypted: true,
-        ..tls_params()
-    });
+    let d = ehloed_with(with_conn(tls_params(), |c| c.encrypted = true));
     assert!(!d.last().contains("STARTTLS"));
 }
 
@@ -120,10 +114,7 @@ fn starttls_errors() {
     let mut d = ehloed_with(params());
     d.feed(b"STARTTLS\r\n");
     assert_eq!(d.last(), "502 5.5.1 STARTTLS not available\r\n");
-    let mut d = ehloed_with(SessionParams {
-        encrypted: true,
-        ..tls_params()
-    });
+    let mut d = ehloed_with(with_conn(tls_params(), |c| c.encrypted = true));
     d.feed(b"STARTTLS\r\n");
     assert_eq!(d.last(), "503 5.5.1 TLS already active\r\n");
     let mut d = ehloed_with(tls_params());
@@ -218,10 +209,7 @@ fn auth_failure_counts_as_error() {
 
 #[test]
 fn auth_needs_encryption_unless_allowed() {
-    let p = SessionParams {
-        clear_text_auth: false,
-        ..tls_params()
-    };
+    let p = with_conn(tls_params(), |c| c.clear_text_allowed = false);
     let mut d = ehloed_with(p.clone());
     assert!(!d.last().contains("AUTH"), "{}", d.last());
     d.feed(plain(USER, PASSWORD).as_bytes());
@@ -236,10 +224,7 @@ fn auth_needs_encryption_unless_allowed() {
     d.feed(plain(USER, PASSWORD).as_bytes());
     assert_eq!(d.last(), "235 2.7.0 Authentication successful\r\n");
     // Implicit TLS.
-    let mut d = ehloed_with(SessionParams {
-        encrypted: true,
-        ..p
-    });
+    let mut d = ehloed_with(with_conn(p, |c| c.encrypted = true));
     d.feed(plain(USER, PASSWORD).as_bytes());
     assert_eq!(d.last(), "235 2.7.0 Authentication successful\r\n");
 }
@@ -502,10 +487,7 @@ fn received_names_tls_and_auth_as_rfc_3848_says() {
         received_with(tls_params(), &[ehlo, starttls, ehlo, auth.as_bytes()]),
         "ESMTPSA"
     );
-    let implicit = SessionParams {
-        encrypted: true,
-        ..params()
-    };
+    let implicit = with_conn(params(), |c| c.encrypted = true);
     assert_eq!(received_with(implicit.clone(), &[ehlo]), "ESMTPS");
     assert_eq!(received_with(implicit, &[b"HELO client.test\r\n"]), "SMTP");
     assert_eq!(received_with(params(), &[b"HELO client.test\r\n"]), "SMTP");

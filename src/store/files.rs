@@ -150,17 +150,7 @@ impl FileMailboxes {
     where
         W: FnMut(&mut File, &[u8]) -> io::Result<()>,
     {
-        let rp = return_path.trim();
-        let rp = rp
-            .strip_prefix('<')
-            .and_then(|s| s.strip_suffix('>'))
-            .unwrap_or(rp);
-        if rp.chars().any(|c| c.is_control()) {
-            return Err(DeliverError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "return path contains a control character",
-            )));
-        }
+        let rp = super::clean_return_path(return_path)?;
         // Refuse every unsafe name before anything touches the disk.
         let mut targets = Vec::with_capacity(mailboxes.len());
         for mb in mailboxes {
@@ -169,55 +159,8 @@ impl FileMailboxes {
         }
 
         let mut pending: Vec<Pending> = Vec::with_capacity(targets.len());
-        let result = (|| {
-            for (mb, dir) in &targets {
-                let header = format!("X-DeliveredTo: {mb}\r\nReturn-Path: <{rp}>\r\n");
-                ensure_dir(dir)
-                    .map_err(|e| DeliverError::from_io(e, "cannot create mailbox", dir))?;
-                let (temp, mut file) = create_temp(dir)
-                    .map_err(|e| DeliverError::from_io(e, "cannot create a file in", dir))?;
-                let mut counter = SizeCounter::new();
-                counter.feed(header.as_bytes());
-                counter.feed(message);
-                pending.push(Pending {
-                    dir: dir.clone(),
-                    temp: temp.clone(),
-                    file: None,
-                    size: counter.size(),
-                    final_path: None,
-                    uid: String::new(),
-                });
-                file.write_all(header.as_bytes())
-                    .and_then(|()| write_body(&mut file, message))
-                    .map_err(|e| DeliverError::from_io(e, "cannot write", &temp))?;
-                if let Some(p) = pending.last_mut() {
-                    p.file = Some(file);
-                }
-            }
-            for p in &mut pending {
-                if let Some(file) = p.file.take() {
-                    file.sync_all()
-                        .map_err(|e| DeliverError::from_io(e, "cannot fsync", &p.temp))?;
-                }
-            }
-            for p in &mut pending {
-                let (uid, path) = free_name(&p.dir, id, p.size);
-                std::fs::rename(&p.temp, &path)
-                    .map_err(|e| DeliverError::from_io(e, "cannot rename", &p.temp))?;
-                p.uid = uid;
-                p.final_path = Some(path);
-            }
-            let mut synced: Vec<&Path> = Vec::new();
-            for p in &pending {
-                if !synced.contains(&p.dir.as_path()) {
-                    fsync_dir(&p.dir)
-                        .map_err(|e| DeliverError::from_io(e, "cannot fsync", &p.dir))?;
-                    synced.push(&p.dir);
-                }
-            }
-            Ok(())
-        })();
-
+        let result = write_temps(&targets, rp, message, &mut write_body, &mut pending)
+            .and_then(|()| publish(id, &mut pending));
         match result {
             Ok(()) => Ok(pending.into_iter().map(|p| p.uid).collect()),
             Err(err) => {
@@ -334,6 +277,71 @@ fn free_name(dir: &Path, id: &str, size: u64) -> (String, PathBuf) {
         }
         stem = new_id();
     }
+}
+
+/// Each mailbox's copy in a temporary file of its folder: the `X-DeliveredTo:` and
+/// `Return-Path:` lines, then the message. `pending` gets each file as soon as it exists, so a
+/// failure leaves nothing the caller cannot roll back.
+fn write_temps<W>(
+    targets: &[(&str, PathBuf)],
+    rp: &str,
+    message: &[u8],
+    write_body: &mut W,
+    pending: &mut Vec<Pending>,
+) -> Result<(), DeliverError>
+where
+    W: FnMut(&mut File, &[u8]) -> io::Result<()>,
+{
+    for (mb, dir) in targets {
+        let header = format!("X-DeliveredTo: {mb}\r\nReturn-Path: <{rp}>\r\n");
+        ensure_dir(dir).map_err(|e| DeliverError::from_io(e, "cannot create mailbox", dir))?;
+        let (temp, mut file) = create_temp(dir)
+            .map_err(|e| DeliverError::from_io(e, "cannot create a file in", dir))?;
+        let mut counter = SizeCounter::new();
+        counter.feed(header.as_bytes());
+        counter.feed(message);
+        pending.push(Pending {
+            dir: dir.clone(),
+            temp: temp.clone(),
+            file: None,
+            size: counter.size(),
+            final_path: None,
+            uid: String::new(),
+        });
+        file.write_all(header.as_bytes())
+            .and_then(|()| write_body(&mut file, message))
+            .map_err(|e| DeliverError::from_io(e, "cannot write", &temp))?;
+        if let Some(p) = pending.last_mut() {
+            p.file = Some(file);
+        }
+    }
+    Ok(())
+}
+
+/// The written copies made durable and visible: every file fsynced, then renamed to its final
+/// name (which holds the UID and size), then each folder fsynced once.
+fn publish(id: &str, pending: &mut [Pending]) -> Result<(), DeliverError> {
+    for p in pending.iter_mut() {
+        if let Some(file) = p.file.take() {
+            file.sync_all()
+                .map_err(|e| DeliverError::from_io(e, "cannot fsync", &p.temp))?;
+        }
+    }
+    for p in pending.iter_mut() {
+        let (uid, path) = free_name(&p.dir, id, p.size);
+        std::fs::rename(&p.temp, &path)
+            .map_err(|e| DeliverError::from_io(e, "cannot rename", &p.temp))?;
+        p.uid = uid;
+        p.final_path = Some(path);
+    }
+    let mut synced: Vec<&Path> = Vec::new();
+    for p in pending.iter() {
+        if !synced.contains(&p.dir.as_path()) {
+            fsync_dir(&p.dir).map_err(|e| DeliverError::from_io(e, "cannot fsync", &p.dir))?;
+            synced.push(&p.dir);
+        }
+    }
+    Ok(())
 }
 
 /// Undoes a failed delivery: temporary files and already renamed files go; best effort, since the

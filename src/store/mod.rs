@@ -86,6 +86,23 @@ pub enum DeliverError {
     Io(std::io::Error),
 }
 
+/// The return path as every backend writes it into `Return-Path:`: without its angle brackets;
+/// one with a control character is refused (it would break the header line).
+fn clean_return_path(return_path: &str) -> Result<&str, DeliverError> {
+    let rp = return_path.trim();
+    let rp = rp
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(rp);
+    if rp.chars().any(|c| c.is_control()) {
+        return Err(DeliverError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "return path contains a control character",
+        )));
+    }
+    Ok(rp)
+}
+
 /// The mailboxes of one server (or of several, for a shared backend).
 #[async_trait]
 pub trait Mailboxes: Send + Sync + 'static {

@@ -123,17 +123,7 @@ impl super::Mailboxes for PgMailboxes {
         return_path: &str,
         message: Arc<Vec<u8>>,
     ) -> Result<Vec<String>, DeliverError> {
-        let rp = return_path.trim();
-        let rp = rp
-            .strip_prefix('<')
-            .and_then(|s| s.strip_suffix('>'))
-            .unwrap_or(rp);
-        if rp.chars().any(|c| c.is_control()) {
-            return Err(DeliverError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "return path contains a control character",
-            )));
-        }
+        let rp = super::clean_return_path(return_path)?;
         let mut targets = Vec::with_capacity(mailboxes.len());
         for mb in mailboxes {
             targets.push((mb.trim(), key_of(mb)?));

@@ -153,54 +153,78 @@ impl Connection {
         }
         check_loop(&greeting, settings)?;
         conn.hello(settings).await?;
+        if !target.implicit_tls {
+            conn.starttls_as_configured(target, settings, try_starttls)
+                .await?;
+        }
+        if let Some((user, password)) = &target.credentials {
+            conn.log_in(target, user, password).await?;
+        }
+        Ok(conn)
+    }
 
-        let encrypted = target.implicit_tls;
+    /// STARTTLS after the first EHLO as `smtpdelivery.tls` says (see the module comment), and
+    /// EHLO again inside TLS.
+    async fn starttls_as_configured(
+        &mut self,
+        target: &Target,
+        settings: &ClientSettings,
+        try_starttls: bool,
+    ) -> Result<(), OpenError> {
+        let t = self.timeouts;
         match settings.tls {
-            _ if encrypted => {}
             DeliveryTls::Off => {}
-            DeliveryTls::Opportunistic if !try_starttls || !conn.ext.starttls => {}
+            DeliveryTls::Opportunistic if !try_starttls || !self.ext.starttls => {}
             DeliveryTls::Opportunistic => {
-                let reply = conn.command("STARTTLS\r\n", t.command, "STARTTLS").await?;
+                let reply = self.command("STARTTLS\r\n", t.command, "STARTTLS").await?;
                 if reply.code == 220 {
-                    conn.start_tls(target, settings, false).await?;
-                    conn.hello(settings).await?;
+                    self.start_tls(target, settings, false).await?;
+                    self.hello(settings).await?;
                 } else {
                     tracing::warn!(
                         "{}: STARTTLS refused ({}); going on without TLS",
-                        conn.host,
+                        self.host,
                         reply.reply()
                     );
                 }
             }
             DeliveryTls::Verify | DeliveryTls::Required => {
-                if !conn.ext.starttls {
-                    let msg = format!("{}: the server does not offer STARTTLS", conn.host);
+                if !self.ext.starttls {
+                    let msg = format!("{}: the server does not offer STARTTLS", self.host);
                     return Err(AttemptError::Tls(msg).into());
                 }
-                let reply = conn.command("STARTTLS\r\n", t.command, "STARTTLS").await?;
+                let reply = self.command("STARTTLS\r\n", t.command, "STARTTLS").await?;
                 if reply.code != 220 {
-                    let msg = format!("{}: STARTTLS refused: {}", conn.host, reply.reply());
+                    let msg = format!("{}: STARTTLS refused: {}", self.host, reply.reply());
                     return Err(AttemptError::Tls(msg).into());
                 }
-                conn.start_tls(target, settings, true).await?;
-                conn.hello(settings).await?;
+                self.start_tls(target, settings, true).await?;
+                self.hello(settings).await?;
             }
         }
+        Ok(())
+    }
 
-        if let Some((user, password)) = &target.credentials {
-            if conn.tls == TlsState::None {
-                if !target.smart_host {
-                    let msg = format!("{}: not sending credentials without TLS", conn.host);
-                    return Err(AttemptError::Tls(msg).into());
-                }
-                tracing::warn!(
-                    "{}: sending AUTH credentials without TLS (the smart host offers no STARTTLS)",
-                    conn.host
-                );
+    /// AUTH with the target's credentials: never in clear text to an MX, only with a warning to
+    /// a smart host that offers no STARTTLS.
+    async fn log_in(
+        &mut self,
+        target: &Target,
+        user: &str,
+        password: &str,
+    ) -> Result<(), OpenError> {
+        if self.tls == TlsState::None {
+            if !target.smart_host {
+                let msg = format!("{}: not sending credentials without TLS", self.host);
+                return Err(AttemptError::Tls(msg).into());
             }
-            conn.auth(user, password).await?;
+            tracing::warn!(
+                "{}: sending AUTH credentials without TLS (the smart host offers no STARTTLS)",
+                self.host
+            );
         }
-        Ok(conn)
+        self.auth(user, password).await?;
+        Ok(())
     }
 
     /// EHLO, or HELO when the server does not know EHLO.

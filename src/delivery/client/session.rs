@@ -43,6 +43,25 @@ const BDAT_CHUNK: usize = 1024 * 1024;
 /// How long QUIT waits for its reply and for the close.
 const QUIT_WAIT: Duration = Duration::from_secs(10);
 
+/// What the envelope of one transaction says: MAIL FROM, the RCPT lines of the recipients that
+/// go out (with their places in the message's list), and the outcomes already known for the
+/// others (`None` for those that go out).
+struct Envelope {
+    mail: String,
+    rcpts: Vec<(usize, String)>,
+    outcomes: Vec<Option<RecipientOutcome>>,
+}
+
+/// Where a transaction stands once its envelope is sent.
+enum Next {
+    /// Decided without content (no recipient accepted): the outcomes are final.
+    Done,
+    /// Recipients accepted; the content goes in BDAT chunks.
+    Chunks,
+    /// The reply to DATA: `354`, or a refusal that decides the accepted recipients.
+    Data(Response),
+}
+
 impl Connection {
     /// One transaction: MAIL, every RCPT (pipelined when offered), DATA. Outcomes in recipient order.
     pub async fn send(
@@ -56,26 +75,56 @@ impl Connection {
             let reply = protocol::synthetic(501, "5.1.7 bad sender address syntax");
             return Err(refused("MAIL FROM", reply));
         }
-        let t = self.timeouts;
-        let size = self.ext.size.map(|_| message.message.len());
-        let chunking = self.ext.chunking;
-        let body = if protocol::needs_binary(message.message) {
-            if !(chunking && self.ext.binary_mime) {
+        let Envelope {
+            mail,
+            rcpts,
+            mut outcomes,
+        } = match self.envelope(&message) {
+            Ok(envelope) => envelope,
+            // Nothing can go to this server: every recipient gets the same outcome.
+            Err(failed) => return Ok(vec![failed; message.recipients.len()]),
+        };
+        if rcpts.is_empty() {
+            return Ok(finish(outcomes));
+        }
+        let next = if self.ext.pipelining {
+            self.envelope_pipelined(mail, &rcpts, &mut outcomes).await?
+        } else {
+            self.envelope_in_turn(&mail, &rcpts, &mut outcomes).await?
+        };
+        match next {
+            Next::Done => Ok(finish(outcomes)),
+            Next::Chunks => self.send_chunks(message.message, outcomes).await,
+            Next::Data(reply) => self.send_data(message.message, reply, outcomes).await,
+        }
+    }
+
+    /// The body type MAIL FROM declares, or the failure of every recipient when this server
+    /// cannot take the content unchanged (binary content without CHUNKING and BINARYMIME).
+    fn body_type(&self, message: &[u8]) -> Result<protocol::Body, RecipientOutcome> {
+        if protocol::needs_binary(message) {
+            if !(self.ext.chunking && self.ext.binary_mime) {
                 let text = format!(
                     "5.6.3 binary content (BODY=BINARYMIME), which {} does not accept \
                      (no CHUNKING and BINARYMIME)",
                     self.host
                 );
-                let reply = protocol::synthetic(554, &text);
-                let failed = RecipientOutcome::Failed(reply);
-                return Ok(vec![failed; message.recipients.len()]);
+                return Err(RecipientOutcome::Failed(protocol::synthetic(554, &text)));
             }
-            protocol::Body::BinaryMime
-        } else if self.ext.eight_bit_mime && protocol::has_8bit(message.message) {
-            protocol::Body::EightBitMime
+            Ok(protocol::Body::BinaryMime)
+        } else if self.ext.eight_bit_mime && protocol::has_8bit(message) {
+            Ok(protocol::Body::EightBitMime)
         } else {
-            protocol::Body::Unsaid
-        };
+            Ok(protocol::Body::Unsaid)
+        }
+    }
+
+    /// MAIL FROM and the RCPT lines, with SMTPUTF8 and DSN as this server offers them (see the
+    /// module comment); `Err` with every recipient's outcome when the content or the sender
+    /// cannot go to this server as they are.
+    fn envelope(&self, message: &Outgoing<'_>) -> Result<Envelope, RecipientOutcome> {
+        let body = self.body_type(message.message)?;
+        let size = self.ext.size.map(|_| message.message.len());
         let needs_utf8 = || {
             let text = format!(
                 "5.6.7 {} does not offer SMTPUTF8, which this message needs",
@@ -96,7 +145,7 @@ impl Connection {
         };
         let sender = match ascii(message.sender) {
             Some(s) if smtputf8 || !(asked && protocol::header_has_8bit(message.message)) => s,
-            _ => return Ok(vec![needs_utf8(); message.recipients.len()]),
+            _ => return Err(needs_utf8()),
         };
         let mut mail = protocol::mail_from(&sender, size, body, smtputf8);
         let dsn = self.ext.dsn;
@@ -106,93 +155,115 @@ impl Connection {
         }
 
         // Recipients we will not even send: their outcome is known now.
-        let wire: Vec<Option<String>> = message.recipients.iter().map(|r| ascii(r)).collect();
-        let mut outcomes: Vec<Option<RecipientOutcome>> = message
-            .recipients
-            .iter()
-            .zip(&wire)
-            .map(|(r, w)| {
-                if !protocol::valid_path(r) {
-                    let reply = protocol::synthetic(501, "5.1.3 bad recipient address syntax");
-                    Some(RecipientOutcome::Failed(reply))
-                } else {
-                    w.is_none().then(needs_utf8)
-                }
-            })
-            .collect();
-        let rcpt_line = |i: usize| {
-            let to = wire[i].as_deref().unwrap_or_default();
-            if dsn {
-                protocol::rcpt_to_dsn(to, &message.dsn.recipient(&message.recipients[i]))
+        let mut rcpts = Vec::new();
+        let mut outcomes = Vec::with_capacity(message.recipients.len());
+        for (i, r) in message.recipients.iter().enumerate() {
+            if !protocol::valid_path(r) {
+                let reply = protocol::synthetic(501, "5.1.3 bad recipient address syntax");
+                outcomes.push(Some(RecipientOutcome::Failed(reply)));
+                continue;
+            }
+            let Some(to) = ascii(r) else {
+                outcomes.push(Some(needs_utf8()));
+                continue;
+            };
+            let line = if dsn {
+                protocol::rcpt_to_dsn(&to, &message.dsn.recipient(r))
             } else {
-                protocol::rcpt_to(to)
-            }
-        };
-        let to_send: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| outcomes[i].is_none())
-            .collect();
-        if to_send.is_empty() {
-            return Ok(finish(outcomes));
+                protocol::rcpt_to(&to)
+            };
+            rcpts.push((i, line));
+            outcomes.push(None);
         }
+        Ok(Envelope {
+            mail,
+            rcpts,
+            outcomes,
+        })
+    }
 
-        let data_reply;
-        if self.ext.pipelining {
-            // RFC 2920: MAIL, the RCPTs and DATA in one write, then the replies in order. BDAT
-            // waits for the replies: a chunk sent to a transaction without recipients is wasted.
-            let mut batch = mail;
-            for &i in &to_send {
-                batch.push_str(&rcpt_line(i));
-            }
-            if !chunking {
-                batch.push_str("DATA\r\n");
-            }
-            self.write(batch.as_bytes(), t.command, "MAIL FROM").await?;
-            let mail_reply = self.read_reply(t.mail, "MAIL FROM").await?;
-            for &i in &to_send {
-                let reply = self.read_reply(t.rcpt, "RCPT TO").await?;
-                outcomes[i] = Some(rcpt_outcome(&reply));
-            }
-            if chunking {
-                if mail_reply.class() != 2 {
-                    self.rset_quietly().await?;
-                    return Err(mail_error(&mail_reply));
-                }
-                if !any_accepted(&outcomes) {
-                    self.rset_quietly().await?;
-                    return Ok(finish(outcomes));
-                }
-                return self.send_chunks(message.message, outcomes).await;
-            }
-            let data = self.read_reply(t.data_init, "DATA").await?;
+    /// RFC 2920: MAIL, the RCPTs and DATA in one write, then the replies in order. BDAT waits
+    /// for the replies: a chunk sent to a transaction without recipients is wasted.
+    async fn envelope_pipelined(
+        &mut self,
+        mail: String,
+        rcpts: &[(usize, String)],
+        outcomes: &mut [Option<RecipientOutcome>],
+    ) -> Result<Next, AttemptError> {
+        let t = self.timeouts;
+        let chunking = self.ext.chunking;
+        let mut batch = mail;
+        for (_, line) in rcpts {
+            batch.push_str(line);
+        }
+        if !chunking {
+            batch.push_str("DATA\r\n");
+        }
+        self.write(batch.as_bytes(), t.command, "MAIL FROM").await?;
+        let mail_reply = self.read_reply(t.mail, "MAIL FROM").await?;
+        for &(i, _) in rcpts {
+            let reply = self.read_reply(t.rcpt, "RCPT TO").await?;
+            outcomes[i] = Some(rcpt_outcome(&reply));
+        }
+        if chunking {
             if mail_reply.class() != 2 {
-                self.abandon(&data).await?;
-                return Err(mail_error(&mail_reply));
-            }
-            if !any_accepted(&outcomes) {
-                self.abandon(&data).await?;
-                return Ok(finish(outcomes));
-            }
-            data_reply = data;
-        } else {
-            let mail_reply = self.command(&mail, t.mail, "MAIL FROM").await?;
-            if mail_reply.class() != 2 {
-                return Err(mail_error(&mail_reply));
-            }
-            for &i in &to_send {
-                let line = rcpt_line(i);
-                let reply = self.command(&line, t.rcpt, "RCPT TO").await?;
-                outcomes[i] = Some(rcpt_outcome(&reply));
-            }
-            if !any_accepted(&outcomes) {
                 self.rset_quietly().await?;
-                return Ok(finish(outcomes));
+                return Err(mail_error(&mail_reply));
             }
-            if chunking {
-                return self.send_chunks(message.message, outcomes).await;
+            if !any_accepted(outcomes) {
+                self.rset_quietly().await?;
+                return Ok(Next::Done);
             }
-            data_reply = self.command("DATA\r\n", t.data_init, "DATA").await?;
+            return Ok(Next::Chunks);
         }
+        let data = self.read_reply(t.data_init, "DATA").await?;
+        if mail_reply.class() != 2 {
+            self.abandon(&data).await?;
+            return Err(mail_error(&mail_reply));
+        }
+        if !any_accepted(outcomes) {
+            self.abandon(&data).await?;
+            return Ok(Next::Done);
+        }
+        Ok(Next::Data(data))
+    }
 
+    /// MAIL, each RCPT and DATA one after another, each waiting for its reply.
+    async fn envelope_in_turn(
+        &mut self,
+        mail: &str,
+        rcpts: &[(usize, String)],
+        outcomes: &mut [Option<RecipientOutcome>],
+    ) -> Result<Next, AttemptError> {
+        let t = self.timeouts;
+        let mail_reply = self.command(mail, t.mail, "MAIL FROM").await?;
+        if mail_reply.class() != 2 {
+            return Err(mail_error(&mail_reply));
+        }
+        for (i, line) in rcpts {
+            let reply = self.command(line, t.rcpt, "RCPT TO").await?;
+            outcomes[*i] = Some(rcpt_outcome(&reply));
+        }
+        if !any_accepted(outcomes) {
+            self.rset_quietly().await?;
+            return Ok(Next::Done);
+        }
+        if self.ext.chunking {
+            return Ok(Next::Chunks);
+        }
+        let data = self.command("DATA\r\n", t.data_init, "DATA").await?;
+        Ok(Next::Data(data))
+    }
+
+    /// After DATA's reply: the message and the final dot when it was `354`; any other reply
+    /// decides the accepted recipients, and nothing is sent.
+    async fn send_data(
+        &mut self,
+        wire: &[u8],
+        data_reply: Response,
+        mut outcomes: Vec<Option<RecipientOutcome>>,
+    ) -> Result<Vec<RecipientOutcome>, AttemptError> {
+        let t = self.timeouts;
         if data_reply.code != 354 {
             // Not "go ahead": nothing was sent, so even a 2xx here delivers nothing.
             let reply = data_reply.reply();
@@ -210,10 +281,10 @@ impl Connection {
         }
 
         // The message is already in wire form (CRLF, dot-stuffed): it goes out as it is.
-        for chunk in message.message.chunks(DATA_CHUNK) {
+        for chunk in wire.chunks(DATA_CHUNK) {
             self.write(chunk, t.data_block, "message data").await?;
         }
-        let end: &[u8] = if message.message.is_empty() || message.message.ends_with(b"\r\n") {
+        let end: &[u8] = if wire.is_empty() || wire.ends_with(b"\r\n") {
             b".\r\n"
         } else {
             b"\r\n.\r\n"
