@@ -311,11 +311,20 @@ async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>)
         return Ok((Arc::new(queue), Arc::new(mailboxes)));
     };
     let db = crate::pg::Database::open(settings)?;
-    let version = crate::pg::migrate::migrate(&db).await?;
-    tracing::info!(
-        "store: PostgreSQL {} (schema version {version}); queue and mailboxes are shared with every server on it",
-        db.location
-    );
+    // A database that is away does not stop the start (issue 15): the first request that finds
+    // it back checks the schema; until then SMTP answers 4xx and POP3 [SYS/TEMP]. A schema this
+    // binary cannot use does stop it.
+    match db.ensure_schema().await {
+        Ok(version) => tracing::info!(
+            "store: PostgreSQL {} (schema version {}); queue and mailboxes are shared with every server on it",
+            db.location,
+            version.unwrap_or_default()
+        ),
+        Err(e @ crate::pg::PgError::Connect { .. }) => tracing::warn!(
+            "store: {e}; starting without it: mail is refused with 4xx and POP3 answers [SYS/TEMP] until it is back"
+        ),
+        Err(e) => return Err(e.into()),
+    }
     // Who holds a lease, for an administrator reading the tables: one name per process.
     let me = format!("{}:{}", config.mail.hostname, std::process::id());
     let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
