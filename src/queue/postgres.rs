@@ -415,6 +415,9 @@ impl Queue for PgQueue {
             .map_err(|e| self.pg(e))?
             .get(0);
         tx.commit().await.map_err(|e| self.pg(e))?;
+        // Back to the pool before `fetch` takes one: holding it while waiting for a second
+        // deadlocks the pool once as many attempts as it has connections claim at once.
+        drop(client);
         let l = Lease {
             id: id.to_string(),
             owner: owner.to_string(),
