@@ -190,7 +190,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         Err(e) => tracing::warn!("cannot clean temporary files from the mailboxes: {e}"),
     }
 
-    crate::stats::install_recorder();
+    crate::stats::install_recorder(config.mail.database.is_some());
     crate::outcome::register_metrics();
     apply_history_settings(&config);
 
