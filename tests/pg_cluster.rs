@@ -95,3 +95,103 @@ fn every_server_shows_the_whole_queue_under_cluster_names() {
     let age = gauge(&metrics(http_a), "jes_cluster_queue_oldest_age_seconds").unwrap();
     assert!(age >= 1.0, "the oldest message's age: {age}");
 }
+
+/// curl against `port`, with the cookie jar `jar`: (status, body).
+fn curl(
+    port: u16,
+    jar: &std::path::Path,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", method, "-b"])
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .args(extra)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all() {
+    let Some(pg) =
+        Postgres::start("a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all")
+    else {
+        return;
+    };
+    let (a, http_a) = server(&pg);
+    let (_b, http_b) = server(&pg);
+    let jar = a.root.path().join("cookies");
+    let (code, body) = curl(
+        http_a,
+        &jar,
+        "POST",
+        "/api/login",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"user":"analyst@localhost","password":"password"}"#,
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The same cookie on the other server (a load balancer switching): still logged in.
+    let (code, body) = curl(http_b, &jar, "GET", "/api/session", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("analyst@localhost"), "{body}");
+    // The database keeps a hash of the token, not the token.
+    let cookie = std::fs::read_to_string(&jar).unwrap();
+    let token = cookie
+        .lines()
+        .find(|l| l.contains("jes_session"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_console_sessions"),
+        "1"
+    );
+    assert_eq!(
+        pg.psql(
+            "jes",
+            &format!("SELECT COUNT(*) FROM jes_console_sessions WHERE login = 'analyst@localhost' AND encode(token_hash, 'hex') = encode(sha256('{token}'::bytea), 'hex')")
+        ),
+        "1"
+    );
+    assert!(!pg
+        .psql("jes", "SELECT token_hash::text FROM jes_console_sessions")
+        .contains(&token));
+    // A logout on B ends the session on A too.
+    let (code, body) = curl(
+        http_b,
+        &jar,
+        "POST",
+        "/api/logout",
+        &["-H", &format!("X-CSRF-Token: {csrf}")],
+    );
+    assert_eq!(code, 204, "{body}");
+    // The jar lost the cookie at logout: send the old one by hand.
+    let (code, _) = curl(
+        http_a,
+        &a.root.path().join("none"),
+        "GET",
+        "/api/session",
+        &["-H", &format!("Cookie: jes_session={token}")],
+    );
+    assert_eq!(code, 401);
+    assert_eq!(
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_console_sessions"),
+        "0"
+    );
+}

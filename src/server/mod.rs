@@ -176,7 +176,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     ensure_dir(&config.queue_dir())?;
     reload::upgrade_passwords(&config);
     // The one place the storage backends are chosen; everything else sees the interfaces.
-    let (queue, plain_mailboxes) = storage(&config).await?;
+    let (queue, plain_mailboxes, database) = storage(&config).await?;
     let webhook_spool: Arc<dyn CallSpool> =
         Arc::new(FileCallSpool::new(config.store_dir().join("webhooks")));
     match queue.recover().await {
@@ -265,7 +265,12 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
         stop_rx.clone(),
     ));
     if let Some(listener) = http_listener {
-        sessions.spawn(crate::http::run(listener, shared.clone(), stop_rx.clone()));
+        sessions.spawn(crate::http::run(
+            listener,
+            shared.clone(),
+            database,
+            stop_rx.clone(),
+        ));
     }
     sessions.spawn(reload::watch(
         shared.clone(),
@@ -302,13 +307,21 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     Ok(())
 }
 
+/// What `storage` chose: the queue, the mailboxes, and the database when there is one.
+type Storage = (
+    Arc<dyn Queue>,
+    Arc<dyn Mailboxes>,
+    Option<crate::pg::Database>,
+);
+
 /// The queue and mailboxes `config` names: the files of `store.dir`, or the PostgreSQL database
-/// of `store.url` (shared with other servers), whose schema is brought up to date first.
-async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>), StartError> {
+/// of `store.url` (shared with other servers), whose schema is brought up to date first; the
+/// database also holds the console's sessions.
+async fn storage(config: &Config) -> Result<Storage, StartError> {
     let Some(settings) = &config.mail.database else {
         let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
         let mailboxes = FileMailboxes::new(config.users_dir());
-        return Ok((Arc::new(queue), Arc::new(mailboxes)));
+        return Ok((Arc::new(queue), Arc::new(mailboxes), None));
     };
     let db = crate::pg::Database::open(settings)?;
     // A database that is away does not stop the start (issue 15): the first request that finds
@@ -328,8 +341,8 @@ async fn storage(config: &Config) -> Result<(Arc<dyn Queue>, Arc<dyn Mailboxes>)
     // Who holds a lease, for an administrator reading the tables: one name per process.
     let me = format!("{}:{}", config.mail.hostname, std::process::id());
     let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
-    let mailboxes = crate::store::postgres::PgMailboxes::new(db, me);
-    Ok((Arc::new(queue), Arc::new(mailboxes)))
+    let mailboxes = crate::store::postgres::PgMailboxes::new(db.clone(), me);
+    Ok((Arc::new(queue), Arc::new(mailboxes), Some(db)))
 }
 
 /// Turns the delivery history on or off and applies its settings (at start and after a reload).
