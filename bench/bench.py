@@ -16,16 +16,21 @@ measures from outside the server:
   - fsyncs per message: fsync+fdatasync calls counted by the kernel's syscall tracepoints through
     `perf stat` (inherited by every child process, negligible overhead), only over the load.
 
-Usage: bench.py [WORKLOAD...]   (inject inject100k relay pop3 conns queue history; default all)
+Usage: bench.py [WORKLOAD...]   (inject inject100k relay pop3 conns queue history database; default all)
 Environment: JES_BIN (the release binary), BENCH_OUT (where to write the markdown table too),
 INJECT_MSGS (20000), INJECT100K_MSGS (2000), RELAY_MSGS (20000), POP3_MSGS (10000),
 CONNS (10000), QUEUE_DEFERRED (100000), QUEUE_MSGS (5000), HISTORY_EVENTS (1000000),
-HISTORY_PAIRS (3).
+HISTORY_PAIRS (3), DB_MSGS (5000), DB_PAIRS (3).
+
+The database workload (issue 15) starts a PostgreSQL of Debian's binaries and runs alternating
+pairs: inject to a mailbox and relay to smtp-sink with the file store, then the database store;
+one server on a database, then two servers on one database with the load split between them.
 
 The history workload fills a delivery history with HISTORY_EVENTS events (the example
 `history_bench`, built by bench/run) and times a recipient and a Message-ID query in process and
 through `jes trace`; then it alternates inject runs with history off (history.days=0) and on.
 """
+import glob
 import json
 import os
 import re
@@ -46,6 +51,7 @@ SENDER = "sender@example.org"
 ROWS = []  # (workload, server, metrics dict)
 NOTES = []
 PHASES = []
+DB_RATIOS = []  # (what, [pairwise ratios]) of the database workload
 
 
 def env_int(name, default):
@@ -821,8 +827,155 @@ def w_history():
         inject_run("history: on", n, 2048, "", clean_before_next=True, after_jes=stored)
 
 
+# ---------------------------------------------------------------- the database store (issue 15)
+
+class Pg:
+    """A PostgreSQL cluster of Debian's binaries in a temporary folder on a free port, run as the
+    `postgres` user when we are root (PostgreSQL refuses root), with its default durability
+    (fsync and synchronous_commit on: the file store fsyncs too). Local and TCP logins are
+    trusted: the bench measures the store, not the password exchange."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                      key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+        if not bins:
+            raise RuntimeError("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
+        self.bin = os.path.dirname(bins[-1])
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.dir = tempfile.mkdtemp(prefix="jes-bench-pg-")
+        if self.as_user:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.run("initdb", "-D", self.data, "-U", "jes", "-E", "UTF8", "--auth=trust")
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self.run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
+        self.n = 0
+
+    def run(self, prog, *args):
+        subprocess.run(self.as_user + [os.path.join(self.bin, prog), *args], check=True,
+                       capture_output=True, cwd="/")
+
+    def psql(self, db, sql):
+        out = subprocess.run(self.as_user + [os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t", "-U", "jes",
+                                             "-h", self.dir, "-p", str(self.port), "-d", db, "-c", sql],
+                             capture_output=True, text=True, cwd="/")
+        return out.stdout.strip()
+
+    def new_db(self):
+        """A fresh database for one run (nothing left from the run before); its store.url."""
+        self.n += 1
+        name = f"jes{self.n}"
+        self.psql("postgres", f"CREATE DATABASE {name}")
+        return name, f"store.url=postgresql://jes@127.0.0.1:{self.port}/{name}?sslmode=disable\n"
+
+    def count(self, db, table):
+        try:
+            return int(self.psql(db, f"SELECT COUNT(*) FROM {table}") or 0)
+        except ValueError:
+            return 0
+
+    def stop(self):
+        subprocess.run(self.as_user + [os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "fast", "-w", "stop"],
+                       capture_output=True, cwd="/")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def median_of(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def db_inject(pg, label, n, servers=1, probe=False):
+    """smtp-source to a local account on `servers` jes servers sharing one fresh database (the
+    load split evenly, all at once); returns the rate accepted = delivered. With `probe` (one
+    server), measured exactly as `file_inject` is, latency probe included; the one-against-two
+    comparison runs both without it."""
+    db, conf = pg.new_db()
+    rcpt = "bench@localhost"
+    instances = [jes_instance(conf) for _ in range(servers)]
+    srvs = []
+    for _, etc, smtp, _ in instances:
+        srvs.append(start_jes(etc, smtp))
+        # the first server makes the schema; the next ones start on it
+    if servers == 1 and probe:
+        # As file_inject measures: with the probe client, through run_smtp_load.
+        run_smtp_load(label, "jes", srvs[0], instances[0][2], n, 2048, rcpt,
+                      lambda: pg.count(db, "jes_mail"))
+        srvs[0].stop()
+        shutil.rmtree(instances[0][0], ignore_errors=True)
+        return ROWS[-1][2]["rate"]
+    for srv in srvs:
+        srv.begin()
+    threads = [threading.Thread(target=smtp_source, args=(smtp, n // servers, 2048, rcpt))
+               for (_, _, smtp, _) in instances]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = wait_count(lambda: pg.count(db, "jes_mail"), n // servers * servers, timeout=300)
+    cpu = sum(srv.end() for srv in srvs)
+    elapsed = max(srv.t1 for srv in srvs) - min(srv.t0 for srv in srvs)
+    ex = {"note": f"{servers} servers"} if servers > 1 else {}
+    record(label, "jes", got, srvs[0], cpu, elapsed, ex)
+    for srv in srvs:
+        srv.stop()
+    for root, _, _, _ in instances:
+        shutil.rmtree(root, ignore_errors=True)
+    return got / elapsed if elapsed > 0 else 0
+
+
+def file_inject(label, n):
+    root, etc, smtp, _ = jes_instance()
+    srv = start_jes(etc, smtp)
+    mbox = os.path.join(etc, "users", "bench@localhost")
+    run_smtp_load(label, "jes", srv, smtp, n, 2048, "bench@localhost", lambda: count_files(mbox, "pop"))
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run(["sync"])
+    return ROWS[-1][2]["rate"]
+
+
+def relay_run(label, n, sink, conf=""):
+    root, etc, smtp, _ = jes_instance(f"defaultsmtpservers=127.0.0.1:{sink.port}\nsmtpdelivery.tls=off\n{conf}")
+    srv = start_jes(etc, smtp)
+    base0 = sink.count
+    run_smtp_load(label, "jes", srv, smtp, n, 2048, "bench@remote.test", lambda: sink.count - base0)
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    return ROWS[-1][2]["rate"]
+
+
+def w_database():
+    """Issue 15: the database store against the file store (inject to a mailbox, relay to
+    smtp-sink), and two servers on one database against one, as alternating pairs."""
+    n = env_int("DB_MSGS", 5000)
+    pairs = env_int("DB_PAIRS", 3)
+    pg = Pg()
+    sink = Sink()
+    try:
+        ratios = {"inject": [], "relay": [], "two": []}
+        for _ in range(pairs):
+            f = file_inject("db: inject files", n)
+            d = db_inject(pg, "db: inject database", n, probe=True)
+            ratios["inject"].append(d / f if f else 0)
+            f = relay_run("db: relay files", n, sink)
+            db, conf = pg.new_db()
+            d = relay_run("db: relay database", n, sink, conf)
+            ratios["relay"].append(d / f if f else 0)
+            one = db_inject(pg, "db: one server", n)
+            two = db_inject(pg, "db: two servers", n, servers=2)
+            ratios["two"].append(two / one if one else 0)
+        for key, what in (("inject", "database/files, inject"), ("relay", "database/files, relay"),
+                          ("two", "two servers/one, inject (database)")):
+            DB_RATIOS.append((what, ratios[key]))
+    finally:
+        sink.stop()
+        pg.stop()
+
+
 WORKLOADS = {"inject": w_inject, "inject100k": w_inject100k, "relay": w_relay, "pop3": w_pop3,
-             "conns": w_conns, "queue": w_queue, "history": w_history}
+             "conns": w_conns, "queue": w_queue, "history": w_history, "database": w_database}
 
 
 def table():
@@ -872,6 +1025,9 @@ def table():
         median = pairs[len(pairs) // 2] if len(pairs) % 2 else sum(pairs[len(pairs) // 2 - 1:len(pairs) // 2 + 1]) / 2
         out.append(f"| history | pairwise on/off | | {', '.join(f'{p:.2f}' for p in pairs)} | | | | | | | "
                    f"median **{median:.2f}x** |")
+    for what, pairs in DB_RATIOS:
+        out.append(f"| database | pairwise {what} | | {', '.join(f'{p:.2f}' for p in pairs)} | | | | | | | "
+                   f"median **{median_of(pairs):.2f}x** |")
     for r in HISTORY:
         out.append(f"| history query ({r['events']:,} events, {r['db_mb']} MB) | jes | | recipient "
                    f"{r['recipient_ms_median']:.2f} ms (max {r['recipient_ms_max']:.2f}), Message-ID "

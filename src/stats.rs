@@ -142,6 +142,16 @@ pub fn queue_state(depth: usize, oldest_age_secs: f64) {
     metrics::gauge!("jes_queue_oldest_age_seconds").set(oldest_age_secs);
 }
 
+/// The whole queue's depth and oldest age when several servers share it (`store.url`): gauges of
+/// their own names, so that summing a gauge over the servers does not count the queue once per
+/// server. The console shows the same numbers.
+pub fn cluster_queue_state(depth: usize, oldest_age_secs: f64) {
+    QUEUE_DEPTH.store(depth as u64, Ordering::Relaxed);
+    QUEUE_OLDEST_SECS.store(oldest_age_secs as u64, Ordering::Relaxed);
+    metrics::gauge!("jes_cluster_queue_depth").set(depth as f64);
+    metrics::gauge!("jes_cluster_queue_oldest_age_seconds").set(oldest_age_secs);
+}
+
 /// The per-minute series (oldest first, minutes without events left out), the recent events
 /// (newest first) and the totals since start.
 pub fn snapshot() -> (Vec<Minute>, Vec<Event>, Minute) {
@@ -187,8 +197,10 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus recorder (once per process; later calls do nothing) and registers every
 /// series at zero, so that a scrape right after start already shows each name: dashboards and
-/// alerts should not have to tell "no such metric" from "nothing happened yet".
-pub fn install_recorder() {
+/// alerts should not have to tell "no such metric" from "nothing happened yet". With a queue
+/// several servers share (`shared_queue`), the queue's gauges are the cluster ones
+/// (`cluster_queue_state`) and the per-server names are not shown: they would stay at zero.
+pub fn install_recorder(shared_queue: bool) {
     let _ = STARTED.set(now_secs());
     if PROMETHEUS.get().is_some() {
         return;
@@ -212,8 +224,13 @@ pub fn install_recorder() {
     for protocol in ["smtp", "pop3"] {
         metrics::gauge!("jes_sessions_open", "protocol" => protocol).increment(0.0);
     }
-    metrics::gauge!("jes_queue_depth").set(0.0);
-    metrics::gauge!("jes_queue_oldest_age_seconds").set(0.0);
+    if shared_queue {
+        metrics::gauge!("jes_cluster_queue_depth").set(0.0);
+        metrics::gauge!("jes_cluster_queue_oldest_age_seconds").set(0.0);
+    } else {
+        metrics::gauge!("jes_queue_depth").set(0.0);
+        metrics::gauge!("jes_queue_oldest_age_seconds").set(0.0);
+    }
     let _ = metrics::histogram!("jes_delivery_latency_seconds");
 }
 

@@ -350,7 +350,7 @@ fn a_sweep_never_removes_a_body_a_concurrent_transaction_references() {
         .unwrap();
     rt.block_on(async {
         let db = jes::pg::Database::open(&settings).unwrap();
-        jes::pg::migrate::migrate(&db).await.unwrap();
+        db.ensure_schema().await.unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut sweepers = Vec::new();
         for _ in 0..2 {

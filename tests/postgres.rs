@@ -458,3 +458,27 @@ fn sslmode_verify_full_checks_the_database_certificate() {
     let (ok, out) = with("sslmode=require");
     assert!(ok, "{out}");
 }
+
+/// More deliveries at once than the pool has connections: a claim must not hold its connection
+/// while it asks for another (it did: every attempt waited for a second connection the others
+/// held, and the pool stalled until its 30 s wait ran out, refusing mail with 451 meanwhile).
+#[test]
+fn more_deliveries_at_once_than_pooled_connections_do_not_stall() {
+    let Some(pg) = Postgres::start("more_deliveries_at_once_than_pooled_connections_do_not_stall")
+    else {
+        return;
+    };
+    const N: usize = 40;
+    let upstream = common::Upstream::start(&[]);
+    let extra = format!(
+        "defaultsmtpservers=127.0.0.1:{}\nsmtpdelivery.concurrency=10\nstore.maxconnections=2\n",
+        upstream.port
+    );
+    let a = prepare(&pg, "jes", &extra).launch();
+    let accepted = std::sync::Mutex::new(Vec::new());
+    inject(a.smtp_port, 0..N, "someone@remote.test", &accepted);
+    assert_eq!(accepted.into_inner().unwrap().len(), N, "{}", a.log());
+    let got = upstream.wait_for(N, Duration::from_secs(20));
+    assert_eq!(got.len(), N, "{}", a.log());
+    assert!(!a.log().contains("waiting for a slot"), "{}", a.log());
+}

@@ -76,9 +76,7 @@ pub async fn for_folder(dir: &Path) -> Result<Arc<dyn AccountStore>, String> {
         None => Ok(Arc::new(files::FileAccounts::new(users))),
         Some(settings) => {
             let db = crate::pg::Database::open(settings).map_err(|e| e.to_string())?;
-            crate::pg::migrate::migrate(&db)
-                .await
-                .map_err(|e| e.to_string())?;
+            db.ensure_schema().await.map_err(|e| e.to_string())?;
             Ok(Arc::new(postgres::PgAccounts::new(db)))
         }
     }

@@ -46,7 +46,9 @@ impl QueueStore {
             let queue = FileQueue::new(spool.dir().to_path_buf(), root.join("failed"));
             return Ok(QueueStore::Files { spool, queue });
         };
-        let db = crate::pg::Database::open(&settings).map_err(|e| e.to_string())?;
+        let db = crate::pg::Database::open(&settings)
+            .map_err(|e| e.to_string())?
+            .without_migration();
         let location = db.location.clone();
         let known = crate::pg::migrate::known_version();
         let found = rt

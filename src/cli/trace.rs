@@ -96,7 +96,9 @@ fn open(config: &Config, write: bool) -> Result<Opened, String> {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
-        let db = crate::pg::Database::open(settings).map_err(|e| e.to_string())?;
+        let db = crate::pg::Database::open(settings)
+            .map_err(|e| e.to_string())?
+            .without_migration();
         let server = format!("jes trace:{}", std::process::id());
         let history = PgHistory::new(db, runtime.handle().clone(), server);
         if !runtime

@@ -133,7 +133,9 @@ pub fn accounts_summary(config: &Config) -> String {
         return summary(&config.users, "");
     };
     let read = async {
-        let db = crate::pg::Database::open(settings).map_err(|e| e.to_string())?;
+        let db = crate::pg::Database::open(settings)
+            .map_err(|e| e.to_string())?
+            .without_migration();
         let version = crate::pg::migrate::current_version(&db)
             .await
             .map_err(|e| e.to_string())?;

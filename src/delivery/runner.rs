@@ -32,6 +32,9 @@ use crate::store::Mailboxes;
 
 /// How often the retry folder is checked (one `stat`).
 const RETRY_POLL: Duration = Duration::from_secs(1);
+/// How often (in seconds) a shared queue is counted for its gauges: a query of the whole
+/// queue table, so not every second on every server.
+const SHARED_DEPTH_EVERY: u64 = 5;
 
 /// What the runner needs from the server.
 pub struct RunnerContext {
@@ -71,6 +74,11 @@ struct Runner {
     concurrency: usize,
     /// Who this runner is to the queue's leases: `host:pid`.
     owner: Arc<str>,
+    /// Whether the queue is shared with other servers (its gauges are the backend's count);
+    /// true until the queue says otherwise.
+    shared_queue: bool,
+    /// Seconds counted by `every_second`, to count a shared queue less often.
+    seconds: u64,
 }
 
 impl Runner {
@@ -172,6 +180,8 @@ impl Runner {
             remote: Arc::new(Remote::new(config)),
             concurrency: config.mail.delivery_concurrency.max(1),
             owner: format!("{}:{}", config.mail.hostname, std::process::id()).into(),
+            shared_queue: true,
+            seconds: 0,
         }
     }
 
@@ -279,10 +289,25 @@ impl Runner {
         }
     }
 
-    /// The once-a-second chores: queue gauges, retry requests, a reloaded configuration (which
-    /// may change smart hosts, TLS or DNS settings, and the concurrency).
-    async fn every_second(&mut self, config_seen: &mut Arc<Config>) {
+    /// The queue's gauges: this runner's own count for a queue it owns; for a shared one the
+    /// backend's count of the whole queue, as cluster gauges, every `SHARED_DEPTH_EVERY` s.
+    async fn queue_gauges(&mut self) {
         let now = now_ms();
+        if self.shared_queue {
+            self.seconds = self.seconds.wrapping_add(1);
+            if self.seconds % SHARED_DEPTH_EVERY != 1 {
+                return;
+            }
+            match self.ctx.queue.shared_depth().await {
+                Some(Ok((depth, oldest))) => {
+                    let age = oldest.map_or(0, |t| now.saturating_sub(t));
+                    crate::stats::cluster_queue_state(depth, age as f64 / 1000.0);
+                }
+                Some(Err(e)) => tracing::debug!("cannot count the shared queue: {e}"),
+                None => self.shared_queue = false,
+            }
+            return;
+        }
         let oldest = self
             .received
             .values()
@@ -290,6 +315,12 @@ impl Runner {
             .map(|r| now.saturating_sub(*r))
             .unwrap_or(0);
         crate::stats::queue_state(self.received.len(), oldest as f64 / 1000.0);
+    }
+
+    /// The once-a-second chores: queue gauges, retry requests, a reloaded configuration (which
+    /// may change smart hosts, TLS or DNS settings, and the concurrency).
+    async fn every_second(&mut self, config_seen: &mut Arc<Config>) {
+        self.queue_gauges().await;
         self.take_retry_requests().await;
         let config = (self.ctx.config)();
         if !Arc::ptr_eq(&config, config_seen) {

@@ -22,6 +22,7 @@ mod conn_limits;
 pub mod message;
 mod metrics;
 mod session;
+mod session_pg;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -48,7 +49,7 @@ pub const CONSOLE_CSP: &str = "default-src 'self'; frame-src 'self'; img-src 'se
 #[derive(Clone)]
 pub struct AppState {
     pub shared: Arc<Shared>,
-    pub sessions: Arc<session::Sessions>,
+    pub sessions: Arc<dyn session::ConsoleSessions>,
 }
 
 /// An error answer: a status and a message, sent as `{"error": msg}`.
@@ -251,9 +252,12 @@ pub fn bind(shared: &Shared) -> Result<Option<std::net::TcpListener>, BindError>
 ///
 /// Connections are driven with hyper's HTTP/1 builder rather than `axum::serve`, which offers
 /// no way to set the request-head deadline (`conn_limits::HEAD_TIMEOUT`).
+/// Serves the console on `listener` until `stop`. With `database` (`store.url`) its login
+/// sessions live there, shared with the other servers; otherwise in memory.
 pub async fn run(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
+    database: Option<crate::pg::Database>,
     stop: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -268,7 +272,10 @@ pub async fn run(
     }
     let app = router(AppState {
         shared,
-        sessions: Arc::new(session::Sessions::default()),
+        sessions: match database {
+            Some(db) => Arc::new(session_pg::PgConsoleSessions::new(db)),
+            None => Arc::new(session::Sessions::default()),
+        },
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())

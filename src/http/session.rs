@@ -1,9 +1,11 @@
-//! Console logins: sessions in memory, a cookie, and a CSRF token.
+//! Console logins: sessions, a cookie, and a CSRF token.
 //!
 //! A session is a random 128-bit token in the cookie `jes_session` (HttpOnly so scripts cannot read
-//! it, SameSite=Strict so other sites cannot send it), valid 8 hours, kept in memory only: a
-//! restart logs everyone out, which is acceptable for an administrator's console and leaves nothing
-//! on disk to steal. The password is checked by `Shared::check_login`, the same check (with the
+//! it, SameSite=Strict so other sites cannot send it), valid 8 hours. Where sessions live is the
+//! [`ConsoleSessions`] interface: in memory for a server on its own files ([`Sessions`]: a restart
+//! logs everyone out, which is acceptable for an administrator's console and leaves nothing on
+//! disk to steal), in the database with `store.url` (`session_pg`), so that a load balancer
+//! switching an administrator between servers does not log them out. The password is checked by `Shared::check_login`, the same check (with the
 //! same per-address throttle and bounded pool) as POP3 and SMTP AUTH, so the console is no easier
 //! a target for guessing than the mail ports. Only addresses listed in `http.admins` may log in.
 //!
@@ -42,14 +44,50 @@ struct Session {
     expires: Instant,
 }
 
-/// The logged-in sessions by token.
+/// The logged-in sessions by token, in memory.
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
 }
 
+/// A session as the backends keep it: who, the CSRF token, and whether it is still valid.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    pub user: String,
+    pub csrf: String,
+}
+
+/// Where console sessions live. An error is the store failing (the database away), which the
+/// console answers with 503, never with "logged out".
+#[async_trait::async_trait]
+pub trait ConsoleSessions: Send + Sync {
+    /// Starts a session for `user`: `(token, csrf)`.
+    async fn create(&self, user: &str) -> std::io::Result<(String, String)>;
+    /// The unexpired session of `token`.
+    async fn get(&self, token: &str) -> std::io::Result<Option<StoredSession>>;
+    /// Ends the session of `token`.
+    async fn remove(&self, token: &str) -> std::io::Result<()>;
+}
+
+#[async_trait::async_trait]
+impl ConsoleSessions for Sessions {
+    async fn create(&self, user: &str) -> std::io::Result<(String, String)> {
+        Ok(Sessions::create(self, user))
+    }
+    async fn get(&self, token: &str) -> std::io::Result<Option<StoredSession>> {
+        Ok(Sessions::get(self, token).map(|s| StoredSession {
+            user: s.user,
+            csrf: s.csrf,
+        }))
+    }
+    async fn remove(&self, token: &str) -> std::io::Result<()> {
+        Sessions::remove(self, token);
+        Ok(())
+    }
+}
+
 /// 128 random bits as 32 hex digits.
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -134,15 +172,20 @@ pub struct Admin {
 
 impl Admin {
     /// The session of `parts`, checking CSRF for methods other than GET and HEAD.
-    pub fn from_parts(parts: &Parts, state: &AppState) -> ApiResult<Admin> {
+    pub async fn from_parts(parts: &Parts, state: &AppState) -> ApiResult<Admin> {
         let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "not logged in");
         let token = cookie_token(&parts.headers).ok_or_else(unauthorized)?;
-        let session = state.sessions.get(&token).ok_or_else(unauthorized)?;
+        let session = state
+            .sessions
+            .get(&token)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(unauthorized)?;
         // Taken off http.admins (or out of user.conf) since logging in: the session ends now,
         // not at its expiry, since the configuration is re-read without a restart.
         let config = state.shared.config();
         if !config.mail.http.is_admin(&session.user) || !config.users.exists(&session.user) {
-            state.sessions.remove(&token);
+            state.sessions.remove(&token).await.map_err(unavailable)?;
             return Err(unauthorized());
         }
         if parts.method != Method::GET && parts.method != Method::HEAD {
@@ -170,8 +213,17 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Admin> {
-        Admin::from_parts(parts, state)
+        Admin::from_parts(parts, state).await
     }
+}
+
+/// The answer when the session store fails (the database away): try again, not "log in".
+fn unavailable(e: std::io::Error) -> ApiError {
+    tracing::warn!("console sessions: {e}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "console sessions are unavailable (database); try again",
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,7 +277,7 @@ pub async fn login(
         ));
     }
     tracing::info!(client = %peer.ip(), user, "console login");
-    let (token, csrf) = state.sessions.create(&user);
+    let (token, csrf) = state.sessions.create(&user).await.map_err(unavailable)?;
     let cookie = set_cookie(&token, SESSION_TTL.as_secs())?;
     Ok((
         [(header::SET_COOKIE, cookie)],
@@ -240,7 +292,11 @@ pub async fn login(
 
 /// `POST /api/logout`: ends the session and clears the cookie.
 pub async fn logout(State(state): State<AppState>, admin: Admin) -> ApiResult<Response> {
-    state.sessions.remove(&admin.token);
+    state
+        .sessions
+        .remove(&admin.token)
+        .await
+        .map_err(unavailable)?;
     let cookie = set_cookie("", 0)?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)], ()).into_response())
 }

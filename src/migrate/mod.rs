@@ -83,7 +83,8 @@ pub async fn run(
     let root = config.store_dir();
     let _lock = FolderLock::take(&root)?;
     let db = Database::open(settings).map_err(|e| e.to_string())?;
-    let schema_version = crate::pg::migrate::migrate(&db)
+    db.ensure_schema().await.map_err(|e| e.to_string())?;
+    let schema_version = crate::pg::migrate::current_version(&db)
         .await
         .map_err(|e| e.to_string())?;
 

@@ -30,7 +30,7 @@ pub fn known_version() -> i64 {
 
 /// The database's schema version (0: none yet).
 pub async fn current_version(db: &Database) -> Result<i64, PgError> {
-    let client = db.client().await.map_err(|e| connect_err(db, e))?;
+    let client = db.pooled().await.map_err(|e| connect_err(db, e))?;
     version_of(db, &client).await
 }
 
@@ -64,9 +64,10 @@ fn connect_err(db: &Database, e: std::io::Error) -> PgError {
 }
 
 /// Brings the schema to this binary's version; returns the version. Refuses (naming both
-/// versions) a schema newer than this binary knows.
-pub async fn migrate(db: &Database) -> Result<i64, PgError> {
-    let mut object = db.client().await.map_err(|e| connect_err(db, e))?;
+/// versions) a schema newer than this binary knows. Servers call it through
+/// `Database::ensure_schema`, which remembers that it was done.
+pub(super) async fn migrate(db: &Database) -> Result<i64, PgError> {
+    let mut object = db.pooled().await.map_err(|e| connect_err(db, e))?;
     let client: &mut tokio_postgres::Client = object.deref_mut().deref_mut();
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])

@@ -8,6 +8,17 @@
 //! the URL. Times that decide who holds what (leases) are taken from the database's clock, the
 //! one clock every server shares. `NOTIFY` wakes the other servers; `listen` gives a backend its
 //! own connection for that, outside the pool, reopened when it drops.
+//!
+//! Failures (issue 15). A server starts while its database is away: the pool makes no
+//! connection until one is asked for, and the schema check runs at the first request that finds
+//! the database reachable ([`Database::client`]), so every request before that fails the way a
+//! request during an outage does (SMTP 4xx, POP3 `[SYS/TEMP]`) and the first one after it
+//! succeeds: nothing needs a restart. Connections the database closed (a restart) are dropped
+//! by the pool's own check. A connection to a server that has become read-only (a failover that
+//! left the old primary up, or a proxy still pointing at it) stays open and answers SQLSTATE
+//! 25006 to every write; the first such answer marks every connection made before it as stale
+//! ([`Database::err`]), the pool drops them as they come back, and new ones are made with the
+//! URL's `target_session_attrs`, which finds the new primary.
 
 pub mod bodies;
 pub mod migrate;
@@ -16,11 +27,15 @@ pub mod url;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    HookError, Manager, ManagerConfig, Metrics, Pool, PoolBuilder, RecyclingMethod,
+};
 use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
 
 /// What the server's configuration says about the database (the `store.*` keys).
 #[derive(Debug, Clone)]
@@ -60,6 +75,35 @@ pub struct Database {
     /// The URL with any password masked, for log lines and `jes check`.
     pub location: String,
     pub lease: Duration,
+    /// Whether the schema has been checked (and brought up to date) since this server started.
+    schema_ready: Arc<AtomicBool>,
+    /// One schema check at a time; the others wait for its result.
+    schema_check: Arc<tokio::sync::Mutex<()>>,
+    /// When a connection last answered "read-only" (SQLSTATE 25006): connections made before
+    /// then are not handed out again.
+    stale_before: Arc<Mutex<Option<Instant>>>,
+}
+
+/// The pool: `store.maxconnections` connections, bounded waits, and the check that drops a
+/// connection made before the last read-only answer instead of handing it out again.
+fn pool_builder(
+    manager: Manager,
+    settings: &Settings,
+    stale_before: Arc<Mutex<Option<Instant>>>,
+) -> PoolBuilder {
+    let check = move |_: &mut deadpool_postgres::ClientWrapper, m: &Metrics| {
+        let stale = *stale_before.lock().unwrap_or_else(|p| p.into_inner());
+        match stale {
+            Some(t) if m.created <= t => Err(HookError::message("made before a read-only answer")),
+            _ => Ok(()),
+        }
+    };
+    Pool::builder(manager)
+        .max_size(settings.max_connections.max(1))
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(15)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(check))
 }
 
 /// Reads `store.passwordfile`: refused unless only its owner can read it, as libpq does for
@@ -110,11 +154,8 @@ impl Database {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections.max(1))
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(15)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
+        let stale_before: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let pool = pool_builder(manager, settings, stale_before.clone())
             .build()
             .map_err(|e| PgError::Url {
                 url: location.clone(),
@@ -126,19 +167,73 @@ impl Database {
             tls,
             location,
             lease: settings.lease,
+            schema_ready: Arc::default(),
+            schema_check: Arc::default(),
+            stale_before,
         })
     }
 
-    /// A connection from the pool; an error names the database, never the password.
+    /// A connection from the pool, once the schema is known to be this binary's; an error names
+    /// the database, never the password.
     pub async fn client(&self) -> io::Result<deadpool_postgres::Object> {
+        if !self.schema_ready.load(Ordering::Acquire) {
+            let checked = self
+                .ensure_schema()
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if let Some(version) = checked {
+                tracing::info!(
+                    "store: PostgreSQL {} is reachable (schema version {version})",
+                    self.location
+                );
+            }
+        }
+        self.pooled().await
+    }
+
+    /// A connection from the pool without the schema check (the check itself uses it).
+    pub(crate) async fn pooled(&self) -> io::Result<deadpool_postgres::Object> {
         self.pool
             .get()
             .await
             .map_err(|e| io::Error::other(format!("database {}: {e}", self.location)))
     }
 
-    /// The error for a failed statement, with the database named.
+    /// For the tools that read what a database holds and must not change its schema (`jes
+    /// check`, `jes trace`, `jes queue`): they check the version themselves, and requests skip
+    /// the check-and-migrate `client` would make.
+    pub fn without_migration(self) -> Database {
+        self.schema_ready.store(true, Ordering::Release);
+        self
+    }
+
+    /// Brings the schema up to date (`migrate`) unless that was done since this server started;
+    /// returns whether it was done now (for the log line of a late start).
+    pub async fn ensure_schema(&self) -> Result<Option<i64>, PgError> {
+        let _turn = self.schema_check.lock().await;
+        if self.schema_ready.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let version = migrate::migrate(self).await?;
+        self.schema_ready.store(true, Ordering::Release);
+        Ok(Some(version))
+    }
+
+    /// The error for a failed statement, with the database named. A "read-only" answer marks
+    /// every connection made until now as stale (see the module's notes on failover).
     pub fn err(&self, e: tokio_postgres::Error) -> io::Error {
+        if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+            let mut stale = self.stale_before.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            // One log line per failover, not one per statement that meets it.
+            if stale.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1)) {
+                tracing::warn!(
+                    "database {}: the server answered read-only (SQLSTATE 25006), as after a failover; reconnecting to a read-write server",
+                    self.location
+                );
+            }
+            *stale = Some(now);
+        }
         io::Error::other(format!("database {}: {e}", self.location))
     }
 

@@ -190,6 +190,16 @@ impl Session {
         }
     }
 
+    /// Result of `CheckLogin` when the accounts cannot be read (their database is away): no
+    /// verdict on the password, `-ERR [SYS/TEMP]` (RFC 3206) so the client tries again later.
+    pub fn login_unavailable(&mut self, out: &mut Vec<Output>) {
+        if !matches!(self.state, State::CheckingLogin { .. }) {
+            return;
+        }
+        self.state = State::Authorization { user: None };
+        reply(out, "-ERR [SYS/TEMP] accounts unavailable, try again later");
+    }
+
     /// The TLS handshake after `StartTls` succeeded: AUTHORIZATION starts again (RFC 2595 §4),
     /// encrypted. Nothing is sent; the client speaks next. The driver must already have thrown away
     /// the bytes it had not passed to `receive`.

@@ -266,4 +266,12 @@ pub trait Queue: Send + Sync + 'static {
     /// Clears what a crash left behind (half-written entries). Called once at start-up, before
     /// any enqueue; returns how many leftovers were removed.
     async fn recover(&self) -> io::Result<usize>;
+
+    /// For a queue several servers share: how many messages wait in it in all (not failed) and
+    /// when the oldest arrived (epoch ms). Each server's runner sees only what it may claim soon,
+    /// so the shared count comes from the backend. `None` for a queue one server owns, whose
+    /// runner counts it itself.
+    async fn shared_depth(&self) -> Option<io::Result<(usize, Option<u64>)>> {
+        None
+    }
 }

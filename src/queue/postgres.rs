@@ -340,6 +340,22 @@ impl Queue for PgQueue {
         Ok(id)
     }
 
+    async fn shared_depth(&self) -> Option<io::Result<(usize, Option<u64>)>> {
+        let depth = async {
+            let client = self.db.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT COUNT(*), MIN(received_ms) FROM jes_queue WHERE NOT failed",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.db.err(e))?;
+            let (n, oldest): (i64, Option<i64>) = (row.get(0), row.get(1));
+            Ok((n.max(0) as usize, oldest.map(|t| t.max(0) as u64)))
+        };
+        Some(depth.await)
+    }
+
     async fn arrivals(&self) -> Result<Option<Vec<String>>, QueueError> {
         let client = self.client().await?;
         let horizon = now_ms() as i64 + ARRIVALS_AHEAD_MS;
@@ -429,6 +445,9 @@ impl Queue for PgQueue {
             .map_err(|e| self.pg(e))?
             .get(0);
         tx.commit().await.map_err(|e| self.pg(e))?;
+        // Back to the pool before `fetch` takes one: holding it while waiting for a second
+        // deadlocks the pool once as many attempts as it has connections claim at once.
+        drop(client);
         let l = Lease {
             id: id.to_string(),
             owner: owner.to_string(),

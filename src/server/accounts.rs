@@ -78,6 +78,7 @@ pub(super) async fn watch(
                 seen = snapshot.revision;
                 report(store.as_ref(), &snapshot, "changed");
                 shared.set_users(snapshot.users);
+                shared.set_accounts_unknown(false);
             }
             Err(e) => {
                 if failing {

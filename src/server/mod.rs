@@ -167,24 +167,42 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     // The one place the storage backends are chosen; everything else sees the interfaces.
     let (queue, plain_mailboxes, database) = storage(&config).await?;
     let config_sweep = config.mail.database.clone();
+    let mut accounts_unknown = false;
     // With store.url the accounts are the database's, read now and watched below.
     let account_store = match database.clone() {
         Some(db) => {
             let store: Arc<dyn crate::accounts::AccountStore> =
                 Arc::new(crate::accounts::postgres::PgAccounts::new(db));
-            let snapshot = store.load().await.map_err(|e| StartError::Accounts {
-                location: store.location(),
-                source: e,
-            })?;
-            accounts::report(store.as_ref(), &snapshot, "read");
-            config.users = snapshot.users;
-            Some((store, snapshot.revision))
+            match store.load().await {
+                Ok(snapshot) => {
+                    accounts::report(store.as_ref(), &snapshot, "read");
+                    config.users = snapshot.users;
+                    Some((store, snapshot.revision))
+                }
+                // A bad row stops the start, as a bad user.conf does.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(StartError::Accounts {
+                        location: store.location(),
+                        source: e,
+                    })
+                }
+                // The database away: start without accounts, answering "try later" for them
+                // (Shared::accounts_unknown) until the watcher's first read.
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot read the accounts from {} yet ({e}): local recipients get 451 and POP3 logins [SYS/TEMP] until it is back",
+                        store.location()
+                    );
+                    accounts_unknown = true;
+                    Some((store, -1))
+                }
+            }
         }
         None => None,
     };
     recover(queue.as_ref(), plain_mailboxes.as_ref()).await;
 
-    crate::stats::install_recorder();
+    crate::stats::install_recorder(config.mail.database.is_some());
     crate::outcome::register_metrics();
     apply_history_settings(&config);
 
@@ -195,6 +213,7 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     let mailboxes = webhooks.mailboxes.clone();
     let shared = Arc::new(Shared::new(config, runner_handle, mailboxes, queue));
     webhooks.attach(&shared);
+    shared.set_accounts_unknown(accounts_unknown);
     shared.set_tls(tls.config.clone());
     // The console's port is bound with the others, so a port in use stops the start. Its key is
     // read at start only: turning the console on or off, or moving it, needs a restart.
@@ -229,7 +248,12 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
     sessions.spawn(webhooks.worker(stop_rx.clone()));
     if let Some(listener) = http_listener {
-        sessions.spawn(crate::http::run(listener, shared.clone(), stop_rx.clone()));
+        sessions.spawn(crate::http::run(
+            listener,
+            shared.clone(),
+            database.clone(),
+            stop_rx.clone(),
+        ));
     }
     if let (Some(db), Some(settings)) = (database.clone(), &config_sweep) {
         let every = settings.sweep;
@@ -403,30 +427,37 @@ impl Webhooks {
     }
 }
 
+/// What `storage` chose: the queue, the mailboxes, and the database when there is one.
+type Storage = (
+    Arc<dyn Queue>,
+    Arc<dyn Mailboxes>,
+    Option<crate::pg::Database>,
+);
+
 /// The queue and mailboxes `config` names: the files of `store.dir`, or the PostgreSQL database
 /// of `store.url` (shared with other servers), whose schema is brought up to date first; then
-/// also the database, for the accounts.
-async fn storage(
-    config: &Config,
-) -> Result<
-    (
-        Arc<dyn Queue>,
-        Arc<dyn Mailboxes>,
-        Option<crate::pg::Database>,
-    ),
-    StartError,
-> {
+/// also the database, for the accounts and the console's sessions.
+async fn storage(config: &Config) -> Result<Storage, StartError> {
     let Some(settings) = &config.mail.database else {
         let queue = FileQueue::new(config.queue_dir(), config.failed_dir());
         let mailboxes = FileMailboxes::new(config.users_dir());
         return Ok((Arc::new(queue), Arc::new(mailboxes), None));
     };
     let db = crate::pg::Database::open(settings)?;
-    let version = crate::pg::migrate::migrate(&db).await?;
-    tracing::info!(
-        "store: PostgreSQL {} (schema version {version}); queue and mailboxes are shared with every server on it",
-        db.location
-    );
+    // A database that is away does not stop the start (issue 15): the first request that finds
+    // it back checks the schema; until then SMTP answers 4xx and POP3 [SYS/TEMP]. A schema this
+    // binary cannot use does stop it.
+    match db.ensure_schema().await {
+        Ok(version) => tracing::info!(
+            "store: PostgreSQL {} (schema version {}); queue and mailboxes are shared with every server on it",
+            db.location,
+            version.unwrap_or_default()
+        ),
+        Err(e @ crate::pg::PgError::Connect { .. }) => tracing::warn!(
+            "store: {e}; starting without it: mail is refused with 4xx and POP3 answers [SYS/TEMP] until it is back"
+        ),
+        Err(e) => return Err(e.into()),
+    }
     // Who holds a lease, for an administrator reading the tables: one name per process.
     let me = format!("{}:{}", config.mail.hostname, std::process::id());
     // The delivery history goes to the database too (history.db is not made).

@@ -152,6 +152,11 @@ impl Handler {
         if conn.flush().await.is_err() {
             return ControlFlow::Break(());
         }
+        // No verdict while the accounts are unknown, and no failure counted for the throttle.
+        if self.shared.accounts_unknown() {
+            self.session.login_unavailable(out);
+            return ControlFlow::Continue(());
+        }
         let result = self
             .shared
             .check_login(conn.peer.ip, &user, &password)

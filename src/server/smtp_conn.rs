@@ -21,6 +21,9 @@ use crate::stream::Stream;
 struct ConnEnv<'a> {
     config: &'a Config,
     rights: ClientRights,
+    /// The accounts are not known yet (`store.url` with the database away since the start):
+    /// "no such user" would be a guess, so it becomes "try later".
+    accounts_unknown: bool,
 }
 
 impl Env for ConnEnv<'_> {
@@ -28,6 +31,7 @@ impl Env for ConnEnv<'_> {
         // A refusal is reported by the session's `Output::Refused`, with the reply it sends.
         match routing::decide(self.config, self.rights, sender, recipient) {
             Decision::Accept => RcptDecision::Accept,
+            Decision::UnknownUser if self.accounts_unknown => RcptDecision::TryLater,
             Decision::UnknownUser => RcptDecision::UnknownUser,
             Decision::RelayDenied => RcptDecision::RelayDenied,
             Decision::BadAddress(why) => RcptDecision::BadAddress(why),
@@ -135,6 +139,7 @@ impl Protocol for Handler {
                 rights: ClientRights {
                     may_relay: self.trusted_ip || self.session.authenticated_user().is_some(),
                 },
+                accounts_unknown: self.shared.accounts_unknown(),
             };
             let consumed = self.session.receive(conn.input(), &env, &mut out);
             drop(config);

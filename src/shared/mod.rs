@@ -42,6 +42,8 @@ pub struct Shared {
     password_pool: Semaphore,
     next_session: AtomicU64,
     started: u64,
+    /// The accounts have not been read yet (`store.url`, database away since the start).
+    accounts_unknown: std::sync::atomic::AtomicBool,
 }
 
 /// The result of a login attempt as the drivers need it.
@@ -76,7 +78,21 @@ impl Shared {
             password_pool: Semaphore::new(PASSWORD_WORKERS),
             next_session: AtomicU64::new(1),
             started,
+            accounts_unknown: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the accounts are still unknown: a server on a database that was away at its
+    /// start until the first read of the accounts succeeds. Meanwhile an unknown local address
+    /// is answered 451 and a failed login `[SYS/TEMP]`-like, never as a definite "no".
+    pub fn accounts_unknown(&self) -> bool {
+        self.accounts_unknown
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn set_accounts_unknown(&self, unknown: bool) {
+        self.accounts_unknown
+            .store(unknown, std::sync::atomic::Ordering::Release);
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -134,6 +134,9 @@ pub enum RcptDecision {
     RelayDenied,
     /// Address cannot be handled (unsafe characters, ...): `553 5.1.3` with this text.
     BadAddress(String),
+    /// Cannot be decided now (the accounts are not known yet: their database is away):
+    /// `451 4.3.0`, so the client tries again instead of bouncing.
+    TryLater,
 }
 
 /// Policy and time, supplied by the driver (tests use a fake).

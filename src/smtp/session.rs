@@ -403,6 +403,10 @@ impl Session {
             super::RcptDecision::BadAddress(text) => {
                 self.refuse(out, vec![rcpt], (553, "5.1.3", &reply::clean(&text)))
             }
+            super::RcptDecision::TryLater => {
+                let text = format!("<{rcpt}>: accounts unavailable, try again later");
+                self.refuse(out, vec![rcpt], (451, "4.3.0", &text))
+            }
         }
     }
 

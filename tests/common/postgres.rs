@@ -24,6 +24,19 @@ pub struct Postgres {
     bin: PathBuf,
     run_as: Option<&'static str>,
     pub port: u16,
+    /// The server's `-o` options, kept for `start_again`.
+    options: String,
+}
+
+/// How a test's cluster runs.
+#[derive(Clone, Copy, Default)]
+pub struct Options {
+    /// Also offer TLS with a self-signed certificate for 127.0.0.1.
+    pub tls: bool,
+    /// `synchronous_commit=on`: a commit survives the server's crash (`stop`), as in production.
+    /// Off by default for speed (fsync stays off either way: the tests crash processes, not
+    /// the machine, so written WAL survives in the page cache).
+    pub durable: bool,
 }
 
 /// The newest Debian server binaries (`/usr/lib/postgresql/<major>/bin`), else `initdb` on PATH.
@@ -61,6 +74,18 @@ impl Postgres {
     /// With `tls`, the server also offers TLS with a self-signed certificate for 127.0.0.1
     /// (`tls_cert` returns its path, for `sslrootcert`).
     pub fn start_with(test: &str, tls: bool) -> Option<Postgres> {
+        Postgres::start_opts(
+            test,
+            Options {
+                tls,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Whether a cluster can run here (else prints `SKIPPED <test>: <why>`): the binaries and
+    /// the user to run them as.
+    fn runnable(test: &str) -> Option<(PathBuf, Option<&'static str>)> {
         let Some(bin) = bin_dir() else {
             println!(
                 "SKIPPED {test}: no PostgreSQL server binaries (run scripts/install-test-deps)"
@@ -82,6 +107,11 @@ impl Postgres {
         } else {
             None
         };
+        Some((bin, run_as))
+    }
+
+    /// A folder for a cluster, owned by the user that runs it.
+    fn cluster_dir(run_as: Option<&str>) -> tempfile::TempDir {
         let dir = tempfile::Builder::new()
             .prefix("jes-pg")
             .tempdir()
@@ -94,6 +124,13 @@ impl Postgres {
                 .expect("chown");
             assert!(st.success(), "chown of the cluster folder failed");
         }
+        dir
+    }
+
+    pub fn start_opts(test: &str, opts: Options) -> Option<Postgres> {
+        let (bin, run_as) = Postgres::runnable(test)?;
+        let tls = opts.tls;
+        let dir = Postgres::cluster_dir(run_as);
         let data = dir.path().join("data");
         let socket_dir = dir.path().to_path_buf();
         let pwfile = dir.path().join("pw");
@@ -106,13 +143,14 @@ impl Postgres {
                 .unwrap();
         }
         let port = free_port();
-        let pg = Postgres {
+        let mut pg = Postgres {
             _dir: dir,
             data,
             socket_dir,
             bin,
             run_as,
             port,
+            options: String::new(),
         };
         pg.run(
             "initdb",
@@ -129,10 +167,7 @@ impl Postgres {
                 &format!("--pwfile={}", pwfile.display()),
             ],
         );
-        let mut options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
-            pg.socket_dir.display()
-        );
+        let mut options = pg.base_options(opts.durable);
         if tls {
             let (cert, key) = crate::common::self_signed(&pg.socket_dir);
             use std::os::unix::fs::PermissionsExt;
@@ -152,14 +187,32 @@ impl Postgres {
                 key.display()
             ));
         }
-        let log = pg.socket_dir.join("postgres.log");
-        pg.run(
+        pg.options = options;
+        pg.start_again();
+        pg.create_db("jes");
+        Some(pg)
+    }
+
+    fn base_options(&self, durable: bool) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit={} -c max_connections=200",
+            self.port,
+            self.socket_dir.display(),
+            if durable { "on" } else { "off" }
+        )
+    }
+
+    /// Starts the server (again, after `stop`) on the same port and data, waiting until it
+    /// accepts connections.
+    pub fn start_again(&self) {
+        let log = self.socket_dir.join("postgres.log");
+        self.run(
             "pg_ctl",
             &[
                 "-D",
-                pg.data.to_str().unwrap(),
+                self.data.to_str().unwrap(),
                 "-o",
-                &options,
+                &self.options,
                 "-l",
                 log.to_str().unwrap(),
                 "-w",
@@ -168,8 +221,59 @@ impl Postgres {
                 "start",
             ],
         );
-        pg.create_db("jes");
-        Some(pg)
+    }
+
+    /// A streaming-replication standby of this cluster (`pg_basebackup -R` over the socket),
+    /// started on a port of its own: read-only until `promote`.
+    pub fn standby(&self, durable: bool) -> Postgres {
+        let dir = Postgres::cluster_dir(self.run_as);
+        let data = dir.path().join("data");
+        let mut standby = Postgres {
+            data,
+            socket_dir: dir.path().to_path_buf(),
+            _dir: dir,
+            bin: self.bin.clone(),
+            run_as: self.run_as,
+            port: free_port(),
+            options: String::new(),
+        };
+        self.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                self.socket_dir.to_str().unwrap(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "jes",
+                "-D",
+                standby.data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                // An immediate checkpoint: the default spreads it over minutes.
+                "-c",
+                "fast",
+            ],
+        );
+        standby.options = standby.base_options(durable);
+        standby.start_again();
+        standby
+    }
+
+    /// Makes a standby the primary (`pg_ctl promote`, waiting until it accepts writes).
+    pub fn promote(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "promote",
+            ],
+        );
     }
 
     fn command(&self, program: &str) -> Command {
@@ -329,32 +433,5 @@ impl Drop for Postgres {
             ])
             .current_dir("/")
             .output();
-    }
-}
-
-impl Postgres {
-    /// Starts the server again after `stop`: the same folder, port and settings (without TLS).
-    pub fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
-            self.port,
-            self.socket_dir.display()
-        );
-        let log = self.socket_dir.join("postgres.log");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
     }
 }

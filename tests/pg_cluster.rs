@@ -1,0 +1,199 @@
+//! Several servers on one database seen as one (issue 15, item 3): the cluster's gauges on every
+//! server's `/metrics`, counted from the database, under names of their own. A real PostgreSQL
+//! (`common/postgres.rs`), real jes servers, curl for the console.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod pg;
+
+use std::time::Duration;
+
+use common::{free_port, Server, DEFAULT_USERS};
+use pg::Postgres;
+
+/// A server on database `jes` of `pg` with its console on a port of its own; mail for other
+/// domains goes to a smart host that refuses connections, so it stays queued.
+fn server(pg: &Postgres) -> (Server, u16) {
+    let http = free_port();
+    let server = Server::prepare(
+        &format!(
+            "smtpdelivery.interval=1\ndefaultsmtpservers=127.0.0.1:9\nhttp.port={http}\n\
+             http.admins=analyst@localhost\n"
+        ),
+        DEFAULT_USERS,
+    );
+    let conf = server.etc.join("mail.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&pg.store_conf(&server.etc, "jes"));
+    std::fs::write(&conf, text).unwrap();
+    // With store.url, user.conf is ignored: the accounts go into the database.
+    pg::add_accounts(&server.etc, DEFAULT_USERS);
+    (server.launch(), http)
+}
+
+fn metrics(port: u16) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The value of the series `name` (no labels), if shown.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn every_server_shows_the_whole_queue_under_cluster_names() {
+    let Some(pg) = Postgres::start("every_server_shows_the_whole_queue_under_cluster_names") else {
+        return;
+    };
+    let (a, http_a) = server(&pg);
+    let (b, http_b) = server(&pg);
+    for (n, s) in [(0, &a), (1, &a), (2, &a), (3, &b)] {
+        let r = s.send(
+            "app@localhost",
+            &["someone@remote.test"],
+            &format!("Subject: stuck {n}\r\n\r\nbody\r\n"),
+        );
+        assert!(r.starts_with("250"), "{r}");
+    }
+    assert_eq!(
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_queue WHERE NOT failed"),
+        "4"
+    );
+    // Both servers count the whole queue (three messages came in through A, one through B).
+    for (server, port) in [(&a, http_a), (&b, http_b)] {
+        server.wait_until(
+            "jes_cluster_queue_depth 4 on /metrics",
+            Duration::from_secs(15),
+            || gauge(&metrics(port), "jes_cluster_queue_depth") == Some(4.0),
+        );
+        let text = metrics(port);
+        assert!(
+            gauge(&text, "jes_cluster_queue_oldest_age_seconds").is_some(),
+            "{text}"
+        );
+        // The per-server names would stay at zero: not shown at all.
+        assert_eq!(gauge(&text, "jes_queue_depth"), None, "{text}");
+        assert_eq!(gauge(&text, "jes_queue_oldest_age_seconds"), None, "{text}");
+    }
+    // The gauge follows the queue: two messages gone, and both servers say 2.
+    pg.psql(
+        "jes",
+        "DELETE FROM jes_queue WHERE id IN (SELECT id FROM jes_queue ORDER BY received_ms LIMIT 2)",
+    );
+    for (server, port) in [(&a, http_a), (&b, http_b)] {
+        server.wait_until(
+            "jes_cluster_queue_depth 2 after two messages left",
+            Duration::from_secs(15),
+            || gauge(&metrics(port), "jes_cluster_queue_depth") == Some(2.0),
+        );
+    }
+    let age = gauge(&metrics(http_a), "jes_cluster_queue_oldest_age_seconds").unwrap();
+    assert!(age >= 1.0, "the oldest message's age: {age}");
+}
+
+/// curl against `port`, with the cookie jar `jar`: (status, body).
+fn curl(
+    port: u16,
+    jar: &std::path::Path,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", method, "-b"])
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .args(extra)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all() {
+    let Some(pg) =
+        Postgres::start("a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all")
+    else {
+        return;
+    };
+    let (a, http_a) = server(&pg);
+    let (_b, http_b) = server(&pg);
+    let jar = a.root.path().join("cookies");
+    let (code, body) = curl(
+        http_a,
+        &jar,
+        "POST",
+        "/api/login",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"user":"analyst@localhost","password":"password"}"#,
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The same cookie on the other server (a load balancer switching): still logged in.
+    let (code, body) = curl(http_b, &jar, "GET", "/api/session", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("analyst@localhost"), "{body}");
+    // The database keeps a hash of the token, not the token.
+    let cookie = std::fs::read_to_string(&jar).unwrap();
+    let token = cookie
+        .lines()
+        .find(|l| l.contains("jes_session"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_console_sessions"),
+        "1"
+    );
+    assert_eq!(
+        pg.psql(
+            "jes",
+            &format!("SELECT COUNT(*) FROM jes_console_sessions WHERE login = 'analyst@localhost' AND encode(token_hash, 'hex') = encode(sha256('{token}'::bytea), 'hex')")
+        ),
+        "1"
+    );
+    assert!(!pg
+        .psql("jes", "SELECT token_hash::text FROM jes_console_sessions")
+        .contains(&token));
+    // A logout on B ends the session on A too.
+    let (code, body) = curl(
+        http_b,
+        &jar,
+        "POST",
+        "/api/logout",
+        &["-H", &format!("X-CSRF-Token: {csrf}")],
+    );
+    assert_eq!(code, 204, "{body}");
+    // The jar lost the cookie at logout: send the old one by hand.
+    let (code, _) = curl(
+        http_a,
+        &a.root.path().join("none"),
+        "GET",
+        "/api/session",
+        &["-H", &format!("Cookie: jes_session={token}")],
+    );
+    assert_eq!(code, 401);
+    assert_eq!(
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_console_sessions"),
+        "0"
+    );
+}
