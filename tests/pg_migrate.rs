@@ -344,7 +344,7 @@ fn migrate_refuses_a_served_folder_and_a_database_with_mail_and_a_copy_that_diff
     // A database that does not store what it is given (a trigger appends to every body): the
     // check reads it back, names the messages and exits non-zero.
     pg.create_db("bent");
-    let empty = Server::prepare("", DEFAULT_USERS);
+    let empty = Server::prepare("", "");
     let (ok, out) = migrate_into(&pg, &empty.etc, "bent");
     assert!(
         ok,

@@ -145,7 +145,14 @@ pub(super) async fn verify(
     names.sort();
     names.dedup();
     for name in names {
-        if users.accounts.get(name) != back.accounts.get(name) {
+        let same = match (users.accounts.get(name), back.accounts.get(name)) {
+            // A plaintext password is hashed on the way: the copy must accept it.
+            (Some(StoredPassword::Plain(p)), Some(stored)) => {
+                !stored.is_plain() && stored.verify(p)
+            }
+            (a, b) => a == b,
+        };
+        if !same {
             out.push(format!(
                 "account {name}: {} in user.conf, {} in the database",
                 presence(users.accounts.contains_key(name)),
