@@ -16,24 +16,13 @@ use tokio::runtime::Runtime;
 
 use super::queue_store::{runtime, QueueStore};
 use crate::queue::admin::{header_lines_raw, is_not_found, last_error, retry_entry, Deleted};
-use crate::queue::{request_retry, valid_id, BounceFrom, Queue, QueueError, QueuedMessage, Spool};
+use crate::queue::{request_retry, valid_id, BounceFrom, Queue, QueueError, QueuedMessage};
 
 /// Which entries a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     One(String),
     All,
-}
-
-/// The queue of configuration directory `dir`: `smtp/` in its mail root (`store.dir`, or `dir`
-/// itself), as the server uses it. A mail.conf that does not read leaves `dir`: the tools also
-/// serve to look at a queue whose server cannot start.
-pub fn store_of(dir: &Path) -> Spool {
-    let root = crate::config::MailConf::load(&dir.join("mail.conf"))
-        .ok()
-        .and_then(|(conf, _)| conf.store_dir)
-        .unwrap_or_else(|| dir.to_path_buf());
-    Spool::new(root.join("smtp"))
 }
 
 fn out_err(e: std::io::Error) -> String {

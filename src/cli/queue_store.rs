@@ -12,9 +12,19 @@ use std::path::Path;
 
 use tokio::runtime::Runtime;
 
-use super::queue::store_of;
 use crate::queue::postgres::PgQueue;
 use crate::queue::{FileQueue, Queue, Spool};
+
+/// The queue of configuration directory `dir`: `smtp/` in its mail root (`store.dir`, or `dir`
+/// itself), as the server uses it. A mail.conf that does not read leaves `dir`: the tools also
+/// serve to look at a queue whose server cannot start.
+pub(crate) fn store_of(dir: &Path) -> Spool {
+    let root = crate::config::MailConf::load(&dir.join("mail.conf"))
+        .ok()
+        .and_then(|(conf, _)| conf.store_dir)
+        .unwrap_or_else(|| dir.to_path_buf());
+    Spool::new(root.join("smtp"))
+}
 
 /// A configuration folder's queue.
 pub(crate) enum QueueStore {

@@ -1,6 +1,7 @@
 //! Tests of `jes queue` on a temporary configuration directory.
 
 use super::*;
+use crate::cli::queue_store::store_of;
 use crate::queue::admin::tests::msg;
 use crate::queue::{take_retry_requests, RetryRequest};
 
