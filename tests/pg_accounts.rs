@@ -22,11 +22,9 @@ const TARGET: &str = "desk@localhost";
 
 /// A server on database `jes` of `pg`, with the harness's usual user.conf beside store.url.
 fn prepare(pg: &Postgres) -> Server {
-    let server = Server::prepare("smtpdelivery.interval=1\n", DEFAULT_USERS);
-    let conf = server.etc.join("mail.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str(&pg.store_conf(&server.etc, "jes"));
-    std::fs::write(&conf, text).unwrap();
+    // The harness's accounts stay in user.conf, which these servers must ignore.
+    let server = pg.server_on(&pg.url("jes"), "smtpdelivery.interval=1\n", None);
+    std::fs::write(server.etc.join("user.conf"), DEFAULT_USERS).unwrap();
     server
 }
 

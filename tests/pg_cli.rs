@@ -17,17 +17,11 @@ const PASS: &str = "secret";
 
 /// A server on database `jes` of `pg`, not started yet.
 fn prepare(pg: &Postgres, extra: &str) -> Server {
-    let server = Server::prepare(
+    pg.server_on(
+        &pg.url("jes"),
         &format!("smtpdelivery.interval=1\nstore.leaseseconds=5\n{extra}"),
-        DEFAULT_USERS,
-    );
-    let conf = server.etc.join("mail.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str(&pg.store_conf(&server.etc, "jes"));
-    std::fs::write(&conf, text).unwrap();
-    // With store.url, user.conf is ignored: the accounts go into the database.
-    pg::add_accounts(&server.etc, DEFAULT_USERS);
-    server
+        Some(DEFAULT_USERS),
+    )
 }
 
 /// Two servers on one database, started one after the other (the first makes the schema).

@@ -15,19 +15,14 @@ use pg::Postgres;
 /// domains goes to a smart host that refuses connections, so it stays queued.
 fn server(pg: &Postgres) -> (Server, u16) {
     let http = free_port();
-    let server = Server::prepare(
+    let server = pg.server_on(
+        &pg.url("jes"),
         &format!(
             "smtpdelivery.interval=1\ndefaultsmtpservers=127.0.0.1:9\nhttp.port={http}\n\
              http.admins=analyst@localhost\n"
         ),
-        DEFAULT_USERS,
+        Some(DEFAULT_USERS),
     );
-    let conf = server.etc.join("mail.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str(&pg.store_conf(&server.etc, "jes"));
-    std::fs::write(&conf, text).unwrap();
-    // With store.url, user.conf is ignored: the accounts go into the database.
-    pg::add_accounts(&server.etc, DEFAULT_USERS);
     (server.launch(), http)
 }
 

@@ -35,18 +35,7 @@ fn durable(test: &str) -> Option<Postgres> {
 
 /// A server whose store.url is `url` (password from a 0600 file), not started yet.
 fn prepare(pg: &Postgres, url: &str) -> Server {
-    let server = Server::prepare("smtpdelivery.interval=1\n", DEFAULT_USERS);
-    let pw = pg.password_file(&server.etc);
-    let conf = server.etc.join("mail.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str(&format!(
-        "store.url={url}\nstore.passwordfile={}\n",
-        pw.display()
-    ));
-    std::fs::write(&conf, text).unwrap();
-    // With store.url, user.conf is ignored: the accounts go into the database.
-    pg::add_accounts(&server.etc, DEFAULT_USERS);
-    server
+    pg.server_on(url, "smtpdelivery.interval=1\n", Some(DEFAULT_USERS))
 }
 
 /// One message over a fresh SMTP connection; the final reply (of DATA, or of the first command

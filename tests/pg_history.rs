@@ -24,17 +24,11 @@ const PASS: &str = "secret";
 
 /// A server on database `db` of `pg`, not started yet (as tests/postgres.rs makes them).
 fn prepare(pg: &Postgres, db: &str, extra: &str) -> Server {
-    let server = Server::prepare(
+    pg.server_on(
+        &pg.url(db),
         &format!("smtpdelivery.interval=1\nstore.leaseseconds=5\n{extra}"),
-        DEFAULT_USERS,
-    );
-    let conf = server.etc.join("mail.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str(&pg.store_conf(&server.etc, db));
-    std::fs::write(&conf, text).unwrap();
-    // With store.url, user.conf is ignored: the accounts go into the database.
-    pg::add_accounts(&server.etc, DEFAULT_USERS);
-    server
+        Some(DEFAULT_USERS),
+    )
 }
 
 /// Starts `a` and `b` at the same moment.

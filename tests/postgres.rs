@@ -25,15 +25,11 @@ fn prepare(pg: &Postgres, db: &str, extra: &str) -> Server {
 
 /// `prepare` without touching the database.
 fn prepare_bare(pg: &Postgres, db: &str, extra: &str) -> Server {
-    let server = Server::prepare(
+    pg.server_on(
+        &pg.url(db),
         &format!("smtpdelivery.interval=1\nstore.leaseseconds={LEASE}\n{extra}"),
-        DEFAULT_USERS,
-    );
-    let conf = server.etc.join("mail.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str(&pg.store_conf(&server.etc, db));
-    std::fs::write(&conf, text).unwrap();
-    server
+        None,
+    )
 }
 
 /// Two servers started at the same moment on a fresh database: the schema is made once. The

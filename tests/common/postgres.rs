@@ -354,6 +354,25 @@ impl Postgres {
         path
     }
 
+    /// A jes server (not started) whose mail.conf has `extra` and puts it on `url` (a `store.url`
+    /// of this cluster) with the password in a 0600 file; with `users`, those accounts go into
+    /// the database (beside store.url, user.conf is ignored).
+    pub fn server_on(&self, url: &str, extra: &str, users: Option<&str>) -> crate::common::Server {
+        let server = crate::common::Server::prepare(extra, users.unwrap_or(""));
+        let pw = self.password_file(&server.etc);
+        let conf = server.etc.join("mail.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!(
+            "store.url={url}\nstore.passwordfile={}\n",
+            pw.display()
+        ));
+        std::fs::write(&conf, text).unwrap();
+        if let Some(users) = users {
+            add_accounts(&server.etc, users);
+        }
+        server
+    }
+
     /// The mail.conf lines that put a jes server on database `db`.
     pub fn store_conf(&self, etc: &Path, db: &str) -> String {
         let pw = self.password_file(etc);
