@@ -869,6 +869,13 @@ class Pg:
         self.psql("postgres", f"CREATE DATABASE {name}")
         return name, f"store.url=postgresql://jes@127.0.0.1:{self.port}/{name}?sslmode=disable\n"
 
+    @staticmethod
+    def add_account(etc):
+        """The bench's account, in the database `etc`'s mail.conf names (beside store.url,
+        user.conf is ignored); the second server on a database finds it there already."""
+        subprocess.run([JES, "user", "add", "bench@localhost", "--dir", etc], input="secret\n",
+                       text=True, capture_output=True)
+
     def count(self, db, table):
         try:
             return int(self.psql(db, f"SELECT COUNT(*) FROM {table}") or 0)
@@ -894,6 +901,8 @@ def db_inject(pg, label, n, servers=1, probe=False):
     db, conf = pg.new_db()
     rcpt = "bench@localhost"
     instances = [jes_instance(conf) for _ in range(servers)]
+    for inst in instances:
+        Pg.add_account(inst[1])
     srvs = []
     for _, etc, smtp, _ in instances:
         srvs.append(start_jes(etc, smtp))
