@@ -59,6 +59,17 @@ pub fn db_path(store_dir: &Path) -> PathBuf {
     store_dir.join(DB_FILE)
 }
 
+/// Epoch milliseconds and sizes as the stores' signed integer columns keep them (saturating:
+/// no real time or size comes near the limits).
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored signed integer back as a count (a negative one, written by hand, reads as 0).
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 /// One stored event: the fields of an [`Event`] the history keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use tokio::runtime::Handle;
 use tokio_postgres::error::SqlState;
 
+use super::{to_i64, to_u64};
 use super::{HistoryError, Query, Record};
 use crate::pg::Database;
 
@@ -357,14 +358,6 @@ fn read_record(r: &tokio_postgres::Row) -> Result<Record, tokio_postgres::Error>
         reply: r.try_get(13)?,
         status: r.try_get(14)?,
     })
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 /// For `jes migrate`: how many events the database holds, in its transaction.

@@ -19,6 +19,7 @@ use std::time::Duration;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, OpenFlags, Row};
 
+use super::{to_i64, to_u64};
 use super::{HistoryError, HistoryStore, Query, Record};
 
 const SCHEMA: &str = "
@@ -343,14 +344,6 @@ fn read_record(r: &Row<'_>) -> rusqlite::Result<Record> {
         reply: r.get(12)?,
         status: r.get(13)?,
     })
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 /// A path as a `file:` URI path: the characters URIs reserve are percent-encoded.
