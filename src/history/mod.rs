@@ -70,6 +70,16 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// Adds one message's `events` to a query's answer `out`, cut at `limit` events in all; true
+/// when the answer is full (the stores read timelines message by message, newest first).
+fn append_limited(out: &mut Vec<Record>, mut events: Vec<Record>, limit: Option<usize>) -> bool {
+    if let Some(limit) = limit {
+        events.truncate(limit.saturating_sub(out.len()));
+    }
+    out.extend(events);
+    limit.is_some_and(|l| out.len() >= l)
+}
+
 /// One stored event: the fields of an [`Event`] the history keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -180,12 +180,8 @@ impl PgHistory {
         }
         let mut out = Vec::new();
         for message in messages {
-            let mut events = by_message.remove(message).unwrap_or_default();
-            if let Some(limit) = limit {
-                events.truncate(limit.saturating_sub(out.len()));
-            }
-            out.extend(events);
-            if limit.is_some_and(|l| out.len() >= l) {
+            let events = by_message.remove(message).unwrap_or_default();
+            if super::append_limited(&mut out, events, limit) {
                 break;
             }
         }

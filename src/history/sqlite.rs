@@ -213,12 +213,8 @@ impl SqliteHistory {
         };
         let mut out = Vec::new();
         for (solo, id) in messages {
-            let mut events = self.timeline(solo, &id)?;
-            if let Some(limit) = limit {
-                events.truncate(limit.saturating_sub(out.len()));
-            }
-            out.extend(events);
-            if limit.is_some_and(|l| out.len() >= l) {
+            let events = self.timeline(solo, &id)?;
+            if super::append_limited(&mut out, events, limit) {
                 break;
             }
         }
