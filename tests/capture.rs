@@ -15,21 +15,11 @@ fn body(subject: &str) -> String {
     format!("From: tracker@localhost\r\nTo: boss@remote.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@localhost>\r\n\r\nText of {subject}.\r\n")
 }
 
-/// Logs in and returns (cookie jar path, csrf token).
+/// Logs in and returns (cookie jar path, csrf token); the console says capture is on.
 fn login(server: &Server, port: u16) -> (String, String) {
-    let jar = server.root.path().join("cookies").display().to_string();
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-c", &jar, "-H", "Content-Type: application/json"])
-        .args([
-            "-d",
-            r#"{"user":"analyst@localhost","password":"password"}"#,
-        ])
-        .arg(format!("http://127.0.0.1:{port}/api/login"))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (jar, csrf, v) = common::console_login(server, port);
     assert_eq!(v["capture"], true, "{v}");
-    (jar, v["csrf"].as_str().unwrap().to_string())
+    (jar, csrf)
 }
 
 fn api(
@@ -40,27 +30,8 @@ fn api(
     path: &str,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut c = std::process::Command::new("curl");
-    c.args([
-        "-s",
-        "-b",
-        jar,
-        "-X",
-        method,
-        "-H",
-        &format!("X-CSRF-Token: {csrf}"),
-    ]);
-    if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "-d", b]);
-    }
-    let out = c
-        .args(["-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
+    let csrf = format!("X-CSRF-Token: {csrf}");
+    common::console_api(port, jar, &[&csrf], method, path, body)
 }
 
 fn metric(port: u16, name: &str) -> u64 {

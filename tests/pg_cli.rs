@@ -409,36 +409,6 @@ fn a_sweep_never_removes_a_body_a_concurrent_transaction_references() {
     });
 }
 
-/// Logs in to the console as `analyst@localhost`: (cookie jar, CSRF token).
-fn console_login(server: &Server, port: u16) -> (String, String) {
-    let jar = server.root.path().join("cookies").display().to_string();
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-c", &jar, "-H", "Content-Type: application/json"])
-        .args([
-            "-d",
-            r#"{"user":"analyst@localhost","password":"password"}"#,
-        ])
-        .arg(format!("http://127.0.0.1:{port}/api/login"))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (jar, v["csrf"].as_str().unwrap().to_string())
-}
-
-/// A console POST: (status, body).
-fn console_post(port: u16, jar: &str, csrf: &str, path: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-b", jar, "-X", "POST"])
-        .args(["-H", &format!("X-CSRF-Token: {csrf}")])
-        .args(["-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
-}
-
 fn captured(server: &Server) -> Vec<(String, String)> {
     let (ok, out) = server.jes(&["capture", "list"]);
     assert!(ok, "{out}");
@@ -493,12 +463,14 @@ fn capture_holds_mail_in_the_database_and_releases_it_from_console_and_command_l
     assert!(up.received().is_empty(), "held mail reached the upstream");
 
     // Released through the console's API (of A) ...
-    let (jar, csrf) = console_login(&a, http);
-    let (code, body) = console_post(
+    let (jar, csrf, _) = common::console_login(&a, http);
+    let (code, body) = common::console_api(
         http,
         &jar,
-        &csrf,
+        &[&format!("X-CSRF-Token: {csrf}")],
+        "POST",
         &format!("/api/captured/{}/release", id_of("held-one")),
+        None,
     );
     assert_eq!(code, 200, "{body}");
     let got = up.wait_for(1, Duration::from_secs(15));

@@ -93,29 +93,6 @@ fn every_server_shows_the_whole_queue_under_cluster_names() {
     assert!(age >= 1.0, "the oldest message's age: {age}");
 }
 
-/// curl against `port`, with the cookie jar `jar`: (status, body).
-fn curl(
-    port: u16,
-    jar: &std::path::Path,
-    method: &str,
-    path: &str,
-    extra: &[&str],
-) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-X", method, "-b"])
-        .arg(jar)
-        .arg("-c")
-        .arg(jar)
-        .args(extra)
-        .args(["-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
-}
-
 #[test]
 fn a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all() {
     let Some(pg) =
@@ -125,26 +102,11 @@ fn a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all() {
     };
     let (a, http_a) = server(&pg);
     let (_b, http_b) = server(&pg);
-    let jar = a.root.path().join("cookies");
-    let (code, body) = curl(
-        http_a,
-        &jar,
-        "POST",
-        "/api/login",
-        &[
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            r#"{"user":"analyst@localhost","password":"password"}"#,
-        ],
-    );
-    assert_eq!(code, 200, "{body}");
-    let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (jar, csrf, login) = common::console_login(&a, http_a);
+    assert_eq!(login["user"], "analyst@localhost", "{login}");
+    assert!(!csrf.is_empty(), "{login}");
     // The same cookie on the other server (a load balancer switching): still logged in.
-    let (code, body) = curl(http_b, &jar, "GET", "/api/session", &[]);
+    let (code, body) = common::console_api(http_b, &jar, &[], "GET", "/api/session", None);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("analyst@localhost"), "{body}");
     // The database keeps a hash of the token, not the token.
@@ -170,21 +132,23 @@ fn a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all() {
         .psql("jes", "SELECT token_hash::text FROM jes_console_sessions")
         .contains(&token));
     // A logout on B ends the session on A too.
-    let (code, body) = curl(
+    let (code, body) = common::console_api(
         http_b,
         &jar,
+        &[&format!("X-CSRF-Token: {csrf}")],
         "POST",
         "/api/logout",
-        &["-H", &format!("X-CSRF-Token: {csrf}")],
+        None,
     );
     assert_eq!(code, 204, "{body}");
-    // The jar lost the cookie at logout: send the old one by hand.
-    let (code, _) = curl(
+    // The old cookie, sent again to A, no longer logs in.
+    let (code, _) = common::console_api(
         http_a,
-        &a.root.path().join("none"),
+        "/nonexistent-jar",
+        &[&format!("Cookie: jes_session={token}")],
         "GET",
         "/api/session",
-        &["-H", &format!("Cookie: jes_session={token}")],
+        None,
     );
     assert_eq!(code, 401);
     assert_eq!(

@@ -501,3 +501,50 @@ impl Server {
         stdout
     }
 }
+
+/// Logs in to the console on `port` as `analyst@localhost` with curl, the cookie kept in a jar
+/// in the server's folder: (cookie jar, CSRF token, the login's JSON answer).
+pub fn console_login(server: &Server, port: u16) -> (String, String, serde_json::Value) {
+    let jar = server.root.path().join("cookies").display().to_string();
+    let out = Command::new("curl")
+        .args(["-s", "-c", &jar, "-H", "Content-Type: application/json"])
+        .args([
+            "-d",
+            r#"{"user":"analyst@localhost","password":"password"}"#,
+        ])
+        .arg(format!("http://127.0.0.1:{port}/api/login"))
+        .output()
+        .expect("run curl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("login: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let csrf = v["csrf"].as_str().unwrap_or_default().to_string();
+    (jar, csrf, v)
+}
+
+/// A console request with curl, sending the cookies of `jar` and `headers` ("Name: value"),
+/// `body` as JSON: (status, body).
+pub fn console_api(
+    port: u16,
+    jar: &str,
+    headers: &[&str],
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-b", jar, "-X", method]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    let out = c
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').expect("curl's status line");
+    (code.parse().expect("a status code"), body.to_string())
+}
