@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{jes_bin, repo_path, Server, Upstream, DEFAULT_USERS};
+use common::{repo_path, Server, Upstream, DEFAULT_USERS};
 use pg::Postgres;
 
 const TS: &str = "trackstudio@127.0.0.1";
@@ -22,17 +22,9 @@ const ANALYST: &str = "analyst@localhost";
 
 /// `jes migrate ARGS`: (success, stdout + stderr).
 fn migrate(args: &[&str]) -> (bool, String) {
-    let out = Command::new(jes_bin())
-        .arg("migrate")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let mut all = vec!["migrate"];
+    all.extend_from_slice(args);
+    common::jes_run(&all)
 }
 
 /// `jes migrate ETC --to URL --password-file PW`.

@@ -64,17 +64,7 @@ fn known_version() -> u32 {
 
 /// `jes check DIR`: (success, stdout + stderr).
 fn check(server: &Server) -> (bool, String) {
-    let out = Command::new(jes_bin())
-        .arg("check")
-        .arg(&server.etc)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::jes_run(&["check", &server.etc.display().to_string()])
 }
 
 fn fetch(server: &Server, dele: bool) -> Vec<serde_json::Value> {

@@ -548,3 +548,17 @@ pub fn console_api(
     let (body, code) = text.rsplit_once('\n').expect("curl's status line");
     (code.parse().expect("a status code"), body.to_string())
 }
+
+/// Runs `jes ARGS` as given (no `--dir` added): (success, stdout + stderr).
+pub fn jes_run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(jes_bin())
+        .args(args)
+        .output()
+        .expect("run jes");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
