@@ -24,6 +24,8 @@ struct Backend {
     open: Result<Vec<Listing>, OpenFailure>,
     files: Vec<Vec<u8>>,
     commit: Result<(), String>,
+    /// The accounts cannot be read (their database is away): no verdict on a password.
+    accounts_unknown: bool,
     /// Every action and `Close`, in order.
     actions: Vec<Output>,
     replies: Vec<u8>,
@@ -49,6 +51,7 @@ impl Backend {
             open,
             files,
             commit: Ok(()),
+            accounts_unknown: false,
             actions: Vec::new(),
             replies: Vec::new(),
         }
@@ -70,6 +73,9 @@ impl Backend {
                     assert!(bytes.ends_with(b"\r\n"));
                     self.replies.extend_from_slice(bytes);
                     continue;
+                }
+                Output::CheckLogin { .. } if self.accounts_unknown => {
+                    s.login_unavailable(&mut more)
                 }
                 Output::CheckLogin { user, password } => {
                     s.login_checked(user == USER && password == PASS, &mut more)
@@ -251,6 +257,27 @@ fn bad_password_returns_to_authorization() {
              -ERR send USER first\r\n{LOGGED_IN}+OK 2 410\r\n"
         )
     );
+}
+
+#[test]
+fn a_login_while_the_accounts_are_unknown_is_a_temporary_failure() {
+    let mut b = Backend::new();
+    b.accounts_unknown = true;
+    let mut script = login();
+    script.push("PASS secret");
+    let text = run_lines(&mut b, &script);
+    assert_eq!(
+        text,
+        format!(
+            "{GREETING}+OK send PASS\r\n-ERR [SYS/TEMP] accounts unavailable, try again later\r\n\
+             -ERR send USER first\r\n"
+        )
+    );
+    // Once they are known, the same client logs in.
+    b.accounts_unknown = false;
+    b.replies.clear();
+    let text = run_lines(&mut b, &login());
+    assert_eq!(text, format!("{GREETING}{LOGGED_IN}"));
 }
 
 #[test]

@@ -26,6 +26,8 @@ impl Env for FakeEnv {
             RcptDecision::RelayDenied
         } else if rcpt.starts_with("bad@") {
             RcptDecision::BadAddress("Address contains unsafe characters".into())
+        } else if rcpt.starts_with("later@") {
+            RcptDecision::TryLater
         } else {
             RcptDecision::Accept
         }
@@ -432,6 +434,16 @@ fn mail_parameters() {
     assert_eq!(d.session.body(), Some(Body::EightBitMime));
     d.feed(b"RCPT TO:<c@d.test> XNOTIFY=NEVER\r\n");
     assert!(d.last().starts_with("555 5.5.4"));
+}
+
+#[test]
+fn a_recipient_that_cannot_be_decided_now_is_refused_for_now() {
+    let r = after_ehlo(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<later@d.test>\r\nRCPT TO:<c@d.test>\r\n");
+    assert_eq!(
+        r[1],
+        "451 4.3.0 <later@d.test>: accounts unavailable, try again later\r\n"
+    );
+    assert!(r[2].starts_with("250 2.1.5"), "{r:?}");
 }
 
 #[test]
