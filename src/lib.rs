@@ -12,6 +12,7 @@ pub mod address;
 pub mod auth;
 pub mod certificate;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod conn_params;
 pub mod delivery;

@@ -152,6 +152,17 @@ pub fn cluster_queue_state(depth: usize, oldest_age_secs: f64) {
     metrics::gauge!("jes_cluster_queue_oldest_age_seconds").set(oldest_age_secs);
 }
 
+/// How many servers on the shared database are up (`cluster::State::Up`), as this server last read
+/// the servers' table.
+pub fn cluster_servers_up(n: usize) {
+    metrics::gauge!("jes_cluster_servers_up").set(n as f64);
+}
+
+/// The epoch second `install_recorder` ran (the server's start).
+pub fn started_secs() -> u64 {
+    STARTED.get().copied().unwrap_or_else(now_secs)
+}
+
 /// The per-minute series (oldest first, minutes without events left out), the recent events
 /// (newest first) and the totals since start.
 pub fn snapshot() -> (Vec<Minute>, Vec<Event>, Minute) {
@@ -227,6 +238,7 @@ pub fn install_recorder(shared_queue: bool) {
     if shared_queue {
         metrics::gauge!("jes_cluster_queue_depth").set(0.0);
         metrics::gauge!("jes_cluster_queue_oldest_age_seconds").set(0.0);
+        metrics::gauge!("jes_cluster_servers_up").set(0.0);
     } else {
         metrics::gauge!("jes_queue_depth").set(0.0);
         metrics::gauge!("jes_queue_oldest_age_seconds").set(0.0);

@@ -1,6 +1,7 @@
 //! Several servers on one database seen as one (issue 15, item 3): the cluster's gauges on every
-//! server's `/metrics`, counted from the database, under names of their own. A real PostgreSQL
-//! (`common/postgres.rs`), real jes servers, curl for the console.
+//! server's `/metrics`, counted from the database, under names of their own; console logins
+//! shared; the servers' table (`node.name`, up, stopped, lost) on every console. A real
+//! PostgreSQL (`common/postgres.rs`), real jes servers, curl for the console.
 
 mod common;
 #[path = "common/postgres.rs"]
@@ -14,12 +15,17 @@ use pg::Postgres;
 /// A server on database `jes` of `pg` with its console on a port of its own; mail for other
 /// domains goes to a smart host that refuses connections, so it stays queued.
 fn server(pg: &Postgres) -> (Server, u16) {
+    named(pg, "")
+}
+
+/// As `server`, with `extra` mail.conf lines (a `node.name`).
+fn named(pg: &Postgres, extra: &str) -> (Server, u16) {
     let http = free_port();
     let server = pg.server_on(
         &pg.url("jes"),
         &format!(
             "smtpdelivery.interval=1\ndefaultsmtpservers=127.0.0.1:9\nhttp.port={http}\n\
-             http.admins=analyst@localhost\n"
+             http.admins=analyst@localhost\n{extra}"
         ),
         Some(DEFAULT_USERS),
     );
@@ -155,4 +161,112 @@ fn a_console_login_holds_on_every_server_and_a_logout_ends_it_on_all() {
         pg.psql("jes", "SELECT COUNT(*) FROM jes_console_sessions"),
         "0"
     );
+}
+
+/// `/api/cluster` of the console on `port`, logged in with `jar`.
+fn cluster(port: u16, jar: &str) -> serde_json::Value {
+    let (code, body) = common::console_api(port, jar, &[], "GET", "/api/cluster", None);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The server named `name` in a `/api/cluster` answer.
+fn member<'a>(c: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    c["servers"].as_array()?.iter().find(|m| m["name"] == name)
+}
+
+#[test]
+fn every_console_lists_the_servers_by_node_name_up_stopped_or_lost() {
+    let Some(pg) =
+        Postgres::start("every_console_lists_the_servers_by_node_name_up_stopped_or_lost")
+    else {
+        return;
+    };
+    // One `hostname` for all, as servers behind one MX name have: node.name tells them apart.
+    let (a, http_a) = named(&pg, "hostname=mx.example.test\nnode.name=mx-a\n");
+    let (mut b, http_b) = named(&pg, "hostname=mx.example.test\nnode.name=mx-b\n");
+    let (mut c, _) = named(&pg, "hostname=mx.example.test\nnode.name=mx-c\n");
+    let (jar, _, login) = common::console_login(&a, http_a);
+    assert_eq!(login["node"], "mx-a", "{login}");
+    a.wait_until(
+        "three servers up on A's console",
+        Duration::from_secs(15),
+        || cluster(http_a, &jar)["up"] == 3,
+    );
+    let view = cluster(http_a, &jar);
+    assert_eq!(view["node"], "mx-a");
+    assert_eq!(view["shared"], true);
+    for name in ["mx-a", "mx-b", "mx-c"] {
+        let m = member(&view, name).unwrap_or_else(|| panic!("{name} missing: {view}"));
+        assert_eq!(m["state"], "up", "{view}");
+        assert_eq!(m["hostname"], "mx.example.test", "{view}");
+    }
+    // The same table on B's console (the login is shared too), and B's own name on its stats.
+    let b_view = cluster(http_b, &jar);
+    assert_eq!(b_view["node"], "mx-b");
+    assert_eq!(b_view["up"], 3, "{b_view}");
+    let (code, stats) = common::console_api(http_b, &jar, &[], "GET", "/api/stats", None);
+    assert_eq!(code, 200, "{stats}");
+    assert!(stats.contains(r#""node":"mx-b""#), "{stats}");
+    for port in [http_a, http_b] {
+        a.wait_until("jes_cluster_servers_up 3", Duration::from_secs(15), || {
+            gauge(&metrics(port), "jes_cluster_servers_up") == Some(3.0)
+        });
+    }
+
+    // Mail through B moves B's counter in the table, and A's stays where it was.
+    let r = b.send(
+        "app@localhost",
+        &["someone@remote.test"],
+        "Subject: through b\r\n\r\nbody\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    a.wait_until(
+        "B's accepted 1 on A's console",
+        Duration::from_secs(15),
+        || member(&cluster(http_a, &jar), "mx-b").is_some_and(|m| m["totals"]["accepted"] == 1),
+    );
+    let view = cluster(http_a, &jar);
+    assert_eq!(
+        member(&view, "mx-a").unwrap()["totals"]["accepted"],
+        0,
+        "{view}"
+    );
+    // The history names the server that took it.
+    assert_eq!(
+        pg.psql(
+            "jes",
+            "SELECT server FROM jes_history WHERE event = 'accepted'"
+        ),
+        "mx-b"
+    );
+
+    // B stops cleanly: "stopped" at once. C is killed: "lost" once its row is 15 s old.
+    b.signal("TERM");
+    assert!(b.wait_exit(Duration::from_secs(15)), "{}", b.log());
+    c.kill9();
+    a.wait_until("B stopped on A's console", Duration::from_secs(10), || {
+        member(&cluster(http_a, &jar), "mx-b").is_some_and(|m| m["state"] == "stopped")
+    });
+    assert_eq!(
+        member(&cluster(http_a, &jar), "mx-c").unwrap()["state"],
+        "up"
+    );
+    a.wait_until("C lost on A's console", Duration::from_secs(25), || {
+        member(&cluster(http_a, &jar), "mx-c").is_some_and(|m| m["state"] == "lost")
+    });
+    let view = cluster(http_a, &jar);
+    assert_eq!(view["up"], 1, "{view}");
+    a.wait_until("jes_cluster_servers_up 1", Duration::from_secs(10), || {
+        gauge(&metrics(http_a), "jes_cluster_servers_up") == Some(1.0)
+    });
+
+    // A second server given A's name: the log says so (the console would show them as one).
+    let (d, _) = named(&pg, "node.name=mx-a\n");
+    d.wait_until("the duplicate name logged", Duration::from_secs(15), || {
+        d.log()
+            .contains(r#"node.name "mx-a" is also used by another running server"#)
+            || a.log()
+                .contains(r#"node.name "mx-a" is also used by another running server"#)
+    });
 }

@@ -159,7 +159,8 @@ fn canonical_name(short: &str) -> Option<String> {
     canon.filter(|c| c.contains('.') && c.parse::<Ipv4Addr>().is_err())
 }
 
-/// The machine's short host name, as `gethostname` gives it (for naming a lock's holder).
+/// The machine's short host name, as `gethostname` gives it (for naming a lock's holder, and
+/// `node.name`'s default).
 pub fn machine_name() -> Option<String> {
     gethostname()
 }

@@ -114,6 +114,7 @@ pub fn lookup<'t>(table: &'t [KeyInfo], key: &str) -> Option<&'t KeyInfo> {
 pub const MAIL_KEYS: &[KeyInfo] = &[
     key("domains", "", "REQUIRED. Comma list of the local domains (mail for them is kept here).", true),
     key("hostname", "", "The server's name in greetings, EHLO, Received: lines and bounces. Default: the machine's fully qualified name.", false),
+    key("node.name", "", "This server's name among several on one database (store.url): the console, /api/cluster, the history's server column and database leases show it. Letters, digits, '.', '_', '-'; at most 63. Default: the machine's host name.", false).restart(),
     key("listen.address", "", "Comma list of IP addresses to listen on. Unset: every IPv4 and IPv6 address.", true).restart(),
     key("smtpport", "25", "SMTP port.", true).restart(),
     key("pop3port", "110", "POP3 port.", true).restart(),

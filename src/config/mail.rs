@@ -105,6 +105,9 @@ pub struct MailConf {
     pub limits_exempt: Vec<IpPattern>,
     /// `hostname` (new; default: the machine's fully qualified name).
     pub hostname: String,
+    /// `node.name` (new; default: the machine's host name): which server this is among several on
+    /// one database. Not `hostname`, which servers behind one MX name often share.
+    pub node_name: String,
     /// `submissionport` (0/unset: off).
     pub submission_port: Option<u16>,
     /// `securesmtpport` (0/unset: off): SMTP with implicit TLS.
@@ -239,6 +242,7 @@ impl MailConf {
             relay_ips,
             relay_senders: address_patterns(&r, "relay.emailaddresses")?,
             limits_exempt,
+            node_name: read_node_name(&r, &hostname)?,
             hostname,
             submission_port: r.optional_port("submissionport")?,
             secure_smtp_port: r.optional_port("securesmtpport")?,
@@ -524,6 +528,47 @@ fn read_hostname(r: &Reader, domains: &[String]) -> Result<String, ConfigError> 
             Ok(bracket_if_ip(v.strip_suffix('.').unwrap_or(v)))
         }
         None => Ok(default_hostname(&domains[0])),
+    }
+}
+
+/// `node.name`: letters, digits, `.`, `_` and `-` (it goes into log lines, metrics labels an
+/// operator may add, and the console); default the machine's host name, else `hostname`.
+fn read_node_name(r: &Reader, hostname: &str) -> Result<String, ConfigError> {
+    match r.value("node.name") {
+        Some((e, v)) => check_node_name(v)
+            .map(|()| v.to_string())
+            .map_err(|why| r.err(e, why)),
+        None => Ok(super::hostname::machine_name()
+            .filter(|m| check_node_name(m).is_ok())
+            .unwrap_or_else(|| {
+                let h = super::hostname::unbracket(hostname);
+                h.chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
+                    .take(63)
+                    .collect()
+            })),
+    }
+}
+
+/// What a `node.name` may be.
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!("{name:?} must be 1 to 63 characters"));
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(c) => Err(format!(
+            "{name:?}: {c:?} is not a letter, digit, '.', '_' or '-'"
+        )),
+        None => Ok(()),
     }
 }
 

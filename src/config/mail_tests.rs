@@ -570,3 +570,20 @@ fn idn_domains_match_in_both_forms() {
         assert!(!conf.is_local_domain("bro.example"));
     }
 }
+
+#[test]
+fn node_name_is_checked_and_defaults_to_the_machine() {
+    assert_eq!(ok("domains=a\nnode.name=mx-2.b_1\n").node_name, "mx-2.b_1");
+    assert!(err("domains=a\nnode.name=mx 2\n")
+        .starts_with("/x/mail.conf:2: key 'node.name': \"mx 2\": ' ' is not a letter"));
+    let long = "n".repeat(64);
+    assert!(err(&format!("domains=a\nnode.name={long}\n")).contains("1 to 63 characters"));
+    // Unset: the machine's own name (what `hostname` prints), not the `hostname` key.
+    let c = ok("domains=a\nhostname=mx.a.example\n");
+    let machine = crate::config::hostname::machine_name().unwrap_or_default();
+    if check_node_name(&machine).is_ok() {
+        assert_eq!(c.node_name, machine);
+    } else {
+        assert_eq!(c.node_name, "mx.a.example");
+    }
+}

@@ -179,7 +179,7 @@ impl Runner {
             retry_after_flight: HashSet::new(),
             remote: Arc::new(Remote::new(config)),
             concurrency: config.mail.delivery_concurrency.max(1),
-            owner: format!("{}:{}", config.mail.hostname, std::process::id()).into(),
+            owner: format!("{}:{}", config.mail.node_name, std::process::id()).into(),
             shared_queue: true,
             seconds: 0,
         }

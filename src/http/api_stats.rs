@@ -5,6 +5,8 @@ use axum::Json;
 use serde::Serialize;
 
 use super::session::Admin;
+use super::AppState;
+use axum::extract::State;
 
 #[derive(Debug, Serialize)]
 pub struct Counts {
@@ -38,6 +40,8 @@ pub struct SessionsJson {
 
 #[derive(Debug, Serialize)]
 pub struct StatsJson {
+    /// This server's `node.name`: with several servers, the counters below are this one's.
+    node: String,
     totals: Counts,
     minutes: Vec<MinuteJson>,
     queue: QueueJson,
@@ -95,10 +99,11 @@ impl From<crate::event::Event> for EventJson {
     }
 }
 
-pub async fn stats(_admin: Admin) -> Json<StatsJson> {
+pub async fn stats(_admin: Admin, State(state): State<AppState>) -> Json<StatsJson> {
     let (minutes, _, totals) = crate::stats::snapshot();
     let g = crate::stats::gauges();
     Json(StatsJson {
+        node: state.shared.config().mail.node_name.clone(),
         totals: Counts {
             accepted: totals.accepted,
             delivered: totals.delivered,

@@ -5,7 +5,8 @@
 //! and wakes the queue runner through the same retry requests as `jes queue`. It is off unless
 //! `http.port` is set, and listens on loopback by default.
 //!
-//! One file per concern: `session` (login, cookie, CSRF, the `Admin` extractor), `api_stats`, `api_history`,
+//! One file per concern: `session` (login, cookie, CSRF, the `Admin` extractor), `api_stats`,
+//! `api_cluster` (the servers on a shared database), `api_history`,
 //! `api_queue`, `api_mail` (with `message` for MIME parsing), `metrics` (Prometheus and health),
 //! `ui` (the console's static files, owned by the console's authors). This file holds the router,
 //! the error type every handler returns, and the headers every response gets.
@@ -14,6 +15,7 @@
 //! 405, so that the console and API clients need exactly one error path.
 
 mod api_captured;
+mod api_cluster;
 mod api_history;
 mod api_mail;
 mod api_queue;
@@ -50,6 +52,8 @@ pub const CONSOLE_CSP: &str = "default-src 'self'; frame-src 'self'; img-src 'se
 pub struct AppState {
     pub shared: Arc<Shared>,
     pub sessions: Arc<dyn session::ConsoleSessions>,
+    /// The servers on the shared database; `None`: this server alone (the file store).
+    pub members: Option<Arc<dyn crate::cluster::Members>>,
 }
 
 /// An error answer: a status and a message, sent as `{"error": msg}`.
@@ -101,6 +105,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/logout", &["POST"]),
     ("/api/session", &["GET"]),
     ("/api/stats", &["GET"]),
+    ("/api/cluster", &["GET"]),
     ("/api/events", &["GET"]),
     ("/api/history", &["GET"]),
     ("/api/queue", &["GET"]),
@@ -136,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/logout", post(session::logout))
         .route("/api/session", get(session::current))
         .route("/api/stats", get(api_stats::stats))
+        .route("/api/cluster", get(api_cluster::cluster))
         .route("/api/events", get(api_stats::events))
         .route("/api/history", get(api_history::history))
         .route("/api/queue", get(api_queue::list))
@@ -258,6 +264,7 @@ pub async fn run(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     database: Option<crate::pg::Database>,
+    members: Option<Arc<dyn crate::cluster::Members>>,
     stop: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -276,6 +283,7 @@ pub async fn run(
             Some(db) => Arc::new(session_pg::PgConsoleSessions::new(db)),
             None => Arc::new(session::Sessions::default()),
         },
+        members,
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())

@@ -238,6 +238,8 @@ pub struct SessionInfo {
     pub csrf: String,
     /// Whether capture mode holds outgoing mail (`capture=true`), for the console's banner.
     pub capture: bool,
+    /// The `node.name` of the server that answered, for the console's title bar.
+    pub node: String,
 }
 
 fn set_cookie(value: &str, max_age: u64) -> ApiResult<HeaderValue> {
@@ -285,6 +287,7 @@ pub async fn login(
             user,
             csrf,
             capture: state.shared.config().mail.capture,
+            node: state.shared.config().mail.node_name.clone(),
         }),
     )
         .into_response())
@@ -307,6 +310,7 @@ pub async fn current(State(state): State<AppState>, admin: Admin) -> Json<Sessio
         user: admin.user,
         csrf: admin.csrf,
         capture: state.shared.config().mail.capture,
+        node: state.shared.config().mail.node_name.clone(),
     })
 }
 

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod connection;
+mod heartbeat;
 mod listen;
 mod pop3_conn;
 mod reload;
@@ -247,11 +248,23 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
     };
     sessions.spawn(runner::run(runner_ctx, new_ids, stop_rx.clone()));
     sessions.spawn(webhooks.worker(stop_rx.clone()));
+    let members: Option<Arc<dyn crate::cluster::Members>> = database
+        .clone()
+        .map(|db| Arc::new(crate::cluster::postgres::PgMembers::new(db)) as _);
+    // Not among `sessions`, which a stop aborts: its last beat marks the server stopped.
+    let beating = members.as_ref().map(|members| {
+        tokio::spawn(heartbeat::run(
+            members.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+        ))
+    });
     if let Some(listener) = http_listener {
         sessions.spawn(crate::http::run(
             listener,
             shared.clone(),
             database.clone(),
+            members,
             stop_rx.clone(),
         ));
     }
@@ -280,6 +293,15 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
 
     wait_for_stop().await;
     shut_down(stop_tx, acceptors, &conn_tasks, sessions).await;
+    if let Some(beating) = beating {
+        // A database that does not answer must not hold the stop up.
+        if tokio::time::timeout(Duration::from_secs(3), beating)
+            .await
+            .is_err()
+        {
+            tracing::warn!("servers' table: this server's stop was not recorded in time");
+        }
+    }
     Ok(())
 }
 
@@ -458,10 +480,11 @@ async fn storage(config: &Config) -> Result<Storage, StartError> {
         ),
         Err(e) => return Err(e.into()),
     }
-    // Who holds a lease, for an administrator reading the tables: one name per process.
-    let me = format!("{}:{}", config.mail.hostname, std::process::id());
+    // Who holds a lease, for an administrator reading the tables: one name per process
+    // (`node.name` and the process id); the history names the node alone.
+    let me = format!("{}:{}", config.mail.node_name, std::process::id());
     // The delivery history goes to the database too (history.db is not made).
-    crate::history::use_database(db.clone(), me.clone());
+    crate::history::use_database(db.clone(), config.mail.node_name.clone());
     let queue = crate::queue::postgres::PgQueue::new(db.clone(), me.clone());
     let mailboxes = crate::store::postgres::PgMailboxes::new(db.clone(), me);
     Ok((Arc::new(queue), Arc::new(mailboxes), Some(db)))

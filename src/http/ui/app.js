@@ -333,6 +333,10 @@ function setSession(data) {
   state.user = data.user;
   state.csrf = data.csrf;
   document.getElementById('account-user').textContent = data.user;
+  const node = document.getElementById('brand-node');
+  node.textContent = data.node || '';
+  node.hidden = !data.node;
+  if (data.node) document.title = `jes console · ${data.node}`;
   document.getElementById('account').hidden = false;
   document.getElementById('mainnav').hidden = false;
   setCaptureBanner(data.capture);
@@ -579,12 +583,17 @@ function showDashboard(view) {
   const chartBox = h('div', { class: 'chart', id: 'chart' });
   const chartTable = h('div', { class: 'chart-table' });
   const eventsBox = h('div', { id: 'events' }, loadingBlock('recent deliveries'));
+  const serversTitle = h('h2', { id: 'servers-title', text: 'Servers on the shared database' });
+  const serversBox = h('div', { id: 'servers' });
+  const serversCard = h('section', { class: 'card', 'aria-labelledby': 'servers-title', hidden: true },
+    h('div', { class: 'card-head' }, serversTitle), serversBox);
+  const totalsTitle = h('h2', { class: 'group-title', text: 'Messages since start' });
 
   render(main(),
     pageHeader('Dashboard', { sub: updated }),
     h('section', { class: 'stats', 'aria-label': 'Counters' },
       h('div', { class: 'stat-group' },
-        h('h2', { class: 'group-title', text: 'Messages since start' }),
+        totalsTitle,
         h('div', { class: 'stat-grid' },
           counter('accepted', 'Accepted', 's-accepted'),
           counter('delivered', 'Delivered', 's-delivered'),
@@ -597,6 +606,7 @@ function showDashboard(view) {
           counter('oldest', 'Oldest queued'),
           counter('sessions', 'Open sessions'),
           counter('uptime', 'Up for')))),
+    serversCard,
     h('section', { class: 'card', 'aria-labelledby': 'chart-title' },
       h('div', { class: 'card-head' },
         h('h2', { id: 'chart-title', text: 'Messages per minute, last hour' }),
@@ -622,8 +632,21 @@ function showDashboard(view) {
 
   const load = async () => {
     try {
-      const [stats, events] = await Promise.all([api('GET', '/api/stats'), api('GET', '/api/events')]);
+      const [stats, events, cluster] = await Promise.all([
+        api('GET', '/api/stats'), api('GET', '/api/events'),
+        api('GET', '/api/cluster').catch((e) => ({ error: e }))]);
       if (!current(view)) return;
+      if (cluster.shared || cluster.error) {
+        serversCard.hidden = false;
+        totalsTitle.textContent = `Messages since start, this server (${stats.node})`;
+        if (cluster.error) {
+          if (cluster.error.status === 401) throw cluster.error;
+          render(serversBox, h('p', { class: 'empty', text: `Cannot read the servers: ${cluster.error.message}` }));
+        } else {
+          serversTitle.textContent = `Servers on the shared database: ${num(cluster.up)} of ${num(cluster.servers.length)} up`;
+          renderServers(serversBox, cluster);
+        }
+      }
       lastStats = stats;
       const t = stats.totals || {};
       for (const k of ['accepted', 'delivered', 'bounced', 'deferred']) counters[k].value.textContent = num(t[k]);
@@ -649,6 +672,31 @@ function showDashboard(view) {
   };
   poll(load);
   return load();
+}
+
+const SERVER_STATES = { up: 'Up', stopped: 'Stopped', lost: 'Lost (not seen, did not stop)' };
+
+/** The servers' table: each server's state, when it was last seen, its sessions and counters. */
+function renderServers(box, cluster) {
+  if (!changed(box, cluster.servers)) return;
+  const cols = ['Server', 'State', 'Last seen', 'Up for', 'Sessions', 'Accepted', 'Delivered', 'Bounced', 'Deferred'];
+  render(box, h('table', { class: 'data responsive servers' },
+    h('thead', {}, h('tr', {}, cols.map((l) => h('th', { scope: 'col', text: l })))),
+    h('tbody', {}, cluster.servers.map((m) => {
+      const t = m.totals || {};
+      const ss = m.sessions || {};
+      const me = m.name === cluster.node;
+      return h('tr', { class: `state-${m.state}` },
+        h('td', { 'data-label': 'Server', class: 'break' },
+          h('strong', { text: m.name }), me ? ' (this one)' : '',
+          h('div', { class: 'muted small', text: `${m.hostname} · jes ${m.version}` })),
+        h('td', { 'data-label': 'State' },
+          h('span', { class: `badge srv-${m.state}`, text: SERVER_STATES[m.state] || m.state })),
+        h('td', { 'data-label': 'Last seen', text: m.seen_secs_ago < 10 ? 'now' : `${duration(m.seen_secs_ago)} ago` }),
+        h('td', { 'data-label': 'Up for', text: m.state === 'up' ? duration(Math.max(0, Date.now() / 1000 - m.started)) : '—' }),
+        h('td', { 'data-label': 'Sessions', text: m.state === 'up' ? `SMTP ${num(ss.smtp || 0)} · POP3 ${num(ss.pop3 || 0)}` : '—' }),
+        ['accepted', 'delivered', 'bounced', 'deferred'].map((k) => h('td', { 'data-label': k, class: 'num', text: num(t[k] || 0) })));
+    }))));
 }
 
 /** Tells screen readers what changed since the last poll (not every poll: only changes). */
