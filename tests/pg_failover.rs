@@ -99,6 +99,17 @@ fn pop3_login(server: &Server) -> String {
     r
 }
 
+/// The reply to SMTP AUTH PLAIN over a fresh connection.
+fn smtp_auth(server: &Server) -> String {
+    use base64::Engine;
+    let mut c = server.connect(server.smtp_port);
+    let _ = c.cmd("EHLO client.test");
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASS}"));
+    let r = c.cmd(&format!("AUTH PLAIN {token}"));
+    let _ = c.cmd("QUIT");
+    r
+}
+
 /// The subjects in the mailbox, through Python's poplib.
 fn subjects(server: &Server) -> BTreeSet<String> {
     let out = server.python_ok("cluster.py", &["fetch", USER, PASS]);
@@ -144,6 +155,12 @@ fn serve_starts_while_the_database_is_down_and_takes_mail_once_it_is_up() {
         r.starts_with("-ERR [SYS/TEMP]"),
         "POP3 while the database is down: {r}"
     );
+    // SMTP AUTH: a temporary failure (RFC 4954's 454), not "credentials invalid".
+    let r = smtp_auth(&server);
+    assert!(
+        r.starts_with("454 4.7.0"),
+        "SMTP AUTH while the database is down: {r}"
+    );
 
     pg.start_again();
     let took = wait_for_250(server.smtp_port, "after-start", RESUME)
@@ -158,6 +175,11 @@ fn serve_starts_while_the_database_is_down_and_takes_mail_once_it_is_up() {
     assert!(seen.contains("after-start"), "{seen:?}");
     assert!(!seen.contains("while-down"), "{seen:?}");
     assert!(pop3_login(&server).starts_with("+OK"));
+    let r = smtp_auth(&server);
+    assert!(
+        r.starts_with("235"),
+        "SMTP AUTH once the accounts are known: {r}"
+    );
 }
 
 #[test]

@@ -191,6 +191,11 @@ impl Handler {
                 if conn.flush().await.is_err() {
                     return ControlFlow::Break(());
                 }
+                // No verdict while the accounts are unknown, and no failure counted.
+                if self.shared.accounts_unknown() {
+                    conn.reply(&self.session.auth_unavailable());
+                    return ControlFlow::Continue(true);
+                }
                 let peer = &conn.peer;
                 let result = self.shared.check_login(peer.ip, &user, &password).await;
                 if result.ok {

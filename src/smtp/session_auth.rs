@@ -137,6 +137,24 @@ impl Session {
         }
     }
 
+    /// The driver's answer to an `Output::CheckAuth` when no verdict can be given (the accounts
+    /// are not known yet: the database is away): `454 4.7.0`, RFC 4954's temporary failure, so
+    /// the client tries again later instead of taking the password for wrong. Not counted as a
+    /// bad command. Returns nothing unless a CheckAuth is pending.
+    pub fn auth_unavailable(&mut self) -> Vec<u8> {
+        match std::mem::replace(&mut self.state, State::Command) {
+            State::AuthPending(_) => reply(
+                454,
+                "4.7.0",
+                "Temporary authentication failure, try again later",
+            ),
+            other => {
+                self.state = other;
+                Vec::new()
+            }
+        }
+    }
+
     /// The driver's answer to an `Output::CheckAuth`: the reply to send. A failure counts as a
     /// bad command; when it is one too many, the reply carries the `421` and the next `receive`
     /// gives `Output::Close`. Returns nothing unless a CheckAuth is pending.

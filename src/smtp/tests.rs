@@ -72,6 +72,8 @@ pub(super) struct Driver {
     pub closed: bool,
     /// Whether the next TLS handshake succeeds.
     pub tls_ok: bool,
+    /// Whether logins get no verdict (the server's accounts are unknown).
+    pub accounts_unknown: bool,
     stores: usize,
 }
 
@@ -88,6 +90,7 @@ impl Driver {
             max_buffer: 0,
             closed: false,
             tls_ok: true,
+            accounts_unknown: false,
             stores: 0,
         }
     }
@@ -128,7 +131,11 @@ impl Driver {
                         self.assert_waits();
                         let ok = user.eq_ignore_ascii_case(USER) && password == PASSWORD;
                         self.log.push(Output::CheckAuth { user, password });
-                        let reply = self.session.auth_result(ok);
+                        let reply = if self.accounts_unknown {
+                            self.session.auth_unavailable()
+                        } else {
+                            self.session.auth_result(ok)
+                        };
                         self.log.push(Output::Reply(reply));
                         stored = true;
                     }

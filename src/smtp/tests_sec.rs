@@ -208,6 +208,23 @@ fn auth_failure_counts_as_error() {
 }
 
 #[test]
+fn auth_while_the_accounts_are_unknown_is_a_temporary_failure() {
+    let mut d = ehloed_with(params());
+    d.session.max_errors = 1;
+    d.accounts_unknown = true;
+    // Twice: a temporary failure is not a bad command, so max_errors=1 does not close.
+    d.feed(format!("{}{}", plain(USER, PASSWORD), plain(USER, PASSWORD)).as_bytes());
+    assert_starts(&replies_from(&d, 2), &["454 4.7.0", "454 4.7.0"]);
+    assert!(!d.closed && !d.session.is_closed());
+    assert_eq!(d.session.authenticated_user(), None);
+    // The session goes on, and once the accounts are known the same login succeeds.
+    d.accounts_unknown = false;
+    d.feed(plain(USER, PASSWORD).as_bytes());
+    assert_eq!(d.last(), "235 2.7.0 Authentication successful\r\n");
+    assert_eq!(d.session.authenticated_user(), Some(USER));
+}
+
+#[test]
 fn auth_needs_encryption_unless_allowed() {
     let p = with_conn(tls_params(), |c| c.clear_text_allowed = false);
     let mut d = ehloed_with(p.clone());
