@@ -270,3 +270,40 @@ fn every_console_lists_the_servers_by_node_name_up_stopped_or_lost() {
                 .contains(r#"node.name "mx-a" is also used by another running server"#)
     });
 }
+
+/// A poller that QUITs on one server and logs in at once on the other (a load balancer picking
+/// the other one) must find its mailbox free: the session's row goes before the `+OK` to QUIT,
+/// not in a task after it, which gave `[IN-USE]` now and then.
+#[test]
+fn a_login_on_another_server_right_after_quit_is_not_in_use() {
+    let Some(pg) = Postgres::start("a_login_on_another_server_right_after_quit_is_not_in_use")
+    else {
+        return;
+    };
+    let (a, _) = server(&pg);
+    let (b, _) = server(&pg);
+    let r = a.send(
+        "app@localhost",
+        &["trackstudio@127.0.0.1"],
+        "Subject: one\r\n\r\nbody\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    for i in 0..60 {
+        let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let mut c = from.connect(from.pop3_port);
+        assert!(c.cmd("USER trackstudio@127.0.0.1").starts_with("+OK"));
+        let r = c.cmd("PASS secret");
+        assert!(r.starts_with("+OK"), "login {i}: {r}");
+        assert!(c.cmd("STAT").starts_with("+OK 1 "));
+        // The next session is ready to send its password the moment the +OK arrives.
+        let mut d = to.connect(to.pop3_port);
+        assert!(d.cmd("USER trackstudio@127.0.0.1").starts_with("+OK"));
+        assert!(c.cmd("QUIT").starts_with("+OK"));
+        let r = d.cmd("PASS secret");
+        assert!(
+            r.starts_with("+OK"),
+            "login {i} on the other server right after QUIT: {r}"
+        );
+        assert!(d.cmd("QUIT").starts_with("+OK"));
+    }
+}

@@ -249,9 +249,9 @@ impl Handler {
 
     /// QUIT's UPDATE state: deletes the messages and reports `pop3-deleted` for each.
     async fn commit(&mut self, conn: &Connection, deleted: &[usize]) -> Result<(), String> {
-        // The mailbox (and so its lock) is taken here and dropped on return, before the +OK is
-        // written, or a client that reconnects at once (a poller) can find its own mailbox still
-        // locked, `[IN-USE]`, by the session it has just ended.
+        // The mailbox (and so its lock) is taken here and closed before the +OK is written, or a
+        // client that reconnects at once (a poller, perhaps through another server) can find its
+        // own mailbox still locked, `[IN-USE]`, by the session it has just ended.
         let Some(m) = self.mailbox.take() else {
             return Ok(());
         };
@@ -265,7 +265,9 @@ impl Handler {
                 facts.push(MessageFacts::of_stored(&info.id, &head, info.size));
             }
         }
-        if let Err(e) = m.delete(deleted).await {
+        let result = m.delete(deleted).await;
+        m.close().await;
+        if let Err(e) = result {
             tracing::error!(session = %conn.peer.id, user = %self.user, "cannot delete messages: {e}");
             return Err(e.to_string());
         }

@@ -153,4 +153,9 @@ pub trait OpenMailbox: Send + Sync {
     /// Deletes the messages at `indices`, durably (POP3's UPDATE state). A message already gone
     /// is not an error.
     async fn delete(&self, indices: &[usize]) -> io::Result<()>;
+
+    /// Gives the mailbox back and returns once another session, on any server, can open it:
+    /// POP3 calls it before its `+OK` to QUIT, since a poller may log in again at once. Dropping
+    /// the value also gives it back, only perhaps a moment later (the default does just that).
+    async fn close(self: Box<Self>) {}
 }

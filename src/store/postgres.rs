@@ -218,6 +218,7 @@ impl super::Mailboxes for PgMailboxes {
             db: self.db.clone(),
             key: key.clone(),
             token,
+            released: false,
         };
         let messages = match self.messages(&key).await {
             Ok(m) => m,
@@ -261,26 +262,44 @@ async fn renew(db: Database, key: String, token: i64) {
     }
 }
 
-/// The session's row in `jes_mailbox_sessions`, given back when the session ends.
+/// The session's row in `jes_mailbox_sessions`, given back when the session ends: by `release`
+/// when it ends cleanly, else by a task its drop spawns.
 struct Session {
     db: Database,
     key: String,
     token: i64,
+    released: bool,
+}
+
+const RELEASE: &str = "DELETE FROM jes_mailbox_sessions WHERE mailbox = $1 AND token = $2";
+
+impl Session {
+    /// Deletes the row now (a failure leaves it to its lease, as a crash would).
+    async fn release(&mut self) {
+        if let Ok(client) = self.db.client().await {
+            if let Err(e) = client.execute(RELEASE, &[&self.key, &self.token]).await {
+                tracing::debug!(
+                    "mailbox {}: cannot release the session: {}",
+                    self.key,
+                    self.db.err(e)
+                );
+            }
+        }
+        self.released = true;
+    }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         let (db, key, token) = (self.db.clone(), self.key.clone(), self.token);
         // Without a runtime (process exit) the lease simply runs out.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 if let Ok(client) = db.client().await {
-                    let _ = client
-                        .execute(
-                            "DELETE FROM jes_mailbox_sessions WHERE mailbox = $1 AND token = $2",
-                            &[&key, &token],
-                        )
-                        .await;
+                    let _ = client.execute(RELEASE, &[&key, &token]).await;
                 }
             });
         }
@@ -368,5 +387,10 @@ impl OpenMailbox for PgMailbox {
         let keys: Vec<Vec<u8>> = rows.iter().map(|r| r.get(0)).collect();
         bodies::collect(&client, &keys).await;
         Ok(())
+    }
+
+    async fn close(mut self: Box<Self>) {
+        self.renewal.abort();
+        self.session.release().await;
     }
 }
