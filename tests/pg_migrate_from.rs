@@ -5,8 +5,8 @@
 //! poplib sees the same STAT/UIDL/LIST/RETR on a server on the new folder as on one on the
 //! original, with the original passwords; `jes queue list` and `jes trace` say the same. Also:
 //! the refusals (a folder with mail, with accounts, with a server on it; `--to` with `--from`),
-//! a missing folder made a jes folder, and a database row the file store cannot show the same
-//! way failing the check.
+//! a missing folder made a jes folder, a database row the file store cannot show the same way
+//! failing the check, and a database of another schema version refused, unmigrated.
 
 mod common;
 #[path = "common/postgres.rs"]
@@ -367,6 +367,19 @@ fn migrate_from_refuses_a_folder_with_mail_accounts_or_a_server_and_reports_a_mi
         .join("users/trackstudio@127.0.0.1/pop6501300281251615158.jmsg")
         .exists());
 
+    // A folder without mail.conf that is not empty is someone's: refused, nothing written.
+    let odd = fresh.path().join("odd");
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("notes.txt"), "mine\n").unwrap();
+    let (ok, out) = migrate(&pg, &odd, "--from", "jes");
+    assert!(!ok, "{out}");
+    assert!(out.contains("has no mail.conf and is not empty"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(&odd).unwrap().count(),
+        1,
+        "only notes.txt: nothing written"
+    );
+
     // A row whose UID the file store reads a size from (`,S=1`) that is not the message's: the
     // folder lists another size than the database, and the check says so, exiting non-zero.
     pg.psql(
@@ -381,4 +394,22 @@ fn migrate_from_refuses_a_folder_with_mail_accounts_or_a_server_and_reports_a_mi
         "{out}"
     );
     assert!(out.contains("the check found 1 mismatch(es)"), "{out}");
+
+    // A database whose schema is not this binary's: refused, never migrated, nothing written.
+    pg.psql(
+        "jes",
+        "DELETE FROM jes_schema_history WHERE version = (SELECT MAX(version) FROM jes_schema_history)",
+    );
+    let versions = pg.psql("jes", "SELECT COUNT(*) FROM jes_schema_history");
+    let older = Server::prepare("", "");
+    let before = snapshot(&older.etc);
+    let (ok, out) = migrate(&pg, &older.etc, "--from", "jes");
+    assert!(!ok, "{out}");
+    assert!(out.contains("older than this jes knows"), "{out}");
+    assert_eq!(snapshot(&older.etc), before, "the folder changed");
+    assert_eq!(
+        pg.psql("jes", "SELECT COUNT(*) FROM jes_schema_history"),
+        versions,
+        "the source was migrated"
+    );
 }

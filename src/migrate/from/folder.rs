@@ -19,16 +19,23 @@ use crate::store::FileMailboxes;
 /// The staging folder's name in the mail root.
 const STAGING: &str = ".jes-migrate-from";
 
-/// Makes `dir` a jes folder when it is not one: `jes init`'s sample mail.conf and log.conf,
+/// Makes a new or empty `dir` a jes folder: `jes init`'s sample mail.conf and log.conf,
 /// without its sample accounts (their passwords are printed in the documentation). Returns
 /// what it did, for the summary.
 pub(super) fn prepare(dir: &Path) -> Result<Vec<String>, String> {
     if dir.join("mail.conf").exists() {
         return Ok(Vec::new());
     }
-    if dir.join("user.conf").exists() || dir.join("log.conf").exists() {
+    // Only a new or empty folder gets the sample: anything else there is someone's, and
+    // a refusal afterwards must leave the folder as it was.
+    let is_empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+    };
+    if !is_empty {
         return Err(format!(
-            "{} has no mail.conf but other configuration files: write its mail.conf first (jes init DIR writes a sample into a new folder)",
+            "{} has no mail.conf and is not empty: write its mail.conf first (jes init DIR writes a sample into a new folder); nothing was written",
             dir.display()
         ));
     }

@@ -5,8 +5,8 @@
 //! Design. The database is only read: it is opened without the schema migration a server
 //! makes, and its schema must be the one this binary knows (an older or newer one is refused,
 //! naming both versions, rather than read with queries written for another schema). The folder
-//! is prepared first: a missing folder or one without `mail.conf` gets `jes init`'s sample
-//! mail.conf (and log.conf) but not its sample accounts, whose known passwords must never go
+//! is prepared first: a missing or empty folder gets `jes init`'s sample mail.conf (and
+//! log.conf) but not its sample accounts, whose known passwords must never go
 //! live; its mail root is locked (`store::root_lock`: a server on it makes the run refuse, and
 //! none can start meanwhile); one that already holds mail (a mailbox message, a queue entry),
 //! accounts (an entry of user.conf, unless it is `jes init`'s untouched sample) or history
