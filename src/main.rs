@@ -94,8 +94,9 @@ enum Command {
         #[arg(long, short)]
         dir: Option<PathBuf>,
     },
-    /// Copy a JES or jes folder (mailboxes with their UIDLs, the queue) into a PostgreSQL
-    /// database, then check the copy; the folder is only read. Stop its server first.
+    /// Copy a JES or jes folder (mailboxes with their UIDLs, the queue, accounts, history) into
+    /// a PostgreSQL database (--to), or a database back into a folder without mail (--from),
+    /// then check the copy; the source is only read. Stop the servers first.
     Migrate {
         /// The configuration directory (JES's `Mail DIR`; the mail is in its store.dir).
         dir: PathBuf,
@@ -103,6 +104,9 @@ enum Command {
         /// DIR/mail.conf).
         #[arg(long, value_name = "URL")]
         to: Option<String>,
+        /// Write this database back into DIR (created with a sample mail.conf if it has none).
+        #[arg(long, value_name = "URL", conflicts_with = "to")]
+        from: Option<String>,
         /// A file (mode 0600) holding the database password, to keep it off the command line.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
@@ -243,11 +247,13 @@ fn main() -> ExitCode {
         Command::Migrate {
             dir,
             to,
+            from,
             password_file,
         } => {
             let args = jes::cli::migrate::Args {
                 dir,
                 to,
+                from,
                 password_file,
             };
             jes::cli::migrate::migrate(&args, &mut std::io::stdout().lock())

@@ -65,3 +65,37 @@ impl AccountStore for FileAccounts {
         Ok(0)
     }
 }
+
+/// The `user.conf` key a database row stands for (`user.ADDRESS`, `userprop.ADDRESS.NAME`).
+pub fn key_of(row: &super::postgres::Row) -> String {
+    match &row.1 {
+        None => format!("user.{}", row.0),
+        Some(name) => format!("userprop.{}.{name}", row.0),
+    }
+}
+
+/// For `jes migrate --from`: writes `rows` (the database's, as they are: stored passwords,
+/// forwards, other properties) as `user.conf` at `path`, after `keep` (the text of a file
+/// without accounts, kept as it was) and a `# comment` line. One durable replace: a crash
+/// leaves the old file or the new one.
+pub fn write_rows(
+    path: &std::path::Path,
+    keep: &str,
+    comment: &str,
+    rows: &[super::postgres::Row],
+) -> io::Result<()> {
+    use crate::config::properties::{escape_key, escape_value};
+    let mut text = keep.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("# {comment}\n"));
+    for row in rows {
+        text.push_str(&format!(
+            "{}={}\n",
+            escape_key(&key_of(row)),
+            escape_value(&row.2)
+        ));
+    }
+    users::write_atomically(path, text.as_bytes())
+}

@@ -97,6 +97,45 @@ pub async fn import(
     Ok(accounts)
 }
 
+/// Every row, accounts first (by address), then the properties.
+async fn read_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let mut rows: Vec<Row> = tx
+        .query(
+            "SELECT address, password FROM jes_accounts ORDER BY address",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), None, r.get(1)))
+        .collect();
+    let props = tx
+        .query(
+            "SELECT address, name, value FROM jes_account_props ORDER BY address, name",
+            &[],
+        )
+        .await?;
+    rows.extend(props.iter().map(|r| (r.get(0), Some(r.get(1)), r.get(2))));
+    Ok(rows)
+}
+
+/// For `jes migrate --from`: every row as it is stored (the passwords in their stored form,
+/// never re-hashed), read in one snapshot.
+pub async fn export(db: &Database) -> io::Result<Vec<Row>> {
+    let mut client = db.client().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| db.err(e))?;
+    let rows = read_rows(&tx).await.map_err(|e| db.err(e))?;
+    tx.commit().await.map_err(|e| db.err(e))?;
+    Ok(rows)
+}
+
 /// An argon2id hash of `password`, on a blocking thread (it takes a noticeable moment and memory).
 async fn hash(password: &str) -> io::Result<String> {
     if password.is_empty() {
@@ -244,24 +283,7 @@ impl AccountStore for PgAccounts {
             .await
             .map_err(|e| self.db.err(e))?
             .get(0);
-        let mut rows: Vec<Row> = tx
-            .query(
-                "SELECT address, password FROM jes_accounts ORDER BY address",
-                &[],
-            )
-            .await
-            .map_err(|e| self.db.err(e))?
-            .iter()
-            .map(|r| (r.get(0), None, r.get(1)))
-            .collect();
-        let props = tx
-            .query(
-                "SELECT address, name, value FROM jes_account_props ORDER BY address, name",
-                &[],
-            )
-            .await
-            .map_err(|e| self.db.err(e))?;
-        rows.extend(props.iter().map(|r| (r.get(0), Some(r.get(1)), r.get(2))));
+        let rows = read_rows(&tx).await.map_err(|e| self.db.err(e))?;
         tx.commit().await.map_err(|e| self.db.err(e))?;
         let (users, warnings) = self.checked(&rows)?;
         Ok(Snapshot {

@@ -5,7 +5,8 @@
 //! `store.passwordfile`), so an administrator who has already written the new mail.conf can
 //! migrate with exactly the settings the servers will use. `--password-file` keeps the
 //! password off the command line (where every user of the machine can read it in the process
-//! list); a URL is only ever printed with its password masked.
+//! list); a URL is only ever printed with its password masked. `--from URL` is the way back
+//! (`super::migrate_from`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,11 +22,21 @@ use crate::pg::Settings;
 pub struct Args {
     pub dir: PathBuf,
     pub to: Option<String>,
+    /// `--from URL`: the database written back into the folder.
+    pub from: Option<String>,
     pub password_file: Option<PathBuf>,
 }
 
 /// Runs the migration and prints its summary; `Err` on a refusal, a failure or a mismatch.
 pub fn migrate(args: &Args, out: &mut dyn Write) -> Result<(), String> {
+    if let Some(url) = &args.from {
+        if args.to.is_some() {
+            return Err(
+                "--to and --from name opposite directions: give one (--to URL copies the folder into the database, --from URL writes the database into the folder)".into(),
+            );
+        }
+        return super::migrate_from::migrate_from(args, url, out);
+    }
     let w = |e: std::io::Error| format!("cannot write the output: {e}");
     let (config, warnings) = Config::load(&args.dir).map_err(|e| e.to_string())?;
     for warning in &warnings {

@@ -22,6 +22,7 @@
 //! mail it added or removed meanwhile shows up there as a mismatch.
 
 pub mod accounts;
+pub mod from;
 pub mod history;
 mod mailboxes;
 mod queue;

@@ -34,14 +34,28 @@ pub(super) struct Spools {
 
 impl Spools {
     pub(super) fn of(config: &Config) -> Spools {
+        Spools::at(config.queue_dir(), config.failed_dir())
+    }
+
+    /// The spools `waiting` (`smtp/`) and `failed` (`failed/`).
+    pub(super) fn at(waiting: std::path::PathBuf, failed: std::path::PathBuf) -> Spools {
         Spools {
-            waiting: Spool::new(config.queue_dir()),
-            failed: Spool::new(config.failed_dir()),
+            waiting: Spool::new(waiting),
+            failed: Spool::new(failed),
+        }
+    }
+
+    /// The spool of the failed entries (`failed`) or of the waiting ones.
+    pub(super) fn spool(&self, failed: bool) -> &Spool {
+        if failed {
+            &self.failed
+        } else {
+            &self.waiting
         }
     }
 
     /// Every entry with whether it is a failed one, in order of id (arrival).
-    fn entries(&self) -> Result<Vec<(String, bool)>, String> {
+    pub(super) fn entries(&self) -> Result<Vec<(String, bool)>, String> {
         let mut out = Vec::new();
         for (spool, failed) in [(&self.waiting, false), (&self.failed, true)] {
             let ids = spool
@@ -52,7 +66,7 @@ impl Spools {
         Ok(out)
     }
 
-    fn load(&self, id: &str, failed: bool) -> Result<QueuedMessage, String> {
+    pub(super) fn load(&self, id: &str, failed: bool) -> Result<QueuedMessage, String> {
         let spool = if failed { &self.failed } else { &self.waiting };
         spool.load(id).map_err(|e| e.to_string())
     }
@@ -133,7 +147,7 @@ pub(super) async fn verify(db: &Database, me: &str, spools: &Spools) -> Vec<Stri
 }
 
 /// The names of the fields where two readings of one entry differ.
-fn differences(a: &QueuedMessage, b: &QueuedMessage) -> Vec<String> {
+pub(super) fn differences(a: &QueuedMessage, b: &QueuedMessage) -> Vec<String> {
     let mut out = Vec::new();
     let mut field = |differs: bool, name: &str| {
         if differs {

@@ -22,6 +22,7 @@ pub mod file_lock;
 pub mod files;
 mod format;
 pub mod postgres;
+pub mod postgres_export;
 pub mod postgres_import;
 #[cfg(test)]
 mod prop_tests;

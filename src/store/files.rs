@@ -13,6 +13,9 @@
 #[path = "files_tests.rs"]
 mod tests;
 
+#[path = "files_restore.rs"]
+mod restore;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -13,6 +13,7 @@
 
 pub mod files;
 pub mod postgres;
+pub mod postgres_export;
 pub mod postgres_import;
 pub mod root_lock;
 

@@ -1,0 +1,99 @@
+//! `jes migrate DIR --from URL`: runs the way back (`crate::migrate::from`) and prints what it
+//! wrote and what the check found. The URL is only ever printed with its password masked.
+
+use std::io::Write;
+use std::time::Duration;
+
+use super::migrate::Args;
+use crate::migrate::from::Summary;
+use crate::pg::url::masked;
+use crate::pg::Settings;
+
+/// Writes the database `url` into `args.dir` and prints the summary; `Err` on a refusal, a
+/// failure or a mismatch.
+pub(super) fn migrate_from(args: &Args, url: &str, out: &mut dyn Write) -> Result<(), String> {
+    let w = |e: std::io::Error| format!("cannot write the output: {e}");
+    let settings = Settings {
+        url: url.to_string(),
+        password_file: args.password_file.clone(),
+        max_connections: 4,
+        lease: Duration::from_secs(60),
+        sweep: Duration::from_secs(300),
+    };
+    if masked(url) != url {
+        writeln!(
+            out,
+            "note: the URL holds a password, which other users of this machine can read in the process list; --password-file FILE keeps it out"
+        )
+        .map_err(w)?;
+    }
+    writeln!(
+        out,
+        "writing {} into {} ...",
+        masked(url),
+        args.dir.display()
+    )
+    .map_err(w)?;
+    out.flush().map_err(w)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let summary = runtime.block_on(crate::migrate::from::run(&args.dir, &settings))?;
+    print_summary(&summary, out).map_err(w)?;
+    if summary.mismatches.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the check found {} mismatch(es) (listed above): {} does not hold exactly what the database holds. The database is unchanged; do not start a server on the folder before the cause is found",
+        summary.mismatches.len(),
+        summary.root.display()
+    ))
+}
+
+fn print_summary(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
+    for note in &s.notes {
+        writeln!(out, "note: {note}")?;
+    }
+    writeln!(
+        out,
+        "database: {} (schema version {})",
+        s.location, s.schema_version
+    )?;
+    let m = &s.mailboxes;
+    writeln!(
+        out,
+        "mailboxes: {} mailbox(es), {} message(s), {} bytes written",
+        m.copied.len(),
+        m.messages,
+        m.bytes
+    )?;
+    for skipped in &m.skipped {
+        writeln!(out, "  left out: {skipped}")?;
+    }
+    writeln!(
+        out,
+        "queue: {} message(s) written ({} waiting, {} kept as failed)",
+        s.queue.waiting + s.queue.failed,
+        s.queue.waiting,
+        s.queue.failed
+    )?;
+    writeln!(
+        out,
+        "accounts: {} account(s) and {} user propert{} (forwards, webhooks) written into user.conf",
+        s.accounts,
+        s.properties,
+        if s.properties == 1 { "y" } else { "ies" }
+    )?;
+    writeln!(out, "history: {} event(s) written", s.history)?;
+    for m in &s.mismatches {
+        writeln!(out, "mismatch: {m}")?;
+    }
+    if s.mismatches.is_empty() {
+        writeln!(
+            out,
+            "checked: the folder reads back as the database (every UIDL, size, order and message SHA-256; every queue field; every account and property; every history event)"
+        )?;
+    }
+    Ok(())
+}
