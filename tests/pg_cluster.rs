@@ -232,6 +232,21 @@ fn every_console_lists_the_servers_by_node_name_up_stopped_or_lost() {
         0,
         "{view}"
     );
+    // A's dashboard lists B's events too: the recent events come from the shared history.
+    a.wait_until(
+        "B's event on A's dashboard",
+        Duration::from_secs(15),
+        || {
+            let (code, body) = common::console_api(http_a, &jar, &[], "GET", "/api/events", None);
+            assert_eq!(code, 200, "{body}");
+            let events: serde_json::Value = serde_json::from_str(&body).unwrap();
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "accepted" && e["recipient"] == "someone@remote.test")
+        },
+    );
     // The history names the server that took it.
     assert_eq!(
         pg.psql(

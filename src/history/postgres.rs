@@ -188,6 +188,23 @@ impl PgHistory {
         Ok(out)
     }
 
+    /// The newest `limit` events of every server on the database, newest first (the console's
+    /// dashboard): the primary key read backwards.
+    pub async fn recent_async(&self, limit: usize) -> Result<Vec<Record>, HistoryError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!("SELECT seq, {COLUMNS} FROM jes_history ORDER BY seq DESC LIMIT $1"),
+                &[&limit],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| read_record(r).map_err(|e| self.err(e)))
+            .collect()
+    }
+
     /// The planner's plans for step one of `query` (`EXPLAIN`), one per condition it tries in
     /// turn: what an administrator asks when a search is slow, and what the tests check.
     pub async fn plan(&self, query: &Query) -> Result<Vec<String>, HistoryError> {

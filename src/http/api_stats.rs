@@ -132,8 +132,52 @@ pub async fn stats(_admin: Admin, State(state): State<AppState>) -> Json<StatsJs
     })
 }
 
-/// Newest first.
-pub async fn events(_admin: Admin) -> Json<Vec<EventJson>> {
+/// Newest first. With the history in the shared database (and on), the newest events of every
+/// server, so the dashboard behind a load balancer shows the same list whichever server answers;
+/// else, or while the database is away, this server's own (kept in memory).
+pub async fn events(_admin: Admin, State(state): State<AppState>) -> Json<Vec<EventJson>> {
+    if let Some(db) = crate::history::database() {
+        if state.shared.config().mail.history_days > 0 {
+            match db.recent_async(crate::stats::EVENTS).await {
+                Ok(records) => {
+                    return Json(records.iter().filter_map(EventJson::of_record).collect())
+                }
+                Err(e) => {
+                    tracing::debug!("recent events from the history: {e}; showing this server's")
+                }
+            }
+        }
+    }
     let (_, events, _) = crate::stats::snapshot();
     Json(events.into_iter().map(EventJson::from).collect())
+}
+
+impl EventJson {
+    /// A history record as the dashboard lists events (`None` for an event name this build
+    /// does not know, written by a newer server).
+    fn of_record(r: &crate::history::Record) -> Option<EventJson> {
+        let kind = crate::event::Kind::parse(&r.event)?;
+        let detail = if r.reply.is_empty() {
+            r.remote_host.clone().unwrap_or_default()
+        } else {
+            r.reply.clone()
+        };
+        Some(EventJson {
+            time: r.time_ms / 1000,
+            kind: kind.as_str(),
+            queue_id: r.id.clone(),
+            recipient: r.recipient.clone(),
+            detail,
+            sender: r.sender.clone(),
+            message_id: r.message_id.clone(),
+            subject: r.subject.clone(),
+            size: r.size,
+            remote_host: r.remote_host.clone(),
+            remote_ip: r.remote_ip.clone(),
+            tls: r.tls.clone(),
+            reply: r.reply.clone(),
+            status: r.status.clone(),
+            attempt: r.attempt,
+        })
+    }
 }
