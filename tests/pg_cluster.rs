@@ -322,3 +322,27 @@ fn a_login_on_another_server_right_after_quit_is_not_in_use() {
         assert!(d.cmd("QUIT").starts_with("+OK"));
     }
 }
+
+/// The same in a real browser (Debian's headless Chromium through Selenium,
+/// `tests/py/e2e_cluster.py`): the title bar's node name and the dashboard's Servers card.
+#[test]
+fn the_servers_card_in_a_browser() {
+    let Some(pg) = Postgres::start("the_servers_card_in_a_browser") else {
+        return;
+    };
+    let (a, http_a) = named(&pg, "node.name=mx-a\n");
+    let (_b, _) = named(&pg, "node.name=mx-b\n");
+    let mut env = vec![
+        ("JES_HTTP_PORT", http_a.to_string()),
+        ("JES_ADMIN", "analyst@localhost".to_string()),
+        ("JES_ADMIN_PASSWORD", "password".to_string()),
+    ];
+    if let Some(dir) = std::env::var_os("JES_SCREENSHOTS").filter(|d| !d.is_empty()) {
+        env.push(("JES_SCREENSHOTS", dir.to_string_lossy().into_owned()));
+    }
+    let out = a.python_env_ok("e2e_cluster.py", &[], &env);
+    assert!(
+        out.contains("cluster e2e: all checks passed"),
+        "the browser test did not finish:\n{out}"
+    );
+}

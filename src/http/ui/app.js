@@ -336,7 +336,7 @@ function setSession(data) {
   const node = document.getElementById('brand-node');
   node.textContent = data.node || '';
   node.hidden = !data.node;
-  if (data.node) document.title = `jes console · ${data.node}`;
+  state.node = data.node || '';
   document.getElementById('account').hidden = false;
   document.getElementById('mainnav').hidden = false;
   setCaptureBanner(data.capture);
@@ -530,7 +530,7 @@ function route() {
 }
 
 function pageHeader(title, { crumbs, actions, sub } = {}) {
-  document.title = `${title} · jes console`;
+  document.title = `${title} · jes console${state.node ? ` · ${state.node}` : ''}`;
   return h('div', { class: 'page-header' },
     crumbs ? h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' },
       h('ol', {}, crumbs.map((c, i) => h('li', {},
@@ -652,7 +652,7 @@ function showDashboard(view) {
       for (const k of ['accepted', 'delivered', 'bounced', 'deferred']) counters[k].value.textContent = num(t[k]);
       const q = stats.queue || {};
       counters.queue.value.textContent = num(q.depth);
-      counters.queue.note.textContent = q.depth === 1 ? 'message' : 'messages';
+      counters.queue.note.textContent = (q.depth === 1 ? 'message' : 'messages') + (cluster.shared ? ', all servers' : '');
       counters.oldest.value.textContent = q.depth ? duration(q.oldest_age_secs) : '—';
       counters.oldest.note.textContent = q.depth ? 'waiting' : 'queue is empty';
       const ss = stats.sessions || {};
@@ -681,7 +681,7 @@ function renderServers(box, cluster) {
   if (!changed(box, cluster.servers)) return;
   const cols = ['Server', 'State', 'Last seen', 'Up for', 'Sessions', 'Accepted', 'Delivered', 'Bounced', 'Deferred'];
   render(box, h('table', { class: 'data responsive servers' },
-    h('thead', {}, h('tr', {}, cols.map((l) => h('th', { scope: 'col', text: l })))),
+    h('thead', {}, h('tr', {}, cols.map((l, i) => h('th', { scope: 'col', class: i >= 5 ? 'num' : null, text: l })))),
     h('tbody', {}, cluster.servers.map((m) => {
       const t = m.totals || {};
       const ss = m.sessions || {};
