@@ -23,6 +23,7 @@ pub mod files;
 mod format;
 pub mod postgres;
 pub mod postgres_import;
+mod postgres_sql;
 #[cfg(test)]
 mod prop_tests;
 pub mod retry_request;

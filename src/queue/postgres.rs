@@ -2,10 +2,12 @@
 //!
 //! Design. One row per message (`jes_queue`) and one per recipient (`jes_queue_recipients`);
 //! the bytes are a shared body (`crate::pg::bodies`). `enqueue` commits before it returns, so the
-//! 250 follows the commit. `take` claims a message in one short transaction (`SELECT ... FOR
-//! UPDATE SKIP LOCKED`, then owner, a token from a sequence and `lease_until_ms` from the
-//! database's clock, commit); no transaction is open while the SMTP conversation with the next
-//! hop runs. The lease lasts `store.leaseseconds` and a task renews it at half that while this
+//! 250 follows the commit. `take` claims a message in one statement (`FOR UPDATE SKIP LOCKED`,
+//! then owner, a token from a sequence and `lease_until_ms` from the database's clock), committed
+//! durably before the message is read; no transaction is open while the SMTP conversation with
+//! the next hop runs. A relayed message costs three round trips (`ENQUEUE`, `CLAIM` pipelined
+//! with `RECIPIENTS_OF`, `FINISH` pipelined with `bodies::COLLECT`), each statement prepared once
+//! per connection; the removal of a finished message waits for no WAL flush (see `FINISH`). The lease lasts `store.leaseseconds` and a task renews it at half that while this
 //! process holds it, so a long delivery keeps its message and a dead server's leases run out;
 //! every later write names the token and fails with `LeaseLost` once another server took over.
 //!
@@ -22,19 +24,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 
 use super::admin::{deletion_bounce, Deleted};
-use super::RetryRequest;
-use super::{
-    valid_id, BounceFrom, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState,
-    Taken,
+use super::postgres_sql::{
+    recipient_at, recipient_of, state_name, CLAIM, DB_NOW, ENQUEUE, FINISH, RECIPIENTS_OF, RELEASE,
 };
-use crate::dsn::{Dsn, MessageDsn, Notify, Ret};
+use super::RetryRequest;
+use super::{valid_id, BounceFrom, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, Taken};
+use crate::dsn::{Dsn, MessageDsn, Ret};
 use crate::event::{new_id, now_ms};
 use crate::pg::{bodies, Database};
-
-/// The database's clock in epoch milliseconds: the one clock leases are measured on.
-const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// How far ahead `arrivals` looks: messages due later are found by a later look.
 const ARRIVALS_AHEAD_MS: i64 = 5 * 60 * 1000;
@@ -45,24 +45,11 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn state_name(s: RecipientState) -> &'static str {
-    match s {
-        RecipientState::Pending => "pending",
-        RecipientState::Delivered => "delivered",
-        RecipientState::Failed => "failed",
-        RecipientState::Held => "held",
-        RecipientState::Released => "released",
-    }
-}
-
-fn state_of(s: &str) -> RecipientState {
-    match s {
-        "delivered" => RecipientState::Delivered,
-        "failed" => RecipientState::Failed,
-        "held" => RecipientState::Held,
-        "released" => RecipientState::Released,
-        _ => RecipientState::Pending,
-    }
+/// What this process keeps for a lease it holds: the task renewing it, and the key of the
+/// message's body, for `complete` to drop it in the same round trip as the message.
+struct Held {
+    renewal: Option<tokio::task::JoinHandle<()>>,
+    digest: Vec<u8>,
 }
 
 /// The queue in a PostgreSQL database.
@@ -73,8 +60,8 @@ pub struct PgQueue {
     notified: Mutex<mpsc::UnboundedReceiver<String>>,
     /// Retry requests made through this server.
     local_retries: Mutex<Vec<RetryRequest>>,
-    /// The renewal task of each lease this process holds, by token.
-    renewals: Mutex<HashMap<i64, tokio::task::JoinHandle<()>>>,
+    /// Each lease this process holds, by token.
+    held: Mutex<HashMap<i64, Held>>,
 }
 
 impl PgQueue {
@@ -86,7 +73,7 @@ impl PgQueue {
             me,
             notified: Mutex::new(notified),
             local_retries: Mutex::default(),
-            renewals: Mutex::default(),
+            held: Mutex::default(),
         }
     }
 
@@ -99,7 +86,7 @@ impl PgQueue {
             me,
             notified: Mutex::new(notified),
             local_retries: Mutex::default(),
-            renewals: Mutex::default(),
+            held: Mutex::default(),
         }
     }
 
@@ -122,17 +109,26 @@ impl PgQueue {
         self.db.client().await.map_err(|e| self.io(e))
     }
 
-    fn stop_renewal(&self, token: u64) {
-        if let Some(task) = guard(&self.renewals).remove(&(token as i64)) {
+    /// Forgets lease `token` (ended or lost): stops its renewal; returns its body's key.
+    fn let_go(&self, token: u64) -> Option<Vec<u8>> {
+        let held = guard(&self.held).remove(&(token as i64))?;
+        if let Some(task) = held.renewal {
             task.abort();
         }
+        Some(held.digest)
+    }
+
+    /// Keeps lease `token` on `id` (body `digest`), renewed every half lease unless it is zero.
+    fn hold(&self, id: &str, token: i64, digest: Vec<u8>, lease: Duration) {
+        let renewal = (!lease.is_zero()).then(|| self.renew(id, token, lease));
+        guard(&self.held).insert(token, Held { renewal, digest });
     }
 
     /// Extends lease `token` every half lease while this process holds it.
-    fn renew(&self, id: &str, token: i64, lease: Duration) {
+    fn renew(&self, id: &str, token: i64, lease: Duration) -> tokio::task::JoinHandle<()> {
         let (db, id) = (self.db.clone(), id.to_string());
         let lease_ms = lease.as_millis() as i64;
-        let task = tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 2).await;
                 let Ok(client) = db.client().await else {
@@ -147,8 +143,7 @@ impl PgQueue {
                     Err(e) => tracing::warn!(queue_id = %id, "cannot renew the lease: {e}"),
                 }
             }
-        });
-        guard(&self.renewals).insert(token, task);
+        })
     }
 
     /// The messages of `ids` (all unfinished ones with `None`), in order of arrival.
@@ -178,15 +173,7 @@ impl PgQueue {
             .map_err(|e| self.pg(e))?;
         let mut by_id: HashMap<String, Vec<QueueRecipient>> = HashMap::new();
         for r in rcpts {
-            by_id.entry(r.get(0)).or_default().push(QueueRecipient {
-                address: r.get(1),
-                state: state_of(r.get(2)),
-                last_error: r.get(3),
-                dsn: crate::dsn::RecipientDsn {
-                    notify: r.get::<_, Option<&str>>(4).and_then(Notify::parse),
-                    orcpt: r.get(5),
-                },
-            });
+            by_id.entry(r.get(0)).or_default().push(recipient_at(&r, 1));
         }
         Ok(rows
             .into_iter()
@@ -268,6 +255,44 @@ impl PgQueue {
         Ok(true)
     }
 
+    /// Removes a finished message under `lease` and drops its body (`digest`, known from the
+    /// take) when nothing else refers to it, in one round trip: the removal, then the body's
+    /// collection as its own statement after the removal's commit (`bodies::COLLECT`). False
+    /// when the lease was lost.
+    async fn finish(&self, lease: &Lease, digest: Option<Vec<u8>>) -> Result<bool, QueueError> {
+        let client = self.client().await?;
+        let (finish, collect) = tokio::try_join!(
+            client.prepare_cached(FINISH),
+            client.prepare_cached(bodies::COLLECT)
+        )
+        .map_err(|e| self.pg(e))?;
+        let token = lease.token as i64;
+        let Some(digest) = digest else {
+            // Not taken through this queue object (never so today): the body's key comes back
+            // with the removal.
+            let row = client
+                .query_opt(&finish, &[&lease.id, &token])
+                .await
+                .map_err(|e| self.pg(e))?;
+            let Some(row) = row else {
+                return Ok(false);
+            };
+            bodies::collect(&client, &[row.get(0)]).await;
+            return Ok(true);
+        };
+        let keys = [digest];
+        let (finish_args, collect_args): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
+            (&[&lease.id, &token], &[&keys.as_slice()]);
+        let (gone, collected) = tokio::join!(
+            client.query_opt(&finish, finish_args),
+            client.execute(&collect, collect_args)
+        );
+        if let Err(e) = collected {
+            tracing::debug!("bodies kept for now: {e}");
+        }
+        Ok(gone.map_err(|e| self.pg(e))?.is_some())
+    }
+
     async fn notify(&self, what: &str) {
         if let Ok(client) = self.db.client().await {
             let payload = format!("{} {what}", self.me);
@@ -300,44 +325,46 @@ impl Queue for PgQueue {
         } else {
             new_id()
         };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
-        let key = bodies::store(&tx, &message).await.map_err(|e| self.pg(e))?;
+        let key = bodies::digest(&message);
         let now = now_ms() as i64;
         let ret = dsn.message.ret.map(Ret::as_str);
+        let (mut notifies, mut orcpts) = (Vec::new(), Vec::new());
+        for r in recipients {
+            let rd = dsn.recipient(r);
+            notifies.push(rd.notify.map(|n| n.as_string()));
+            orcpts.push(rd.orcpt.clone());
+        }
+        let client = self.client().await?;
+        let insert = client
+            .prepare_cached(ENQUEUE)
+            .await
+            .map_err(|e| self.pg(e))?;
         loop {
-            let n = tx
-                .execute(
-                    "INSERT INTO jes_queue (id, sender, digest, received_ms, next_attempt_ms, ret, envid) \
-                     VALUES ($1, $2, $3, $4, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                    &[&id, &sender, &key, &now, &ret, &dsn.message.envid],
-                )
+            let args: &[&(dyn ToSql + Sync)] = &[
+                &id,
+                &sender,
+                &key,
+                &now,
+                &ret,
+                &dsn.message.envid,
+                &CHANNEL,
+                &self.me,
+                &message.as_slice(),
+                &recipients,
+                &notifies,
+                &orcpts,
+            ];
+            let row = client
+                .query_opt(&insert, args)
                 .await
                 .map_err(|e| self.pg(e))?;
-            if n == 1 {
-                break;
+            if row.is_some() {
+                return Ok(id);
             }
+            // The id is another server's (the same millisecond and counter): the body is
+            // stored, the message is not; again under a new id.
             id = new_id();
         }
-        for (i, r) in recipients.iter().enumerate() {
-            let rd = dsn.recipient(r);
-            let notify = rd.notify.map(|n| n.as_string());
-            tx.execute(
-                "INSERT INTO jes_queue_recipients \
-                 (message_id, position, address, state, notify, orcpt) \
-                 VALUES ($1, $2, $3, 'pending', $4, $5)",
-                &[&id, &(i as i32), r, &notify, &rd.orcpt],
-            )
-            .await
-            .map_err(|e| self.pg(e))?;
-        }
-        // Delivered to the listeners only when the transaction commits.
-        let payload = format!("{} {id}", self.me);
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await
-            .map_err(|e| self.pg(e))?;
-        tx.commit().await.map_err(|e| self.pg(e))?;
-        Ok(id)
     }
 
     async fn shared_depth(&self) -> Option<io::Result<(usize, Option<u64>)>> {
@@ -409,63 +436,62 @@ impl Queue for PgQueue {
         } else {
             self.db.lease
         };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
-        let sql = format!(
-            "SELECT lease_until_ms, failed, {DB_NOW} FROM jes_queue WHERE id = $1 FOR UPDATE SKIP LOCKED"
-        );
-        let row = tx.query_opt(&sql, &[&id]).await.map_err(|e| self.pg(e))?;
-        let Some(row) = row else {
-            // Locked by another server's claim this instant, or gone.
-            let exists = tx
-                .query_opt("SELECT 1 FROM jes_queue WHERE id = $1", &[&id])
+        let client = self.client().await?;
+        let (claim, recipients) = tokio::try_join!(
+            client.prepare_cached(CLAIM),
+            client.prepare_cached(RECIPIENTS_OF)
+        )
+        .map_err(|e| self.pg(e))?;
+        // One round trip: the claim (its own transaction, committed durably before the next
+        // statement runs) and the read of the recipients, pipelined. The read comes after the
+        // commit, so it sees whatever the previous holder committed before losing the lease.
+        let lease_ms = lease.as_millis() as i64;
+        let (claim_args, recipients_args): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
+            (&[&id, &owner, &lease_ms], &[&id]);
+        let (claimed, rcpts) = tokio::try_join!(
+            client.query_opt(&claim, claim_args),
+            client.query(&recipients, recipients_args)
+        )
+        .map_err(|e| self.pg(e))?;
+        let Some(row) = claimed else {
+            // Leased to someone (or being claimed this instant), failed, or gone.
+            let state = client
+                .prepare_cached("SELECT failed FROM jes_queue WHERE id = $1")
                 .await
                 .map_err(|e| self.pg(e))?;
-            return Ok(if exists.is_some() {
-                Taken::Busy
-            } else {
-                Taken::Gone
+            let failed = client
+                .query_opt(&state, &[&id])
+                .await
+                .map_err(|e| self.pg(e))?;
+            return Ok(match failed.map(|r| r.get::<_, bool>(0)) {
+                Some(false) => Taken::Busy,
+                _ => Taken::Gone,
             });
         };
-        let (until, failed, now): (i64, bool, i64) = (row.get(0), row.get(1), row.get(2));
-        if failed {
-            return Ok(Taken::Gone);
-        }
-        if until > now {
-            return Ok(Taken::Busy);
-        }
-        let until = now + lease.as_millis() as i64;
-        let token: i64 = tx
-            .query_one(
-                "UPDATE jes_queue SET lease_owner = $2, lease_token = nextval('jes_lease_tokens'), \
-                 lease_until_ms = $3 WHERE id = $1 RETURNING lease_token",
-                &[&id, &owner, &until],
-            )
-            .await
-            .map_err(|e| self.pg(e))?
-            .get(0);
-        tx.commit().await.map_err(|e| self.pg(e))?;
-        // Back to the pool before `fetch` takes one: holding it while waiting for a second
-        // deadlocks the pool once as many attempts as it has connections claim at once.
         drop(client);
+        let token: i64 = row.get(0);
+        let until: i64 = row.get(1);
         let l = Lease {
             id: id.to_string(),
             owner: owner.to_string(),
             token: token as u64,
             expires_ms: until.max(0) as u64,
         };
-        let ids = [id.to_string()];
-        let msg = match self.fetch(Some(&ids)).await {
-            Ok(mut found) if !found.is_empty() => found.remove(0),
-            Ok(_) => return Ok(Taken::Gone),
-            Err(e) => {
-                self.release(l).await;
-                return Err(e);
-            }
+        let msg = QueuedMessage {
+            id: id.to_string(),
+            sender: row.get(2),
+            recipients: rcpts.iter().map(recipient_of).collect(),
+            received_ms: row.get::<_, i64>(3).max(0) as u64,
+            next_attempt_ms: row.get::<_, i64>(4).max(0) as u64,
+            attempts: row.get::<_, i32>(5).max(0) as u32,
+            delay_warned: row.get(6),
+            message: row.get(7),
+            dsn: MessageDsn {
+                ret: row.get::<_, Option<&str>>(8).and_then(Ret::parse),
+                envid: row.get(9),
+            },
         };
-        if !lease.is_zero() {
-            self.renew(id, token, lease);
-        }
+        self.hold(id, token, row.get(10), lease);
         Ok(Taken::Leased(l, msg))
     }
 
@@ -473,7 +499,7 @@ impl Queue for PgQueue {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.pg(e))?;
         if !self.write_state(&tx, lease, msg, false).await? {
-            self.stop_renewal(lease.token);
+            self.let_go(lease.token);
             return Err(QueueError::LeaseLost {
                 id: lease.id.clone(),
             });
@@ -486,60 +512,45 @@ impl Queue for PgQueue {
         lease: Lease,
         keep_failed: Option<&QueuedMessage>,
     ) -> Result<(), QueueError> {
-        self.stop_renewal(lease.token);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
+        let digest = self.let_go(lease.token);
         let lost = || QueueError::LeaseLost {
             id: lease.id.clone(),
         };
-        let mut digest: Option<Vec<u8>> = None;
-        match keep_failed {
-            Some(m) => {
-                if !self.write_state(&tx, &lease, m, true).await? {
-                    return Err(lost());
-                }
-                tx.execute(
-                    "UPDATE jes_queue SET lease_owner = NULL, lease_until_ms = 0 WHERE id = $1",
-                    &[&lease.id],
-                )
-                .await
-                .map_err(|e| self.pg(e))?;
-            }
-            None => {
-                let row = tx
-                    .query_opt(
-                        "DELETE FROM jes_queue WHERE id = $1 AND lease_token = $2 RETURNING digest",
-                        &[&lease.id, &(lease.token as i64)],
-                    )
-                    .await
-                    .map_err(|e| self.pg(e))?;
-                match row {
-                    Some(r) => digest = Some(r.get(0)),
-                    None => return Err(lost()),
-                }
-            }
+        let Some(m) = keep_failed else {
+            return match self.finish(&lease, digest).await? {
+                true => Ok(()),
+                false => Err(lost()),
+            };
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
+        if !self.write_state(&tx, &lease, m, true).await? {
+            return Err(lost());
         }
-        tx.commit().await.map_err(|e| self.pg(e))?;
-        if let Some(d) = digest {
-            bodies::collect(&client, &[d]).await;
-        }
-        Ok(())
+        tx.execute(
+            "UPDATE jes_queue SET lease_owner = NULL, lease_until_ms = 0 WHERE id = $1",
+            &[&lease.id],
+        )
+        .await
+        .map_err(|e| self.pg(e))?;
+        tx.commit().await.map_err(|e| self.pg(e))
     }
 
     async fn release(&self, lease: Lease) {
-        self.stop_renewal(lease.token);
+        self.let_go(lease.token);
         let Ok(client) = self.db.client().await else {
             return; // The lease runs out by itself.
         };
-        let done = client
-            .execute(
-                "UPDATE jes_queue SET lease_owner = NULL, lease_until_ms = 0 \
-                 WHERE id = $1 AND lease_token = $2",
-                &[&lease.id, &(lease.token as i64)],
-            )
-            .await;
+        let done = match client.prepare_cached(RELEASE).await {
+            Ok(release) => {
+                client
+                    .execute(&release, &[&lease.id, &(lease.token as i64)])
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = done {
-            tracing::warn!(queue_id = %lease.id, "cannot release the lease: {e}");
+            tracing::warn!(queue_id = %lease.id, "cannot release the lease: {}", self.db.err(e));
         }
     }
 
