@@ -358,6 +358,16 @@ fn stores_and_claims_wait_for_the_wal_and_finishes_and_releases_do_not() {
         let id = enqueue(&a, "Subject: durable\r\n\r\nx\r\n").await;
         assert_eq!(commits(&pg), "jes_queue insert on");
         pg.psql("jes", "TRUNCATE commits");
+        // Stored leased to this server's runner: as durable.
+        let rcpt = ["one@remote.test".to_string()];
+        let msg = Arc::new(b"Subject: mine\r\n\r\nx\r\n".to_vec());
+        let mine = a
+            .enqueue_for_attempt("", "app@tracker.test", &rcpt, &Dsn::default(), msg)
+            .await
+            .unwrap();
+        assert_eq!(commits(&pg), "jes_queue insert on");
+        a.withdraw(&mine).await.unwrap();
+        pg.psql("jes", "TRUNCATE commits");
 
         let Taken::Leased(lease, _) = b.take(&id, "b:2", Duration::from_secs(60)).await.unwrap()
         else {
@@ -392,5 +402,119 @@ fn stores_and_claims_wait_for_the_wal_and_finishes_and_releases_do_not() {
             commits(&pg)
         );
         assert_eq!(count(&pg, "jes_queue"), 1, "{id}");
+    });
+}
+
+#[test]
+fn a_message_stored_for_this_servers_runner_is_leased_to_it_from_the_start() {
+    let Some(pg) =
+        Postgres::start("a_message_stored_for_this_servers_runner_is_leased_to_it_from_the_start")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A short lease, so that a message kept past half of it can be seen claimed anew.
+        let short = |me: &str| {
+            let settings = Settings {
+                url: pg.url("jes"),
+                password_file: Some(pg.password_file(dir.path())),
+                max_connections: 4,
+                lease: Duration::from_secs(2),
+                sweep: Duration::from_secs(300),
+            };
+            PgQueue::for_tool(Database::open(&settings).unwrap(), me.into())
+        };
+        let (a, b) = (short("a:1"), short("b:2"));
+        let rcpts = ["one@remote.test".to_string(), "Two@Remote.test".to_string()];
+        let dsn = Dsn {
+            message: MessageDsn {
+                ret: Some(Ret::Full),
+                envid: Some("e1".into()),
+            },
+            recipients: vec![(
+                "Two@Remote.test".into(),
+                RecipientDsn {
+                    notify: Notify::parse("NEVER"),
+                    orcpt: Some("rfc822;two@remote.test".into()),
+                },
+            )],
+        };
+        let body = Arc::new(b"Subject: mine\r\n\r\nx\r\n".to_vec());
+        let id = a
+            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            pg.psql(
+                "jes",
+                &format!("SELECT lease_owner FROM jes_queue WHERE id = '{id}'")
+            ),
+            "a:1",
+            "leased to the server that stored it"
+        );
+        // Nobody else may take it; the stored message is what its own take hands out.
+        assert!(matches!(
+            b.take(&id, "b:2", Duration::from_secs(60)).await.unwrap(),
+            Taken::Busy
+        ));
+        let stored = b.load(&id).await.unwrap();
+        let Taken::Leased(lease, m) = a.take(&id, "a:1", Duration::from_secs(60)).await.unwrap()
+        else {
+            panic!("its own runner takes it");
+        };
+        assert_eq!(m, stored, "as the database has it");
+        assert_eq!(
+            pg.psql(
+                "jes",
+                &format!("SELECT lease_token FROM jes_queue WHERE id = '{id}'")
+            ),
+            lease.token.to_string()
+        );
+        // Its lease is renewed like any other: still held after the 2 s lease.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(matches!(
+            b.take(&id, "b:2", Duration::from_secs(60)).await.unwrap(),
+            Taken::Busy
+        ));
+        a.complete(lease, None).await.unwrap();
+        assert_eq!(count(&pg, "jes_queue"), 0);
+        assert_eq!(count(&pg, "jes_bodies"), 0);
+
+        // Taken back before the runner had it (the mailbox copies failed): gone, body too.
+        let id = a
+            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body.clone())
+            .await
+            .unwrap();
+        a.withdraw(&id).await.unwrap();
+        assert_eq!(count(&pg, "jes_queue"), 0);
+        assert_eq!(count(&pg, "jes_bodies"), 0);
+        assert!(matches!(
+            a.take(&id, "a:1", Duration::from_secs(60)).await.unwrap(),
+            Taken::Gone
+        ));
+
+        // Kept past half its lease: released and claimed anew, under a new token.
+        let id = a
+            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body)
+            .await
+            .unwrap();
+        let first: u64 = pg
+            .psql(
+                "jes",
+                &format!("SELECT lease_token FROM jes_queue WHERE id = '{id}'"),
+            )
+            .parse()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        let Taken::Leased(lease, m) = a.take(&id, "a:1", Duration::from_secs(60)).await.unwrap()
+        else {
+            panic!("claimed anew");
+        };
+        assert!(lease.token > first, "{} after {first}", lease.token);
+        assert_eq!(m.recipients.len(), 2);
+        a.complete(lease, None).await.unwrap();
+        assert_eq!(count(&pg, "jes_queue"), 0);
     });
 }

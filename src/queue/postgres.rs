@@ -5,9 +5,11 @@
 //! 250 follows the commit. `take` claims a message in one statement (`FOR UPDATE SKIP LOCKED`,
 //! then owner, a token from a sequence and `lease_until_ms` from the database's clock), committed
 //! durably before the message is read; no transaction is open while the SMTP conversation with
-//! the next hop runs. A relayed message costs three round trips (`ENQUEUE`, `CLAIM` pipelined
-//! with `RECIPIENTS_OF`, `FINISH` pipelined with `bodies::COLLECT`), each statement prepared once
-//! per connection; the removal of a finished message waits for no WAL flush (see `FINISH`). The lease lasts `store.leaseseconds` and a task renews it at half that while this
+//! the next hop runs. A relayed message costs two round trips and one durable commit: the accept
+//! step stores it leased to this server (`ENQUEUE_LEASED`, kept in `postgres_ready` for the
+//! runner's first `take`), and `FINISH` is pipelined with `bodies::COLLECT`; any other claim is
+//! `CLAIM` pipelined with `RECIPIENTS_OF`. Each statement is prepared once per connection; the
+//! removal of a finished message waits for no WAL flush (see `FINISH`). The lease lasts `store.leaseseconds` and a task renews it at half that while this
 //! process holds it, so a long delivery keeps its message and a dead server's leases run out;
 //! every later write names the token and fails with `LeaseLost` once another server took over.
 //!
@@ -27,11 +29,16 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 
 use super::admin::{deletion_bounce, Deleted};
+use super::postgres_ready::Ready;
 use super::postgres_sql::{
-    recipient_at, recipient_of, state_name, CLAIM, DB_NOW, ENQUEUE, FINISH, RECIPIENTS_OF, RELEASE,
+    recipient_at, recipient_of, state_name, CLAIM, DB_NOW, ENQUEUE, ENQUEUE_LEASED, FINISH,
+    RECIPIENTS_OF, RELEASE,
 };
 use super::RetryRequest;
-use super::{valid_id, BounceFrom, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, Taken};
+use super::{
+    valid_id, BounceFrom, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState,
+    Taken,
+};
 use crate::dsn::{Dsn, MessageDsn, Ret};
 use crate::event::{new_id, now_ms};
 use crate::pg::{bodies, Database};
@@ -62,6 +69,9 @@ pub struct PgQueue {
     local_retries: Mutex<Vec<RetryRequest>>,
     /// Each lease this process holds, by token.
     held: Mutex<HashMap<i64, Held>>,
+    /// Messages stored for this server's runner, leased to it until its attempt takes them.
+    /// Boxed: a `PgQueue` is a variant of the command line's queue enum beside the file queue.
+    ready: Mutex<Box<Ready>>,
 }
 
 impl PgQueue {
@@ -74,6 +84,7 @@ impl PgQueue {
             notified: Mutex::new(notified),
             local_retries: Mutex::default(),
             held: Mutex::default(),
+            ready: Mutex::default(),
         }
     }
 
@@ -87,6 +98,7 @@ impl PgQueue {
             notified: Mutex::new(notified),
             local_retries: Mutex::default(),
             held: Mutex::default(),
+            ready: Mutex::default(),
         }
     }
 
@@ -293,6 +305,70 @@ impl PgQueue {
         Ok(gone.map_err(|e| self.pg(e))?.is_some())
     }
 
+    /// Stores a new message in one statement (`ENQUEUE`, or `ENQUEUE_LEASED` for a lease of
+    /// `leased` ms to this server) under its id, or a new one if that is taken. Returns the id
+    /// used, the time stored as its arrival, and the statement's row.
+    async fn store_new(
+        &self,
+        leased: Option<i64>,
+        (id, sender, recipients, dsn): (&str, &str, &[String], &Dsn),
+        message: &[u8],
+    ) -> Result<(String, i64, tokio_postgres::Row), QueueError> {
+        let mut id = if valid_id(id) {
+            id.to_string()
+        } else {
+            new_id()
+        };
+        let key = bodies::digest(message);
+        let now = now_ms() as i64;
+        let ret = dsn.message.ret.map(Ret::as_str);
+        let (mut notifies, mut orcpts) = (Vec::new(), Vec::new());
+        for r in recipients {
+            let rd = dsn.recipient(r);
+            notifies.push(rd.notify.map(|n| n.as_string()));
+            orcpts.push(rd.orcpt.clone());
+        }
+        let client = self.client().await?;
+        let sql = if leased.is_some() {
+            ENQUEUE_LEASED
+        } else {
+            ENQUEUE
+        };
+        let insert = client.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
+        let lease_ms = leased.unwrap_or(0);
+        // The two statements differ in $7 and $8 only.
+        let (seventh, eighth): (&(dyn ToSql + Sync), &(dyn ToSql + Sync)) = match leased {
+            Some(_) => (&self.me, &lease_ms),
+            None => (&CHANNEL, &self.me),
+        };
+        loop {
+            let args: &[&(dyn ToSql + Sync)] = &[
+                &id,
+                &sender,
+                &key,
+                &now,
+                &ret,
+                &dsn.message.envid,
+                seventh,
+                eighth,
+                &message,
+                &recipients,
+                &notifies,
+                &orcpts,
+            ];
+            let row = client
+                .query_opt(&insert, args)
+                .await
+                .map_err(|e| self.pg(e))?;
+            if let Some(row) = row {
+                return Ok((id, now, row));
+            }
+            // The id is another server's (the same millisecond and counter): the body is
+            // stored, the message is not; again under a new id.
+            id = new_id();
+        }
+    }
+
     async fn notify(&self, what: &str) {
         if let Ok(client) = self.db.client().await {
             let payload = format!("{} {what}", self.me);
@@ -320,51 +396,56 @@ impl Queue for PgQueue {
         dsn: &Dsn,
         message: Arc<Vec<u8>>,
     ) -> Result<String, QueueError> {
-        let mut id = if valid_id(id) {
-            id.to_string()
-        } else {
-            new_id()
+        let new = (id, sender, recipients, dsn);
+        Ok(self.store_new(None, new, &message).await?.0)
+    }
+
+    async fn enqueue_for_attempt(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        dsn: &Dsn,
+        message: Arc<Vec<u8>>,
+    ) -> Result<String, QueueError> {
+        let lease = self.db.lease;
+        if lease.is_zero() || !guard(&self.ready).has_room(message.len()) {
+            return self.enqueue(id, sender, recipients, dsn, message).await;
+        }
+        let new = (id, sender, recipients, dsn);
+        let (id, now, row) = self
+            .store_new(Some(lease.as_millis() as i64), new, &message)
+            .await?;
+        let (token, until): (i64, i64) = (row.get(1), row.get(2));
+        let lease_of = Lease {
+            id: id.clone(),
+            owner: self.me.clone(),
+            token: token as u64,
+            expires_ms: until.max(0) as u64,
         };
-        let key = bodies::digest(&message);
-        let now = now_ms() as i64;
-        let ret = dsn.message.ret.map(Ret::as_str);
-        let (mut notifies, mut orcpts) = (Vec::new(), Vec::new());
-        for r in recipients {
-            let rd = dsn.recipient(r);
-            notifies.push(rd.notify.map(|n| n.as_string()));
-            orcpts.push(rd.orcpt.clone());
-        }
-        let client = self.client().await?;
-        let insert = client
-            .prepare_cached(ENQUEUE)
-            .await
-            .map_err(|e| self.pg(e))?;
-        loop {
-            let args: &[&(dyn ToSql + Sync)] = &[
-                &id,
-                &sender,
-                &key,
-                &now,
-                &ret,
-                &dsn.message.envid,
-                &CHANNEL,
-                &self.me,
-                &message.as_slice(),
-                &recipients,
-                &notifies,
-                &orcpts,
-            ];
-            let row = client
-                .query_opt(&insert, args)
-                .await
-                .map_err(|e| self.pg(e))?;
-            if row.is_some() {
-                return Ok(id);
-            }
-            // The id is another server's (the same millisecond and counter): the body is
-            // stored, the message is not; again under a new id.
-            id = new_id();
-        }
+        // As `take` would read it back.
+        let msg = QueuedMessage {
+            id: id.clone(),
+            sender: sender.to_string(),
+            recipients: recipients
+                .iter()
+                .map(|r| QueueRecipient {
+                    address: r.clone(),
+                    state: RecipientState::Pending,
+                    last_error: None,
+                    dsn: dsn.recipient(r),
+                })
+                .collect(),
+            received_ms: now.max(0) as u64,
+            next_attempt_ms: now.max(0) as u64,
+            attempts: 0,
+            delay_warned: false,
+            dsn: dsn.message.clone(),
+            message: message.as_ref().clone(),
+        };
+        self.hold(&id, token, bodies::digest(&message), lease);
+        guard(&self.ready).insert(lease_of, msg);
+        Ok(id)
     }
 
     async fn shared_depth(&self) -> Option<io::Result<(usize, Option<u64>)>> {
@@ -430,6 +511,15 @@ impl Queue for PgQueue {
     }
 
     async fn take(&self, id: &str, owner: &str, ttl: Duration) -> Result<Taken, QueueError> {
+        // Stored for this server's runner, leased to it since: no round trip. Kept too long (its
+        // renewals may have failed meanwhile), it is released and claimed as any other.
+        let ready = guard(&self.ready).take(id);
+        if let Some((lease, msg, waited)) = ready {
+            if waited < self.db.lease / 2 {
+                return Ok(Taken::Leased(lease, msg));
+            }
+            self.release(lease).await;
+        }
         // The configured lease, renewed while held; a zero `ttl` (tests) is an expired lease.
         let lease = if ttl.is_zero() {
             Duration::ZERO
@@ -555,11 +645,18 @@ impl Queue for PgQueue {
     }
 
     async fn withdraw(&self, id: &str) -> Result<(), QueueError> {
+        // One stored for this server's runner is leased to it: that lease may remove it.
+        let ready = guard(&self.ready).take(id);
+        let token = ready.map(|(lease, _, _)| {
+            self.let_go(lease.token);
+            lease.token as i64
+        });
         let client = self.client().await?;
         let rows = client
             .query(
-                "DELETE FROM jes_queue WHERE id = $1 AND lease_owner IS NULL RETURNING digest",
-                &[&id],
+                "DELETE FROM jes_queue WHERE id = $1 \
+                 AND (lease_owner IS NULL OR lease_token = $2::bigint) RETURNING digest",
+                &[&id, &token],
             )
             .await
             .map_err(|e| self.pg(e))?;

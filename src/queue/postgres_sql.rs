@@ -50,6 +50,27 @@ pub(super) const ENQUEUE: &str = "WITH body AS (INSERT INTO jes_bodies (digest, 
      unnest($10::text[], $11::text[], $12::text[]) WITH ORDINALITY AS r (address, notify, orcpt, n)) \
      SELECT msg.id, pg_notify($7::text, $8::text || ' ' || msg.id) FROM msg";
 
+/// `ENQUEUE` for a message leased to this server from the start (`postgres_ready`): lease owner
+/// $7 for $8 ms, a token from the sequence; no notification, since no other server may take it
+/// before the lease runs out. Returns the id, the token and the lease's end. $1 id, $2 sender,
+/// $3 body key, $4 now (ms), $5 RET, $6 ENVID, $9 the bytes, $10 addresses, $11 NOTIFY and
+/// $12 ORCPT of each.
+pub(super) const ENQUEUE_LEASED: &str = concat!(
+    "WITH body AS (INSERT INTO jes_bodies (digest, data) VALUES ($3::bytea, $9::bytea) \
+     ON CONFLICT (digest) DO UPDATE SET digest = EXCLUDED.digest RETURNING digest), \
+     msg AS (INSERT INTO jes_queue (id, sender, digest, received_ms, next_attempt_ms, ret, envid, \
+     lease_owner, lease_token, lease_until_ms) \
+     SELECT $1::text, $2::text, body.digest, $4::bigint, $4::bigint, $5::text, $6::text, $7::text, \
+     nextval('jes_lease_tokens'), ",
+    db_now!(),
+    " + $8::bigint FROM body \
+     ON CONFLICT (id) DO NOTHING RETURNING id, lease_token, lease_until_ms), \
+     rcpt AS (INSERT INTO jes_queue_recipients (message_id, position, address, state, notify, orcpt) \
+     SELECT msg.id, r.n - 1, r.address, 'pending', r.notify, r.orcpt FROM msg, \
+     unnest($10::text[], $11::text[], $12::text[]) WITH ORDINALITY AS r (address, notify, orcpt, n)) \
+     SELECT msg.id, msg.lease_token, msg.lease_until_ms FROM msg"
+);
+
 /// The recipients of message $1, in envelope order, as `recipient_of` reads them.
 pub(super) const RECIPIENTS_OF: &str = "SELECT address, state, last_error, notify, orcpt \
      FROM jes_queue_recipients WHERE message_id = $1 ORDER BY position";
