@@ -31,8 +31,7 @@ use tokio_postgres::types::ToSql;
 use super::admin::{deletion_bounce, Deleted};
 use super::postgres_ready::Ready;
 use super::postgres_sql::{
-    recipient_at, recipient_of, state_name, CLAIM, DB_NOW, ENQUEUE, ENQUEUE_LEASED, FINISH,
-    RECIPIENTS_OF, RELEASE,
+    self, recipient_of, CLAIM, DB_NOW, ENQUEUE, ENQUEUE_LEASED, FINISH, RECIPIENTS_OF, RELEASE,
 };
 use super::RetryRequest;
 use super::{
@@ -161,52 +160,9 @@ impl PgQueue {
     /// The messages of `ids` (all unfinished ones with `None`), in order of arrival.
     async fn fetch(&self, ids: Option<&[String]>) -> Result<Vec<QueuedMessage>, QueueError> {
         let client = self.client().await?;
-        let cols =
-            "q.id, q.sender, q.received_ms, q.next_attempt_ms, q.attempts, q.delay_warned, b.data, q.ret, q.envid";
-        let rows = match ids {
-            Some(ids) => {
-                let sql = format!("SELECT {cols} FROM jes_queue q JOIN jes_bodies b USING (digest) WHERE q.id = ANY($1) ORDER BY q.received_ms, q.id");
-                client.query(&sql, &[&ids]).await
-            }
-            None => {
-                let sql = format!("SELECT {cols} FROM jes_queue q JOIN jes_bodies b USING (digest) WHERE NOT q.failed ORDER BY q.received_ms, q.id");
-                client.query(&sql, &[]).await
-            }
-        }
-        .map_err(|e| self.pg(e))?;
-        let ids: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-        let rcpts = client
-            .query(
-                "SELECT message_id, address, state, last_error, notify, orcpt FROM jes_queue_recipients \
-                 WHERE message_id = ANY($1) ORDER BY message_id, position",
-                &[&ids],
-            )
+        postgres_sql::fetch(&client, ids)
             .await
-            .map_err(|e| self.pg(e))?;
-        let mut by_id: HashMap<String, Vec<QueueRecipient>> = HashMap::new();
-        for r in rcpts {
-            by_id.entry(r.get(0)).or_default().push(recipient_at(&r, 1));
-        }
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let id: String = r.get(0);
-                QueuedMessage {
-                    recipients: by_id.remove(&id).unwrap_or_default(),
-                    id,
-                    sender: r.get(1),
-                    received_ms: r.get::<_, i64>(2).max(0) as u64,
-                    next_attempt_ms: r.get::<_, i64>(3).max(0) as u64,
-                    attempts: r.get::<_, i32>(4).max(0) as u32,
-                    delay_warned: r.get(5),
-                    message: r.get(6),
-                    dsn: MessageDsn {
-                        ret: r.get::<_, Option<&str>>(7).and_then(Ret::parse),
-                        envid: r.get(8),
-                    },
-                }
-            })
-            .collect())
+            .map_err(|e| self.pg(e))
     }
 
     /// Writes a leased message's state (in `tx`); false when the lease is lost.
@@ -217,54 +173,9 @@ impl PgQueue {
         msg: &QueuedMessage,
         failed: bool,
     ) -> Result<bool, QueueError> {
-        let n = tx
-            .execute(
-                "UPDATE jes_queue SET next_attempt_ms = $3, attempts = $4, delay_warned = $5, failed = $6 \
-                 WHERE id = $1 AND lease_token = $2",
-                &[
-                    &lease.id,
-                    &(lease.token as i64),
-                    &(msg.next_attempt_ms.min(i64::MAX as u64) as i64),
-                    &(msg.attempts.min(i32::MAX as u32) as i32),
-                    &msg.delay_warned,
-                    &failed,
-                ],
-            )
+        postgres_sql::write_state(tx, lease, msg, failed)
             .await
-            .map_err(|e| self.pg(e))?;
-        if n == 0 {
-            return Ok(false);
-        }
-        // An attempt may add recipients (a forward to an outside address) and a capture release
-        // may replace them (`--to`): the rows follow the message's list, position by position.
-        for (i, r) in msg.recipients.iter().enumerate() {
-            let notify = r.dsn.notify.map(|n| n.as_string());
-            tx.execute(
-                "INSERT INTO jes_queue_recipients \
-                 (message_id, position, address, state, last_error, notify, orcpt) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (message_id, position) DO UPDATE SET address = $3, state = $4, \
-                 last_error = $5, notify = $6, orcpt = $7",
-                &[
-                    &lease.id,
-                    &(i as i32),
-                    &r.address,
-                    &state_name(r.state),
-                    &r.last_error,
-                    &notify,
-                    &r.dsn.orcpt,
-                ],
-            )
-            .await
-            .map_err(|e| self.pg(e))?;
-        }
-        tx.execute(
-            "DELETE FROM jes_queue_recipients WHERE message_id = $1 AND position >= $2",
-            &[&lease.id, &(msg.recipients.len() as i32)],
-        )
-        .await
-        .map_err(|e| self.pg(e))?;
-        Ok(true)
+            .map_err(|e| self.pg(e))
     }
 
     /// Removes a finished message under `lease` and drops its body (`digest`, known from the
