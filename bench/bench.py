@@ -20,7 +20,9 @@ Usage: bench.py [WORKLOAD...]   (inject inject100k relay pop3 conns queue histor
 Environment: JES_BIN (the release binary), BENCH_OUT (where to write the markdown table too),
 INJECT_MSGS (20000), INJECT100K_MSGS (2000), RELAY_MSGS (20000), POP3_MSGS (10000),
 CONNS (10000), QUEUE_DEFERRED (100000), QUEUE_MSGS (5000), HISTORY_EVENTS (1000000),
-HISTORY_PAIRS (3), DB_MSGS (5000), DB_PAIRS (3).
+HISTORY_PAIRS (3), DB_MSGS (5000), DB_PAIRS (3), DB_ONLY (which database pairs: a comma list of
+inject, relay, two; default all), DB_STATS (1: PostgreSQL counts its statements, and the relay
+pair notes each statement's calls per relayed message and the WAL flushes per message).
 
 The database workload (issue 15) starts a PostgreSQL of Debian's binaries and runs alternating
 pairs: inject to a mailbox and relay to smtp-sink with the file store, then the database store;
@@ -849,6 +851,9 @@ class Pg:
         self.port = free_port()
         self.run("initdb", "-D", self.data, "-U", "jes", "-E", "UTF8", "--auth=trust")
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self.stats = os.environ.get("DB_STATS") == "1"
+        if self.stats:
+            opts += " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
         self.run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
         self.n = 0
 
@@ -875,6 +880,56 @@ class Pg:
         user.conf is ignored); the second server on a database finds it there already."""
         subprocess.run([JES, "user", "add", "bench@localhost", "--dir", etc], input="secret\n",
                        text=True, capture_output=True)
+
+    def cpu(self):
+        """CPU seconds (user+sys) of the PostgreSQL server: the postmaster, its children now,
+        and those it has reaped."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                master = int(f.readline())
+        except (OSError, ValueError):
+            return 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(pid) == master:
+                total += sum(int(x) for x in fields[11:15])
+            elif int(fields[1]) == master:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+
+    def reset_stats(self, db):
+        """With DB_STATS: counts from zero in `db` (statements and WAL of the whole cluster)."""
+        if self.stats:
+            self.psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            self.psql(db, "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')")
+            self.cpu0 = self.cpu()
+
+    def note_stats(self, db, label, n):
+        """With DB_STATS: each statement's calls per message since `reset_stats`, the busiest
+        first, and the WAL records and flushes per message."""
+        if not self.stats:
+            return
+        rows = self.psql(db, "SELECT calls, round(total_exec_time::numeric, 0), "
+                             "regexp_replace(left(query, 90), '\\s+', ' ', 'g') FROM pg_stat_statements "
+                             "WHERE query NOT LIKE '%pg_stat%' ORDER BY calls DESC LIMIT 25")
+        lines = []
+        for row in rows.splitlines():
+            calls, ms, query = row.split("|", 2)
+            lines.append(f"{int(calls) / n:.2f}/msg {ms} ms: {query}")
+        wal = self.psql(db, "SELECT wal_records, wal_write, wal_sync FROM pg_stat_wal").split("|")
+        if len(wal) == 3:
+            lines.append(f"WAL per message: {int(wal[0]) / n:.1f} records, {int(wal[1]) / n:.2f} writes, "
+                         f"{int(wal[2]) / n:.2f} flushes")
+        lines.append(f"PostgreSQL CPU per message: {(self.cpu() - self.cpu0) * 1000 / n:.2f} ms")
+        NOTES.append(f"{label}: PostgreSQL statements\n    " + "\n    ".join(lines))
 
     def count(self, db, table):
         try:
@@ -945,11 +1000,17 @@ def file_inject(label, n):
     return ROWS[-1][2]["rate"]
 
 
-def relay_run(label, n, sink, conf=""):
+def relay_run(label, n, sink, conf="", before=None, after=None):
+    """Relays `n` messages through jes to smtp-sink. `before` runs once jes has started (its
+    schema made), `after` with the number of messages relayed, before jes stops."""
     root, etc, smtp, _ = jes_instance(f"defaultsmtpservers=127.0.0.1:{sink.port}\nsmtpdelivery.tls=off\n{conf}")
     srv = start_jes(etc, smtp)
+    if before:
+        before()
     base0 = sink.count
     run_smtp_load(label, "jes", srv, smtp, n, 2048, "bench@remote.test", lambda: sink.count - base0)
+    if after:
+        after(sink.count - base0)
     srv.stop()
     shutil.rmtree(root, ignore_errors=True)
     return ROWS[-1][2]["rate"]
@@ -964,20 +1025,27 @@ def w_database():
     sink = Sink()
     try:
         ratios = {"inject": [], "relay": [], "two": []}
+        only = os.environ.get("DB_ONLY", "inject,relay,two").split(",")
         for _ in range(pairs):
-            f = file_inject("db: inject files", n)
-            d = db_inject(pg, "db: inject database", n, probe=True)
-            ratios["inject"].append(d / f if f else 0)
-            f = relay_run("db: relay files", n, sink)
-            db, conf = pg.new_db()
-            d = relay_run("db: relay database", n, sink, conf)
-            ratios["relay"].append(d / f if f else 0)
-            one = db_inject(pg, "db: one server", n)
-            two = db_inject(pg, "db: two servers", n, servers=2)
-            ratios["two"].append(two / one if one else 0)
+            if "inject" in only:
+                f = file_inject("db: inject files", n)
+                d = db_inject(pg, "db: inject database", n, probe=True)
+                ratios["inject"].append(d / f if f else 0)
+            if "relay" in only:
+                f = relay_run("db: relay files", n, sink)
+                db, conf = pg.new_db()
+                d = relay_run("db: relay database", n, sink, conf,
+                              before=lambda: pg.reset_stats(db),
+                              after=lambda count: pg.note_stats(db, "db: relay database", count))
+                ratios["relay"].append(d / f if f else 0)
+            if "two" in only:
+                one = db_inject(pg, "db: one server", n)
+                two = db_inject(pg, "db: two servers", n, servers=2)
+                ratios["two"].append(two / one if one else 0)
         for key, what in (("inject", "database/files, inject"), ("relay", "database/files, relay"),
                           ("two", "two servers/one, inject (database)")):
-            DB_RATIOS.append((what, ratios[key]))
+            if ratios[key]:
+                DB_RATIOS.append((what, ratios[key]))
     finally:
         sink.stop()
         pg.stop()

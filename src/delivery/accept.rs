@@ -86,7 +86,7 @@ pub async fn accept(
         let outgoing = signed.map_or_else(|| message.clone(), Arc::new);
         let queued = stores
             .queue
-            .enqueue(&id, &incoming.sender, &remote, &remote_dsn, outgoing)
+            .enqueue_for_attempt(&id, &incoming.sender, &remote, &remote_dsn, outgoing)
             .await;
         Some(queued.map_err(|e| {
             tracing::error!(session = %incoming.session, "cannot queue a message: {e}");

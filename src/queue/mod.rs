@@ -24,6 +24,8 @@ mod format;
 pub mod postgres;
 pub mod postgres_export;
 pub mod postgres_import;
+mod postgres_ready;
+mod postgres_sql;
 #[cfg(test)]
 mod prop_tests;
 pub mod retry_request;
@@ -206,6 +208,21 @@ pub trait Queue: Send + Sync + 'static {
         dsn: &Dsn,
         message: Arc<Vec<u8>>,
     ) -> Result<String, QueueError>;
+
+    /// Stores a new message as `enqueue` does, for this server's runner, which the caller hands
+    /// the id to at once (the accept step) unless it `withdraw`s it. A backend shared by several
+    /// servers may lease it to this server from the start, so that the attempt's `take` needs no
+    /// round trip; the default is `enqueue`.
+    async fn enqueue_for_attempt(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        dsn: &Dsn,
+        message: Arc<Vec<u8>>,
+    ) -> Result<String, QueueError> {
+        self.enqueue(id, sender, recipients, dsn, message).await
+    }
 
     /// The ids of every queued message, when the queue may have changed from outside this server
     /// since the last call (first call: always); `None` when it certainly did not. The runner

@@ -2,10 +2,14 @@
 //!
 //! Design. One row per message (`jes_queue`) and one per recipient (`jes_queue_recipients`);
 //! the bytes are a shared body (`crate::pg::bodies`). `enqueue` commits before it returns, so the
-//! 250 follows the commit. `take` claims a message in one short transaction (`SELECT ... FOR
-//! UPDATE SKIP LOCKED`, then owner, a token from a sequence and `lease_until_ms` from the
-//! database's clock, commit); no transaction is open while the SMTP conversation with the next
-//! hop runs. The lease lasts `store.leaseseconds` and a task renews it at half that while this
+//! 250 follows the commit. `take` claims a message in one statement (`FOR UPDATE SKIP LOCKED`,
+//! then owner, a token from a sequence and `lease_until_ms` from the database's clock), committed
+//! durably before the message is read; no transaction is open while the SMTP conversation with
+//! the next hop runs. A relayed message costs two round trips and one durable commit: the accept
+//! step stores it leased to this server (`ENQUEUE_LEASED`, kept in `postgres_ready` for the
+//! runner's first `take`), and `FINISH` is pipelined with `bodies::COLLECT`; any other claim is
+//! `CLAIM` pipelined with `RECIPIENTS_OF`. Each statement is prepared once per connection; the
+//! removal of a finished message waits for no WAL flush (see `FINISH`). The lease lasts `store.leaseseconds` and a task renews it at half that while this
 //! process holds it, so a long delivery keeps its message and a dead server's leases run out;
 //! every later write names the token and fails with `LeaseLost` once another server took over.
 //!
@@ -22,19 +26,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 
 use super::admin::{deletion_bounce, Deleted};
+use super::postgres_ready::Ready;
+use super::postgres_sql::{
+    self, recipient_of, CLAIM, DB_NOW, ENQUEUE, ENQUEUE_LEASED, FINISH, RECIPIENTS_OF, RELEASE,
+};
 use super::RetryRequest;
 use super::{
     valid_id, BounceFrom, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState,
     Taken,
 };
-use crate::dsn::{Dsn, MessageDsn, Notify, Ret};
+use crate::dsn::{Dsn, MessageDsn, Ret};
 use crate::event::{new_id, now_ms};
 use crate::pg::{bodies, Database};
-
-/// The database's clock in epoch milliseconds: the one clock leases are measured on.
-const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// How far ahead `arrivals` looks: messages due later are found by a later look.
 const ARRIVALS_AHEAD_MS: i64 = 5 * 60 * 1000;
@@ -45,24 +51,11 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn state_name(s: RecipientState) -> &'static str {
-    match s {
-        RecipientState::Pending => "pending",
-        RecipientState::Delivered => "delivered",
-        RecipientState::Failed => "failed",
-        RecipientState::Held => "held",
-        RecipientState::Released => "released",
-    }
-}
-
-fn state_of(s: &str) -> RecipientState {
-    match s {
-        "delivered" => RecipientState::Delivered,
-        "failed" => RecipientState::Failed,
-        "held" => RecipientState::Held,
-        "released" => RecipientState::Released,
-        _ => RecipientState::Pending,
-    }
+/// What this process keeps for a lease it holds: the task renewing it, and the key of the
+/// message's body, for `complete` to drop it in the same round trip as the message.
+struct Held {
+    renewal: Option<tokio::task::JoinHandle<()>>,
+    digest: Vec<u8>,
 }
 
 /// The queue in a PostgreSQL database.
@@ -73,8 +66,11 @@ pub struct PgQueue {
     notified: Mutex<mpsc::UnboundedReceiver<String>>,
     /// Retry requests made through this server.
     local_retries: Mutex<Vec<RetryRequest>>,
-    /// The renewal task of each lease this process holds, by token.
-    renewals: Mutex<HashMap<i64, tokio::task::JoinHandle<()>>>,
+    /// Each lease this process holds, by token.
+    held: Mutex<HashMap<i64, Held>>,
+    /// Messages stored for this server's runner, leased to it until its attempt takes them.
+    /// Boxed: a `PgQueue` is a variant of the command line's queue enum beside the file queue.
+    ready: Mutex<Box<Ready>>,
 }
 
 impl PgQueue {
@@ -86,7 +82,8 @@ impl PgQueue {
             me,
             notified: Mutex::new(notified),
             local_retries: Mutex::default(),
-            renewals: Mutex::default(),
+            held: Mutex::default(),
+            ready: Mutex::default(),
         }
     }
 
@@ -99,7 +96,8 @@ impl PgQueue {
             me,
             notified: Mutex::new(notified),
             local_retries: Mutex::default(),
-            renewals: Mutex::default(),
+            held: Mutex::default(),
+            ready: Mutex::default(),
         }
     }
 
@@ -122,17 +120,26 @@ impl PgQueue {
         self.db.client().await.map_err(|e| self.io(e))
     }
 
-    fn stop_renewal(&self, token: u64) {
-        if let Some(task) = guard(&self.renewals).remove(&(token as i64)) {
+    /// Forgets lease `token` (ended or lost): stops its renewal; returns its body's key.
+    fn let_go(&self, token: u64) -> Option<Vec<u8>> {
+        let held = guard(&self.held).remove(&(token as i64))?;
+        if let Some(task) = held.renewal {
             task.abort();
         }
+        Some(held.digest)
+    }
+
+    /// Keeps lease `token` on `id` (body `digest`), renewed every half lease unless it is zero.
+    fn hold(&self, id: &str, token: i64, digest: Vec<u8>, lease: Duration) {
+        let renewal = (!lease.is_zero()).then(|| self.renew(id, token, lease));
+        guard(&self.held).insert(token, Held { renewal, digest });
     }
 
     /// Extends lease `token` every half lease while this process holds it.
-    fn renew(&self, id: &str, token: i64, lease: Duration) {
+    fn renew(&self, id: &str, token: i64, lease: Duration) -> tokio::task::JoinHandle<()> {
         let (db, id) = (self.db.clone(), id.to_string());
         let lease_ms = lease.as_millis() as i64;
-        let task = tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 2).await;
                 let Ok(client) = db.client().await else {
@@ -147,67 +154,15 @@ impl PgQueue {
                     Err(e) => tracing::warn!(queue_id = %id, "cannot renew the lease: {e}"),
                 }
             }
-        });
-        guard(&self.renewals).insert(token, task);
+        })
     }
 
     /// The messages of `ids` (all unfinished ones with `None`), in order of arrival.
     async fn fetch(&self, ids: Option<&[String]>) -> Result<Vec<QueuedMessage>, QueueError> {
         let client = self.client().await?;
-        let cols =
-            "q.id, q.sender, q.received_ms, q.next_attempt_ms, q.attempts, q.delay_warned, b.data, q.ret, q.envid";
-        let rows = match ids {
-            Some(ids) => {
-                let sql = format!("SELECT {cols} FROM jes_queue q JOIN jes_bodies b USING (digest) WHERE q.id = ANY($1) ORDER BY q.received_ms, q.id");
-                client.query(&sql, &[&ids]).await
-            }
-            None => {
-                let sql = format!("SELECT {cols} FROM jes_queue q JOIN jes_bodies b USING (digest) WHERE NOT q.failed ORDER BY q.received_ms, q.id");
-                client.query(&sql, &[]).await
-            }
-        }
-        .map_err(|e| self.pg(e))?;
-        let ids: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-        let rcpts = client
-            .query(
-                "SELECT message_id, address, state, last_error, notify, orcpt FROM jes_queue_recipients \
-                 WHERE message_id = ANY($1) ORDER BY message_id, position",
-                &[&ids],
-            )
+        postgres_sql::fetch(&client, ids)
             .await
-            .map_err(|e| self.pg(e))?;
-        let mut by_id: HashMap<String, Vec<QueueRecipient>> = HashMap::new();
-        for r in rcpts {
-            by_id.entry(r.get(0)).or_default().push(QueueRecipient {
-                address: r.get(1),
-                state: state_of(r.get(2)),
-                last_error: r.get(3),
-                dsn: crate::dsn::RecipientDsn {
-                    notify: r.get::<_, Option<&str>>(4).and_then(Notify::parse),
-                    orcpt: r.get(5),
-                },
-            });
-        }
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let id: String = r.get(0);
-                QueuedMessage {
-                    recipients: by_id.remove(&id).unwrap_or_default(),
-                    id,
-                    sender: r.get(1),
-                    received_ms: r.get::<_, i64>(2).max(0) as u64,
-                    next_attempt_ms: r.get::<_, i64>(3).max(0) as u64,
-                    attempts: r.get::<_, i32>(4).max(0) as u32,
-                    delay_warned: r.get(5),
-                    message: r.get(6),
-                    dsn: MessageDsn {
-                        ret: r.get::<_, Option<&str>>(7).and_then(Ret::parse),
-                        envid: r.get(8),
-                    },
-                }
-            })
-            .collect())
+            .map_err(|e| self.pg(e))
     }
 
     /// Writes a leased message's state (in `tx`); false when the lease is lost.
@@ -218,54 +173,111 @@ impl PgQueue {
         msg: &QueuedMessage,
         failed: bool,
     ) -> Result<bool, QueueError> {
-        let n = tx
-            .execute(
-                "UPDATE jes_queue SET next_attempt_ms = $3, attempts = $4, delay_warned = $5, failed = $6 \
-                 WHERE id = $1 AND lease_token = $2",
-                &[
-                    &lease.id,
-                    &(lease.token as i64),
-                    &(msg.next_attempt_ms.min(i64::MAX as u64) as i64),
-                    &(msg.attempts.min(i32::MAX as u32) as i32),
-                    &msg.delay_warned,
-                    &failed,
-                ],
-            )
+        postgres_sql::write_state(tx, lease, msg, failed)
             .await
-            .map_err(|e| self.pg(e))?;
-        if n == 0 {
-            return Ok(false);
-        }
-        // An attempt may add recipients (a forward to an outside address) and a capture release
-        // may replace them (`--to`): the rows follow the message's list, position by position.
-        for (i, r) in msg.recipients.iter().enumerate() {
-            let notify = r.dsn.notify.map(|n| n.as_string());
-            tx.execute(
-                "INSERT INTO jes_queue_recipients \
-                 (message_id, position, address, state, last_error, notify, orcpt) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (message_id, position) DO UPDATE SET address = $3, state = $4, \
-                 last_error = $5, notify = $6, orcpt = $7",
-                &[
-                    &lease.id,
-                    &(i as i32),
-                    &r.address,
-                    &state_name(r.state),
-                    &r.last_error,
-                    &notify,
-                    &r.dsn.orcpt,
-                ],
-            )
-            .await
-            .map_err(|e| self.pg(e))?;
-        }
-        tx.execute(
-            "DELETE FROM jes_queue_recipients WHERE message_id = $1 AND position >= $2",
-            &[&lease.id, &(msg.recipients.len() as i32)],
+            .map_err(|e| self.pg(e))
+    }
+
+    /// Removes a finished message under `lease` and drops its body (`digest`, known from the
+    /// take) when nothing else refers to it, in one round trip: the removal, then the body's
+    /// collection as its own statement after the removal's commit (`bodies::COLLECT`). False
+    /// when the lease was lost.
+    async fn finish(&self, lease: &Lease, digest: Option<Vec<u8>>) -> Result<bool, QueueError> {
+        let client = self.client().await?;
+        let (finish, collect) = tokio::try_join!(
+            client.prepare_cached(FINISH),
+            client.prepare_cached(bodies::COLLECT)
         )
-        .await
         .map_err(|e| self.pg(e))?;
-        Ok(true)
+        let token = lease.token as i64;
+        let Some(digest) = digest else {
+            // Not taken through this queue object (never so today): the body's key comes back
+            // with the removal.
+            let row = client
+                .query_opt(&finish, &[&lease.id, &token])
+                .await
+                .map_err(|e| self.pg(e))?;
+            let Some(row) = row else {
+                return Ok(false);
+            };
+            bodies::collect(&client, &[row.get(0)]).await;
+            return Ok(true);
+        };
+        let keys = [digest];
+        let (finish_args, collect_args): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
+            (&[&lease.id, &token], &[&keys.as_slice()]);
+        let (gone, collected) = tokio::join!(
+            client.query_opt(&finish, finish_args),
+            client.execute(&collect, collect_args)
+        );
+        if let Err(e) = collected {
+            tracing::debug!("bodies kept for now: {e}");
+        }
+        Ok(gone.map_err(|e| self.pg(e))?.is_some())
+    }
+
+    /// Stores a new message in one statement (`ENQUEUE`, or `ENQUEUE_LEASED` for a lease of
+    /// `leased` ms to this server) under its id, or a new one if that is taken. Returns the id
+    /// used, the time stored as its arrival, and the statement's row.
+    async fn store_new(
+        &self,
+        leased: Option<i64>,
+        (id, sender, recipients, dsn): (&str, &str, &[String], &Dsn),
+        message: &[u8],
+    ) -> Result<(String, i64, tokio_postgres::Row), QueueError> {
+        let mut id = if valid_id(id) {
+            id.to_string()
+        } else {
+            new_id()
+        };
+        let key = bodies::digest(message);
+        let now = now_ms() as i64;
+        let ret = dsn.message.ret.map(Ret::as_str);
+        let (mut notifies, mut orcpts) = (Vec::new(), Vec::new());
+        for r in recipients {
+            let rd = dsn.recipient(r);
+            notifies.push(rd.notify.map(|n| n.as_string()));
+            orcpts.push(rd.orcpt.clone());
+        }
+        let client = self.client().await?;
+        let sql = if leased.is_some() {
+            ENQUEUE_LEASED
+        } else {
+            ENQUEUE
+        };
+        let insert = client.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
+        let lease_ms = leased.unwrap_or(0);
+        // The two statements differ in $7 and $8 only.
+        let (seventh, eighth): (&(dyn ToSql + Sync), &(dyn ToSql + Sync)) = match leased {
+            Some(_) => (&self.me, &lease_ms),
+            None => (&CHANNEL, &self.me),
+        };
+        loop {
+            let args: &[&(dyn ToSql + Sync)] = &[
+                &id,
+                &sender,
+                &key,
+                &now,
+                &ret,
+                &dsn.message.envid,
+                seventh,
+                eighth,
+                &message,
+                &recipients,
+                &notifies,
+                &orcpts,
+            ];
+            let row = client
+                .query_opt(&insert, args)
+                .await
+                .map_err(|e| self.pg(e))?;
+            if let Some(row) = row {
+                return Ok((id, now, row));
+            }
+            // The id is another server's (the same millisecond and counter): the body is
+            // stored, the message is not; again under a new id.
+            id = new_id();
+        }
     }
 
     async fn notify(&self, what: &str) {
@@ -295,48 +307,55 @@ impl Queue for PgQueue {
         dsn: &Dsn,
         message: Arc<Vec<u8>>,
     ) -> Result<String, QueueError> {
-        let mut id = if valid_id(id) {
-            id.to_string()
-        } else {
-            new_id()
+        let new = (id, sender, recipients, dsn);
+        Ok(self.store_new(None, new, &message).await?.0)
+    }
+
+    async fn enqueue_for_attempt(
+        &self,
+        id: &str,
+        sender: &str,
+        recipients: &[String],
+        dsn: &Dsn,
+        message: Arc<Vec<u8>>,
+    ) -> Result<String, QueueError> {
+        let lease = self.db.lease;
+        if lease.is_zero() || !guard(&self.ready).has_room(message.len()) {
+            return self.enqueue(id, sender, recipients, dsn, message).await;
+        }
+        let new = (id, sender, recipients, dsn);
+        let (id, now, row) = self
+            .store_new(Some(lease.as_millis() as i64), new, &message)
+            .await?;
+        let (token, until): (i64, i64) = (row.get(1), row.get(2));
+        let lease_of = Lease {
+            id: id.clone(),
+            owner: self.me.clone(),
+            token: token as u64,
+            expires_ms: until.max(0) as u64,
         };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
-        let key = bodies::store(&tx, &message).await.map_err(|e| self.pg(e))?;
-        let now = now_ms() as i64;
-        let ret = dsn.message.ret.map(Ret::as_str);
-        loop {
-            let n = tx
-                .execute(
-                    "INSERT INTO jes_queue (id, sender, digest, received_ms, next_attempt_ms, ret, envid) \
-                     VALUES ($1, $2, $3, $4, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                    &[&id, &sender, &key, &now, &ret, &dsn.message.envid],
-                )
-                .await
-                .map_err(|e| self.pg(e))?;
-            if n == 1 {
-                break;
-            }
-            id = new_id();
-        }
-        for (i, r) in recipients.iter().enumerate() {
-            let rd = dsn.recipient(r);
-            let notify = rd.notify.map(|n| n.as_string());
-            tx.execute(
-                "INSERT INTO jes_queue_recipients \
-                 (message_id, position, address, state, notify, orcpt) \
-                 VALUES ($1, $2, $3, 'pending', $4, $5)",
-                &[&id, &(i as i32), r, &notify, &rd.orcpt],
-            )
-            .await
-            .map_err(|e| self.pg(e))?;
-        }
-        // Delivered to the listeners only when the transaction commits.
-        let payload = format!("{} {id}", self.me);
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await
-            .map_err(|e| self.pg(e))?;
-        tx.commit().await.map_err(|e| self.pg(e))?;
+        // As `take` would read it back.
+        let msg = QueuedMessage {
+            id: id.clone(),
+            sender: sender.to_string(),
+            recipients: recipients
+                .iter()
+                .map(|r| QueueRecipient {
+                    address: r.clone(),
+                    state: RecipientState::Pending,
+                    last_error: None,
+                    dsn: dsn.recipient(r),
+                })
+                .collect(),
+            received_ms: now.max(0) as u64,
+            next_attempt_ms: now.max(0) as u64,
+            attempts: 0,
+            delay_warned: false,
+            dsn: dsn.message.clone(),
+            message: message.as_ref().clone(),
+        };
+        self.hold(&id, token, bodies::digest(&message), lease);
+        guard(&self.ready).insert(lease_of, msg);
         Ok(id)
     }
 
@@ -403,69 +422,77 @@ impl Queue for PgQueue {
     }
 
     async fn take(&self, id: &str, owner: &str, ttl: Duration) -> Result<Taken, QueueError> {
+        // Stored for this server's runner, leased to it since: no round trip. Kept too long (its
+        // renewals may have failed meanwhile), it is released and claimed as any other.
+        let ready = guard(&self.ready).take(id);
+        if let Some((lease, msg, waited)) = ready {
+            if waited < self.db.lease / 2 {
+                return Ok(Taken::Leased(lease, msg));
+            }
+            self.release(lease).await;
+        }
         // The configured lease, renewed while held; a zero `ttl` (tests) is an expired lease.
         let lease = if ttl.is_zero() {
             Duration::ZERO
         } else {
             self.db.lease
         };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
-        let sql = format!(
-            "SELECT lease_until_ms, failed, {DB_NOW} FROM jes_queue WHERE id = $1 FOR UPDATE SKIP LOCKED"
-        );
-        let row = tx.query_opt(&sql, &[&id]).await.map_err(|e| self.pg(e))?;
-        let Some(row) = row else {
-            // Locked by another server's claim this instant, or gone.
-            let exists = tx
-                .query_opt("SELECT 1 FROM jes_queue WHERE id = $1", &[&id])
+        let client = self.client().await?;
+        let (claim, recipients) = tokio::try_join!(
+            client.prepare_cached(CLAIM),
+            client.prepare_cached(RECIPIENTS_OF)
+        )
+        .map_err(|e| self.pg(e))?;
+        // One round trip: the claim (its own transaction, committed durably before the next
+        // statement runs) and the read of the recipients, pipelined. The read comes after the
+        // commit, so it sees whatever the previous holder committed before losing the lease.
+        let lease_ms = lease.as_millis() as i64;
+        let (claim_args, recipients_args): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
+            (&[&id, &owner, &lease_ms], &[&id]);
+        let (claimed, rcpts) = tokio::try_join!(
+            client.query_opt(&claim, claim_args),
+            client.query(&recipients, recipients_args)
+        )
+        .map_err(|e| self.pg(e))?;
+        let Some(row) = claimed else {
+            // Leased to someone (or being claimed this instant), failed, or gone.
+            let state = client
+                .prepare_cached("SELECT failed FROM jes_queue WHERE id = $1")
                 .await
                 .map_err(|e| self.pg(e))?;
-            return Ok(if exists.is_some() {
-                Taken::Busy
-            } else {
-                Taken::Gone
+            let failed = client
+                .query_opt(&state, &[&id])
+                .await
+                .map_err(|e| self.pg(e))?;
+            return Ok(match failed.map(|r| r.get::<_, bool>(0)) {
+                Some(false) => Taken::Busy,
+                _ => Taken::Gone,
             });
         };
-        let (until, failed, now): (i64, bool, i64) = (row.get(0), row.get(1), row.get(2));
-        if failed {
-            return Ok(Taken::Gone);
-        }
-        if until > now {
-            return Ok(Taken::Busy);
-        }
-        let until = now + lease.as_millis() as i64;
-        let token: i64 = tx
-            .query_one(
-                "UPDATE jes_queue SET lease_owner = $2, lease_token = nextval('jes_lease_tokens'), \
-                 lease_until_ms = $3 WHERE id = $1 RETURNING lease_token",
-                &[&id, &owner, &until],
-            )
-            .await
-            .map_err(|e| self.pg(e))?
-            .get(0);
-        tx.commit().await.map_err(|e| self.pg(e))?;
-        // Back to the pool before `fetch` takes one: holding it while waiting for a second
-        // deadlocks the pool once as many attempts as it has connections claim at once.
         drop(client);
+        let token: i64 = row.get(0);
+        let until: i64 = row.get(1);
         let l = Lease {
             id: id.to_string(),
             owner: owner.to_string(),
             token: token as u64,
             expires_ms: until.max(0) as u64,
         };
-        let ids = [id.to_string()];
-        let msg = match self.fetch(Some(&ids)).await {
-            Ok(mut found) if !found.is_empty() => found.remove(0),
-            Ok(_) => return Ok(Taken::Gone),
-            Err(e) => {
-                self.release(l).await;
-                return Err(e);
-            }
+        let msg = QueuedMessage {
+            id: id.to_string(),
+            sender: row.get(2),
+            recipients: rcpts.iter().map(recipient_of).collect(),
+            received_ms: row.get::<_, i64>(3).max(0) as u64,
+            next_attempt_ms: row.get::<_, i64>(4).max(0) as u64,
+            attempts: row.get::<_, i32>(5).max(0) as u32,
+            delay_warned: row.get(6),
+            message: row.get(7),
+            dsn: MessageDsn {
+                ret: row.get::<_, Option<&str>>(8).and_then(Ret::parse),
+                envid: row.get(9),
+            },
         };
-        if !lease.is_zero() {
-            self.renew(id, token, lease);
-        }
+        self.hold(id, token, row.get(10), lease);
         Ok(Taken::Leased(l, msg))
     }
 
@@ -473,7 +500,7 @@ impl Queue for PgQueue {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.pg(e))?;
         if !self.write_state(&tx, lease, msg, false).await? {
-            self.stop_renewal(lease.token);
+            self.let_go(lease.token);
             return Err(QueueError::LeaseLost {
                 id: lease.id.clone(),
             });
@@ -486,69 +513,61 @@ impl Queue for PgQueue {
         lease: Lease,
         keep_failed: Option<&QueuedMessage>,
     ) -> Result<(), QueueError> {
-        self.stop_renewal(lease.token);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
+        let digest = self.let_go(lease.token);
         let lost = || QueueError::LeaseLost {
             id: lease.id.clone(),
         };
-        let mut digest: Option<Vec<u8>> = None;
-        match keep_failed {
-            Some(m) => {
-                if !self.write_state(&tx, &lease, m, true).await? {
-                    return Err(lost());
-                }
-                tx.execute(
-                    "UPDATE jes_queue SET lease_owner = NULL, lease_until_ms = 0 WHERE id = $1",
-                    &[&lease.id],
-                )
-                .await
-                .map_err(|e| self.pg(e))?;
-            }
-            None => {
-                let row = tx
-                    .query_opt(
-                        "DELETE FROM jes_queue WHERE id = $1 AND lease_token = $2 RETURNING digest",
-                        &[&lease.id, &(lease.token as i64)],
-                    )
-                    .await
-                    .map_err(|e| self.pg(e))?;
-                match row {
-                    Some(r) => digest = Some(r.get(0)),
-                    None => return Err(lost()),
-                }
-            }
+        let Some(m) = keep_failed else {
+            return match self.finish(&lease, digest).await? {
+                true => Ok(()),
+                false => Err(lost()),
+            };
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
+        if !self.write_state(&tx, &lease, m, true).await? {
+            return Err(lost());
         }
-        tx.commit().await.map_err(|e| self.pg(e))?;
-        if let Some(d) = digest {
-            bodies::collect(&client, &[d]).await;
-        }
-        Ok(())
+        tx.execute(
+            "UPDATE jes_queue SET lease_owner = NULL, lease_until_ms = 0 WHERE id = $1",
+            &[&lease.id],
+        )
+        .await
+        .map_err(|e| self.pg(e))?;
+        tx.commit().await.map_err(|e| self.pg(e))
     }
 
     async fn release(&self, lease: Lease) {
-        self.stop_renewal(lease.token);
+        self.let_go(lease.token);
         let Ok(client) = self.db.client().await else {
             return; // The lease runs out by itself.
         };
-        let done = client
-            .execute(
-                "UPDATE jes_queue SET lease_owner = NULL, lease_until_ms = 0 \
-                 WHERE id = $1 AND lease_token = $2",
-                &[&lease.id, &(lease.token as i64)],
-            )
-            .await;
+        let done = match client.prepare_cached(RELEASE).await {
+            Ok(release) => {
+                client
+                    .execute(&release, &[&lease.id, &(lease.token as i64)])
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = done {
-            tracing::warn!(queue_id = %lease.id, "cannot release the lease: {e}");
+            tracing::warn!(queue_id = %lease.id, "cannot release the lease: {}", self.db.err(e));
         }
     }
 
     async fn withdraw(&self, id: &str) -> Result<(), QueueError> {
+        // One stored for this server's runner is leased to it: that lease may remove it.
+        let ready = guard(&self.ready).take(id);
+        let token = ready.map(|(lease, _, _)| {
+            self.let_go(lease.token);
+            lease.token as i64
+        });
         let client = self.client().await?;
         let rows = client
             .query(
-                "DELETE FROM jes_queue WHERE id = $1 AND lease_owner IS NULL RETURNING digest",
-                &[&id],
+                "DELETE FROM jes_queue WHERE id = $1 \
+                 AND (lease_owner IS NULL OR lease_token = $2::bigint) RETURNING digest",
+                &[&id, &token],
             )
             .await
             .map_err(|e| self.pg(e))?;
