@@ -107,28 +107,12 @@ fn settings(args: &Args, config: &Config) -> Result<Settings, String> {
 }
 
 fn print_summary(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(
+    print_mail_counts(
         out,
-        "database: {} (schema version {})",
-        s.location, s.schema_version
-    )?;
-    let m = &s.mailboxes;
-    writeln!(
-        out,
-        "mailboxes: {} mailbox(es), {} message(s), {} bytes copied",
-        m.copied.len(),
-        m.messages,
-        m.bytes
-    )?;
-    for skipped in &m.skipped {
-        writeln!(out, "  left out: {skipped}")?;
-    }
-    writeln!(
-        out,
-        "queue: {} message(s) copied ({} waiting, {} kept as failed)",
-        s.queue.waiting + s.queue.failed,
-        s.queue.waiting,
-        s.queue.failed
+        (&s.location, s.schema_version),
+        &s.mailboxes,
+        &s.queue,
+        "copied",
     )?;
     match s.accounts {
         Copied::Copied(n) => writeln!(out, "accounts: {n} account(s) copied")?,
@@ -154,4 +138,36 @@ fn print_summary(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The database and the mail counts, as both directions print them (`done`: "copied" or
+/// "written").
+pub(super) fn print_mail_counts(
+    out: &mut dyn Write,
+    (location, schema_version): (&str, i64),
+    m: &crate::migrate::MailboxCounts,
+    q: &crate::migrate::QueueCounts,
+    done: &str,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "database: {location} (schema version {schema_version})"
+    )?;
+    writeln!(
+        out,
+        "mailboxes: {} mailbox(es), {} message(s), {} bytes {done}",
+        m.copied.len(),
+        m.messages,
+        m.bytes
+    )?;
+    for skipped in &m.skipped {
+        writeln!(out, "  left out: {skipped}")?;
+    }
+    writeln!(
+        out,
+        "queue: {} message(s) {done} ({} waiting, {} kept as failed)",
+        q.waiting + q.failed,
+        q.waiting,
+        q.failed
+    )
 }

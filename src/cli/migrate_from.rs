@@ -55,28 +55,12 @@ fn print_summary(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
     for note in &s.notes {
         writeln!(out, "note: {note}")?;
     }
-    writeln!(
+    super::migrate::print_mail_counts(
         out,
-        "database: {} (schema version {})",
-        s.location, s.schema_version
-    )?;
-    let m = &s.mailboxes;
-    writeln!(
-        out,
-        "mailboxes: {} mailbox(es), {} message(s), {} bytes written",
-        m.copied.len(),
-        m.messages,
-        m.bytes
-    )?;
-    for skipped in &m.skipped {
-        writeln!(out, "  left out: {skipped}")?;
-    }
-    writeln!(
-        out,
-        "queue: {} message(s) written ({} waiting, {} kept as failed)",
-        s.queue.waiting + s.queue.failed,
-        s.queue.waiting,
-        s.queue.failed
+        (&s.location, s.schema_version),
+        &s.mailboxes,
+        &s.queue,
+        "written",
     )?;
     writeln!(
         out,
