@@ -276,6 +276,18 @@ fn every_console_lists_the_servers_by_node_name_up_stopped_or_lost() {
         gauge(&metrics(http_a), "jes_cluster_servers_up") == Some(1.0)
     });
 
+    // A server killed and restarted at once (systemd's Restart=) is not taken for a second one
+    // under its name, though its last row is fresh and names the dead process.
+    let (mut e, _) = named(&pg, "node.name=mx-e\n");
+    a.wait_until("E up on A's console", Duration::from_secs(15), || {
+        member(&cluster(http_a, &jar), "mx-e").is_some_and(|m| m["state"] == "up")
+    });
+    e.kill9();
+    e.spawn();
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(!e.log().contains("is also used by another"), "{}", e.log());
+    assert_eq!(member(&cluster(http_a, &jar), "mx-e").unwrap()["state"], "up");
+
     // A second server given A's name: the log says so (the console would show them as one).
     let (d, _) = named(&pg, "node.name=mx-a\n");
     d.wait_until("the duplicate name logged", Duration::from_secs(15), || {

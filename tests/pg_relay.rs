@@ -497,7 +497,7 @@ fn a_message_stored_for_this_servers_runner_is_leased_to_it_from_the_start() {
 
         // Kept past half its lease: released and claimed anew, under a new token.
         let id = a
-            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body)
+            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body.clone())
             .await
             .unwrap();
         let first: u64 = pg
@@ -514,6 +514,38 @@ fn a_message_stored_for_this_servers_runner_is_leased_to_it_from_the_start() {
         };
         assert!(lease.token > first, "{} after {first}", lease.token);
         assert_eq!(m.recipients.len(), 2);
+        a.complete(lease, None).await.unwrap();
+        assert_eq!(count(&pg, "jes_queue"), 0);
+
+        // A busy runner (it has not come to the message in half a lease): the next message A
+        // stores gives the kept one back, and another server may take it at once.
+        let kept = a
+            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body.clone())
+            .await
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(matches!(
+            b.take(&kept, "b:2", Duration::from_secs(60)).await.unwrap(),
+            Taken::Busy
+        ));
+        let next = a
+            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body.clone())
+            .await
+            .unwrap();
+        let Taken::Leased(lease, _) = b.take(&kept, "b:2", Duration::from_secs(60)).await.unwrap()
+        else {
+            panic!("the kept message is given back to the other servers");
+        };
+        b.complete(lease, None).await.unwrap();
+        // A's own runner then finds it gone, and still has the next one.
+        assert!(matches!(
+            a.take(&kept, "a:1", Duration::from_secs(60)).await.unwrap(),
+            Taken::Gone
+        ));
+        let Taken::Leased(lease, _) = a.take(&next, "a:1", Duration::from_secs(60)).await.unwrap()
+        else {
+            panic!("the next one is still A's");
+        };
         a.complete(lease, None).await.unwrap();
         assert_eq!(count(&pg, "jes_queue"), 0);
     });

@@ -9,7 +9,6 @@
 //! (`super::migrate_from`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -17,15 +16,8 @@ use crate::migrate::{Copied, Summary, Targets};
 use crate::pg::url::masked;
 use crate::pg::Settings;
 
-/// What the command line gave.
-#[derive(Debug, Clone)]
-pub struct Args {
-    pub dir: PathBuf,
-    pub to: Option<String>,
-    /// `--from URL`: the database written back into the folder.
-    pub from: Option<String>,
-    pub password_file: Option<PathBuf>,
-}
+pub use super::migrate_common::Args;
+use super::migrate_common::{password_note, print_mail_counts, runtime};
 
 /// Runs the migration and prints its summary; `Err` on a refusal, a failure or a mismatch.
 pub fn migrate(args: &Args, out: &mut dyn Write) -> Result<(), String> {
@@ -43,13 +35,7 @@ pub fn migrate(args: &Args, out: &mut dyn Write) -> Result<(), String> {
         writeln!(out, "warning: {warning}").map_err(w)?;
     }
     let settings = settings(args, &config)?;
-    if masked(&settings.url) != settings.url {
-        writeln!(
-            out,
-            "note: the URL holds a password, which other users of this machine can read in the process list; --password-file FILE keeps it out"
-        )
-        .map_err(w)?;
-    }
+    password_note(&settings.url, out).map_err(w)?;
     writeln!(
         out,
         "copying {} into {} ...",
@@ -58,11 +44,7 @@ pub fn migrate(args: &Args, out: &mut dyn Write) -> Result<(), String> {
     )
     .map_err(w)?;
     out.flush().map_err(w)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let summary = runtime.block_on(crate::migrate::run(&config, &settings, targets()))?;
+    let summary = runtime()?.block_on(crate::migrate::run(&config, &settings, targets()))?;
     print_summary(&summary, out).map_err(w)?;
     if summary.mismatches.is_empty() {
         return Ok(());
@@ -138,36 +120,4 @@ fn print_summary(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// The database and the mail counts, as both directions print them (`done`: "copied" or
-/// "written").
-pub(super) fn print_mail_counts(
-    out: &mut dyn Write,
-    (location, schema_version): (&str, i64),
-    m: &crate::migrate::MailboxCounts,
-    q: &crate::migrate::QueueCounts,
-    done: &str,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "database: {location} (schema version {schema_version})"
-    )?;
-    writeln!(
-        out,
-        "mailboxes: {} mailbox(es), {} message(s), {} bytes {done}",
-        m.copied.len(),
-        m.messages,
-        m.bytes
-    )?;
-    for skipped in &m.skipped {
-        writeln!(out, "  left out: {skipped}")?;
-    }
-    writeln!(
-        out,
-        "queue: {} message(s) {done} ({} waiting, {} kept as failed)",
-        q.waiting + q.failed,
-        q.waiting,
-        q.failed
-    )
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::migrate::Args;
+use super::migrate_common::{password_note, print_mail_counts, runtime, Args};
 use crate::migrate::from::Summary;
 use crate::pg::url::masked;
 use crate::pg::Settings;
@@ -20,13 +20,7 @@ pub(super) fn migrate_from(args: &Args, url: &str, out: &mut dyn Write) -> Resul
         lease: Duration::from_secs(60),
         sweep: Duration::from_secs(300),
     };
-    if masked(url) != url {
-        writeln!(
-            out,
-            "note: the URL holds a password, which other users of this machine can read in the process list; --password-file FILE keeps it out"
-        )
-        .map_err(w)?;
-    }
+    password_note(url, out).map_err(w)?;
     writeln!(
         out,
         "writing {} into {} ...",
@@ -35,11 +29,7 @@ pub(super) fn migrate_from(args: &Args, url: &str, out: &mut dyn Write) -> Resul
     )
     .map_err(w)?;
     out.flush().map_err(w)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let summary = runtime.block_on(crate::migrate::from::run(&args.dir, &settings))?;
+    let summary = runtime()?.block_on(crate::migrate::from::run(&args.dir, &settings))?;
     print_summary(&summary, out).map_err(w)?;
     if summary.mismatches.is_empty() {
         return Ok(());
@@ -55,7 +45,7 @@ fn print_summary(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
     for note in &s.notes {
         writeln!(out, "note: {note}")?;
     }
-    super::migrate::print_mail_counts(
+    print_mail_counts(
         out,
         (&s.location, s.schema_version),
         &s.mailboxes,

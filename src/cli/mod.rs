@@ -8,6 +8,7 @@ pub mod check;
 pub mod dkim;
 pub mod init;
 pub mod migrate;
+mod migrate_common;
 mod migrate_from;
 pub mod queue;
 mod queue_store;

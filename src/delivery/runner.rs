@@ -72,7 +72,7 @@ struct Runner {
     retry_after_flight: HashSet<String>,
     remote: Arc<Remote>,
     concurrency: usize,
-    /// Who this runner is to the queue's leases: `host:pid`.
+    /// Who this runner is to the queue's leases: `node.name:pid`.
     owner: Arc<str>,
     /// Whether the queue is shared with other servers (its gauges are the backend's count);
     /// true until the queue says otherwise.

@@ -61,7 +61,7 @@ struct Held {
 /// The queue in a PostgreSQL database.
 pub struct PgQueue {
     db: Database,
-    /// Who this server is in notifications (`host:pid`), to skip its own.
+    /// Who this server is in notifications (`node.name:pid`), to skip its own.
     me: String,
     notified: Mutex<mpsc::UnboundedReceiver<String>>,
     /// Retry requests made through this server.
@@ -280,6 +280,18 @@ impl PgQueue {
         }
     }
 
+    /// Messages kept for this server's runner longer than half a lease (its attempts are busy
+    /// with a backlog): their leases are given back and the other servers told, so that a busy
+    /// server does not sit on mail an idle one could send.
+    async fn free_stale_ready(&self) {
+        let stale = guard(&self.ready).take_older_than(self.db.lease / 2);
+        for lease in stale {
+            let id = lease.id.clone();
+            self.release(lease).await;
+            self.notify(&id).await;
+        }
+    }
+
     async fn notify(&self, what: &str) {
         if let Ok(client) = self.db.client().await {
             let payload = format!("{} {what}", self.me);
@@ -319,6 +331,7 @@ impl Queue for PgQueue {
         dsn: &Dsn,
         message: Arc<Vec<u8>>,
     ) -> Result<String, QueueError> {
+        self.free_stale_ready().await;
         let lease = self.db.lease;
         if lease.is_zero() || !guard(&self.ready).has_room(message.len()) {
             return self.enqueue(id, sender, recipients, dsn, message).await;
@@ -422,6 +435,7 @@ impl Queue for PgQueue {
     }
 
     async fn take(&self, id: &str, owner: &str, ttl: Duration) -> Result<Taken, QueueError> {
+        self.free_stale_ready().await;
         // Stored for this server's runner, leased to it since: no round trip. Kept too long (its
         // renewals may have failed meanwhile), it is released and claimed as any other.
         let ready = guard(&self.ready).take(id);
@@ -449,11 +463,30 @@ impl Queue for PgQueue {
         let lease_ms = lease.as_millis() as i64;
         let (claim_args, recipients_args): (&[&(dyn ToSql + Sync)], &[&(dyn ToSql + Sync)]) =
             (&[&id, &owner, &lease_ms], &[&id]);
-        let (claimed, rcpts) = tokio::try_join!(
+        let (claimed, rcpts) = tokio::join!(
             client.query_opt(&claim, claim_args),
             client.query(&recipients, recipients_args)
-        )
-        .map_err(|e| self.pg(e))?;
+        );
+        let claimed = claimed.map_err(|e| self.pg(e))?;
+        let rcpts = match rcpts {
+            Ok(rcpts) => rcpts,
+            Err(e) => {
+                // The claim committed but its message cannot be read: give the lease back at
+                // once rather than leave the message to nobody until it runs out.
+                if let Some(row) = &claimed {
+                    let token: i64 = row.get(0);
+                    drop(client);
+                    let lease = Lease {
+                        id: id.to_string(),
+                        owner: owner.to_string(),
+                        token: token as u64,
+                        expires_ms: 0,
+                    };
+                    self.release(lease).await;
+                }
+                return Err(self.pg(e));
+            }
+        };
         let Some(row) = claimed else {
             // Leased to someone (or being claimed this instant), failed, or gone.
             let state = client

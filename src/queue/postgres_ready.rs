@@ -51,6 +51,19 @@ impl Ready {
         }
     }
 
+    /// Takes out every entry that has waited longer than `age`, for its lease to be given back.
+    pub(super) fn take_older_than(&mut self, age: Duration) -> Vec<Lease> {
+        let old: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.since.elapsed() > age)
+            .map(|(id, _)| id.clone())
+            .collect();
+        old.iter()
+            .filter_map(|id| self.take(id).map(|(lease, _, _)| lease))
+            .collect()
+    }
+
     /// Takes `id` out: its lease, the message as stored, and how long it waited.
     pub(super) fn take(&mut self, id: &str) -> Option<(Lease, QueuedMessage, Duration)> {
         let e = self.entries.remove(id)?;
@@ -106,5 +119,24 @@ mod tests {
         assert!(!r.has_room(1), "count bound");
         r.take("7").unwrap();
         assert!(r.has_room(1));
+    }
+
+    #[test]
+    fn entries_older_than_an_age_are_taken_out_with_their_leases() {
+        let mut r = Ready::default();
+        let (l, m) = msg("old", 10);
+        r.insert(l, m);
+        assert!(r.take_older_than(Duration::from_secs(60)).is_empty());
+        std::thread::sleep(Duration::from_millis(20));
+        let (l, m) = msg("new", 10);
+        r.insert(l, m);
+        let old = r.take_older_than(Duration::from_millis(10));
+        assert_eq!(
+            old.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+            ["old"]
+        );
+        assert!(r.take("old").is_none());
+        assert!(r.take("new").is_some());
+        assert!(r.has_room(READY_BYTES), "bytes freed");
     }
 }

@@ -21,6 +21,9 @@ pub async fn run(members: Arc<dyn Members>, shared: Arc<Shared>, mut stop: watch
     let instance = format!("{machine}:{}:{started_ms}", std::process::id());
     let mut failing = false;
     let mut warned: Option<String> = None;
+    // What the first write finds is this name's last holder, perhaps this server before a crash
+    // and a quick restart: only a process that writes after us is another running server.
+    let mut written = false;
     let mut tick = tokio::time::interval(cluster::HEARTBEAT);
     loop {
         let stopping = tokio::select! {
@@ -34,6 +37,8 @@ pub async fn run(members: Arc<dyn Members>, shared: Arc<Shared>, mut stop: watch
                     tracing::info!("servers' table: written again");
                     failing = false;
                 }
+                let other = other.filter(|_| written);
+                written = true;
                 if let Some(other) = other.filter(|o| warned.as_ref() != Some(o)) {
                     tracing::error!(
                         "node.name {name:?} is also used by another running server ({other}); give each server its own node.name in mail.conf"
@@ -50,10 +55,13 @@ pub async fn run(members: Arc<dyn Members>, shared: Arc<Shared>, mut stop: watch
         if stopping {
             return;
         }
-        if let Ok(list) = members.list().await {
-            let up = list.iter().filter(|m| m.state == State::Up).count();
-            crate::stats::cluster_servers_up(up);
-        }
+        // 0 while this server cannot read the table: it cannot vouch for any server, itself
+        // included, and an alert on "fewer than N" should fire.
+        let up = match members.list().await {
+            Ok(list) => list.iter().filter(|m| m.state == State::Up).count(),
+            Err(_) => 0,
+        };
+        crate::stats::cluster_servers_up(up);
     }
 }
 

@@ -135,7 +135,7 @@ fn warn_restart_keys(config: &Config, running: &Config) {
     }
 }
 
-/// `store.dir` is read at start only: the mailboxes, the queue and the lock were opened there,
+/// `store.dir` and `node.name` are read at start only. `store.dir`: the mailboxes, the queue and the lock were opened there,
 /// and moving half of them (the failed folder, the generated certificate) would split the mail
 /// root in two.
 fn keep_store_dir(config: &mut Config, running: &Config) {
@@ -147,6 +147,9 @@ fn keep_store_dir(config: &mut Config, running: &Config) {
         );
         config.mail.store_dir = running.mail.store_dir.clone();
     }
+    // `node.name` too (the reload's warning about it was given above): the servers' table, the
+    // leases and the history go on naming this server as it started, so the console must too.
+    config.mail.node_name = running.mail.node_name.clone();
 }
 
 /// Watches the configuration files and SIGHUP until `stop`.

@@ -32,7 +32,7 @@ const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// The mailboxes in a PostgreSQL database.
 pub struct PgMailboxes {
     db: Database,
-    /// Who holds a session lease (`host:pid`), for an administrator reading the table.
+    /// Who holds a session lease (`node.name:pid`), for an administrator reading the table.
     me: String,
 }
 
