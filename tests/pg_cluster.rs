@@ -286,7 +286,10 @@ fn every_console_lists_the_servers_by_node_name_up_stopped_or_lost() {
     e.spawn();
     std::thread::sleep(Duration::from_secs(12));
     assert!(!e.log().contains("is also used by another"), "{}", e.log());
-    assert_eq!(member(&cluster(http_a, &jar), "mx-e").unwrap()["state"], "up");
+    assert_eq!(
+        member(&cluster(http_a, &jar), "mx-e").unwrap()["state"],
+        "up"
+    );
 
     // A second server given A's name: the log says so (the console would show them as one).
     let (d, _) = named(&pg, "node.name=mx-a\n");
