@@ -548,5 +548,23 @@ fn a_message_stored_for_this_servers_runner_is_leased_to_it_from_the_start() {
         };
         a.complete(lease, None).await.unwrap();
         assert_eq!(count(&pg, "jes_queue"), 0);
+
+        // A stops with a message kept for its runner: given back at once, not when its lease
+        // runs out.
+        let kept = a
+            .enqueue_for_attempt("", "app@tracker.test", &rcpts, &dsn, body.clone())
+            .await
+            .unwrap();
+        assert!(matches!(
+            b.take(&kept, "b:2", Duration::from_secs(60)).await.unwrap(),
+            Taken::Busy
+        ));
+        a.stop().await;
+        let Taken::Leased(lease, _) = b.take(&kept, "b:2", Duration::from_secs(60)).await.unwrap()
+        else {
+            panic!("given back at the stop");
+        };
+        b.complete(lease, None).await.unwrap();
+        assert_eq!(count(&pg, "jes_queue"), 0);
     });
 }

@@ -224,6 +224,11 @@ pub trait Queue: Send + Sync + 'static {
         self.enqueue(id, sender, recipients, dsn, message).await
     }
 
+    /// The server is stopping and its runner has stopped: messages `enqueue_for_attempt` kept
+    /// for it are given back, so that other servers need not wait for their leases to run out.
+    /// The default has nothing to give back.
+    async fn stop(&self) {}
+
     /// The ids of every queued message, when the queue may have changed from outside this server
     /// since the last call (first call: always); `None` when it certainly did not. The runner
     /// polls this to find mail it was not handed (a restored backup, JES's spool, a tool).

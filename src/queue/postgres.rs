@@ -285,7 +285,12 @@ impl PgQueue {
     /// server does not sit on mail an idle one could send.
     async fn free_stale_ready(&self) {
         let stale = guard(&self.ready).take_older_than(self.db.lease / 2);
-        for lease in stale {
+        self.give_back(stale).await;
+    }
+
+    /// Releases `leases` and tells the other servers, which schedule the messages at once.
+    async fn give_back(&self, leases: Vec<Lease>) {
+        for lease in leases {
             let id = lease.id.clone();
             self.release(lease).await;
             self.notify(&id).await;
@@ -370,6 +375,17 @@ impl Queue for PgQueue {
         self.hold(&id, token, bodies::digest(&message), lease);
         guard(&self.ready).insert(lease_of, msg);
         Ok(id)
+    }
+
+    async fn stop(&self) {
+        let kept = guard(&self.ready).take_older_than(Duration::ZERO);
+        if !kept.is_empty() {
+            tracing::info!(
+                "giving {} message(s) kept for this server's runner back to the other servers",
+                kept.len()
+            );
+        }
+        self.give_back(kept).await;
     }
 
     async fn shared_depth(&self) -> Option<io::Result<(usize, Option<u64>)>> {

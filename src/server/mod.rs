@@ -293,6 +293,15 @@ async fn serve_inner(options: ServeOptions) -> Result<(), StartError> {
 
     wait_for_stop().await;
     shut_down(stop_tx, acceptors, &conn_tasks, sessions).await;
+    // The runner has stopped: what the queue kept for it goes back to the other servers.
+    if tokio::time::timeout(Duration::from_secs(3), shared.queue.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the queue did not give its kept messages back in time; their leases run out"
+        );
+    }
     if let Some(beating) = beating {
         // A database that does not answer must not hold the stop up.
         if tokio::time::timeout(Duration::from_secs(3), beating)
