@@ -31,14 +31,15 @@ use tokio_postgres::types::ToSql;
 use super::admin::{deletion_bounce, Deleted};
 use super::postgres_ready::Ready;
 use super::postgres_sql::{
-    self, recipient_of, CLAIM, DB_NOW, ENQUEUE, ENQUEUE_LEASED, FINISH, RECIPIENTS_OF, RELEASE,
+    self, message_at, recipient_of, CLAIM, DB_NOW, ENQUEUE, ENQUEUE_LEASED, FINISH, RECIPIENTS_OF,
+    RELEASE,
 };
 use super::RetryRequest;
 use super::{
     valid_id, BounceFrom, Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState,
     Taken,
 };
-use crate::dsn::{Dsn, MessageDsn, Ret};
+use crate::dsn::{Dsn, Ret};
 use crate::event::{new_id, now_ms};
 use crate::pg::{bodies, Database};
 
@@ -527,20 +528,8 @@ impl Queue for PgQueue {
             token: token as u64,
             expires_ms: until.max(0) as u64,
         };
-        let msg = QueuedMessage {
-            id: id.to_string(),
-            sender: row.get(2),
-            recipients: rcpts.iter().map(recipient_of).collect(),
-            received_ms: row.get::<_, i64>(3).max(0) as u64,
-            next_attempt_ms: row.get::<_, i64>(4).max(0) as u64,
-            attempts: row.get::<_, i32>(5).max(0) as u32,
-            delay_warned: row.get(6),
-            message: row.get(7),
-            dsn: MessageDsn {
-                ret: row.get::<_, Option<&str>>(8).and_then(Ret::parse),
-                envid: row.get(9),
-            },
-        };
+        let recipients = rcpts.iter().map(recipient_of).collect();
+        let msg = message_at(&row, 2, id.to_string(), recipients);
         self.hold(id, token, row.get(10), lease);
         Ok(Taken::Leased(l, msg))
     }

@@ -164,22 +164,34 @@ pub(super) async fn fetch(
         .into_iter()
         .map(|r| {
             let id: String = r.get(0);
-            QueuedMessage {
-                recipients: by_id.remove(&id).unwrap_or_default(),
-                id,
-                sender: r.get(1),
-                received_ms: r.get::<_, i64>(2).max(0) as u64,
-                next_attempt_ms: r.get::<_, i64>(3).max(0) as u64,
-                attempts: r.get::<_, i32>(4).max(0) as u32,
-                delay_warned: r.get(5),
-                message: r.get(6),
-                dsn: MessageDsn {
-                    ret: r.get::<_, Option<&str>>(7).and_then(Ret::parse),
-                    envid: r.get(8),
-                },
-            }
+            let recipients = by_id.remove(&id).unwrap_or_default();
+            message_at(&r, 1, id, recipients)
         })
         .collect())
+}
+
+/// A message from `r`'s columns from `at` on: sender, received_ms, next_attempt_ms, attempts,
+/// delay_warned, the body's data, ret, envid (as `fetch` and the claim select them).
+pub(super) fn message_at(
+    r: &tokio_postgres::Row,
+    at: usize,
+    id: String,
+    recipients: Vec<QueueRecipient>,
+) -> QueuedMessage {
+    QueuedMessage {
+        id,
+        recipients,
+        sender: r.get(at),
+        received_ms: r.get::<_, i64>(at + 1).max(0) as u64,
+        next_attempt_ms: r.get::<_, i64>(at + 2).max(0) as u64,
+        attempts: r.get::<_, i32>(at + 3).max(0) as u32,
+        delay_warned: r.get(at + 4),
+        message: r.get(at + 5),
+        dsn: MessageDsn {
+            ret: r.get::<_, Option<&str>>(at + 6).and_then(Ret::parse),
+            envid: r.get(at + 7),
+        },
+    }
 }
 
 /// Writes a leased message's state (in `tx`); false when the lease is lost.
