@@ -134,11 +134,8 @@ fn jes_folder(extra: &str) -> Server {
     folder
 }
 
-/// The POP3 view of `user`'s mailbox on `server` (Python's poplib).
-fn view(server: &Server, user: &str, password: &str) -> serde_json::Value {
-    let out = server.python_ok("pop_view.py", &[user, password]);
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
+// The POP3 view of a mailbox (Python's poplib).
+use common::pop_view as view;
 
 #[test]
 fn a_migrated_jes_folder_keeps_its_pop3_view_and_relays_its_queue() {
@@ -248,15 +245,7 @@ fn a_migrated_jes_folder_keeps_its_pop3_view_and_relays_its_queue() {
         view(&folder, ANALYST, "password"),
     ];
     assert_eq!(on_db, on_folder);
-    assert_eq!(on_db[0]["messages"].as_array().unwrap().len(), 4);
-    assert_eq!(on_db[1]["messages"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        on_db[0]["messages"][0]["uid"], "6501300281251615158",
-        "JES's UIDL, first"
-    );
-    for m in on_db[0]["messages"].as_array().unwrap() {
-        assert_eq!(m["list"], m["retr"], "LIST announces what RETR sends: {m}");
-    }
+    common::assert_fixture_mailboxes(&on_db[0], &on_db[1]);
 }
 
 #[test]

@@ -562,3 +562,25 @@ pub fn jes_run(args: &[&str]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// What Python's poplib sees of `user`'s mailbox on `server` (`tests/py/pop_view.py`: STAT,
+/// UIDL, LIST and RETR of every message), as JSON.
+pub fn pop_view(server: &Server, user: &str, password: &str) -> serde_json::Value {
+    let out = server.python_ok("pop_view.py", &[user, password]);
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The JES 1.6.1 fixture's two mailboxes as `pop_view` shows them after a migration: four
+/// messages for trackstudio (JES's own UIDL first), two for analyst, LIST announcing what RETR
+/// sends.
+pub fn assert_fixture_mailboxes(trackstudio: &serde_json::Value, analyst: &serde_json::Value) {
+    assert_eq!(trackstudio["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(analyst["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        trackstudio["messages"][0]["uid"], "6501300281251615158",
+        "JES's UIDL, first"
+    );
+    for m in trackstudio["messages"].as_array().unwrap() {
+        assert_eq!(m["list"], m["retr"], "LIST announces what RETR sends: {m}");
+    }
+}
