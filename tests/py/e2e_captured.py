@@ -7,14 +7,12 @@ release to another address, and delete with confirmation.
 """
 import os
 import sys
-import traceback
 from email.message import EmailMessage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_console import ADMIN, PASSWORD, Console, make_driver  # noqa: E402
+from e2e_console import ADMIN, PASSWORD, drive  # noqa: E402
 from jestest import check, smtp  # noqa: E402
 
-from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
@@ -102,23 +100,7 @@ def run(c):
 
 
 def main():
-    d = make_driver()
-    c = Console(d)
-    try:
-        run(c)
-    except BaseException:
-        traceback.print_exc()
-        try:
-            print("URL:", d.current_url, file=sys.stderr)
-            print("page text:\n", d.find_element(By.TAG_NAME, "body").text[:3000], file=sys.stderr)
-            for e in c.logs():
-                print("browser:", e, file=sys.stderr)
-        except WebDriverException:
-            pass
-        raise
-    finally:
-        d.quit()
-    print("captured e2e: all checks passed")
+    drive(run, "captured e2e: all checks passed", script_timeout=15)
 
 
 if __name__ == "__main__":

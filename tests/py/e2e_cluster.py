@@ -8,13 +8,11 @@ and the page logs no errors.
 """
 import os
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_console import ADMIN, PASSWORD, SHOTS, Console, make_driver  # noqa: E402
+from e2e_console import ADMIN, PASSWORD, SHOTS, drive  # noqa: E402
 from jestest import check  # noqa: E402
 
-from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
@@ -44,23 +42,7 @@ def run(c):
 
 
 def main():
-    d = make_driver()
-    c = Console(d)
-    try:
-        run(c)
-    except BaseException:
-        traceback.print_exc()
-        try:
-            print("URL:", d.current_url, file=sys.stderr)
-            print("page text:\n", d.find_element(By.TAG_NAME, "body").text[:3000], file=sys.stderr)
-            for e in c.logs():
-                print("browser:", e, file=sys.stderr)
-        except WebDriverException:
-            pass
-        raise
-    finally:
-        d.quit()
-    print("cluster e2e: all checks passed")
+    drive(run, "cluster e2e: all checks passed")
 
 
 if __name__ == "__main__":
