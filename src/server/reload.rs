@@ -71,7 +71,7 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
             kept_accounts,
         }) => {
             warn_restart_keys(&config, &running);
-            keep_store_dir(&mut config, &running);
+            keep_start_only(&mut config, &running);
             for w in &warnings {
                 tracing::warn!("{w}");
             }
@@ -118,7 +118,7 @@ fn reload(shared: &Shared, log: &LogHandle, dir: &Path, reopen_log: bool) {
 fn warn_restart_keys(config: &Config, running: &Config) {
     for (key, old, new) in crate::config::mail::restart_changes(&running.mail, &config.mail) {
         if key == "store.dir" {
-            continue; // keep_store_dir says more
+            continue; // keep_start_only says more
         }
         let show = |v: &str| {
             if v.is_empty() {
@@ -138,7 +138,7 @@ fn warn_restart_keys(config: &Config, running: &Config) {
 /// `store.dir` and `node.name` are read at start only. `store.dir`: the mailboxes, the queue and the lock were opened there,
 /// and moving half of them (the failed folder, the generated certificate) would split the mail
 /// root in two.
-fn keep_store_dir(config: &mut Config, running: &Config) {
+fn keep_start_only(config: &mut Config, running: &Config) {
     if config.mail.store_dir != running.mail.store_dir {
         tracing::warn!(
             "store.dir changed to {}: it applies at the next start; the mail root stays {}",
@@ -255,11 +255,33 @@ mod tests {
         };
         let running = load("domains=a.test\nstore.dir=/srv/one\n");
         let mut new = load("domains=b.test\nstore.dir=/srv/two\n");
-        keep_store_dir(&mut new, &running);
+        keep_start_only(&mut new, &running);
         assert_eq!(new.store_dir(), Path::new("/srv/one"));
         assert_eq!(new.mail.domains, vec!["b.test"]);
         let mut same = load("domains=c.test\nstore.dir=/srv/one\n");
-        keep_store_dir(&mut same, &running);
+        keep_start_only(&mut same, &running);
         assert_eq!(same.queue_dir(), Path::new("/srv/one/smtp"));
+    }
+
+    #[test]
+    fn a_new_node_name_waits_for_the_next_start() {
+        let etc = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            std::fs::write(etc.path().join("mail.conf"), text).unwrap();
+            std::fs::write(etc.path().join("user.conf"), "# none\n").unwrap();
+            Config::load(etc.path()).unwrap().0
+        };
+        let running = load("domains=a.test\nnode.name=mx-a\n");
+        let mut new = load("domains=b.test\nnode.name=mx-b\n");
+        assert_eq!(
+            crate::config::mail::restart_changes(&running.mail, &new.mail),
+            vec![("node.name", "mx-a".to_string(), "mx-b".to_string())]
+        );
+        keep_start_only(&mut new, &running);
+        assert_eq!(
+            new.mail.node_name, "mx-a",
+            "the table and leases still say mx-a"
+        );
+        assert_eq!(new.mail.domains, vec!["b.test"]);
     }
 }
