@@ -51,6 +51,7 @@ fn record(i: u64, event: &str, t: u64) -> Record {
             }
             .into(),
         ),
+        server: None,
     }
 }
 

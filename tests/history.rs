@@ -238,6 +238,7 @@ fn every_outcome_has_a_timeline_that_survives_a_restart() {
         "tls",
         "reply",
         "status",
+        "node",
     ];
     for e in &later {
         let mut keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
@@ -248,6 +249,8 @@ fn every_outcome_has_a_timeline_that_survives_a_restart() {
         assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
         assert_eq!(e["message_id"], "<task-3@tracker>");
         assert_eq!(e["sender"], "app@127.0.0.1");
+        // history.db has one server: it names none.
+        assert_eq!(e["node"], Value::Null, "{e}");
     }
     assert_eq!(later[1]["status"], "4.3.0");
     assert_eq!(later[2]["remote_ip"], "127.0.0.1");
@@ -371,6 +374,7 @@ fn old_events_are_pruned_and_days_zero_keeps_nothing() {
         tls: None,
         reply: "250 ok".into(),
         status: None,
+        server: None,
     };
     use jes::history::HistoryStore;
     store

@@ -240,14 +240,14 @@ fn every_console_lists_the_servers_by_node_name_up_stopped_or_lost() {
             let (code, body) = common::console_api(http_a, &jar, &[], "GET", "/api/events", None);
             assert_eq!(code, 200, "{body}");
             let events: serde_json::Value = serde_json::from_str(&body).unwrap();
-            events
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["kind"] == "accepted" && e["recipient"] == "someone@remote.test")
+            events.as_array().unwrap().iter().any(|e| {
+                e["kind"] == "accepted"
+                    && e["recipient"] == "someone@remote.test"
+                    && e["node"] == "mx-b"
+            })
         },
     );
-    // The history names the server that took it.
+    // The history names the server that took it, in its table and in the API's answer.
     assert_eq!(
         pg.psql(
             "jes",
@@ -255,6 +255,24 @@ fn every_console_lists_the_servers_by_node_name_up_stopped_or_lost() {
         ),
         "mx-b"
     );
+    let (code, body) = common::console_api(
+        http_a,
+        &jar,
+        &[],
+        "GET",
+        "/api/history?q=%40remote.test",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let history: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let accepted: Vec<&serde_json::Value> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "accepted")
+        .map(|e| &e["node"])
+        .collect();
+    assert_eq!(accepted, [&serde_json::json!("mx-b")], "{history:#}");
 
     // B stops cleanly: "stopped" at once. C is killed: "lost" once its row is 15 s old.
     b.signal("TERM");
@@ -339,14 +357,21 @@ fn a_login_on_another_server_right_after_quit_is_not_in_use() {
 }
 
 /// The same in a real browser (Debian's headless Chromium through Selenium,
-/// `tests/py/e2e_cluster.py`): the title bar's node name and the dashboard's Servers card.
+/// `tests/py/e2e_cluster.py`): the title bar's node name, the dashboard's Servers card, and the
+/// server named in the recent events and the history for a message that came in through B.
 #[test]
 fn the_servers_card_in_a_browser() {
     let Some(pg) = Postgres::start("the_servers_card_in_a_browser") else {
         return;
     };
     let (a, http_a) = named(&pg, "node.name=mx-a\n");
-    let (_b, _) = named(&pg, "node.name=mx-b\n");
+    let (b, _) = named(&pg, "node.name=mx-b\n");
+    let r = b.send(
+        "app@localhost",
+        &["through-b@remote.test"],
+        "Subject: through b\r\n\r\nbody\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
     let mut env = vec![
         ("JES_HTTP_PORT", http_a.to_string()),
         ("JES_ADMIN", "analyst@localhost".to_string()),

@@ -161,12 +161,15 @@ fn one_history_for_every_server_on_the_database() {
         servers,
         "accepted mx-a\ndelivered-locally mx-a\npop3-retrieved mx-b"
     );
+    // ... and so do `jes trace --json` and the plain timeline.
+    let nodes: Vec<&str> = local.iter().map(|e| e["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["mx-a", "mx-a", "mx-b"], "{local:#?}");
     let (code, plain) = trace(&b, &[USER]);
     assert_eq!(code, 0, "{plain}");
     for words in [
         "<history-local@example.org>",
-        "delivered into the local mailbox",
-        "read by a POP3 client",
+        "delivered into the local mailbox (on mx-a)",
+        "read by a POP3 client (on mx-b)",
     ] {
         assert!(plain.contains(words), "{words} in\n{plain}");
     }

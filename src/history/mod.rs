@@ -100,6 +100,9 @@ pub struct Record {
     pub tls: Option<String>,
     pub reply: String,
     pub status: Option<String>,
+    /// The server that reported it (its `node.name`), kept by the database's history, which
+    /// several servers write; `None` in `history.db`, which only its own server writes.
+    pub server: Option<String>,
 }
 
 impl Record {
@@ -125,6 +128,7 @@ impl Record {
             tls: event.tls.clone(),
             reply: event.reply.clone(),
             status: event.status.clone(),
+            server: None,
         }
     }
 }

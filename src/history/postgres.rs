@@ -158,7 +158,7 @@ impl PgHistory {
         let rows = client
             .query(
                 &format!(
-                    "SELECT seq, {COLUMNS} FROM jes_history \
+                    "SELECT seq, {COLUMNS}, server FROM jes_history \
                      WHERE id = ANY($1::text[]) OR seq = ANY($2::bigint[]) ORDER BY time_ms, seq"
                 ),
                 &[&ids, &solos],
@@ -195,7 +195,9 @@ impl PgHistory {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
-                &format!("SELECT seq, {COLUMNS} FROM jes_history ORDER BY seq DESC LIMIT $1"),
+                &format!(
+                    "SELECT seq, {COLUMNS}, server FROM jes_history ORDER BY seq DESC LIMIT $1"
+                ),
                 &[&limit],
             )
             .await
@@ -354,7 +356,7 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
 }
 
 fn read_record(r: &tokio_postgres::Row) -> Result<Record, tokio_postgres::Error> {
-    // Column 0 is seq; the record's columns follow in COLUMNS's order.
+    // Column 0 is seq; the record's columns follow in COLUMNS's order, then the server.
     Ok(Record {
         time_ms: to_u64(r.try_get(1)?),
         id: r.try_get(2)?,
@@ -370,6 +372,7 @@ fn read_record(r: &tokio_postgres::Row) -> Result<Record, tokio_postgres::Error>
         tls: r.try_get(12)?,
         reply: r.try_get(13)?,
         status: r.try_get(14)?,
+        server: r.try_get(15)?,
     })
 }
 

@@ -24,6 +24,9 @@ pub struct JsonEvent<'a> {
     pub tls: Option<&'a str>,
     pub reply: &'a str,
     pub status: Option<&'a str>,
+    /// The server that reported it (its `node.name`) in the database's history; null in
+    /// `history.db`, which one server writes.
+    pub node: Option<&'a str>,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -43,6 +46,7 @@ impl<'a> JsonEvent<'a> {
             tls: r.tls.as_deref(),
             reply: &r.reply,
             status: r.status.as_deref(),
+            node: r.server.as_deref(),
         }
     }
 }
@@ -79,7 +83,8 @@ pub fn messages(records: &[Record]) -> Vec<&[Record]> {
 }
 
 /// One message's timeline: a heading (id, Message-ID, sender, subject, size), then one line per
-/// event, oldest first, in UTC.
+/// event, oldest first, in UTC, ending with the server that reported it when the history says
+/// (the database's, which several servers write).
 pub fn timeline(events: &[Record]) -> String {
     let Some(first) = events.first() else {
         return String::new();
@@ -102,8 +107,13 @@ pub fn timeline(events: &[Record]) -> String {
     }
     s.push('\n');
     for e in events {
+        let on = e
+            .server
+            .as_deref()
+            .map(|node| format!(" (on {node})"))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "  {} UTC  <{}> {}\n",
+            "  {} UTC  <{}> {}{on}\n",
             clock(e.time_ms),
             e.recipient,
             words(e)

@@ -339,6 +339,7 @@ fn read_record(r: &Row<'_>) -> rusqlite::Result<Record> {
         tls: r.get(11)?,
         reply: r.get(12)?,
         status: r.get(13)?,
+        server: None,
     })
 }
 

@@ -70,6 +70,9 @@ pub struct EventJson {
     reply: String,
     status: Option<String>,
     attempt: u32,
+    /// The server that reported it, when the list is the database's history (`store.url`);
+    /// null for this server's own events.
+    node: Option<String>,
 }
 
 impl From<crate::event::Event> for EventJson {
@@ -95,6 +98,7 @@ impl From<crate::event::Event> for EventJson {
             reply: e.reply,
             status: e.status,
             attempt: e.attempt,
+            node: None,
         }
     }
 }
@@ -178,6 +182,7 @@ impl EventJson {
             reply: r.reply.clone(),
             status: r.status.clone(),
             attempt: r.attempt,
+            node: r.server.clone(),
         })
     }
 }

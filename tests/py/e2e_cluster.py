@@ -2,9 +2,11 @@
 tests/pg_cluster.rs against two jes servers (node.name mx-a and mx-b) on one PostgreSQL.
 
 Environment: JES_HTTP_PORT (mx-a's console), JES_ADMIN, JES_ADMIN_PASSWORD; JES_SCREENSHOTS as
-e2e_console.py. Checks: the title bar names the server that answered, the dashboard's Servers
-card lists both as up with this one marked, the counters' heading says they are this server's,
-and the page logs no errors.
+e2e_console.py. Before it runs, one message for a remote recipient went in through mx-b.
+Checks: the title bar names the server that answered, the dashboard's Servers card lists both as
+up with this one marked, the counters' heading says they are this server's, the recent events
+name mx-b as the server that accepted that message, so does its history timeline, and the page
+logs no errors.
 """
 import os
 import sys
@@ -33,8 +35,35 @@ def run(c):
     check("(this one)" in rows[0].text and "(this one)" not in rows[1].text, "this server marked")
     check(all("Up" in r.text for r in rows), "both up")
     check("this server (mx-a)" in c.text_of("main").lower(), "the counters are said to be this server's")
+
+    # The shared history's events, each with the server that reported it.
+    def accepted_row():
+        heads = [th.text for th in d.find_elements(By.CSS_SELECTOR, "#events thead th")]
+        if "Server" not in heads:
+            return None
+        for r in d.find_elements(By.CSS_SELECTOR, "#events tbody tr"):
+            cells = [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+            if len(cells) == len(heads) and "through-b@remote.test" in r.text and "Accepted" in r.text:
+                return cells[heads.index("Server")]
+        return None
+
+    c.wait(accepted_row, "the message accepted by mx-b in the recent events, with a Server column", timeout=30)
+    check(accepted_row() == "mx-b", f"the recent events name the server that accepted it: {accepted_row()}")
     if SHOTS:
         d.save_screenshot(os.path.join(SHOTS, "console-cluster.png"))
+
+    c.go("#/history?q=through-b%40remote.test")
+    c.heading("History")
+
+    def accepted_node():
+        for li in d.find_elements(By.CSS_SELECTOR, "#history-list li.timeline-event"):
+            if li.get_attribute("data-event") == "accepted":
+                nodes = li.find_elements(By.CSS_SELECTOR, ".timeline-node")
+                return nodes[0].text if nodes else ""
+        return None
+
+    c.wait(lambda: accepted_node() is not None, "the message's timeline in the history search", timeout=30)
+    check(accepted_node() == "on mx-b", f"the timeline names the server that accepted it: {accepted_node()!r}")
     # The 401 of /api/session before the login is the console asking whether it is logged in.
     severe = [e for e in c.logs() if e.get("level") == "SEVERE"
               and "Failed to load resource" not in e.get("message", "")]

@@ -834,9 +834,12 @@ function renderEvents(box, events) {
     render(box, h('p', { class: 'empty', text: 'No deliveries or bounces yet.' }));
     return;
   }
+  // From the database's shared history each event names its server: a column for it then.
+  const cluster = events.some((e) => e.node);
+  const heads = ['Time', 'Event', 'Recipient', 'Queue id', 'Detail'].concat(cluster ? ['Server'] : []);
   render(box, h('table', { class: 'data responsive events' },
     h('thead', {}, h('tr', {},
-      ['Time', 'Event', 'Recipient', 'Queue id', 'Detail'].map((l) => h('th', { scope: 'col', text: l })))),
+      heads.map((l) => h('th', { scope: 'col', text: l })))),
     h('tbody', {}, events.slice(0, 50).map((e) => h('tr', {},
       h('td', { 'data-label': 'Time' }, timeEl(e.time)),
       h('td', { 'data-label': 'Event' }, kindBadge(e.kind)),
@@ -846,7 +849,8 @@ function renderEvents(box, events) {
         e.kind === 'deferred' && e.queue_id
           ? h('a', { href: `#/queue/${seg(e.queue_id)}`, text: e.queue_id })
           : e.queue_id || '—'),
-      h('td', { 'data-label': 'Detail', class: 'break detail', text: e.detail || '' }))))));
+      h('td', { 'data-label': 'Detail', class: 'break detail', text: e.detail || '' }),
+      cluster ? h('td', { 'data-label': 'Server', class: 'event-node', text: e.node || '—' }) : null)))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1481,7 +1485,9 @@ function historyTimeline(events) {
       h('span', { class: 'break addr', text: e.recipient || '—' }),
       server ? h('span', { class: 'muted small break', text: server }) : null,
       e.attempt ? h('span', { class: 'muted small', text: `attempt ${e.attempt}` }) : null,
-      e.reply ? h('code', { class: 'timeline-reply break', text: e.reply }) : null);
+      e.reply ? h('code', { class: 'timeline-reply break', text: e.reply }) : null,
+      // the database's history names the server that reported it
+      e.node ? h('span', { class: 'muted small timeline-node', text: `on ${e.node}` }) : null);
   }));
 }
 
