@@ -356,3 +356,79 @@ fn after_a_failover_read_only_connections_are_dropped_and_mail_goes_to_the_new_p
         .collect();
     assert_eq!(seen, want);
 }
+
+/// The `LISTEN` connection follows a failover too: it writes nothing, so only its own check
+/// (`SHOW transaction_read_only` every 5 s) moves it off the fenced old primary. The proof is a
+/// retry requested with `jes queue retry` (a `NOTIFY` on the new primary) reaching the server
+/// while its own scan of the queue is ten minutes away.
+#[test]
+fn after_a_failover_the_server_hears_the_new_primarys_notifications() {
+    let Some(primary) = durable("after_a_failover_the_server_hears_the_new_primarys_notifications")
+    else {
+        return;
+    };
+    let standby = primary.standby(true);
+    let url = format!(
+        "postgresql://jes@127.0.0.1:{},127.0.0.1:{}/jes?sslmode=disable&target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let upstream = common::Upstream::start(&[]);
+    upstream.set_mode("defer");
+    let server = primary
+        .server_on(
+            &url,
+            &format!(
+                "smtpdelivery.interval=600\ndefaultsmtpservers=127.0.0.1:{}\n",
+                upstream.port
+            ),
+            Some(DEFAULT_USERS),
+        )
+        .launch();
+    let r = server.send(
+        "app@localhost",
+        &["someone@remote.test"],
+        "Subject: stuck\r\n\r\nbody\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    server.wait_until(
+        "the first attempt deferred, replayed on the standby",
+        Duration::from_secs(20),
+        || standby.psql("jes", "SELECT attempts FROM jes_queue") == "1",
+    );
+
+    standby.promote();
+    primary.psql(
+        "postgres",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    );
+    primary.psql("postgres", "SELECT pg_reload_conf()");
+    upstream.set_mode("accept");
+
+    // Ask again every 2 s: a NOTIFY sent before the listener moved is lost (the scan would
+    // find it, in ten minutes), one sent after it is heard at once.
+    let started = Instant::now();
+    let mut asked = 0;
+    while upstream.received().is_empty() && started.elapsed() < Duration::from_secs(40) {
+        let (ok, out) = server.jes(&["queue", "retry", "--all"]);
+        assert!(ok, "{out}");
+        asked += 1;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "the retry never reached the server after the failover ({asked} asked)\n{}",
+        server.log()
+    );
+    println!("relayed {:?} after the failover", started.elapsed());
+    assert!(
+        server.log().contains("has become read-only"),
+        "{}",
+        server.log()
+    );
+    server.wait_until(
+        "the queue empty on the new primary",
+        Duration::from_secs(20),
+        || standby.psql("jes", "SELECT COUNT(*) FROM jes_queue") == "0",
+    );
+}

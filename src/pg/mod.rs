@@ -18,7 +18,11 @@
 //! left the old primary up, or a proxy still pointing at it) stays open and answers SQLSTATE
 //! 25006 to every write; the first such answer marks every connection made before it as stale
 //! ([`Database::err`]), the pool drops them as they come back, and new ones are made with the
-//! URL's `target_session_attrs`, which finds the new primary.
+//! URL's `target_session_attrs`, which finds the new primary. The `listen` connection writes
+//! nothing, so it never hears 25006: it asks every [`LISTEN_CHECK`] whether its server is still
+//! writable (`SHOW transaction_read_only`) and, when not, or when no answer comes, reconnects the
+//! same way; otherwise it would stay on the old primary and miss every `NOTIFY` of the new one,
+//! and a connection whose peer vanished without a word would never be noticed.
 
 pub mod bodies;
 pub mod migrate;
@@ -36,6 +40,9 @@ use deadpool_postgres::{
 };
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
+
+/// How often a `listen` connection checks that its server still takes writes (and answers).
+pub const LISTEN_CHECK: Duration = Duration::from_secs(5);
 
 /// What the server's configuration says about the database (the `store.*` keys).
 #[derive(Debug, Clone)]
@@ -290,12 +297,43 @@ impl Database {
             driver.abort();
             return Err(e);
         }
-        while let Some(payload) = msg_rx.recv().await {
-            if tx.send(payload).is_err() {
-                break;
+        let mut check = tokio::time::interval(LISTEN_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ended = loop {
+            tokio::select! {
+                payload = msg_rx.recv() => match payload {
+                    Some(payload) => {
+                        if tx.send(payload).is_err() {
+                            break Ok(());
+                        }
+                    }
+                    None => break Err("the connection closed".to_string()),
+                },
+                _ = check.tick() => {
+                    if let Err(why) = still_writable(&client).await {
+                        tracing::warn!("LISTEN {channel} on {}: {why}; reconnecting", self.location);
+                        break Err(why);
+                    }
+                }
             }
-        }
+        };
         driver.abort();
-        Ok(())
+        ended
+    }
+}
+
+/// Whether the server behind `client` still takes writes: `Err` with why not, when it has become
+/// read-only (a standby, or an old primary fenced after a failover) or does not answer within
+/// [`LISTEN_CHECK`].
+async fn still_writable(client: &tokio_postgres::Client) -> Result<(), String> {
+    let asked = client.query_one("SHOW transaction_read_only", &[]);
+    match tokio::time::timeout(LISTEN_CHECK, asked).await {
+        Err(_) => Err(format!("no answer within {} s", LISTEN_CHECK.as_secs())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(row)) => match row.try_get::<_, String>(0) {
+            Ok(v) if v == "off" => Ok(()),
+            Ok(_) => Err("the database has become read-only (a failover?)".to_string()),
+            Err(e) => Err(e.to_string()),
+        },
     }
 }
