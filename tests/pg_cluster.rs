@@ -386,3 +386,50 @@ fn the_servers_card_in_a_browser() {
         "the browser test did not finish:\n{out}"
     );
 }
+
+/// Two servers that share the queue both schedule a deferred message for its next attempt; the
+/// one that takes it second (at once, or after finding it busy and looking again 5 s later) must
+/// see that the first one tried it meanwhile and leave it until the new time, or every retry of
+/// a stuck message is two attempts. `jes queue retry --all` makes it due on both at once.
+#[test]
+fn a_retry_with_two_servers_is_one_attempt_not_two() {
+    let Some(pg) = Postgres::start("a_retry_with_two_servers_is_one_attempt_not_two") else {
+        return;
+    };
+    let (a, _) = server(&pg);
+    let (_b, _) = server(&pg);
+    let r = a.send(
+        "app@localhost",
+        &["someone@remote.test"],
+        "Subject: stuck\r\n\r\nbody\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let attempts = || -> u32 {
+        pg.psql(
+            "jes",
+            "SELECT attempts FROM jes_queue WHERE lease_owner IS NULL",
+        )
+        .parse()
+        .unwrap_or(0)
+    };
+    a.wait_until("the first attempt", Duration::from_secs(15), || {
+        attempts() == 1
+    });
+    // B's scan (every second) finds it, free and due within its horizon, and schedules it.
+    std::thread::sleep(Duration::from_secs(3));
+    for round in 1..=3 {
+        let (ok, out) = a.jes(&["queue", "retry", "--all"]);
+        assert!(ok, "{out}");
+        // Past the 5 s after which a server that found it busy looks again.
+        std::thread::sleep(Duration::from_secs(8));
+        assert_eq!(
+            attempts(),
+            1 + round,
+            "after retry {round}: one attempt per retry\n{}",
+            pg.psql(
+                "jes",
+                "SELECT event || ' ' || server FROM jes_history ORDER BY seq"
+            )
+        );
+    }
+}

@@ -17,7 +17,7 @@ use crate::dsn::RecipientDsn;
 use crate::event::now_ms;
 use crate::event::{Event, Kind, MessageFacts};
 use crate::queue::bounce::{self, FailedRecipient, Notice};
-use crate::queue::schedule::backoff;
+use crate::queue::schedule::{backoff, due_instant};
 use crate::queue::{
     Lease, Queue, QueueError, QueueRecipient, QueuedMessage, RecipientState, Taken,
 };
@@ -41,11 +41,16 @@ pub enum Outcome {
     Busy,
 }
 
-/// Runs one attempt. Never panics on file content; errors are logged and the message deferred.
+/// Runs one attempt of a message the runner found due. Never panics on file content; errors are
+/// logged and the message deferred.
 /// Every recipient's outcome in it is reported once, after the new state is saved. Returns what
 /// to do with the message next, and the ids of the notices (bounces, delay warnings) it queued,
 /// for the runner to take up at once as it does SMTP's new files: the sender, often a local
 /// account, should not wait for the next scan of `smtp/`.
+///
+/// `asked`: a retry was requested while this runner's previous attempt was in flight, so the
+/// stored time that attempt wrote does not stand; otherwise a message whose stored time is
+/// still ahead is put back at that time untried (see `not_due`).
 pub async fn run(
     id: &str,
     config: Arc<Config>,
@@ -53,8 +58,9 @@ pub async fn run(
     mailboxes: &dyn Mailboxes,
     remote: &Remote,
     owner: &str,
+    asked: bool,
 ) -> (Outcome, Vec<String>) {
-    let prepared = prepare(id, &config, queue.as_ref(), mailboxes, owner).await;
+    let prepared = prepare(id, &config, queue.as_ref(), mailboxes, owner, asked).await;
     let (lease, mut msg, mut work) = match prepared {
         Ok(p) => p,
         Err(outcome) => return (outcome, Vec::new()),
@@ -251,6 +257,7 @@ async fn prepare(
     queue: &dyn Queue,
     mailboxes: &dyn Mailboxes,
     owner: &str,
+    asked: bool,
 ) -> Result<(Lease, QueuedMessage, Work), Outcome> {
     let (lease, mut msg) = match queue.take(id, owner, LEASE_TTL).await {
         Ok(Taken::Leased(lease, msg)) => (lease, msg),
@@ -269,9 +276,29 @@ async fn prepare(
             return Err(Outcome::RetryAt(now_ms() + 60_000));
         }
     };
+    if !asked && not_due(msg.next_attempt_ms, now_ms()) {
+        tracing::debug!(
+            queue_id = id,
+            "tried meanwhile (by another server sharing the queue): next attempt as it set"
+        );
+        let next = msg.next_attempt_ms;
+        queue.release(lease).await;
+        return Err(Outcome::RetryAt(next));
+    }
     let mut work = Work::new(&msg);
     deliver_local(config, mailboxes, &mut msg, &mut work).await;
     Ok((lease, msg, work))
+}
+
+/// Whether a message taken now, whose stored next attempt is `next_ms`, was tried since the runner
+/// scheduled it: the time is ahead by more than a clock's slack between servers. Two servers that
+/// share a queue both schedule a deferred message for its time; the one that takes it second,
+/// at once or after finding it busy, would otherwise try it again right after the first one's
+/// attempt. A time too far ahead to be believed counts as due, as in `schedule::due_instant`.
+fn not_due(next_ms: u64, now_ms: u64) -> bool {
+    const SLACK_MS: u64 = 2_000;
+    let now = std::time::Instant::now();
+    due_instant(next_ms, now_ms, now) > now + Duration::from_millis(SLACK_MS)
 }
 
 /// Whether `take` failed on the message itself rather than on a passing condition.

@@ -70,6 +70,9 @@ struct Runner {
     received: HashMap<String, u64>,
     /// Ids an attempt is working on that were asked to retry meanwhile: due again at once.
     retry_after_flight: HashSet<String>,
+    /// Ids scheduled from `retry_after_flight`: tried whatever their stored time says (the
+    /// attempt that was in flight wrote it after the request).
+    retry_asked: HashSet<String>,
     remote: Arc<Remote>,
     concurrency: usize,
     /// Who this runner is to the queue's leases: `node.name:pid`.
@@ -177,6 +180,7 @@ impl Runner {
             in_flight: HashSet::new(),
             received: HashMap::new(),
             retry_after_flight: HashSet::new(),
+            retry_asked: HashSet::new(),
             remote: Arc::new(Remote::new(config)),
             concurrency: config.mail.delivery_concurrency.max(1),
             owner: format!("{}:{}", config.mail.node_name, std::process::id()).into(),
@@ -224,6 +228,7 @@ impl Runner {
                 break;
             };
             self.in_flight.insert(id.clone());
+            let asked = self.retry_asked.remove(&id);
             let config = (self.ctx.config)();
             let queue = self.ctx.queue.clone();
             let mailboxes = self.ctx.mailboxes.clone();
@@ -233,7 +238,7 @@ impl Runner {
             let task = attempts.spawn(async move {
                 let mailboxes = mailboxes.as_ref();
                 let (outcome, notices) =
-                    attempt::run(&id, config, queue, mailboxes, &remote, &owner).await;
+                    attempt::run(&id, config, queue, mailboxes, &remote, &owner, asked).await;
                 (id, outcome, notices)
             });
             attempt_ids.insert(task.id(), task_id);
@@ -267,6 +272,7 @@ impl Runner {
             }
             Outcome::RetryAt(next_ms) => {
                 let at = if again {
+                    self.retry_asked.insert(id.clone());
                     Instant::now()
                 } else {
                     due_instant(next_ms, now_ms(), Instant::now())
