@@ -37,13 +37,16 @@ def run(c):
     check("this server (mx-a)" in c.text_of("main").lower(), "the counters are said to be this server's")
 
     # The shared history's events, each with the server that reported it.
+    # (textContent: the narrow layout hides the table's head and labels each cell instead)
     def accepted_row():
-        heads = [th.text for th in d.find_elements(By.CSS_SELECTOR, "#events thead th")]
+        heads = [th.get_attribute("textContent")
+                 for th in d.find_elements(By.CSS_SELECTOR, "#events thead th")]
         if "Server" not in heads:
             return None
         for r in d.find_elements(By.CSS_SELECTOR, "#events tbody tr"):
-            cells = [td.text for td in r.find_elements(By.TAG_NAME, "td")]
-            if len(cells) == len(heads) and "through-b@remote.test" in r.text and "Accepted" in r.text:
+            cells = [td.get_attribute("textContent") for td in r.find_elements(By.TAG_NAME, "td")]
+            accepted = r.find_elements(By.CSS_SELECTOR, ".badge.k-accepted")
+            if len(cells) == len(heads) and accepted and "through-b@remote.test" in cells:
                 return cells[heads.index("Server")]
         return None
 
