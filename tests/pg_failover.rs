@@ -306,6 +306,25 @@ fn a_database_crash_under_load_loses_nothing_acknowledged() {
     );
 }
 
+/// A URL naming both, for whichever takes writes (as an administrator writes it for a failover).
+fn both_hosts(primary: &Postgres, standby: &Postgres) -> String {
+    format!(
+        "postgresql://jes@127.0.0.1:{},127.0.0.1:{}/jes?sslmode=disable&target_session_attrs=read-write",
+        primary.port, standby.port
+    )
+}
+
+/// The failover: the standby is promoted and the old primary, still up with jes's connections
+/// open, is fenced read-only (as a failover tool does before it is rebuilt).
+fn fail_over(primary: &Postgres, standby: &Postgres) {
+    standby.promote();
+    primary.psql(
+        "postgres",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    );
+    primary.psql("postgres", "SELECT pg_reload_conf()");
+}
+
 #[test]
 fn after_a_failover_read_only_connections_are_dropped_and_mail_goes_to_the_new_primary() {
     let Some(primary) = durable(
@@ -314,10 +333,7 @@ fn after_a_failover_read_only_connections_are_dropped_and_mail_goes_to_the_new_p
         return;
     };
     let standby = primary.standby(true);
-    let url = format!(
-        "postgresql://jes@127.0.0.1:{},127.0.0.1:{}/jes?sslmode=disable&target_session_attrs=read-write",
-        primary.port, standby.port
-    );
+    let url = both_hosts(&primary, &standby);
     let server = prepare(&primary, &url).launch();
     for n in 0..3 {
         let r = try_send(server.smtp_port, &format!("before-{n}"));
@@ -329,14 +345,7 @@ fn after_a_failover_read_only_connections_are_dropped_and_mail_goes_to_the_new_p
         || standby.psql("jes", "SELECT COUNT(*) FROM jes_mail") == "3",
     );
 
-    // The failover: the standby is promoted and the old primary, still up with jes's
-    // connections open, is fenced read-only (as a failover tool does before it is rebuilt).
-    standby.promote();
-    primary.psql(
-        "postgres",
-        "ALTER SYSTEM SET default_transaction_read_only = on",
-    );
-    primary.psql("postgres", "SELECT pg_reload_conf()");
+    fail_over(&primary, &standby);
 
     let took = wait_for_250(server.smtp_port, "after-failover", RESUME)
         .unwrap_or_else(|| panic!("no 250 within {RESUME:?}\n{}", server.log()));
@@ -368,10 +377,7 @@ fn after_a_failover_the_server_hears_the_new_primarys_notifications() {
         return;
     };
     let standby = primary.standby(true);
-    let url = format!(
-        "postgresql://jes@127.0.0.1:{},127.0.0.1:{}/jes?sslmode=disable&target_session_attrs=read-write",
-        primary.port, standby.port
-    );
+    let url = both_hosts(&primary, &standby);
     let upstream = common::Upstream::start(&[]);
     upstream.set_mode("defer");
     let server = primary
@@ -396,12 +402,7 @@ fn after_a_failover_the_server_hears_the_new_primarys_notifications() {
         || standby.psql("jes", "SELECT attempts FROM jes_queue") == "1",
     );
 
-    standby.promote();
-    primary.psql(
-        "postgres",
-        "ALTER SYSTEM SET default_transaction_read_only = on",
-    );
-    primary.psql("postgres", "SELECT pg_reload_conf()");
+    fail_over(&primary, &standby);
     upstream.set_mode("accept");
 
     // Ask again every 2 s: a NOTIFY sent before the listener moved is lost (the scan would
