@@ -168,8 +168,8 @@ fn one_history_for_every_server_on_the_database() {
     assert_eq!(code, 0, "{plain}");
     for words in [
         "<history-local@example.org>",
-        "delivered into the local mailbox (on mx-a)",
-        "read by a POP3 client (on mx-b)",
+        "UTC (mx-a)  <trackstudio@127.0.0.1> delivered into the local mailbox",
+        "UTC (mx-b)  <trackstudio@127.0.0.1> read by a POP3 client",
     ] {
         assert!(plain.contains(words), "{words} in\n{plain}");
     }

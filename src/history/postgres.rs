@@ -94,7 +94,7 @@ impl PgHistory {
             return Ok(());
         }
         let client = self.client().await?;
-        insert_records(&**client, records, &self.server)
+        insert_records(&**client, records, Some(&self.server))
             .await
             .map_err(|e| self.err(e))
     }
@@ -385,11 +385,12 @@ pub async fn count_in(tx: &tokio_postgres::Transaction<'_>) -> Result<i64, tokio
 }
 
 /// Stores `records` through `client` (a pooled connection, or `jes migrate`'s transaction) in
-/// one statement, naming `server` as the one that reported them.
+/// one statement, naming `server` as the one that reported them (`None`: not known, as for
+/// events migrated from history.db).
 pub async fn insert_records<C: tokio_postgres::GenericClient + Sync>(
     client: &C,
     records: &[Record],
-    server: &str,
+    server: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
     let col = |f: fn(&Record) -> Option<String>| records.iter().map(f).collect::<Vec<_>>();
     let time: Vec<i64> = records.iter().map(|r| to_i64(r.time_ms)).collect();

@@ -83,8 +83,8 @@ pub fn messages(records: &[Record]) -> Vec<&[Record]> {
 }
 
 /// One message's timeline: a heading (id, Message-ID, sender, subject, size), then one line per
-/// event, oldest first, in UTC, ending with the server that reported it when the history says
-/// (the database's, which several servers write).
+/// event, oldest first, in UTC, its time followed by the server that reported it when the
+/// history says (the database's, which several servers write): `12:01:21 UTC (mx-a)  <bob@...>`.
 pub fn timeline(events: &[Record]) -> String {
     let Some(first) = events.first() else {
         return String::new();
@@ -107,13 +107,13 @@ pub fn timeline(events: &[Record]) -> String {
     }
     s.push('\n');
     for e in events {
-        let on = e
+        let by = e
             .server
             .as_deref()
-            .map(|node| format!(" (on {node})"))
+            .map(|node| format!(" ({node})"))
             .unwrap_or_default();
         s.push_str(&format!(
-            "  {} UTC  <{}> {}{on}\n",
+            "  {} UTC{by}  <{}> {}\n",
             clock(e.time_ms),
             e.recipient,
             words(e)

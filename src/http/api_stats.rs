@@ -70,8 +70,8 @@ pub struct EventJson {
     reply: String,
     status: Option<String>,
     attempt: u32,
-    /// The server that reported it, when the list is the database's history (`store.url`);
-    /// null for this server's own events.
+    /// The server that reported it, when the list is the database's history (`store.url`),
+    /// this server's included; null when it is this server's memory.
     node: Option<String>,
 }
 
