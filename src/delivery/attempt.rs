@@ -48,9 +48,9 @@ pub enum Outcome {
 /// for the runner to take up at once as it does SMTP's new files: the sender, often a local
 /// account, should not wait for the next scan of `smtp/`.
 ///
-/// `asked`: a retry was requested while this runner's previous attempt was in flight, so the
-/// stored time that attempt wrote does not stand; otherwise a message whose stored time is
-/// still ahead is put back at that time untried (see `not_due`).
+/// `known_next`: the next-attempt time the runner last knew to be stored for the message. One
+/// stored now that differs from it and is still ahead was written by another server's attempt
+/// since: the message is put back at that time untried (see `tried_meanwhile`).
 pub async fn run(
     id: &str,
     config: Arc<Config>,
@@ -58,9 +58,9 @@ pub async fn run(
     mailboxes: &dyn Mailboxes,
     remote: &Remote,
     owner: &str,
-    asked: bool,
+    known_next: Option<u64>,
 ) -> (Outcome, Vec<String>) {
-    let prepared = prepare(id, &config, queue.as_ref(), mailboxes, owner, asked).await;
+    let prepared = prepare(id, &config, queue.as_ref(), mailboxes, owner, known_next).await;
     let (lease, mut msg, mut work) = match prepared {
         Ok(p) => p,
         Err(outcome) => return (outcome, Vec::new()),
@@ -257,7 +257,7 @@ async fn prepare(
     queue: &dyn Queue,
     mailboxes: &dyn Mailboxes,
     owner: &str,
-    asked: bool,
+    known_next: Option<u64>,
 ) -> Result<(Lease, QueuedMessage, Work), Outcome> {
     let (lease, mut msg) = match queue.take(id, owner, LEASE_TTL).await {
         Ok(Taken::Leased(lease, msg)) => (lease, msg),
@@ -276,7 +276,7 @@ async fn prepare(
             return Err(Outcome::RetryAt(now_ms() + 60_000));
         }
     };
-    if !asked && not_due(msg.next_attempt_ms, now_ms()) {
+    if tried_meanwhile(msg.next_attempt_ms, known_next, now_ms()) {
         tracing::debug!(
             queue_id = id,
             "tried meanwhile (by another server sharing the queue): next attempt as it set"
@@ -290,15 +290,19 @@ async fn prepare(
     Ok((lease, msg, work))
 }
 
-/// Whether a message taken now, whose stored next attempt is `next_ms`, was tried since the runner
-/// scheduled it: the time is ahead by more than a clock's slack between servers. Two servers that
-/// share a queue both schedule a deferred message for its time; the one that takes it second,
-/// at once or after finding it busy, would otherwise try it again right after the first one's
-/// attempt. A time too far ahead to be believed counts as due, as in `schedule::due_instant`.
-fn not_due(next_ms: u64, now_ms: u64) -> bool {
+/// Whether a message taken now, whose stored next attempt is `stored_ms`, was tried by another
+/// server since this runner learnt `known_ms`: the stored time changed and is still ahead (by
+/// more than a clock's slack between servers). Two servers that share a queue both schedule a
+/// deferred message for its time; the one that takes it second, at once or after finding it
+/// busy, would otherwise try it again right after the first one's attempt. A retry request
+/// writes a time that is not ahead, and a time this runner's own attempt wrote is the one it
+/// knows, so neither is held back; a time too far ahead to be believed counts as due, as in
+/// `schedule::due_instant`.
+fn tried_meanwhile(stored_ms: u64, known_ms: Option<u64>, now_ms: u64) -> bool {
     const SLACK_MS: u64 = 2_000;
     let now = std::time::Instant::now();
-    due_instant(next_ms, now_ms, now) > now + Duration::from_millis(SLACK_MS)
+    known_ms != Some(stored_ms)
+        && due_instant(stored_ms, now_ms, now) > now + Duration::from_millis(SLACK_MS)
 }
 
 /// Whether `take` failed on the message itself rather than on a passing condition.
@@ -593,7 +597,24 @@ fn transient_status(reply: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::transient_status;
+    use super::{transient_status, tried_meanwhile};
+
+    #[test]
+    fn a_message_is_held_back_only_for_a_changed_time_still_ahead() {
+        let now = 1_800_000_000_000;
+        let minute = 60_000;
+        // Another server deferred it since: a new time, a minute ahead.
+        assert!(tried_meanwhile(now + minute, Some(now - 5), now));
+        assert!(tried_meanwhile(now + minute, None, now));
+        // This runner's own attempt wrote that time (a retry asked during it): tried.
+        assert!(!tried_meanwhile(now + minute, Some(now + minute), now));
+        // A retry request wrote now, or a clock a second ahead did: tried.
+        assert!(!tried_meanwhile(now, Some(now + minute), now));
+        assert!(!tried_meanwhile(now + 1_000, Some(now + minute), now));
+        // Due long ago, or too far ahead to be believed: tried.
+        assert!(!tried_meanwhile(now - minute, Some(now - 2 * minute), now));
+        assert!(!tried_meanwhile(u64::MAX, None, now));
+    }
 
     #[test]
     fn delay_status_comes_from_the_last_temporary_reply() {

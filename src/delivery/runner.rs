@@ -70,9 +70,10 @@ struct Runner {
     received: HashMap<String, u64>,
     /// Ids an attempt is working on that were asked to retry meanwhile: due again at once.
     retry_after_flight: HashSet<String>,
-    /// Ids scheduled from `retry_after_flight`: tried whatever their stored time says (the
-    /// attempt that was in flight wrote it after the request).
-    retry_asked: HashSet<String>,
+    /// The next-attempt time this runner last knew to be stored for each message (read when
+    /// it found the message, or written by its own attempt): a stored time that differs, and
+    /// is still ahead, was written by another server's attempt since (see `attempt::run`).
+    stored_next: HashMap<String, u64>,
     remote: Arc<Remote>,
     concurrency: usize,
     /// Who this runner is to the queue's leases: `node.name:pid`.
@@ -99,6 +100,7 @@ impl Runner {
         for (id, next, received) in found {
             let at = due_instant(next, now_ms, now);
             self.received.insert(id.clone(), received);
+            self.stored_next.insert(id.clone(), next);
             self.schedule.insert(id, at);
         }
     }
@@ -180,7 +182,7 @@ impl Runner {
             in_flight: HashSet::new(),
             received: HashMap::new(),
             retry_after_flight: HashSet::new(),
-            retry_asked: HashSet::new(),
+            stored_next: HashMap::new(),
             remote: Arc::new(Remote::new(config)),
             concurrency: config.mail.delivery_concurrency.max(1),
             owner: format!("{}:{}", config.mail.node_name, std::process::id()).into(),
@@ -228,7 +230,7 @@ impl Runner {
                 break;
             };
             self.in_flight.insert(id.clone());
-            let asked = self.retry_asked.remove(&id);
+            let known_next = self.stored_next.get(&id).copied();
             let config = (self.ctx.config)();
             let queue = self.ctx.queue.clone();
             let mailboxes = self.ctx.mailboxes.clone();
@@ -238,7 +240,7 @@ impl Runner {
             let task = attempts.spawn(async move {
                 let mailboxes = mailboxes.as_ref();
                 let (outcome, notices) =
-                    attempt::run(&id, config, queue, mailboxes, &remote, &owner, asked).await;
+                    attempt::run(&id, config, queue, mailboxes, &remote, &owner, known_next).await;
                 (id, outcome, notices)
             });
             attempt_ids.insert(task.id(), task_id);
@@ -269,10 +271,11 @@ impl Runner {
         match outcome {
             Outcome::Finished => {
                 self.received.remove(&id);
+                self.stored_next.remove(&id);
             }
             Outcome::RetryAt(next_ms) => {
+                self.stored_next.insert(id.clone(), next_ms);
                 let at = if again {
-                    self.retry_asked.insert(id.clone());
                     Instant::now()
                 } else {
                     due_instant(next_ms, now_ms(), Instant::now())
