@@ -250,8 +250,11 @@ impl Database {
         let (tx, rx) = mpsc::unbounded_channel();
         let db = self.clone();
         tokio::spawn(async move {
+            // Whether the last failed check was logged as a warning: a server that stays
+            // read-only (a URL without target_session_attrs) is said once, not every 2 s.
+            let mut warned = false;
             loop {
-                if let Err(e) = db.listen_once(channel, &tx).await {
+                if let Err(e) = db.listen_once(channel, &tx, &mut warned).await {
                     tracing::debug!("LISTEN {channel}: {e}");
                 }
                 if tx.is_closed() {
@@ -267,6 +270,7 @@ impl Database {
         &self,
         channel: &str,
         tx: &mpsc::UnboundedSender<String>,
+        warned: &mut bool,
     ) -> Result<(), String> {
         use futures_util::StreamExt;
         let (client, mut connection) = self
@@ -309,12 +313,20 @@ impl Database {
                     }
                     None => break Err("the connection closed".to_string()),
                 },
-                _ = check.tick() => {
-                    if let Err(why) = still_writable(&client).await {
-                        tracing::warn!("LISTEN {channel} on {}: {why}; reconnecting", self.location);
+                _ = tx.closed() => break Ok(()),
+                _ = check.tick() => match still_writable(&client).await {
+                    Ok(()) => *warned = false,
+                    Err(why) => {
+                        if !*warned {
+                            tracing::warn!(
+                                "LISTEN {channel} on {}: {why}; reconnecting",
+                                self.location
+                            );
+                            *warned = true;
+                        }
                         break Err(why);
                     }
-                }
+                },
             }
         };
         driver.abort();
@@ -326,14 +338,20 @@ impl Database {
 /// read-only (a standby, or an old primary fenced after a failover) or does not answer within
 /// [`LISTEN_CHECK`].
 async fn still_writable(client: &tokio_postgres::Client) -> Result<(), String> {
-    let asked = client.query_one("SHOW transaction_read_only", &[]);
-    match tokio::time::timeout(LISTEN_CHECK, asked).await {
-        Err(_) => Err(format!("no answer within {} s", LISTEN_CHECK.as_secs())),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(row)) => match row.try_get::<_, String>(0) {
-            Ok(v) if v == "off" => Ok(()),
-            Ok(_) => Err("the database has become read-only (a failover?)".to_string()),
-            Err(e) => Err(e.to_string()),
-        },
+    use tokio_postgres::SimpleQueryMessage;
+    // The simple protocol: one round trip, nothing prepared (kind to a pooler in front).
+    let asked = client.simple_query("SHOW transaction_read_only");
+    let answer = match tokio::time::timeout(LISTEN_CHECK, asked).await {
+        Err(_) => return Err(format!("no answer within {} s", LISTEN_CHECK.as_secs())),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(messages)) => messages.into_iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        }),
+    };
+    match answer.as_deref() {
+        Some("off") => Ok(()),
+        Some(_) => Err("the database has become read-only (a failover?)".to_string()),
+        None => Err("no answer to SHOW transaction_read_only".to_string()),
     }
 }
