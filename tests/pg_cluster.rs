@@ -433,3 +433,72 @@ fn a_retry_with_two_servers_is_one_attempt_not_two() {
         );
     }
 }
+
+/// The servers' table while the database is away: the heartbeat's failure is logged once (not
+/// every 5 s), `jes_cluster_servers_up` falls to 0 (this server cannot vouch for anyone), both
+/// come back with the database, and a server asked to stop while the database answers nothing
+/// stops within seconds instead of waiting on its last heartbeat.
+#[test]
+fn with_the_database_away_the_heartbeat_says_so_once_and_the_server_still_stops() {
+    // Durable: the database is stopped as by a crash, and must come back with its tables.
+    let Some(pg) = Postgres::start_opts(
+        "with_the_database_away_the_heartbeat_says_so_once_and_the_server_still_stops",
+        pg::Options {
+            durable: true,
+            ..pg::Options::default()
+        },
+    ) else {
+        return;
+    };
+    let (mut a, http) = named(&pg, "node.name=mx-a\n");
+    let failing = "servers' table: cannot write this server's row";
+    let again = "servers' table: written again";
+    a.wait_until("jes_cluster_servers_up 1", Duration::from_secs(15), || {
+        gauge(&metrics(http), "jes_cluster_servers_up") == Some(1.0)
+    });
+
+    pg.stop();
+    a.wait_until("jes_cluster_servers_up 0", Duration::from_secs(15), || {
+        gauge(&metrics(http), "jes_cluster_servers_up") == Some(0.0)
+    });
+    // Three more heartbeats fail: still one line.
+    std::thread::sleep(Duration::from_secs(16));
+    assert_eq!(a.log().matches(failing).count(), 1, "{}", a.log());
+
+    pg.start_again();
+    a.wait_until(
+        "the heartbeat written again",
+        Duration::from_secs(20),
+        || a.log().contains(again),
+    );
+    a.wait_until(
+        "jes_cluster_servers_up 1 again",
+        Duration::from_secs(15),
+        || gauge(&metrics(http), "jes_cluster_servers_up") == Some(1.0),
+    );
+    assert_eq!(
+        pg.psql(
+            "jes",
+            "SELECT stopped_ms IS NULL AND seen_ms > 0 FROM jes_nodes WHERE name = 'mx-a'"
+        ),
+        "t"
+    );
+
+    // A database that takes connections and answers nothing: the last heartbeat and the
+    // giving back of kept messages wait 3 s each at most, so the server still stops.
+    pg.freeze(true);
+    std::thread::sleep(Duration::from_secs(6));
+    let asked = std::time::Instant::now();
+    a.signal("TERM");
+    let stopped = a.wait_exit(Duration::from_secs(20));
+    pg.freeze(false);
+    assert!(
+        stopped,
+        "still running 20 s after TERM with the database silent\n{}",
+        a.log()
+    );
+    println!(
+        "stopped {:?} after TERM with the database silent",
+        asked.elapsed()
+    );
+}

@@ -422,6 +422,33 @@ pub fn add_accounts(etc: &Path, users: &str) {
 }
 
 impl Postgres {
+    /// Freezes the server and every backend (SIGSTOP), or thaws them (SIGCONT): a database that
+    /// takes connections into its backlog and answers nothing, as behind a dead network path.
+    pub fn freeze(&self, frozen: bool) {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap();
+        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        for pid in pids {
+            // SAFETY: kill has no memory preconditions; a process gone meanwhile is ESRCH.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
     /// Stops the server at once (as a crash would), keeping its folder.
     pub fn stop(&self) {
         self.run(
