@@ -490,13 +490,10 @@ fn with_the_database_away_the_heartbeat_says_so_once_and_the_server_still_stops(
     std::thread::sleep(Duration::from_secs(6));
     let asked = std::time::Instant::now();
     a.signal("TERM");
-    let stopped = a.wait_exit(Duration::from_secs(20));
+    // (wait_exit panics after 20 s; the database is thawed by its Drop then)
+    let exited_cleanly = a.wait_exit(Duration::from_secs(20));
     pg.freeze(false);
-    assert!(
-        stopped,
-        "still running 20 s after TERM with the database silent\n{}",
-        a.log()
-    );
+    assert!(exited_cleanly, "exit status not 0\n{}", a.log());
     println!(
         "stopped {:?} after TERM with the database silent",
         asked.elapsed()

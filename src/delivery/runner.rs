@@ -364,7 +364,10 @@ fn apply_retry(runner: &mut Runner, request: RetryRequest) {
         }
         RetryRequest::All => {
             tracing::info!("queue: retry of every message requested");
-            for id in runner.schedule.ids() {
+            // In flight too: the attempt's new time overwrites the request's "now", and the
+            // other servers then leave the message to this one.
+            let in_flight: Vec<String> = runner.in_flight.iter().cloned().collect();
+            for id in runner.schedule.ids().into_iter().chain(in_flight) {
                 runner.retry_now(id);
             }
         }

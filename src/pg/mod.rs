@@ -273,10 +273,13 @@ impl Database {
         warned: &mut bool,
     ) -> Result<(), String> {
         use futures_util::StreamExt;
-        let (client, mut connection) = self
-            .config
-            .connect(self.tls.clone())
+        // Bounded: the driver's connect timeout covers the TCP connect only, and a server that
+        // takes connections but answers nothing would hold this task for hours.
+        let silent = || format!("no answer within {} s", LISTEN_CHECK.as_secs());
+        let connecting = tokio::time::timeout(LISTEN_CHECK, self.config.connect(self.tls.clone()));
+        let (client, mut connection) = connecting
             .await
+            .map_err(|_| silent())?
             .map_err(|e| e.to_string())?;
         let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
@@ -293,10 +296,12 @@ impl Database {
                 }
             }
         });
-        let listened = client
-            .batch_execute(&format!("LISTEN {channel}"))
-            .await
-            .map_err(|e| e.to_string());
+        let listen = format!("LISTEN {channel}");
+        let listened = match tokio::time::timeout(LISTEN_CHECK, client.batch_execute(&listen)).await
+        {
+            Err(_) => Err(silent()),
+            Ok(done) => done.map_err(|e| e.to_string()),
+        };
         if let Err(e) = listened {
             driver.abort();
             return Err(e);
@@ -345,7 +350,7 @@ async fn still_writable(client: &tokio_postgres::Client) -> Result<(), String> {
         Err(_) => return Err(format!("no answer within {} s", LISTEN_CHECK.as_secs())),
         Ok(Err(e)) => return Err(e.to_string()),
         Ok(Ok(messages)) => messages.into_iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            SimpleQueryMessage::Row(row) => row.try_get(0).ok().flatten().map(str::to_string),
             _ => None,
         }),
     };

@@ -424,11 +424,26 @@ pub fn add_accounts(etc: &Path, users: &str) {
 impl Postgres {
     /// Freezes the server and every backend (SIGSTOP), or thaws them (SIGCONT): a database that
     /// takes connections into its backlog and answers nothing, as behind a dead network path.
+    /// Never panics (it also thaws from `Drop`); a server that is not running is left alone.
     pub fn freeze(&self, frozen: bool) {
-        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap();
-        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
-        let mut pids = vec![postmaster];
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid_file =
+            std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+        let Some(postmaster) = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
+            return;
+        };
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // The postmaster first, so that no backend starts while the others are found.
+        // SAFETY: kill has no memory preconditions; a process gone meanwhile is ESRCH.
+        unsafe { libc::kill(postmaster, signal) };
+        let mut pids = Vec::new();
+        let Ok(proc) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in proc.flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };
@@ -442,7 +457,6 @@ impl Postgres {
                 pids.push(pid);
             }
         }
-        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
         for pid in pids {
             // SAFETY: kill has no memory preconditions; a process gone meanwhile is ESRCH.
             unsafe { libc::kill(pid, signal) };
@@ -467,6 +481,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // A test that failed while its database was frozen.
+        self.freeze(false);
         let _ = self
             .command("pg_ctl")
             .args([
