@@ -19,11 +19,16 @@ use jes::queue::{Queue, QueueError, RecipientState, Taken};
 use pg::{Options, Postgres};
 
 fn database(pg: &Postgres, dir: &std::path::Path) -> Database {
+    database_leasing(pg, dir, Duration::from_secs(60))
+}
+
+/// As `database`, with `store.leaseseconds` of `lease`.
+fn database_leasing(pg: &Postgres, dir: &std::path::Path, lease: Duration) -> Database {
     let settings = Settings {
         url: pg.url("jes"),
         password_file: Some(pg.password_file(dir)),
         max_connections: 4,
-        lease: Duration::from_secs(60),
+        lease,
         sweep: Duration::from_secs(300),
     };
     Database::open(&settings).unwrap()
@@ -566,5 +571,43 @@ fn a_message_stored_for_this_servers_runner_is_leased_to_it_from_the_start() {
         };
         b.complete(lease, None).await.unwrap();
         assert_eq!(count(&pg, "jes_queue"), 0);
+    });
+}
+
+/// A lease is renewed while its holder lives, but for no longer than the take's `ttl` (an
+/// attempt's bound): a holder that died without ending it (a panicked attempt) must not keep the
+/// message from every server until a restart.
+#[test]
+fn a_lease_is_renewed_for_the_takes_ttl_and_no_longer() {
+    let Some(pg) = Postgres::start("a_lease_is_renewed_for_the_takes_ttl_and_no_longer") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lease = Duration::from_secs(2);
+        let a = PgQueue::for_tool(database_leasing(&pg, dir.path(), lease), "a:1".into());
+        let b = PgQueue::for_tool(database_leasing(&pg, dir.path(), lease), "b:2".into());
+        let id = enqueue(&a, "Subject: held\r\n\r\nx\r\n").await;
+        // Taken for 5 s and never ended: renewed past the 2 s lease while within the 5 s...
+        let Taken::Leased(_held, _) = a.take(&id, "a:1", Duration::from_secs(5)).await.unwrap()
+        else {
+            panic!("leased");
+        };
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(matches!(
+            b.take(&id, "b:2", Duration::from_secs(60)).await.unwrap(),
+            Taken::Busy
+        ));
+        // ... and free once the last renewal (at most 5 s after the take) has run out.
+        let started = std::time::Instant::now();
+        let taken = loop {
+            match b.take(&id, "b:2", Duration::from_secs(60)).await.unwrap() {
+                Taken::Leased(lease, _) => break Some(lease),
+                _ if started.elapsed() > Duration::from_secs(10) => break None,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        assert!(taken.is_some(), "still held 14 s after a take for 5 s");
     });
 }

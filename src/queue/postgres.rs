@@ -130,19 +130,33 @@ impl PgQueue {
         Some(held.digest)
     }
 
-    /// Keeps lease `token` on `id` (body `digest`), renewed every half lease unless it is zero.
-    fn hold(&self, id: &str, token: i64, digest: Vec<u8>, lease: Duration) {
-        let renewal = (!lease.is_zero()).then(|| self.renew(id, token, lease));
+    /// Keeps lease `token` on `id` (body `digest`), renewed every half lease unless it is zero,
+    /// for at most `ttl` (the take's: how long an attempt may hold a message). The bound is
+    /// what frees a message whose attempt died without ending its lease (a panic): its renewal
+    /// would otherwise hold it for this server, and make it Busy to every other, until a restart.
+    fn hold(&self, id: &str, token: i64, digest: Vec<u8>, lease: Duration, ttl: Duration) {
+        let renewal = (!lease.is_zero()).then(|| self.renew(id, token, lease, ttl));
         guard(&self.held).insert(token, Held { renewal, digest });
     }
 
-    /// Extends lease `token` every half lease while this process holds it.
-    fn renew(&self, id: &str, token: i64, lease: Duration) -> tokio::task::JoinHandle<()> {
+    /// Extends lease `token` every half lease while this process holds it, for at most `ttl`.
+    fn renew(
+        &self,
+        id: &str,
+        token: i64,
+        lease: Duration,
+        ttl: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let (db, id) = (self.db.clone(), id.to_string());
         let lease_ms = lease.as_millis() as i64;
+        let until = tokio::time::Instant::now() + ttl;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 2).await;
+                if tokio::time::Instant::now() >= until {
+                    tracing::warn!(queue_id = %id, "held longer than {} s: its lease is left to run out", ttl.as_secs());
+                    return;
+                }
                 let Ok(client) = db.client().await else {
                     continue;
                 };
@@ -373,7 +387,9 @@ impl Queue for PgQueue {
             dsn: dsn.message.clone(),
             message: message.as_ref().clone(),
         };
-        self.hold(&id, token, bodies::digest(&message), lease);
+        // Until the runner's take renews it under the attempt's bound (or half a lease has
+        // passed and it is given back).
+        self.hold(&id, token, bodies::digest(&message), lease, lease);
         guard(&self.ready).insert(lease_of, msg);
         Ok(id)
     }
@@ -458,6 +474,10 @@ impl Queue for PgQueue {
         let ready = guard(&self.ready).take(id);
         if let Some((lease, msg, waited)) = ready {
             if waited < self.db.lease / 2 {
+                if let Some(digest) = self.let_go(lease.token) {
+                    let token = lease.token as i64;
+                    self.hold(id, token, digest, self.db.lease, ttl);
+                }
                 return Ok(Taken::Leased(lease, msg));
             }
             self.release(lease).await;
@@ -530,7 +550,7 @@ impl Queue for PgQueue {
         };
         let recipients = rcpts.iter().map(recipient_of).collect();
         let msg = message_at(&row, 2, id.to_string(), recipients);
-        self.hold(id, token, row.get(10), lease);
+        self.hold(id, token, row.get(10), lease, ttl);
         Ok(Taken::Leased(l, msg))
     }
 
