@@ -511,30 +511,11 @@ def run(c):
 
 def drive(run, done, script_timeout=None):
     """Runs `run(console)` in a fresh browser; on a failure prints the page and the browser's log
-    before re-raising; prints `done` when every check passed. For the other e2e scripts."""
+    and saves a screenshot before re-raising; prints `done` when every check passed. Used by this
+    script's main and the other e2e scripts."""
     d = make_driver()
     if script_timeout:
         d.set_script_timeout(script_timeout)
-    c = Console(d)
-    try:
-        run(c)
-    except BaseException:
-        traceback.print_exc()
-        try:
-            print("URL:", d.current_url, file=sys.stderr)
-            print("page text:\n", d.find_element(By.TAG_NAME, "body").text[:3000], file=sys.stderr)
-            for e in c.logs():
-                print("browser:", e, file=sys.stderr)
-        except WebDriverException:
-            pass
-        raise
-    finally:
-        d.quit()
-    print(done)
-
-def main():
-    d = make_driver()
-    d.set_script_timeout(15)
     c = Console(d)
     try:
         run(c)
@@ -553,7 +534,11 @@ def main():
         raise
     finally:
         d.quit()
-    print("console e2e: all checks passed")
+    print(done)
+
+
+def main():
+    drive(run, "console e2e: all checks passed", script_timeout=15)
 
 
 if __name__ == "__main__":
