@@ -245,14 +245,17 @@ mod tests {
         );
     }
 
+    /// The configuration of folder `etc` with `text` as its mail.conf and no accounts.
+    fn config_of(etc: &Path, text: &str) -> Config {
+        std::fs::write(etc.join("mail.conf"), text).unwrap();
+        std::fs::write(etc.join("user.conf"), "# none\n").unwrap();
+        Config::load(etc).unwrap().0
+    }
+
     #[test]
     fn a_new_store_dir_waits_for_the_next_start() {
         let etc = tempfile::tempdir().unwrap();
-        let load = |text: &str| {
-            std::fs::write(etc.path().join("mail.conf"), text).unwrap();
-            std::fs::write(etc.path().join("user.conf"), "# none\n").unwrap();
-            Config::load(etc.path()).unwrap().0
-        };
+        let load = |text: &str| config_of(etc.path(), text);
         let running = load("domains=a.test\nstore.dir=/srv/one\n");
         let mut new = load("domains=b.test\nstore.dir=/srv/two\n");
         keep_start_only(&mut new, &running);
@@ -266,11 +269,7 @@ mod tests {
     #[test]
     fn a_new_node_name_waits_for_the_next_start() {
         let etc = tempfile::tempdir().unwrap();
-        let load = |text: &str| {
-            std::fs::write(etc.path().join("mail.conf"), text).unwrap();
-            std::fs::write(etc.path().join("user.conf"), "# none\n").unwrap();
-            Config::load(etc.path()).unwrap().0
-        };
+        let load = |text: &str| config_of(etc.path(), text);
         let running = load("domains=a.test\nnode.name=mx-a\n");
         let mut new = load("domains=b.test\nnode.name=mx-b\n");
         assert_eq!(
